@@ -1,0 +1,74 @@
+"""Postroom: outbound correspondence for case-management and workflow applications.
+
+Open it on a database, apply records, create cases; a sender agent delivers::
+
+    from postroom import Postroom
+
+    with Postroom.open("sqlite:///postroom.db") as postroom:
+        postroom.apply("examples/mortgage.yaml")
+        case = postroom.cases.create("MyOrg-Mortgage-Work-MortgageRequest",
+                                     data={"amount": 250000}, operator="alice")
+"""
+
+from postroom.accounts import DEFAULT_ACCOUNT, EmailAccount, Protocol, Provider, Security
+from postroom.agent import AgentConfig, AgentStats, SenderAgent
+from postroom.app import Postroom
+from postroom.cases import Case, CaseType, SendEmailStep
+from postroom.correspondence import Correspondence
+from postroom.errors import (
+    ConfigurationError,
+    DeliveryError,
+    MessageError,
+    NoAccountError,
+    NotFoundError,
+    PermanentDeliveryError,
+    PostroomError,
+    SecretError,
+    StateError,
+    TemplateError,
+    TemplateSecurityError,
+    TransientDeliveryError,
+    UnknownParameterError,
+)
+from postroom.operators import Operator
+from postroom.outbox import OutboxEntry, OutboxStatus
+from postroom.settings import Settings
+from postroom.transports import Envelope, Transport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "AgentConfig",
+    "AgentStats",
+    "Case",
+    "CaseType",
+    "ConfigurationError",
+    "Correspondence",
+    "DeliveryError",
+    "EmailAccount",
+    "Envelope",
+    "MessageError",
+    "NoAccountError",
+    "NotFoundError",
+    "Operator",
+    "OutboxEntry",
+    "OutboxStatus",
+    "PermanentDeliveryError",
+    "Postroom",
+    "PostroomError",
+    "Protocol",
+    "Provider",
+    "SecretError",
+    "Security",
+    "SendEmailStep",
+    "SenderAgent",
+    "Settings",
+    "StateError",
+    "TemplateError",
+    "TemplateSecurityError",
+    "Transport",
+    "TransientDeliveryError",
+    "UnknownParameterError",
+    "__version__",
+]

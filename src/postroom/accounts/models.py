@@ -1,0 +1,145 @@
+"""The email account record."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from postroom.accounts.advanced import TLS_VERSIONS, parse_advanced
+from postroom.accounts.presets import PRESETS, Provider, Security, preset_warnings
+from postroom.validation import check_address, check_display_name, check_record_name
+
+DEFAULT_ACCOUNT = "Default"
+
+
+class Protocol(StrEnum):
+    SMTP = "smtp"
+    GRAPH = "graph"
+
+
+class EmailAccount(BaseModel):
+    """Sender settings: identity, connection and security of one outbound account."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    name: str
+    provider: Provider = Provider.CUSTOM
+    protocol: Protocol = Protocol.SMTP
+    address: str
+    display_name: str = ""
+    user_id: str | None = None
+    password: SecretStr | None = None
+    reply_to: str | None = None
+    host: str | None = None
+    port: int = Field(587, ge=1, le=65535)
+    security: Security = Security.STARTTLS
+    tls_min_version: str = "1.2"
+    truststore: str | None = Field(None, description="PEM bundle of trusted CA certificates")
+    allow_insecure_auth: bool = Field(
+        False, description="Allow sending credentials without TLS (never do this on a network)."
+    )
+    advanced: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_record_name(v, what="account name")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        return check_address(v, what="account address")
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, v: str | None) -> str | None:
+        return None if not v else check_address(v, what="reply-to address")
+
+    @field_validator("display_name")
+    @classmethod
+    def _display(cls, v: str) -> str:
+        return check_display_name(v)
+
+    @field_validator("tls_min_version")
+    @classmethod
+    def _tls(cls, v: str) -> str:
+        v = str(v).removeprefix("TLSv")
+        if v not in TLS_VERSIONS:
+            raise ValueError("tls_min_version must be 1.2 or 1.3")
+        return v
+
+    @field_validator("truststore")
+    @classmethod
+    def _truststore(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        try:
+            certificates = x509.load_pem_x509_certificates(v.encode())
+        except ValueError:
+            raise ValueError("truststore must be a PEM bundle of CA certificates") from None
+        if not certificates:
+            raise ValueError("truststore holds no certificate")
+        return v
+
+    @field_validator("advanced", mode="before")
+    @classmethod
+    def _advanced(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, dict):
+            v = {str(k): str(val).lower() if isinstance(val, bool) else str(val) for k, val in v.items()}
+            parse_advanced(v)
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        # Choosing a provider fills host, port and security; each stays editable.
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if v is not None}
+        try:
+            provider = Provider(data.get("provider", Provider.CUSTOM))
+        except ValueError:
+            return data  # the field validator reports the unknown provider
+        preset = PRESETS.get(provider)
+        if preset is not None:
+            data.setdefault("host", preset.host)
+            data.setdefault("port", preset.port)
+            data.setdefault("security", preset.security)
+        if "port" not in data:
+            security = data.get("security", Security.STARTTLS)
+            data["port"] = {"tls": 465, "starttls": 587}.get(str(security), 25)
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> EmailAccount:
+        if self.protocol is Protocol.GRAPH:
+            raise ValueError("protocol 'graph' is not available yet; use 'smtp'")
+        if not self.host:
+            raise ValueError("host is required for an SMTP account (or choose a provider)")
+        if (
+            self.password is not None
+            and self.security is Security.NONE
+            and not self.allow_insecure_auth
+        ):
+            raise ValueError(
+                "this account would send its password without encryption; use security "
+                "'starttls' or 'tls', or set allow_insecure_auth: true for a local test server"
+            )
+        return self
+
+    @property
+    def login(self) -> str:
+        """The user name for SMTP AUTH: ``user_id``, else the address."""
+        return self.user_id or self.address
+
+    @property
+    def warnings(self) -> list[str]:
+        """Settings that depart from the chosen provider's preset."""
+        return preset_warnings(
+            self.provider, host=self.host, port=self.port, security=self.security
+        )

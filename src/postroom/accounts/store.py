@@ -1,0 +1,92 @@
+"""Persistence of email accounts; passwords are encrypted before they reach the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from postroom.accounts.models import EmailAccount
+from postroom.db import tables
+from postroom.db.types import utcnow
+from postroom.errors import NotFoundError
+from postroom.records import Change
+from postroom.security import SecretBox
+
+
+
+
+class AccountStore:
+    """Reads and writes :class:`EmailAccount` records."""
+
+    def __init__(self, secrets: SecretBox) -> None:
+        self._secrets = secrets
+
+    def _to_row(self, account: EmailAccount) -> dict[str, Any]:
+        row = account.model_dump(mode="json", exclude={"password"})
+        row["password"] = (
+            self._secrets.encrypt(account.password.get_secret_value())
+            if account.password is not None
+            else None
+        )
+        return row
+
+    def _from_row(self, row: Any) -> EmailAccount:
+        data = dict(row._mapping)
+        data.pop("created_at", None)
+        data.pop("updated_at", None)
+        stored = data.pop("password")
+        if stored is not None:
+            data["password"] = self._secrets.decrypt(
+                stored, what=f"the password of account {data['name']}"
+            )
+        return EmailAccount.model_validate(data)
+
+    def get(self, conn: Connection, name: str) -> EmailAccount:
+        row = conn.execute(select(tables.accounts).where(tables.accounts.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"no email account named {name!r}")
+        return self._from_row(row)
+
+    def exists(self, conn: Connection, name: str) -> bool:
+        query = select(tables.accounts.c.name).where(tables.accounts.c.name == name)
+        return conn.execute(query).first() is not None
+
+    def list(self, conn: Connection) -> list[EmailAccount]:
+        rows = conn.execute(select(tables.accounts).order_by(tables.accounts.c.name))
+        return [self._from_row(row) for row in rows]
+
+    def put(self, conn: Connection, account: EmailAccount) -> Change:
+        """Insert or update; ``unchanged`` when the stored record is equal."""
+        now = utcnow()
+        try:
+            current = self.get(conn, account.name)
+        except NotFoundError:
+            conn.execute(
+                insert(tables.accounts).values(
+                    **self._to_row(account), created_at=now, updated_at=now
+                )
+            )
+            return "created"
+        if _same(current, account):
+            return "unchanged"
+        conn.execute(
+            update(tables.accounts)
+            .where(tables.accounts.c.name == account.name)
+            .values(**self._to_row(account), updated_at=now)
+        )
+        return "updated"
+
+    def delete(self, conn: Connection, name: str) -> None:
+        result = conn.execute(delete(tables.accounts).where(tables.accounts.c.name == name))
+        if result.rowcount == 0:
+            raise NotFoundError(f"no email account named {name!r}")
+
+
+def _same(a: EmailAccount, b: EmailAccount) -> bool:
+    def secret(x: EmailAccount) -> str | None:
+        return x.password.get_secret_value() if x.password is not None else None
+
+    return a.model_dump(exclude={"password"}) == b.model_dump(exclude={"password"}) and secret(
+        a
+    ) == secret(b)

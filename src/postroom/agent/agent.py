@@ -1,0 +1,160 @@
+"""The sender agent: claims due rows in batches under a lease, delivers, records.
+
+Stops cleanly when its stop event is set (SIGTERM in the CLI): the batch in
+flight is finished and recorded, then connections are closed with QUIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, insert, update
+
+from postroom.agent.delivery import AccountLoader, Deliverer
+from postroom.agent.recording import record_outcomes
+from postroom.db import tables
+from postroom.db.types import utcnow
+from postroom.outbox.models import ClaimedEmail
+from postroom.outbox.retry import RetryPolicy
+from postroom.outbox.store import OutboxStore
+from postroom.transports.base import TransportFactory
+
+log = logging.getLogger("postroom.agent")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """How an agent claims and paces its work."""
+
+    batch_size: int = 200
+    poll_interval: float = 1.0
+    lease_seconds: float = 60.0
+    heartbeat_interval: float = 5.0
+    connections_per_account: int = 4
+
+
+@dataclass(slots=True)
+class AgentStats:
+    """What an agent did while it ran."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    batches: int = 0
+
+
+def new_agent_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class SenderAgent:
+    """Delivers the outbox; run any number of them against one database."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        load_account: AccountLoader,
+        transport_factory: TransportFactory,
+        policy: RetryPolicy,
+        config: AgentConfig,
+        agent_id: str | None = None,
+    ) -> None:
+        self.id = agent_id or new_agent_id()
+        self._engine = engine
+        self._load_account = load_account
+        self._config = config
+        self._outbox = OutboxStore()
+        self._deliverer = Deliverer(
+            factory=transport_factory,
+            policy=policy,
+            connections_per_account=config.connections_per_account,
+        )
+        self.stats = AgentStats()
+
+    async def run(self, *, stop: asyncio.Event | None = None, until_idle: bool = False) -> AgentStats:
+        """Work until ``stop`` is set, or with ``until_idle`` until nothing is due."""
+        stop = stop or asyncio.Event()
+        await asyncio.to_thread(self._register)
+        beat = asyncio.create_task(self._heartbeat(stop))
+        try:
+            while not stop.is_set():
+                rows = await asyncio.to_thread(self._claim)
+                if not rows:
+                    if until_idle:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self._config.poll_interval)
+                    continue
+                await self._process(rows)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            await self._deliverer.close()
+            await asyncio.to_thread(self._beat, "stopped")
+        return self.stats
+
+    async def _process(self, rows: list[ClaimedEmail]) -> None:
+        outcomes = await self._deliverer.deliver(rows, self._load_account)
+        claimed = {r.id: r for r in rows}
+        tally = await asyncio.to_thread(
+            record_outcomes, self._engine, self._outbox, outcomes, claimed, owner=self.id
+        )
+        self.stats.sent += tally.sent
+        self.stats.failed += tally.failed
+        self.stats.retried += tally.retried
+        self.stats.batches += 1
+        log.info(
+            "batch of %d: %d sent, %d failed, %d to retry",
+            len(rows), tally.sent, tally.failed, tally.retried,
+        )
+
+    def _claim(self) -> list[ClaimedEmail]:
+        with self._engine.begin() as conn:
+            return self._outbox.claim(
+                conn, owner=self.id, limit=self._config.batch_size,
+                lease=self._config.lease_seconds,
+            )
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._config.heartbeat_interval)
+            try:
+                await asyncio.to_thread(self._beat, "running")
+            except Exception:  # a missed beat must not stop delivery
+                log.exception("heartbeat failed")
+
+    def _register(self) -> None:
+        now = utcnow()
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(tables.agents).values(
+                    id=self.id, host=socket.gethostname(), pid=os.getpid(), state="running",
+                    started_at=now, last_beat_at=now, sent=0, failed=0,
+                )
+            )
+
+    def _beat(self, state: str) -> None:
+        now = utcnow()
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(tables.agents)
+                .where(tables.agents.c.id == self.id)
+                .values(
+                    state=state,
+                    last_beat_at=now,
+                    sent=self.stats.sent,
+                    failed=self.stats.failed,
+                    **({"stopped_at": now} if state == "stopped" else {}),
+                )
+            )
+            if state == "running":
+                self._outbox.renew(conn, owner=self.id, lease=self._config.lease_seconds)

@@ -1,0 +1,197 @@
+"""Composing an email for a case: recipients, rendering, account resolution, MIME."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from postroom.accounts import AccountStore, EmailAccount, Resolution, resolve_account
+from postroom.cases import store as case_store
+from postroom.cases.models import Case, Recipient, RecipientKind
+from postroom.correspondence import Attachment, Mailbox, OutgoingEmail, Renderer, build_message
+from postroom.correspondence.mime import new_message_id
+from postroom.db.types import utcnow
+from postroom.errors import ConfigurationError, MessageError
+from postroom.operators import Operator, OperatorStore
+from postroom.outbox.models import NewEmail
+from postroom.validation import check_address
+
+
+@dataclass(frozen=True, slots=True)
+class EmailRequest:
+    """What to send: recipients and either a correspondence name or inline content."""
+
+    to: Sequence[Recipient] = ()
+    cc: Sequence[Recipient] = ()
+    bcc: Sequence[Recipient] = ()
+    correspondence: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    include_attachments: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ComposedEmail:
+    """A built email and the account resolution that chose its sender."""
+
+    email: NewEmail
+    resolution: Resolution
+    recipients: tuple[Mailbox, ...]
+
+
+class Composer:
+    """Turns an :class:`EmailRequest` for a case (or a bare class) into outbox bytes."""
+
+    def __init__(
+        self,
+        *,
+        accounts: AccountStore,
+        operators: OperatorStore,
+        renderer: Callable[[Connection], Renderer],
+    ) -> None:
+        self._accounts = accounts
+        self._operators = operators
+        self._renderer = renderer
+
+    def compose(
+        self,
+        conn: Connection,
+        request: EmailRequest,
+        *,
+        class_name: str,
+        case: Case | None = None,
+        actor: Operator | None = None,
+        label: str = "",
+    ) -> ComposedEmail:
+        resolution = resolve_account(class_name, lambda n: self._accounts.exists(conn, n))
+        account = self._accounts.get(conn, resolution.account)
+        to = self._mailboxes(conn, request.to, case)
+        cc = self._mailboxes(conn, request.cc, case)
+        bcc = self._mailboxes(conn, request.bcc, case)
+        if not (to or cc or bcc):
+            raise MessageError("the email has no recipient")
+        context = _context(case, label=label, class_name=class_name, actor=actor,
+                           account=account, party=_first_party(request, case))
+        renderer = self._renderer(conn)
+        if request.correspondence:
+            rendered = renderer.render(request.correspondence, context)
+        else:
+            rendered = renderer.render_inline(
+                subject=request.subject or "", body=request.body or "", context=context
+            )
+        attachments: tuple[Attachment, ...] = ()
+        if request.include_attachments and case is not None:
+            attachments = tuple(
+                Attachment(n, ct, b) for n, ct, b in case_store.attachment_contents(conn, case.id)
+            )
+        message_id = new_message_id(account.address)
+        outgoing = OutgoingEmail(
+            sender=Mailbox(account.address, account.display_name),
+            to=tuple(to),
+            cc=tuple(cc),
+            bcc=tuple(bcc),
+            reply_to=account.reply_to,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            message_id=message_id,
+            date=utcnow(),
+            attachments=attachments,
+            headers=(("X-Postroom-Case", case.id),) if case is not None else (),
+        )
+        message = build_message(outgoing)
+        return ComposedEmail(
+            email=NewEmail(
+                message_id=message_id,
+                account=account.name,
+                subject=rendered.subject,
+                mail_from=account.address,
+                recipients=tuple(outgoing.envelope_recipients),
+                message=message,
+                case_id=case.id if case is not None else None,
+            ),
+            resolution=resolution,
+            recipients=(*to, *cc, *bcc),
+        )
+
+    def _mailboxes(
+        self, conn: Connection, recipients: Sequence[Recipient], case: Case | None
+    ) -> list[Mailbox]:
+        boxes = []
+        for r in recipients:
+            if r.kind is RecipientKind.ADDRESS:
+                boxes.append(Mailbox(r.value))
+            elif r.kind is RecipientKind.OPERATOR:
+                operator = self._operators.get(conn, r.value)
+                if not operator.email:
+                    raise MessageError(f"operator {operator.id} has no email address")
+                boxes.append(Mailbox(operator.email, operator.name))
+            elif case is None:
+                raise MessageError(f"a {r.kind} recipient needs a case")
+            elif r.kind is RecipientKind.PARTY:
+                party = next((p for p in case.parties if p.role == r.value), None)
+                if party is None:
+                    raise MessageError(f"case {case.id} has no {r.value} work party")
+                boxes.append(Mailbox(party.address, party.name))
+            else:
+                value = case.data.get(r.value)
+                if not isinstance(value, str) or not value:
+                    raise MessageError(f"case {case.id} has no address in field {r.value!r}")
+                try:
+                    boxes.append(Mailbox(check_address(value, what=f"field {r.value}")))
+                except ValueError as exc:
+                    raise MessageError(str(exc)) from None
+        return boxes
+
+
+def _first_party(request: EmailRequest, case: Case | None) -> dict[str, Any]:
+    if case is None:
+        return {}
+    for r in (*request.to, *request.cc, *request.bcc):
+        if r.kind is RecipientKind.PARTY:
+            for p in case.parties:
+                if p.role == r.value:
+                    return p.model_dump()
+    return {}
+
+
+def _context(
+    case: Case | None,
+    *,
+    label: str,
+    class_name: str,
+    actor: Operator | None,
+    account: EmailAccount,
+    party: dict[str, Any],
+) -> dict[str, Any]:
+    # Plain data only: the sandbox sees dicts and strings, never live objects.
+    case_view: dict[str, Any] = {"class_name": class_name, "type": label or class_name}
+    if case is not None:
+        case_view.update(
+            id=case.id,
+            status=case.status,
+            created_by=case.created_by,
+            created_at=case.created_at.isoformat(timespec="seconds"),
+            data=dict(case.data),
+        )
+    return {
+        "case": case_view,
+        "party": party,
+        "operator": actor.model_dump() if actor is not None else {},
+        "account": {
+            "name": account.name,
+            "address": account.address,
+            "display_name": account.display_name,
+        },
+    }
+
+
+def check_data(data: dict[str, Any]) -> dict[str, Any]:
+    """Case data: field names are identifiers; values are JSON scalars, lists or objects."""
+    for key in data:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigurationError(f"case data field {key!r} must be a plain identifier")
+    return data

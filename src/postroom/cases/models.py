@@ -1,0 +1,231 @@
+"""Case types, their work parties and send-email steps, and case records."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from postroom.validation import check_address, check_record_name
+
+_PARTY_SOURCE = re.compile(r"^(creator|creator\.reports_to|operator:[A-Za-z0-9_.\-]+|data\.\w+)$")
+_STATUS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
+INITIAL_STATUS = "New"
+
+
+def check_status(value: str) -> str:
+    if not _STATUS.match(value):
+        raise ValueError(
+            f"case status {value!r} must be 1-64 letters, digits, spaces, '.', '_' or '-'"
+        )
+    return value
+
+
+class RecipientKind(StrEnum):
+    PARTY = "party"
+    OPERATOR = "operator"
+    ADDRESS = "address"
+    FIELD = "field"
+
+
+class Recipient(BaseModel):
+    """One entry of a step's to/cc/bcc: ``{party: Role}``, ``{operator: id}``, ..."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: RecipientKind
+    value: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kind" not in data:
+            if len(data) != 1:
+                raise ValueError(
+                    "a recipient is one of {party: Role}, {operator: id}, "
+                    "{address: someone@example.com} or {field: name}"
+                )
+            ((key, value),) = data.items()
+            return {"kind": key, "value": value}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipient:
+        if self.kind is RecipientKind.ADDRESS:
+            check_address(self.value, what="recipient address")
+        elif not self.value.strip():
+            raise ValueError(f"recipient {self.kind} must not be empty")
+        return self
+
+    @model_serializer
+    def _dump(self) -> dict[str, str]:
+        return {str(self.kind): self.value}
+
+
+class Trigger(BaseModel):
+    """When a step fires: on creation, or when the case enters a status."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event: Literal["created", "status"]
+    status: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, data: Any) -> Any:
+        if data == "created":
+            return {"event": "created"}
+        if isinstance(data, dict) and set(data) == {"status"}:
+            return {"event": "status", "status": data["status"]}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Trigger:
+        if self.event == "status":
+            if self.status is None:
+                raise ValueError("a status trigger needs a status")
+            check_status(self.status)
+        return self
+
+    @model_serializer
+    def _dump(self) -> Any:
+        return "created" if self.event == "created" else {"status": self.status}
+
+    def fires_on(self, *, event: str, status: str | None) -> bool:
+        return self.event == event and (event == "created" or self.status == status)
+
+
+class DeliveryMode(StrEnum):
+    QUEUED = "queued"
+    IMMEDIATE = "immediate"  # try at once; on failure leave it queued for the agent
+
+
+class SendEmailStep(BaseModel):
+    """A send-email step of a case type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = ""
+    on: Trigger
+    to: list[Recipient] = Field(default_factory=list)
+    cc: list[Recipient] = Field(default_factory=list)
+    bcc: list[Recipient] = Field(default_factory=list)
+    correspondence: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    include_attachments: bool = False
+    mode: DeliveryMode = DeliveryMode.QUEUED
+
+    @model_validator(mode="after")
+    def _content(self) -> SendEmailStep:
+        inline = self.subject is not None or self.body is not None
+        if self.correspondence and inline:
+            raise ValueError("a step names a correspondence or gives subject and body, not both")
+        if not self.correspondence and (self.subject is None or self.body is None):
+            raise ValueError("a step needs a correspondence, or both subject and body")
+        if not (self.to or self.cc or self.bcc):
+            raise ValueError("a step needs at least one recipient in to, cc or bcc")
+        return self
+
+
+class CaseType(BaseModel):
+    """A kind of case: its class, work pool, id prefix, parties and email steps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    class_name: str = Field(alias="class")
+    class_group: str
+    label: str = ""
+    id_prefix: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,15}-?$")
+    parties: dict[str, str] = Field(default_factory=dict)
+    steps: list[SendEmailStep] = Field(default_factory=list)
+
+    @field_validator("class_name", "class_group")
+    @classmethod
+    def _names(cls, v: str) -> str:
+        return check_record_name(v, what="class name")
+
+    @field_validator("parties")
+    @classmethod
+    def _parties(cls, v: dict[str, str]) -> dict[str, str]:
+        for role, source in v.items():
+            check_record_name(role, what="work party role")
+            if not _PARTY_SOURCE.match(source):
+                raise ValueError(
+                    f"party {role}: source {source!r} must be creator, creator.reports_to, "
+                    "operator:<id> or data.<field>"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _steps_use_known_parties(self) -> CaseType:
+        for step in self.steps:
+            for recipient in (*step.to, *step.cc, *step.bcc):
+                if recipient.kind is RecipientKind.PARTY and recipient.value not in self.parties:
+                    raise ValueError(
+                        f"step {step.name or step.on}: party {recipient.value!r} is not one of "
+                        f"this case type's parties ({', '.join(self.parties) or 'none'})"
+                    )
+        return self
+
+
+class Party(BaseModel):
+    """A work party of a case: a role filled by an operator or an address."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    address: str
+    name: str = ""
+    operator_id: str | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One line of a case's history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    actor: str
+    action: str
+    detail: str
+
+
+class AttachmentInfo(BaseModel):
+    """A file attached to a case, without its content."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    name: str
+    content_type: str
+    size: int
+    created_at: datetime
+    outbox_id: int | None = None
+
+
+class Case(BaseModel):
+    """A case with its parties, attachments and history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    case_type: str
+    status: str
+    created_by: str | None
+    data: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    parties: list[Party] = Field(default_factory=list)
+    attachments: list[AttachmentInfo] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)

@@ -1,0 +1,240 @@
+"""Case operations: create, change status, attach; each fires its send-email steps.
+
+A case change and the emails it queues are written in one transaction: either
+both are committed or neither is.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from postroom.cases import store
+from postroom.cases.emails import Composer, EmailRequest, check_data
+from postroom.cases.models import (
+    INITIAL_STATUS,
+    Case,
+    CaseType,
+    DeliveryMode,
+    Party,
+    SendEmailStep,
+    check_status,
+)
+from postroom.cases.store import CaseTypeStore
+from postroom.correspondence.mime import new_message_id
+from postroom.db import tables
+from postroom.db.types import utcnow
+from postroom.errors import ConfigurationError, PostroomError
+from postroom.operators import Operator, OperatorStore
+from postroom.outbox.store import OutboxStore
+from postroom.validation import check_address, single_line
+
+MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
+
+
+class CaseService:
+    """Creates and changes cases; the CLI, the Python API and the web all call this."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        composer: Composer,
+        operators: OperatorStore,
+        outbox: OutboxStore,
+        deliver_now: Callable[[Sequence[int]], None],
+    ) -> None:
+        self._engine = engine
+        self._composer = composer
+        self._operators = operators
+        self._outbox = outbox
+        self._types = CaseTypeStore()
+        self._deliver_now = deliver_now
+
+    def create(
+        self, case_type: str, *, data: dict[str, Any] | None = None, operator: str | None = None
+    ) -> Case:
+        """Create a case, add its work parties and queue its ``on: created`` emails."""
+        data = check_data(dict(data or {}))
+        with self._engine.begin() as conn:
+            ctype = self._types.get(conn, case_type)
+            creator = self._operators.get(conn, operator) if operator else None
+            parties, notes = self._parties(conn, ctype, creator, data)
+            now = utcnow()
+            case_id = store.next_case_id(conn, ctype.id_prefix)
+            store.insert_case(
+                conn,
+                case_id=case_id,
+                case_type=ctype.class_name,
+                status=INITIAL_STATUS,
+                created_by=creator.id if creator else None,
+                data=data,
+                parties=parties,
+                now=now,
+            )
+            actor = creator.id if creator else store.SYSTEM
+            store.add_history(
+                conn, case_id, actor=actor, action="created",
+                detail=f"{ctype.label or ctype.class_name} created with status {INITIAL_STATUS}",
+            )
+            for note in notes:
+                store.add_history(conn, case_id, actor=store.SYSTEM, action="party", detail=note)
+            immediate = self._fire(conn, ctype, case_id, event="created", status=None, actor=creator)
+        self._deliver_now(immediate)
+        return self.get(case_id)
+
+    def set_status(self, case_id: str, status: str, *, operator: str | None = None) -> Case:
+        """Change the status and queue the steps that fire on entering it."""
+        try:
+            check_status(status)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        with self._engine.begin() as conn:
+            case = store.load_case(conn, case_id, details=False)
+            actor_op = self._operators.get(conn, operator) if operator else None
+            ctype = self._types.get(conn, case.case_type)
+            store.set_case_status(conn, case_id, status)
+            store.add_history(
+                conn, case_id, actor=actor_op.id if actor_op else store.SYSTEM,
+                action="status", detail=f"status {case.status} → {status}",
+            )
+            immediate = self._fire(conn, ctype, case_id, event="status", status=status, actor=actor_op)
+        self._deliver_now(immediate)
+        return self.get(case_id)
+
+    def attach(
+        self,
+        case_id: str,
+        *,
+        name: str,
+        content: bytes,
+        content_type: str | None = None,
+        operator: str | None = None,
+    ) -> Case:
+        clean = single_line(name).replace("/", "_").replace("\\", "_")
+        if not clean or clean in (".", ".."):
+            raise ConfigurationError("an attachment needs a file name")
+        if len(content) > MAX_ATTACHMENT_BYTES:
+            raise ConfigurationError(
+                f"attachment {clean} is larger than {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB"
+            )
+        ctype = content_type or mimetypes.guess_type(clean)[0] or "application/octet-stream"
+        with self._engine.begin() as conn:
+            store.load_case(conn, case_id, details=False)
+            store.add_attachment(conn, case_id, name=clean, content_type=ctype, content=content)
+            store.add_history(
+                conn, case_id, actor=operator or store.SYSTEM, action="attached",
+                detail=f"{clean} ({len(content)} bytes)",
+            )
+        return self.get(case_id)
+
+    def get(self, case_id: str) -> Case:
+        with self._engine.connect() as conn:
+            return store.load_case(conn, case_id)
+
+    def attachment(self, case_id: str, name: str) -> tuple[str, bytes]:
+        with self._engine.connect() as conn:
+            return store.attachment_content(conn, case_id, name)
+
+    def list(self, *, limit: int = 50) -> list[Case]:
+        t = tables.cases
+        with self._engine.connect() as conn:
+            ids = conn.execute(select(t.c.id).order_by(t.c.created_at.desc()).limit(limit))
+            return [store.load_case(conn, i, details=False) for (i,) in ids]
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _parties(
+        self, conn: Connection, ctype: CaseType, creator: Operator | None, data: dict[str, Any]
+    ) -> tuple[list[Party], list[str]]:
+        parties: list[Party] = []
+        notes: list[str] = []
+        for role, source in ctype.parties.items():
+            operator: Operator | None = None
+            address: str | None = None
+            if source == "creator":
+                operator = creator
+            elif source == "creator.reports_to":
+                if creator is not None and creator.reports_to:
+                    operator = self._operators.find(conn, creator.reports_to)
+            elif source.startswith("operator:"):
+                operator = self._operators.find(conn, source.removeprefix("operator:"))
+            else:
+                value = data.get(source.removeprefix("data."))
+                if isinstance(value, str) and value:
+                    try:
+                        address = check_address(value, what=f"{role} ({source})")
+                    except ValueError as exc:
+                        raise ConfigurationError(str(exc)) from None
+            if operator is not None and operator.email:
+                parties.append(
+                    Party(role=role, address=operator.email, name=operator.name,
+                          operator_id=operator.id)
+                )
+            elif address is not None:
+                parties.append(Party(role=role, address=address))
+            else:
+                notes.append(f"work party {role} not added: {source} gives no email address")
+        return parties, notes
+
+    def _fire(
+        self,
+        conn: Connection,
+        ctype: CaseType,
+        case_id: str,
+        *,
+        event: str,
+        status: str | None,
+        actor: Operator | None,
+    ) -> list[int]:
+        steps = [s for s in ctype.steps if s.on.fires_on(event=event, status=status)]
+        if not steps:
+            return []
+        case = store.load_case(conn, case_id, details=False)
+        immediate = []
+        for step in steps:
+            outbox_id = self._queue_step(conn, ctype, case, step, actor)
+            if outbox_id is not None and step.mode is DeliveryMode.IMMEDIATE:
+                immediate.append(outbox_id)
+        return immediate
+
+    def _queue_step(
+        self, conn: Connection, ctype: CaseType, case: Case, step: SendEmailStep,
+        actor: Operator | None,
+    ) -> int | None:
+        label = step.name or step.correspondence or "send email"
+        request = EmailRequest(
+            to=step.to, cc=step.cc, bcc=step.bcc, correspondence=step.correspondence,
+            subject=step.subject, body=step.body, include_attachments=step.include_attachments,
+        )
+        try:
+            composed = self._composer.compose(
+                conn, request, class_name=ctype.class_name, case=case, actor=actor,
+                label=ctype.label,
+            )
+        except PostroomError as exc:
+            # Never a silent drop: the failure is on the case and in the outbox.
+            self._outbox.record_unbuildable(
+                conn, message_id=new_message_id("postroom@postroom.invalid"), case_id=case.id,
+                account=None, subject=label, error=str(exc),
+            )
+            store.add_history(
+                conn, case.id, actor=store.SYSTEM, action="email-failed",
+                detail=f"step '{label}': {exc}",
+            )
+            return None
+        outbox_id = self._outbox.enqueue(conn, composed.email)
+        to = ", ".join(b.address for b in composed.recipients)
+        store.add_history(
+            conn, case.id, actor=store.SYSTEM, action="email-queued",
+            detail=(
+                f"step '{label}': '{composed.email.subject}' to {to} queued as outbox "
+                f"#{outbox_id}; account {composed.resolution.account}: "
+                f"{composed.resolution.reason}"
+            ),
+        )
+        return outbox_id
+

@@ -1,0 +1,214 @@
+"""Persistence of case types, cases, parties, attachments and history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from postroom.cases.models import AttachmentInfo, Case, CaseType, HistoryEntry, Party
+from postroom.db import tables
+from postroom.db.types import utcnow
+from postroom.errors import NotFoundError
+from postroom.records import Change
+
+SYSTEM = "postroom"
+
+
+class CaseTypeStore:
+    """Reads and writes :class:`CaseType` records."""
+
+    def get(self, conn: Connection, class_name: str) -> CaseType:
+        t = tables.case_types
+        row = conn.execute(select(t).where(t.c.class_name == class_name)).first()
+        if row is None:
+            raise NotFoundError(f"no case type with class {class_name!r}")
+        return _case_type(row)
+
+    def list(self, conn: Connection) -> list[CaseType]:
+        t = tables.case_types
+        return [_case_type(r) for r in conn.execute(select(t).order_by(t.c.class_name))]
+
+    def put(self, conn: Connection, case_type: CaseType) -> Change:
+        t = tables.case_types
+        values = {
+            "class_name": case_type.class_name,
+            "class_group": case_type.class_group,
+            "label": case_type.label,
+            "id_prefix": case_type.id_prefix,
+            "definition": case_type.model_dump(mode="json", include={"parties", "steps"}),
+            "updated_at": utcnow(),
+        }
+        try:
+            current = self.get(conn, case_type.class_name)
+        except NotFoundError:
+            conn.execute(insert(t).values(**values))
+            return "created"
+        if current == case_type:
+            return "unchanged"
+        conn.execute(update(t).where(t.c.class_name == case_type.class_name).values(**values))
+        return "updated"
+
+    def delete(self, conn: Connection, class_name: str) -> None:
+        t = tables.case_types
+        if conn.execute(delete(t).where(t.c.class_name == class_name)).rowcount == 0:
+            raise NotFoundError(f"no case type with class {class_name!r}")
+
+
+def _case_type(row: Any) -> CaseType:
+    return CaseType.model_validate(
+        {
+            "class": row.class_name,
+            "class_group": row.class_group,
+            "label": row.label,
+            "id_prefix": row.id_prefix,
+            **row.definition,
+        }
+    )
+
+
+def next_case_id(conn: Connection, prefix: str) -> str:
+    """Allocate ``M-1``, ``M-2`` …; safe under concurrency (row lock / SQLite write lock)."""
+    t = tables.id_counters
+    result = conn.execute(
+        update(t).where(t.c.prefix == prefix).values(last=t.c.last + 1).returning(t.c.last)
+    ).first()
+    if result is None:
+        conn.execute(insert(t).values(prefix=prefix, last=1))
+        number = 1
+    else:
+        number = int(result.last)
+    separator = "" if prefix.endswith("-") else "-"
+    return f"{prefix}{separator}{number}"
+
+
+def insert_case(
+    conn: Connection,
+    *,
+    case_id: str,
+    case_type: str,
+    status: str,
+    created_by: str | None,
+    data: dict[str, Any],
+    parties: list[Party],
+    now: datetime,
+) -> None:
+    conn.execute(
+        insert(tables.cases).values(
+            id=case_id,
+            case_type=case_type,
+            status=status,
+            created_by=created_by,
+            data=data,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    if parties:
+        conn.execute(
+            insert(tables.case_parties),
+            [{"case_id": case_id, **p.model_dump()} for p in parties],
+        )
+
+
+def set_case_status(conn: Connection, case_id: str, status: str) -> None:
+    t = tables.cases
+    conn.execute(update(t).where(t.c.id == case_id).values(status=status, updated_at=utcnow()))
+
+
+def add_history(conn: Connection, case_id: str, *, actor: str, action: str, detail: str) -> None:
+    conn.execute(
+        insert(tables.case_history).values(
+            case_id=case_id, at=utcnow(), actor=actor, action=action, detail=detail
+        )
+    )
+
+
+def add_attachment(
+    conn: Connection,
+    case_id: str,
+    *,
+    name: str,
+    content_type: str,
+    content: bytes,
+    outbox_id: int | None = None,
+) -> int:
+    result = conn.execute(
+        insert(tables.case_attachments)
+        .values(
+            case_id=case_id,
+            name=name,
+            content_type=content_type,
+            content=content,
+            size=len(content),
+            outbox_id=outbox_id,
+            created_at=utcnow(),
+        )
+        .returning(tables.case_attachments.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def attachment_contents(conn: Connection, case_id: str) -> list[tuple[str, str, bytes]]:
+    """(name, content type, bytes) of every file a user attached (sent emails excluded)."""
+    t = tables.case_attachments
+    rows = conn.execute(
+        select(t.c.name, t.c.content_type, t.c.content)
+        .where(t.c.case_id == case_id, t.c.outbox_id.is_(None))
+        .order_by(t.c.id)
+    )
+    return [(r.name, r.content_type, bytes(r.content)) for r in rows]
+
+
+def attachment_content(conn: Connection, case_id: str, name: str) -> tuple[str, bytes]:
+    t = tables.case_attachments
+    row = conn.execute(
+        select(t.c.content_type, t.c.content)
+        .where(t.c.case_id == case_id, t.c.name == name)
+        .order_by(t.c.id.desc())
+    ).first()
+    if row is None:
+        raise NotFoundError(f"case {case_id} has no attachment named {name!r}")
+    return row.content_type, bytes(row.content)
+
+
+def load_case(conn: Connection, case_id: str, *, details: bool = True) -> Case:
+    row = conn.execute(select(tables.cases).where(tables.cases.c.id == case_id)).first()
+    if row is None:
+        raise NotFoundError(f"no case with id {case_id!r}")
+    parties: list[Party] = []
+    attachments: list[AttachmentInfo] = []
+    history: list[HistoryEntry] = []
+    p = tables.case_parties
+    parties = [
+        Party(role=r.role, address=r.address, name=r.name, operator_id=r.operator_id)
+        for r in conn.execute(select(p).where(p.c.case_id == case_id).order_by(p.c.role))
+    ]
+    if details:
+        a = tables.case_attachments
+        attachments = [
+            AttachmentInfo.model_validate(dict(r._mapping))
+            for r in conn.execute(
+                select(a.c.id, a.c.name, a.c.content_type, a.c.size, a.c.created_at, a.c.outbox_id)
+                .where(a.c.case_id == case_id)
+                .order_by(a.c.id)
+            )
+        ]
+        h = tables.case_history
+        history = [
+            HistoryEntry(at=r.at, actor=r.actor, action=r.action, detail=r.detail)
+            for r in conn.execute(select(h).where(h.c.case_id == case_id).order_by(h.c.id))
+        ]
+    return Case(
+        id=row.id,
+        case_type=row.case_type,
+        status=row.status,
+        created_by=row.created_by,
+        data=row.data,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        parties=parties,
+        attachments=attachments,
+        history=history,
+    )

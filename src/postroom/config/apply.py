@@ -1,0 +1,200 @@
+"""``postroom apply FILE.yaml``: an idempotent upsert of every record in the file.
+
+The whole file is validated first and written in one transaction: a file with an
+error changes nothing. In account entries, ``${NAME}`` is replaced by the
+environment variable ``NAME`` so that secrets stay out of the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from postroom.accounts import EmailAccount
+from postroom.cases.models import CaseType
+from postroom.correspondence import Correspondence
+from postroom.errors import ConfigurationError
+from postroom.operators import Operator
+from postroom.records import Change
+
+if TYPE_CHECKING:
+    from postroom.app import Postroom
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+SECTIONS = ("operators", "accounts", "correspondence", "case_types")
+MAX_FILE_BYTES = 10 * 1024 * 1024
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. (In YAML 1.1 a step's ``on:`` key is True.)"""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text with 1.2 booleans."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+@dataclass
+class ApplyReport:
+    """What an apply changed, record by record, and what deserves a second look."""
+
+    changes: list[tuple[str, str, Change]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def count(self, change: Change) -> int:
+        return sum(1 for *_, c in self.changes if c == change)
+
+
+def load_config(source: Path | str | dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """The mapping in ``source`` (a path or an already-parsed mapping) and its folder."""
+    if isinstance(source, dict):
+        return source, Path.cwd()
+    path = Path(source)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigurationError(f"{path} is larger than 10 MB")
+        data = parse_yaml(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigurationError(f"{path}{where}: not valid YAML ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: the top level must be a mapping of sections")
+    return data, path.parent
+
+
+def _expand(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigurationError(f"{where}: environment variable {name} is not set")
+            return os.environ[name]
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, where) for v in value]
+    return value
+
+
+def _read_file_field(entry: dict[str, Any], key: str, base: Path, where: str) -> None:
+    # `truststore_file: ca.pem` and `html_file: letter.html` keep long text out of the YAML.
+    file_key = f"{key}_file"
+    if file_key not in entry:
+        return
+    if key in entry:
+        raise ConfigurationError(f"{where}: give {key} or {file_key}, not both")
+    path = base / str(entry.pop(file_key))
+    try:
+        entry[key] = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"{where}: cannot read {path}: {exc.strerror}") from None
+
+
+def _validate(model: type[BaseModel], entry: Any, where: str) -> Any:
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where}: expected a mapping of fields")
+    try:
+        return model.model_validate(entry)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise ConfigurationError(f"{where}: {problems}") from None
+
+
+def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]], list[str]]:
+    """Validate every section; returns the records and warnings."""
+    unknown = set(data) - set(SECTIONS)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}"
+        )
+    records: dict[str, list[Any]] = {s: [] for s in SECTIONS}
+    warnings: list[str] = []
+    models: dict[str, type[BaseModel]] = {
+        "operators": Operator, "accounts": EmailAccount,
+        "correspondence": Correspondence, "case_types": CaseType,
+    }
+    for section, model in models.items():
+        entries = data.get(section) or []
+        if not isinstance(entries, list):
+            raise ConfigurationError(f"{section} must be a list")
+        for i, raw in enumerate(entries):
+            name = raw.get("name") or raw.get("id") or raw.get("class") if isinstance(raw, dict) else None
+            where = f"{section}[{i}]" + (f" ({name})" if name else "")
+            entry = dict(raw) if isinstance(raw, dict) else raw
+            if section == "accounts" and isinstance(entry, dict):
+                password = entry.get("password")
+                if isinstance(password, str) and password and not _ENV.fullmatch(password):
+                    warnings.append(
+                        f"{where}: the password is written in the file; prefer ${{ENV_VAR}}"
+                    )
+                entry = _expand(entry, where)
+                _read_file_field(entry, "truststore", base, where)
+            elif section == "correspondence" and isinstance(entry, dict):
+                _read_file_field(entry, "html", base, where)
+                _read_file_field(entry, "text", base, where)
+            record = _validate(model, entry, where)
+            if isinstance(record, EmailAccount):
+                warnings.extend(f"{where}: {w}" for w in record.warnings)
+            records[section].append(record)
+    return records, warnings
+
+
+def apply_config(postroom: Postroom, source: Path | str | dict[str, Any]) -> ApplyReport:
+    """Validate everything, then upsert it all in one transaction."""
+    data, base = load_config(source)
+    records, warnings = parse_records(data, base)
+    report = ApplyReport(warnings=warnings)
+    with postroom.engine.begin() as conn:
+        for op in records["operators"]:
+            report.changes.append(("operator", op.id, postroom.operator_store.put(conn, op)))
+        for account in records["accounts"]:
+            report.changes.append(
+                ("account", account.name, postroom.account_store.put(conn, account))
+            )
+        for c in records["correspondence"]:
+            report.changes.append(
+                ("correspondence", c.name, postroom.correspondence_store.put(conn, c))
+            )
+        known = set(postroom.correspondence_store.all(conn))
+        for ct in records["case_types"]:
+            for step in ct.steps:
+                if step.correspondence and step.correspondence not in known:
+                    raise ConfigurationError(
+                        f"case type {ct.class_name}: step {step.name or step.on} names "
+                        f"correspondence {step.correspondence!r}, which does not exist"
+                    )
+            report.changes.append(
+                ("case type", ct.class_name, postroom.case_type_store.put(conn, ct))
+            )
+        operators = {o.id for o in postroom.operator_store.list(conn)}
+        for op in records["operators"]:
+            if op.reports_to and op.reports_to not in operators:
+                report.warnings.append(
+                    f"operator {op.id} reports to {op.reports_to}, who is not an operator"
+                )
+    return report

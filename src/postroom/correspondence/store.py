@@ -1,0 +1,60 @@
+"""Persistence of correspondence records."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from postroom.correspondence.models import Correspondence
+from postroom.db import tables
+from postroom.db.types import utcnow
+from postroom.errors import NotFoundError
+from postroom.records import Change
+
+_FIELDS = ("name", "subject", "html", "text")
+
+
+class CorrespondenceStore:
+    """Reads and writes :class:`Correspondence` records."""
+
+    def get(self, conn: Connection, name: str) -> Correspondence:
+        row = conn.execute(
+            select(tables.correspondence).where(tables.correspondence.c.name == name)
+        ).first()
+        if row is None:
+            raise NotFoundError(f"no correspondence named {name!r}")
+        return Correspondence.model_validate({k: row._mapping[k] for k in _FIELDS})
+
+    def all(self, conn: Connection) -> dict[str, Correspondence]:
+        rows = conn.execute(select(tables.correspondence).order_by(tables.correspondence.c.name))
+        return {
+            r.name: Correspondence.model_validate({k: r._mapping[k] for k in _FIELDS}) for r in rows
+        }
+
+    def version(self, conn: Connection) -> tuple[int, object]:
+        """Changes whenever a record is added, changed or removed (for render caches)."""
+        t = tables.correspondence
+        row = conn.execute(select(func.count(), func.max(t.c.updated_at))).one()
+        return int(row[0]), row[1]
+
+    def put(self, conn: Connection, record: Correspondence) -> Change:
+        try:
+            current = self.get(conn, record.name)
+        except NotFoundError:
+            current = None
+        values = {**record.model_dump(), "updated_at": utcnow()}
+        if current is None:
+            conn.execute(insert(tables.correspondence).values(**values))
+            return "created"
+        if current == record:
+            return "unchanged"
+        conn.execute(
+            update(tables.correspondence)
+            .where(tables.correspondence.c.name == record.name)
+            .values(**values)
+        )
+        return "updated"
+
+    def delete(self, conn: Connection, name: str) -> None:
+        t = tables.correspondence
+        if conn.execute(delete(t).where(t.c.name == name)).rowcount == 0:
+            raise NotFoundError(f"no correspondence named {name!r}")

@@ -1,0 +1,175 @@
+"""The schema, as SQLAlchemy Core tables. Migrations in ``migrations/`` must match it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from postroom.db.types import UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("provider", String(32), nullable=False),
+    Column("protocol", String(16), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("display_name", String(255), nullable=False, default=""),
+    Column("user_id", String(320), nullable=True),
+    Column("password", Text, nullable=True),  # encrypted, see security.secrets
+    Column("reply_to", String(320), nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("port", Integer, nullable=True),
+    Column("security", String(16), nullable=False),
+    Column("tls_min_version", String(8), nullable=False),
+    Column("truststore", Text, nullable=True),
+    Column("allow_insecure_auth", Boolean, nullable=False, default=False),
+    Column("advanced", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("reports_to", String(128), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+correspondence = Table(
+    "correspondence",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("subject", Text, nullable=True),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+case_types = Table(
+    "case_types",
+    metadata,
+    Column("class_name", String(255), primary_key=True),
+    Column("class_group", String(255), nullable=False),
+    Column("label", String(255), nullable=False),
+    Column("id_prefix", String(32), nullable=False),
+    Column("definition", JSON, nullable=False),  # parties and steps, validated on write
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+id_counters = Table(
+    "id_counters",
+    metadata,
+    Column("prefix", String(32), primary_key=True),
+    Column("last", Integer, nullable=False),
+)
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("case_type", String(255), nullable=False, index=True),
+    Column("status", String(64), nullable=False),
+    Column("created_by", String(128), nullable=True),
+    Column("data", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+case_parties = Table(
+    "case_parties",
+    metadata,
+    Column("case_id", String(64), ForeignKey("cases.id"), primary_key=True),
+    Column("role", String(128), primary_key=True),
+    Column("operator_id", String(128), nullable=True),
+    Column("name", String(255), nullable=False, default=""),
+    Column("address", String(320), nullable=False),
+)
+
+case_attachments = Table(
+    "case_attachments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", String(64), ForeignKey("cases.id"), nullable=False, index=True),
+    Column("name", String(255), nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("outbox_id", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+case_history = Table(
+    "case_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", String(64), ForeignKey("cases.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(255), nullable=False, unique=True),
+    Column("case_id", String(64), nullable=True, index=True),
+    Column("account", String(255), nullable=True),
+    Column("subject", Text, nullable=False, default=""),
+    Column("mail_from", String(320), nullable=False, default=""),
+    # [{"address", "state", "code", "text"}]: per-recipient delivery state.
+    Column("recipients", JSON, nullable=False),
+    Column("message", LargeBinary, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("last_code", Integer, nullable=True),
+    Column("last_enhanced", String(16), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_lease", "status", "lease_expires_at"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_beat_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime, nullable=True),
+    Column("sent", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+)

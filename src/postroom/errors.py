@@ -1,0 +1,95 @@
+"""The exception tree of Postroom.
+
+Every error Postroom raises derives from :class:`PostroomError`, and most also
+derive from the built-in that matches their meaning, so callers may catch
+either::
+
+    PostroomError
+    ├── ConfigurationError (ValueError)        a record, file or setting is wrong
+    │   └── UnknownParameterError              an advanced parameter nobody knows
+    ├── NotFoundError (LookupError)            a named record does not exist
+    │   └── NoAccountError                     no account for a class, and no Default
+    ├── TemplateError (ValueError)             a correspondence does not render
+    │   └── TemplateSecurityError              the sandbox refused an expression
+    ├── MessageError (ValueError)              a header or address would be unsafe
+    ├── StateError (RuntimeError)              a status change the table forbids
+    ├── SecretError                            a secret cannot be decrypted
+    └── DeliveryError                          sending failed (carries SMTP codes)
+        ├── TransientDeliveryError (ConnectionError)  try again later
+        └── PermanentDeliveryError             retrying cannot help
+
+Messages never contain secret values.
+"""
+
+from __future__ import annotations
+
+
+class PostroomError(Exception):
+    """Base of every error raised by Postroom."""
+
+
+class ConfigurationError(PostroomError, ValueError):
+    """A record, configuration file or setting is invalid."""
+
+
+class UnknownParameterError(ConfigurationError):
+    """An advanced parameter is not one Postroom understands."""
+
+
+class NotFoundError(PostroomError, LookupError):
+    """A named record does not exist."""
+
+
+class NoAccountError(NotFoundError):
+    """No email account matches a class and there is no Default account."""
+
+
+class TemplateError(PostroomError, ValueError):
+    """A correspondence template failed to render."""
+
+
+class TemplateSecurityError(TemplateError):
+    """The template sandbox refused an unsafe expression."""
+
+
+class MessageError(PostroomError, ValueError):
+    """A message cannot be built safely (bad address, header injection...)."""
+
+
+class StateError(PostroomError, RuntimeError):
+    """A status change is not allowed from the current status."""
+
+
+class SecretError(PostroomError):
+    """A stored secret cannot be decrypted with the configured key."""
+
+
+class DeliveryError(PostroomError):
+    """Delivery of a message failed; carries the server's reply when there was one."""
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        code: int | None = None,
+        enhanced: str | None = None,
+        stage: str | None = None,
+    ) -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = code
+        self.enhanced = enhanced
+        self.stage = stage
+
+    def __str__(self) -> str:
+        reply = " ".join(str(p) for p in (self.code, self.enhanced) if p)
+        where = f" during {self.stage}" if self.stage else ""
+        return f"{reply} {self.text}{where}".strip() if reply else f"{self.text}{where}"
+
+
+class TransientDeliveryError(DeliveryError, ConnectionError):
+    """Delivery failed for a reason that may pass; the message will be retried."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Delivery failed for a reason retrying cannot fix."""

@@ -1,0 +1,101 @@
+"""What one delivery attempt means for an outbox row: a pure decision."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from postroom.errors import DeliveryError, PermanentDeliveryError
+from postroom.outbox.classify import Verdict
+from postroom.outbox.models import (
+    ClaimedEmail,
+    DeliveryReport,
+    Outcome,
+    Recipient,
+    RecipientState,
+)
+from postroom.outbox.retry import RetryPolicy
+from postroom.outbox.status import OutboxStatus
+
+
+def decide(
+    email: ClaimedEmail,
+    result: DeliveryReport | DeliveryError,
+    *,
+    policy: RetryPolicy,
+    now: datetime,
+) -> Outcome:
+    """The outcome of one attempt: per-recipient states, status and next attempt."""
+    before = sum(r.state is RecipientState.ACCEPTED for r in email.recipients)
+    if isinstance(result, DeliveryError):
+        recipients = _after_error(email.recipients, result)
+        code, enhanced, error = result.code, result.enhanced, str(result)
+    else:
+        recipients = _after_report(email.recipients, result)
+        code, enhanced, error = _summary(result)
+    accepted = sum(r.state is RecipientState.ACCEPTED for r in recipients)
+    still_open = [r for r in recipients if r.open]
+
+    status = OutboxStatus.SENT if accepted else OutboxStatus.FAILED
+    next_at = now
+    if still_open:
+        give_up = policy.gives_up(attempts=email.attempts, created_at=email.created_at, now=now)
+        if give_up is None:
+            status = OutboxStatus.RETRY
+            next_at = now + timedelta(seconds=policy.delay(email.attempts))
+        else:
+            error = f"{give_up}; last error: {error}" if error else give_up
+            recipients = tuple(
+                r if not r.open else Recipient(r.address, RecipientState.REFUSED, r.code, give_up)
+                for r in recipients
+            )
+    return Outcome(
+        id=email.id,
+        status=status,
+        recipients=recipients,
+        next_attempt_at=next_at,
+        last_code=code,
+        last_enhanced=enhanced,
+        last_error=error,
+        sent_at=now if accepted and not before else None,
+        newly_delivered=accepted > 0 and before == 0,
+    )
+
+
+def _after_error(recipients: tuple[Recipient, ...], error: DeliveryError) -> tuple[Recipient, ...]:
+    state = (
+        RecipientState.REFUSED
+        if isinstance(error, PermanentDeliveryError)
+        else RecipientState.DEFERRED
+    )
+    return tuple(
+        Recipient(r.address, state, error.code, error.text) if r.open else r for r in recipients
+    )
+
+
+def _after_report(recipients: tuple[Recipient, ...], report: DeliveryReport) -> tuple[Recipient, ...]:
+    accepted = {a.lower() for a in report.accepted}
+    refused = {a.lower(): r for a, r in report.refused.items()}
+    out = []
+    for r in recipients:
+        key = r.address.lower()
+        if not r.open:
+            out.append(r)
+        elif key in accepted:
+            out.append(Recipient(r.address, RecipientState.ACCEPTED, 250, report.reply))
+        elif key in refused:
+            ref = refused[key]
+            state = (
+                RecipientState.REFUSED if ref.verdict is Verdict.PERMANENT else RecipientState.DEFERRED
+            )
+            out.append(Recipient(r.address, state, ref.code, ref.text))
+        else:
+            out.append(r)
+    return tuple(out)
+
+
+def _summary(report: DeliveryReport) -> tuple[int | None, str | None, str | None]:
+    if not report.refused:
+        return None, None, None
+    first = next(iter(report.refused.values()))
+    listed = "; ".join(f"{a}: {r.code} {r.text}" for a, r in report.refused.items())
+    return first.code, first.enhanced, f"refused recipients: {listed}"

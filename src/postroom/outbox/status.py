@@ -1,0 +1,44 @@
+"""Outbox statuses and the transitions allowed between them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from postroom.errors import StateError
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed by an agent under a lease
+    SENT = "sent"
+    RETRY = "retry"  # waiting for next_attempt_at after a transient failure
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+S = OutboxStatus
+
+TRANSITIONS: dict[OutboxStatus, frozenset[OutboxStatus]] = {
+    S.QUEUED: frozenset({S.SENDING, S.CANCELLED}),
+    # SENDING -> SENDING: another agent re-claims a row whose lease expired.
+    S.SENDING: frozenset({S.SENT, S.RETRY, S.FAILED, S.SENDING, S.QUEUED}),
+    S.RETRY: frozenset({S.SENDING, S.QUEUED, S.CANCELLED}),
+    S.FAILED: frozenset({S.QUEUED, S.CANCELLED}),
+    S.CANCELLED: frozenset({S.QUEUED}),
+    S.SENT: frozenset(),
+}
+
+DUE = (S.QUEUED, S.RETRY)
+"""Statuses an agent may claim once ``next_attempt_at`` has come."""
+
+
+def check_transition(current: OutboxStatus, new: OutboxStatus, *, what: str) -> None:
+    """Raise :class:`StateError` unless the table allows ``current`` → ``new``."""
+    if new not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing (it is final)"
+        raise StateError(f"{what} is {current}; from {current} it can go to {allowed}, not {new}")
+
+
+def sources_of(new: OutboxStatus) -> tuple[OutboxStatus, ...]:
+    """Every status from which ``new`` may be reached (for guarded UPDATEs)."""
+    return tuple(s for s, targets in TRANSITIONS.items() if new in targets)

@@ -1,0 +1,308 @@
+"""The durable outbox: enqueue in the caller's transaction, claim under a lease, record.
+
+Claiming is one atomic statement: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+LOCKED) RETURNING …`` on PostgreSQL, and the same ``UPDATE … RETURNING`` under
+SQLite's write lock, so no two live agents ever hold the same row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from postroom.db import tables
+from postroom.db.types import utcnow
+from postroom.errors import NotFoundError, StateError
+from postroom.outbox.models import (
+    ClaimedEmail,
+    NewEmail,
+    Outcome,
+    OutboxEntry,
+    Recipient,
+    RecipientState,
+)
+from postroom.outbox.status import DUE, OutboxStatus, check_transition, sources_of
+
+t = tables.outbox
+
+_CLAIM_COLUMNS = (
+    t.c.id,
+    t.c.message_id,
+    t.c.case_id,
+    t.c.account,
+    t.c.subject,
+    t.c.mail_from,
+    t.c.recipients,
+    t.c.message,
+    t.c.attempts,
+    t.c.created_at,
+)
+_ENTRY_COLUMNS = [c for c in t.c if c.name != "message"]
+
+
+def _claimed(row: Any) -> ClaimedEmail:
+    return ClaimedEmail(
+        id=row.id,
+        message_id=row.message_id,
+        case_id=row.case_id,
+        account=row.account,
+        subject=row.subject,
+        mail_from=row.mail_from,
+        recipients=tuple(Recipient.from_json(r) for r in row.recipients),
+        message=bytes(row.message),
+        attempts=row.attempts,
+        created_at=row.created_at,
+    )
+
+
+def _entry(row: Any) -> OutboxEntry:
+    m = row._mapping
+    return OutboxEntry(
+        **{k: m[k] for k in OutboxEntry.__dataclass_fields__ if k not in ("recipients", "status")},
+        recipients=tuple(Recipient.from_json(r) for r in m["recipients"]),
+        status=OutboxStatus(m["status"]),
+    )
+
+
+class OutboxStore:
+    """All reads and writes of outbox rows."""
+
+    def enqueue(self, conn: Connection, email: NewEmail, *, now: datetime | None = None) -> int:
+        """Write a queued email in the caller's transaction; returns its outbox id."""
+        return self.enqueue_many(conn, [email], now=now)[0]
+
+    def enqueue_many(
+        self, conn: Connection, emails: Sequence[NewEmail], *, now: datetime | None = None
+    ) -> list[int]:
+        now = now or utcnow()
+        rows = [
+            {
+                "message_id": e.message_id,
+                "case_id": e.case_id,
+                "account": e.account,
+                "subject": e.subject,
+                "mail_from": e.mail_from,
+                "recipients": [Recipient(a).to_json() for a in e.recipients],
+                "message": e.message,
+                "status": OutboxStatus.QUEUED.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for e in emails
+        ]
+        if not rows:
+            return []
+        result = conn.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), rows)
+        return [r.id for r in result]
+
+    def record_unbuildable(
+        self,
+        conn: Connection,
+        *,
+        message_id: str,
+        case_id: str | None,
+        account: str | None,
+        subject: str,
+        error: str,
+        now: datetime | None = None,
+    ) -> int:
+        """Keep an email that could not be built as a failed row, so nothing is silently lost."""
+        now = now or utcnow()
+        result = conn.execute(
+            insert(t)
+            .values(
+                message_id=message_id,
+                case_id=case_id,
+                account=account,
+                subject=subject,
+                mail_from="",
+                recipients=[],
+                message=None,
+                status=OutboxStatus.FAILED.value,
+                attempts=0,
+                next_attempt_at=now,
+                last_error=error,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(t.c.id)
+        )
+        return int(result.scalar_one())
+
+    def claim(
+        self, conn: Connection, *, owner: str, limit: int, lease: float, now: datetime | None = None
+    ) -> list[ClaimedEmail]:
+        """Claim up to ``limit`` due rows (or rows whose lease expired) for ``owner``."""
+        now = now or utcnow()
+        due = or_(
+            and_(t.c.status.in_([s.value for s in DUE]), t.c.next_attempt_at <= now),
+            and_(t.c.status == OutboxStatus.SENDING.value, t.c.lease_expires_at <= now),
+        )
+        pick = select(t.c.id).where(due).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
+        return self._claim_where(conn, pick, owner=owner, lease=lease, now=now)
+
+    def claim_ids(
+        self, conn: Connection, ids: Iterable[int], *, owner: str, lease: float
+    ) -> list[ClaimedEmail]:
+        """Claim these rows if they are still queued (for immediate delivery)."""
+        now = utcnow()
+        pick = select(t.c.id).where(t.c.id.in_(list(ids)), t.c.status == OutboxStatus.QUEUED.value)
+        return self._claim_where(conn, pick, owner=owner, lease=lease, now=now)
+
+    def _claim_where(
+        self, conn: Connection, pick: Any, *, owner: str, lease: float, now: datetime
+    ) -> list[ClaimedEmail]:
+        if conn.dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        statement = (
+            update(t)
+            .where(t.c.id.in_(pick.scalar_subquery()), t.c.message.is_not(None))
+            .values(
+                status=OutboxStatus.SENDING.value,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease),
+                attempts=t.c.attempts + 1,
+                updated_at=now,
+            )
+            .returning(*_CLAIM_COLUMNS)
+        )
+        claimed = [_claimed(row) for row in conn.execute(statement)]
+        claimed.sort(key=lambda c: c.id)
+        return claimed
+
+    def renew(self, conn: Connection, *, owner: str, lease: float) -> int:
+        """Extend the lease of every row ``owner`` holds; returns how many."""
+        now = utcnow()
+        result = conn.execute(
+            update(t)
+            .where(t.c.lease_owner == owner, t.c.status == OutboxStatus.SENDING.value)
+            .values(lease_expires_at=now + timedelta(seconds=lease))
+        )
+        return result.rowcount
+
+    def record(self, conn: Connection, outcome: Outcome, *, owner: str) -> bool:
+        """Write an attempt's outcome if ``owner`` still holds the lease."""
+        result = conn.execute(
+            update(t)
+            .where(
+                t.c.id == outcome.id,
+                t.c.lease_owner == owner,
+                t.c.status == OutboxStatus.SENDING.value,
+            )
+            .values(
+                status=outcome.status.value,
+                recipients=[r.to_json() for r in outcome.recipients],
+                next_attempt_at=outcome.next_attempt_at,
+                lease_owner=None,
+                lease_expires_at=None,
+                last_code=outcome.last_code,
+                last_enhanced=outcome.last_enhanced,
+                last_error=outcome.last_error,
+                updated_at=utcnow(),
+                **({"sent_at": outcome.sent_at} if outcome.sent_at else {}),
+            )
+        )
+        return result.rowcount == 1
+
+    def release(self, conn: Connection, ids: Iterable[int], *, owner: str) -> int:
+        """Give back rows claimed but not attempted (on shutdown), undoing the attempt count."""
+        result = conn.execute(
+            update(t)
+            .where(
+                t.c.id.in_(list(ids)),
+                t.c.lease_owner == owner,
+                t.c.status == OutboxStatus.SENDING.value,
+            )
+            .values(
+                status=OutboxStatus.QUEUED.value,
+                lease_owner=None,
+                lease_expires_at=None,
+                attempts=t.c.attempts - 1,
+                updated_at=utcnow(),
+            )
+        )
+        return result.rowcount
+
+    # --- reading and steering --------------------------------------------------------
+
+    def get(self, conn: Connection, outbox_id: int) -> OutboxEntry:
+        row = conn.execute(select(*_ENTRY_COLUMNS).where(t.c.id == outbox_id)).first()
+        if row is None:
+            raise NotFoundError(f"no outbox email with id {outbox_id}")
+        return _entry(row)
+
+    def message_bytes(self, conn: Connection, outbox_id: int) -> bytes | None:
+        row = conn.execute(select(t.c.message).where(t.c.id == outbox_id)).first()
+        if row is None:
+            raise NotFoundError(f"no outbox email with id {outbox_id}")
+        return None if row.message is None else bytes(row.message)
+
+    def list(
+        self,
+        conn: Connection,
+        *,
+        status: OutboxStatus | None = None,
+        case_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[OutboxEntry]:
+        query = select(*_ENTRY_COLUMNS).order_by(t.c.id.desc()).limit(limit).offset(offset)
+        if status is not None:
+            query = query.where(t.c.status == status.value)
+        if case_id is not None:
+            query = query.where(t.c.case_id == case_id)
+        return [_entry(row) for row in conn.execute(query)]
+
+    def counts(self, conn: Connection) -> dict[OutboxStatus, int]:
+        rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status))
+        counts = dict.fromkeys(OutboxStatus, 0)
+        counts.update({OutboxStatus(s): n for s, n in rows})
+        return counts
+
+    def retry(self, conn: Connection, outbox_id: int) -> OutboxEntry:
+        """Queue a failed, cancelled or waiting email again, now, with a fresh attempt budget."""
+        entry = self.get(conn, outbox_id)
+        check_transition(entry.status, OutboxStatus.QUEUED, what=f"outbox email {outbox_id}")
+        if entry.status is OutboxStatus.SENDING:
+            raise StateError(f"outbox email {outbox_id} is being sent right now")
+        if self.message_bytes(conn, outbox_id) is None:
+            raise StateError(
+                f"outbox email {outbox_id} was never built ({entry.last_error}); "
+                "fix the cause and send it again"
+            )
+        # Refused recipients get another chance; accepted ones are never sent to twice.
+        reopened = [
+            Recipient(r.address) if r.state is RecipientState.REFUSED else r
+            for r in entry.recipients
+        ]
+        self._move(
+            conn,
+            outbox_id,
+            OutboxStatus.QUEUED,
+            attempts=0,
+            next_attempt_at=utcnow(),
+            recipients=[r.to_json() for r in reopened],
+        )
+        return self.get(conn, outbox_id)
+
+    def cancel(self, conn: Connection, outbox_id: int) -> OutboxEntry:
+        entry = self.get(conn, outbox_id)
+        check_transition(entry.status, OutboxStatus.CANCELLED, what=f"outbox email {outbox_id}")
+        self._move(conn, outbox_id, OutboxStatus.CANCELLED)
+        return self.get(conn, outbox_id)
+
+    def _move(self, conn: Connection, outbox_id: int, new: OutboxStatus, **values: Any) -> None:
+        # Guarded by the allowed source statuses, so a concurrent claim wins cleanly.
+        result = conn.execute(
+            update(t)
+            .where(t.c.id == outbox_id, t.c.status.in_([s.value for s in sources_of(new)]))
+            .where(t.c.status != OutboxStatus.SENDING.value)
+            .values(status=new.value, updated_at=utcnow(), **values)
+        )
+        if result.rowcount != 1:
+            raise StateError(f"outbox email {outbox_id} changed status meanwhile; look again")

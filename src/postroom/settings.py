@@ -1,0 +1,79 @@
+"""Settings: command-line flags first, then ``POSTROOM_*`` environment variables, then defaults.
+
+Nothing reads the environment at import time; entry points build a :class:`Settings`
+and pass it in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./postroom.db"
+
+
+class Settings(BaseSettings):
+    """Runtime settings of a Postroom process."""
+
+    model_config = SettingsConfigDict(env_prefix="POSTROOM_", extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="Key that encrypts secrets at rest (any string of 16+ characters)."
+    )
+    key_file: Path | None = Field(
+        None, description="Where the generated key is kept when no secret_key is set."
+    )
+    auto_migrate: bool = Field(True, description="Upgrade the database schema on open.")
+    log_level: str = "INFO"
+
+    # Sender agent
+    batch_size: int = Field(200, ge=1, le=10_000)
+    poll_interval: float = Field(1.0, gt=0, le=60)
+    lease_seconds: float = Field(60.0, ge=1, le=3600)
+    heartbeat_interval: float = Field(5.0, gt=0, le=300)
+    max_attempts: int = Field(8, ge=1, le=100)
+    max_age_seconds: float = Field(2 * 24 * 3600.0, gt=0)
+    backoff_base: float = Field(30.0, ge=0)
+    backoff_max: float = Field(3600.0, ge=0)
+    connections_per_account: int = Field(4, ge=1, le=64)
+    smtp_timeout: float = Field(30.0, gt=0, le=600)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        if value.startswith("postgresql://"):
+            # psycopg 3 is the driver Postroom ships with.
+            return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @classmethod
+    def from_flags(cls, **flags: Any) -> Settings:
+        """Build settings where explicitly given flags win over the environment."""
+        return cls(**{k: v for k, v in flags.items() if v is not None})
+
+    def resolved_key_file(self) -> Path:
+        """The key file path: as set, else ``postroom.key`` beside a SQLite database."""
+        if self.key_file is not None:
+            return self.key_file
+        db_path = sqlite_path(self.database_url)
+        base = db_path.parent if db_path is not None else Path.cwd()
+        return base / "postroom.key"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a ``sqlite:///`` URL, or ``None`` for other databases and memory."""
+    if not url.startswith("sqlite"):
+        return None
+    _, _, rest = url.partition(":///")
+    if not rest or rest.startswith(":memory:"):
+        return None
+    return Path(rest.split("?", 1)[0])

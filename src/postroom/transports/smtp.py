@@ -1,0 +1,260 @@
+"""SMTP transport on aiosmtplib: none, STARTTLS or implicit TLS; never a downgrade.
+
+aiosmtplib's exceptions are translated here, once, into Postroom's own.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import aiosmtplib
+
+from postroom.accounts.advanced import parse_advanced
+from postroom.accounts.models import EmailAccount
+from postroom.accounts.presets import Security
+from postroom.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from postroom.outbox.classify import Verdict, classify_reply, split_enhanced
+from postroom.outbox.models import DeliveryReport, Refusal
+from postroom.transports.base import Envelope
+from postroom.transports.tls import client_context
+
+AUTH_PREFERENCE = ("plain", "login", "cram-md5")
+# Replies about the account (authentication), not the message: fixing the account
+# lets the message go, so it waits rather than fails.
+_ACCOUNT_LEVEL_CODES = frozenset({530, 534, 535, 538})
+
+
+def reply_error(
+    code: int, message: str, *, stage: str, transient_anyway: bool = False
+) -> DeliveryError:
+    """The error for an SMTP reply; ``transient_anyway`` for account-level stages."""
+    enhanced, text = split_enhanced(message)
+    verdict = classify_reply(code, enhanced)
+    explained = f"{text} ({verdict.explanation})" if verdict.explanation else text
+    kind = (
+        PermanentDeliveryError
+        if verdict.verdict is Verdict.PERMANENT and not transient_anyway
+        else TransientDeliveryError
+    )
+    return kind(explained, code=code, enhanced=enhanced, stage=stage)
+
+
+def connection_error(exc: BaseException, *, stage: str, account: EmailAccount) -> DeliveryError:
+    """Explain a failure to reach or talk to the server; the message itself is fine."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        hint = (
+            "the server's certificate is not trusted"
+            + (f" ({exc.verify_message})" if exc.verify_message else "")
+            + ": add the CA that issued it to the account's truststore"
+            + (", or check that host matches the certificate" if "match" in str(exc) else "")
+        )
+        return TransientDeliveryError(hint, stage=stage)
+    if isinstance(exc, ssl.SSLError):
+        return TransientDeliveryError(
+            f"TLS failed ({exc.reason or exc}): check security ({account.security}) and "
+            f"port {account.port}: implicit TLS is usually port 465, STARTTLS port 587",
+            stage=stage,
+        )
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return reply_error(exc.code, exc.message, stage=stage, transient_anyway=True)
+    if isinstance(exc, TimeoutError | aiosmtplib.SMTPTimeoutError):
+        return TransientDeliveryError(
+            f"no answer from {account.host}:{account.port} in time", stage=stage
+        )
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return TransientDeliveryError(f"the server closed the connection ({exc})", stage=stage)
+    if isinstance(exc, aiosmtplib.SMTPConnectError | ConnectionError | OSError):
+        return TransientDeliveryError(
+            f"cannot connect to {account.host}:{account.port} ({_short(exc)})", stage=stage
+        )
+    return TransientDeliveryError(f"{type(exc).__name__}: {_short(exc)}", stage=stage)
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+class SmtpTransport:
+    """One SMTP connection for one account, opened on first use and kept open."""
+
+    def __init__(self, account: EmailAccount, *, timeout: float = 30.0) -> None:
+        self.account = account
+        self._options = parse_advanced(account.advanced)
+        self._timeout = self._options.read_timeout or timeout
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def open(self) -> aiosmtplib.SMTP:
+        """Connect, secure and authenticate; raises a :class:`DeliveryError`."""
+        a = self.account
+        tls = a.security is Security.TLS
+        context = client_context(a) if a.security is not Security.NONE else None
+        smtp = aiosmtplib.SMTP(
+            hostname=a.host,
+            port=a.port,
+            use_tls=tls,
+            start_tls=False,
+            tls_context=context if tls else None,
+            timeout=self._timeout,
+            # gethostname, not getfqdn: no DNS lookup just to say EHLO.
+            local_hostname=self._options.local_hostname or socket.gethostname(),
+        )
+        stage = "connect"
+        try:
+            await smtp.connect(timeout=self._options.connect_timeout or self._timeout)
+            stage = "EHLO"
+            await smtp.ehlo()
+            if a.security is Security.STARTTLS:
+                stage = "STARTTLS"
+                if not smtp.supports_extension("starttls"):
+                    raise TransientDeliveryError(
+                        f"{a.host} does not offer STARTTLS; Postroom will not continue "
+                        "unencrypted. Set security to 'tls' if the port uses implicit TLS",
+                        stage=stage,
+                    )
+                await smtp.starttls(tls_context=context)
+                await smtp.ehlo()
+            if a.password is not None:
+                stage = "AUTH"
+                await self._authenticate(smtp)
+        except DeliveryError:
+            smtp.close()
+            raise
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            smtp.close()
+            raise connection_error(exc, stage=stage, account=a) from None
+        return smtp
+
+    async def _authenticate(self, smtp: aiosmtplib.SMTP) -> None:
+        a = self.account
+        assert a.password is not None
+        encrypted = smtp.get_transport_info("sslcontext") is not None
+        if not encrypted and not a.allow_insecure_auth:
+            raise PermanentDeliveryError(
+                "refusing to send credentials over an unencrypted connection", stage="AUTH"
+            )
+        offered = [m.lower() for m in smtp.server_auth_methods]
+        usable = [
+            m for m in AUTH_PREFERENCE if m in offered and m not in self._options.disabled_auth
+        ]
+        if not offered:
+            raise TransientDeliveryError(
+                f"{a.host} does not offer AUTH"
+                + ("" if encrypted else " on an unencrypted connection (try STARTTLS)"),
+                stage="AUTH",
+            )
+        if not usable:
+            raise TransientDeliveryError(
+                f"{a.host} offers AUTH {' '.join(offered).upper()}, but none of them is "
+                "enabled for this account (see its advanced parameters)",
+                stage="AUTH",
+            )
+        method = getattr(smtp, f"auth_{usable[0].replace('-', '')}")
+        await method(a.login, a.password.get_secret_value())
+
+    async def send(self, envelope: Envelope) -> DeliveryReport:
+        reused = self._smtp is not None and self._smtp.is_connected
+        if not reused:
+            await self._reset()
+            self._smtp = await self.open()
+        smtp = self._smtp
+        assert smtp is not None
+        try:
+            return await self._transaction(smtp, envelope)
+        except _StaleConnectionError:
+            # A kept-alive connection the server closed meanwhile: nothing was sent yet.
+            await self._reset()
+            if not reused:
+                raise TransientDeliveryError("the server closed the connection", stage="MAIL") from None
+            self._smtp = await self.open()
+            return await self._transaction(self._smtp, envelope)
+        except DeliveryError:
+            raise
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            await self._reset()
+            raise connection_error(exc, stage="DATA", account=self.account) from None
+
+    async def _transaction(self, smtp: aiosmtplib.SMTP, envelope: Envelope) -> DeliveryReport:
+        options: list[str] = []
+        needs_utf8 = not envelope.mail_from.isascii() or not all(
+            r.isascii() for r in envelope.recipients
+        )
+        if needs_utf8:
+            if not smtp.supports_extension("smtputf8"):
+                raise PermanentDeliveryError(
+                    "an address is internationalised but the server lacks SMTPUTF8",
+                    stage="MAIL",
+                )
+            options.append("SMTPUTF8")
+        encoding = "utf-8" if needs_utf8 else "ascii"
+        try:
+            await smtp.mail(envelope.mail_from, options=options, encoding=encoding)
+        except aiosmtplib.SMTPSenderRefused as exc:
+            await self._rset(smtp)
+            raise reply_error(
+                exc.code,
+                exc.message,
+                stage="MAIL FROM",
+                transient_anyway=exc.code in _ACCOUNT_LEVEL_CODES,
+            ) from None
+        except aiosmtplib.SMTPServerDisconnected:
+            raise _StaleConnectionError from None
+
+        accepted: list[str] = []
+        refused: dict[str, Refusal] = {}
+        for rcpt in envelope.recipients:
+            try:
+                await smtp.rcpt(rcpt, encoding=encoding)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refused[rcpt] = _refusal(exc.code, exc.message)
+            else:
+                accepted.append(rcpt)
+        if not accepted:
+            await self._rset(smtp)
+            return DeliveryReport(refused=refused)
+        try:
+            response = await smtp.data(envelope.message)
+        except aiosmtplib.SMTPDataError as exc:
+            refusal = _refusal(exc.code, exc.message)
+            refused.update(dict.fromkeys(accepted, refusal))
+            return DeliveryReport(refused=refused)
+        return DeliveryReport(accepted=tuple(accepted), refused=refused, reply=response.message)
+
+    async def _rset(self, smtp: aiosmtplib.SMTP) -> None:
+        try:
+            await smtp.rset()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            await self._reset()
+
+    async def _reset(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
+    async def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            if smtp.is_connected:
+                await smtp.quit(timeout=5)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass
+        finally:
+            smtp.close()
+
+
+class _StaleConnectionError(Exception):
+    pass
+
+
+def _refusal(code: int, message: str) -> Refusal:
+    enhanced, text = split_enhanced(message)
+    verdict = classify_reply(code, enhanced)
+    explained = f"{text} ({verdict.explanation})" if verdict.explanation else text
+    return Refusal(code=code, text=explained, verdict=verdict.verdict, enhanced=enhanced)
+
+
+def make_transport(account: EmailAccount, *, timeout: float = 30.0) -> SmtpTransport:
+    """The transport for ``account`` (only SMTP exists today)."""
+    return SmtpTransport(account, timeout=timeout)

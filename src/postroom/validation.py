@@ -1,0 +1,49 @@
+"""Pure validators shared by every record: addresses, display names, record names."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from email_validator import EmailNotValidError, validate_email
+
+# Reject all C0 controls and DEL: CR/LF/NUL in particular enable header injection.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_RECORD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
+
+
+def check_address(value: str, *, what: str = "address") -> str:
+    """A normalised email address, or ``ValueError`` saying why it is not one."""
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} contains a control character (line breaks are not allowed)")
+    try:
+        # No DNS: deliverability is the receiving server's business, and Postroom
+        # must not send traffic anywhere but its configured servers.
+        result = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"{what} {value.strip()!r} is not a valid email address: {exc}") from None
+    return result.normalized
+
+
+def check_display_name(value: str, *, what: str = "display name") -> str:
+    """A display name without control characters (they could forge headers)."""
+    if _CONTROL.search(value) or any(unicodedata.category(c) == "Zl" for c in value):
+        raise ValueError(f"{what} contains a control character (line breaks are not allowed)")
+    return value.strip()
+
+
+def check_record_name(value: str, *, what: str = "name") -> str:
+    """A record name: letters, digits, '.', '_' and '-', as Pega class names are."""
+    if not _RECORD_NAME.match(value):
+        raise ValueError(
+            f"{what} {value!r} must start with a letter or digit and contain only "
+            "letters, digits, '.', '_' and '-'"
+        )
+    return value
+
+
+def single_line(value: str) -> str:
+    """Fold every control character and line separator into a single space."""
+    folded = _CONTROL.sub(" ", value)
+    folded = "".join(" " if unicodedata.category(c) in ("Zl", "Zp") else c for c in folded)
+    return re.sub(r" {2,}", " ", folded).strip()
