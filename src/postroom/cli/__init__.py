@@ -1,0 +1,44 @@
+"""The ``postroom`` command line."""
+
+from __future__ import annotations
+
+
+import typer
+
+from postroom.cli import cases, devinbox, outbox, records
+from postroom.cli.common import DatabaseOption, KeyFileOption, state
+
+app = typer.Typer(
+    name="postroom",
+    help="Outbound correspondence for case-management applications.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main_options(
+    database_url: DatabaseOption = None,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Settings: flags, then POSTROOM_* environment variables, then defaults."""
+    state.database_url = database_url
+    state.key_file = key_file
+
+
+app.command()(records.apply)
+app.add_typer(records.accounts_app, name="accounts")
+app.add_typer(cases.cases_app, name="cases")
+app.command()(cases.send)
+app.add_typer(outbox.outbox_app, name="outbox")
+app.add_typer(outbox.agent_app, name="agent")
+app.add_typer(devinbox.inbox_app, name="dev-inbox")
+app.command()(devinbox.demo)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,159 @@
+"""``postroom cases …`` and ``postroom send``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from postroom.cases import Case
+from postroom.cli.common import console, opened, run_command
+from postroom.errors import ConfigurationError
+
+cases_app = typer.Typer(help="Cases: create, show, change status, attach files.", no_args_is_help=True)
+
+
+def parse_data(pairs: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; a value that parses as JSON (numbers, true, lists) keeps its type."""
+    data: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"--data takes key=value, not {pair!r}")
+        try:
+            value: Any = json.loads(raw)
+            if isinstance(value, dict):
+                value = raw
+        except ValueError:
+            value = raw
+        data[key.strip()] = value
+    return data
+
+
+def print_case(case: Case) -> None:
+    console.print(f"[bold]{case.id}[/] {case.case_type} — status [bold]{case.status}[/]")
+    console.print(f"created by {case.created_by or '-'} at {case.created_at:%Y-%m-%d %H:%M:%S} UTC")
+    if case.data:
+        table = Table("field", "value", title="data")
+        for k, v in case.data.items():
+            table.add_row(k, json.dumps(v) if not isinstance(v, str) else v)
+        console.print(table)
+    if case.parties:
+        table = Table("role", "name", "address", title="work parties")
+        for p in case.parties:
+            table.add_row(p.role, p.name, p.address)
+        console.print(table)
+    if case.attachments:
+        table = Table("name", "type", "size", "added", title="attachments")
+        for a in case.attachments:
+            table.add_row(a.name, a.content_type, str(a.size), f"{a.created_at:%H:%M:%S}")
+        console.print(table)
+    if case.history:
+        table = Table("when", "who", "what", "detail", title="history")
+        for h in case.history:
+            table.add_row(f"{h.at:%H:%M:%S}", h.actor, h.action, h.detail)
+        console.print(table)
+
+
+@cases_app.command("create")
+def create(
+    case_type: Annotated[str, typer.Argument(help="Case type class, e.g. MyOrg-Mortgage-Work-MortgageRequest")],
+    data: Annotated[list[str] | None, typer.Option("--data", help="key=value (repeatable)")] = None,
+    operator: Annotated[str | None, typer.Option(help="Operator id of the creator")] = None,
+) -> None:
+    """Create a case; its on-created emails are queued in the same transaction."""
+
+    def body() -> None:
+        with opened() as postroom:
+            case = postroom.cases.create(case_type, data=parse_data(data or []), operator=operator)
+        print_case(case)
+
+    run_command(body)
+
+
+@cases_app.command("show")
+def show(case_id: str) -> None:
+    """Show a case: data, parties, attachments and history."""
+
+    def body() -> None:
+        with opened() as postroom:
+            print_case(postroom.cases.get(case_id))
+
+    run_command(body)
+
+
+@cases_app.command("list")
+def list_cases(limit: int = 20) -> None:
+    """List the newest cases."""
+
+    def body() -> None:
+        with opened() as postroom:
+            cases = postroom.cases.list(limit=limit)
+        table = Table("id", "type", "status", "created by", "created")
+        for c in cases:
+            table.add_row(c.id, c.case_type, c.status, c.created_by or "-", f"{c.created_at:%Y-%m-%d %H:%M}")
+        console.print(table)
+
+    run_command(body)
+
+
+@cases_app.command("set-status")
+def set_status(
+    case_id: str,
+    status: str,
+    operator: Annotated[str | None, typer.Option(help="Operator id making the change")] = None,
+) -> None:
+    """Change a case's status; steps that fire on it queue their emails."""
+
+    def body() -> None:
+        with opened() as postroom:
+            print_case(postroom.cases.set_status(case_id, status, operator=operator))
+
+    run_command(body)
+
+
+@cases_app.command("attach")
+def attach(
+    case_id: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    operator: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Attach a file to a case."""
+
+    def body() -> None:
+        with opened() as postroom:
+            case = postroom.cases.attach(
+                case_id, name=file.name, content=file.read_bytes(), operator=operator
+            )
+        console.print(f"attached {file.name} to {case.id} ({len(case.attachments)} attachments)")
+
+    run_command(body)
+
+
+def send(
+    to: Annotated[list[str], typer.Option("--to", help="Recipient address (repeatable)")],
+    subject: Annotated[str | None, typer.Option(help="Subject (template)")] = None,
+    body_html: Annotated[str | None, typer.Option("--body", help="HTML body (template)")] = None,
+    correspondence: Annotated[str | None, typer.Option(help="Correspondence name instead of subject/body")] = None,
+    case_id: Annotated[str | None, typer.Option("--case", help="Case the email belongs to")] = None,
+    class_name: Annotated[str | None, typer.Option("--class", help="Class for account resolution")] = None,
+    cc: Annotated[list[str] | None, typer.Option("--cc")] = None,
+    bcc: Annotated[list[str] | None, typer.Option("--bcc")] = None,
+) -> None:
+    """Queue an ad-hoc email, sent from the account resolved for the case or class."""
+
+    def body() -> None:
+        if correspondence is None and (subject is None or body_html is None):
+            raise ConfigurationError("give --correspondence, or both --subject and --body")
+        with opened() as postroom:
+            outbox_id = postroom.send(
+                to=to, cc=cc or [], bcc=bcc or [], subject=subject, body=body_html,
+                correspondence=correspondence, case_id=case_id, class_name=class_name,
+            )
+            entry = postroom.outbox_entry(outbox_id)
+        console.print(f"queued as outbox #{outbox_id} from account {entry.account}: {entry.subject}")
+
+    run_command(body)

@@ -1,0 +1,101 @@
+"""What every command shares: settings from flags and environment, output, errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from postroom.app import Postroom
+from postroom.errors import ConfigurationError, NotFoundError, PostroomError, StateError
+from postroom.settings import Settings
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", "-d", help="Database URL (env POSTROOM_DATABASE_URL)", show_default=False
+    ),
+]
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option("--key-file", help="Key file for secrets (env POSTROOM_KEY_FILE)"),
+]
+
+
+class State:
+    """Global options given before the command."""
+
+    database_url: str | None = None
+    key_file: Path | None = None
+    extra: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.extra = {}
+
+    def settings(self, **overrides: Any) -> Settings:
+        try:
+            return Settings.from_flags(
+                database_url=self.database_url, key_file=self.key_file, **self.extra, **overrides
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False, include_input=False)
+            )
+            raise ConfigurationError(f"invalid settings: {problems}") from None
+
+
+state = State()
+
+
+@contextmanager
+def opened(**overrides: Any) -> Iterator[Postroom]:
+    postroom = Postroom(state.settings(**overrides))
+    try:
+        yield postroom
+    finally:
+        postroom.close()
+
+
+EXIT_CODES: list[tuple[type[Exception], int]] = [
+    (NotFoundError, 3),
+    (StateError, 4),
+    (ConfigurationError, 2),
+    (PostroomError, 1),
+]
+
+
+def run_command(func: Callable[[], None]) -> None:
+    """Run a command body, turning Postroom errors into a message and an exit code."""
+    try:
+        func()
+    except PostroomError as exc:
+        code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+        raise typer.Exit(code) from None
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # aiosmtpd logs every connection at INFO; that is noise around a dev inbox.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def mask(value: object) -> str:
+    """How a secret is shown: whether it is set, never what it is."""
+    return "•••••• (set)" if value else "(not set)"

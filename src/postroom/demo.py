@@ -1,0 +1,74 @@
+"""The reference scenario, end to end on one machine: what ``make run`` shows.
+
+A dev inbox listens on loopback with STARTTLS and AUTH; the Mortgage example is
+applied; a Mortgage Request case is created by Alice; the agent sends the Case
+Manager's email from the ``MyOrg-Mortgage-Work`` account; the case gets the sent
+email as an ``.eml`` attachment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from postroom.app import Postroom
+from postroom.cases import Case
+from postroom.config.apply import ApplyReport
+from postroom.devinbox import DevInbox, InboxMessage
+from postroom.outbox import OutboxEntry
+
+DEMO_USER = "mortgages@example.com"
+PASSWORD_VARIABLE = "POSTROOM_DEMO_SMTP_PASSWORD"
+CASE_TYPE = "MyOrg-Mortgage-Work-MortgageRequest"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo did, for printing."""
+
+    applied: ApplyReport
+    case: Case
+    emails: list[OutboxEntry]
+    received: list[InboxMessage]
+
+
+def run_demo(
+    postroom: Postroom,
+    *,
+    config: Path,
+    inbox_dir: Path,
+    port: int = 1025,
+    timeout: float = 30.0,
+) -> DemoResult:
+    """Run the scenario; raises if the email does not arrive within ``timeout``."""
+    # The example reads the password from the environment; the dev inbox checks it.
+    password = os.environ.setdefault(PASSWORD_VARIABLE, secrets.token_urlsafe(16))
+    with DevInbox(inbox_dir, port=port, user=DEMO_USER, password=password) as inbox:
+        before = {m.path for m in inbox.messages()}
+        applied = postroom.apply(config)
+        case = postroom.cases.create(
+            CASE_TYPE,
+            data={
+                "applicant": "Bob Borrower",
+                "amount": 250000,
+                "currency": "EUR",
+                "customer_email": "bob.borrower@example.org",
+            },
+            operator="alice",
+        )
+
+        async def deliver() -> None:
+            agent = postroom.agent()
+            await asyncio.wait_for(agent.run(until_idle=True), timeout)
+
+        asyncio.run(deliver())
+        received = [m for m in inbox.messages() if m.path not in before]
+    return DemoResult(
+        applied=applied,
+        case=postroom.cases.get(case.id),
+        emails=postroom.outbox(case_id=case.id),
+        received=received,
+    )
