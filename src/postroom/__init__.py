@@ -67,8 +67,8 @@ __all__ = [
     "StateError",
     "TemplateError",
     "TemplateSecurityError",
-    "Transport",
     "TransientDeliveryError",
+    "Transport",
     "UnknownParameterError",
     "__version__",
 ]

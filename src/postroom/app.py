@@ -9,6 +9,8 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -21,8 +23,9 @@ from postroom.cases.emails import Composer, EmailRequest
 from postroom.cases.models import Recipient
 from postroom.cases.service import CaseService
 from postroom.cases.store import CaseTypeStore, add_history, load_case
+from postroom.config.apply import ApplyReport, apply_config
 from postroom.correspondence import CorrespondenceStore, Renderer
-from postroom.db import create_db_engine, upgrade
+from postroom.db import create_db_engine, upgrade, utcnow
 from postroom.operators import OperatorStore
 from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, RetryPolicy
 from postroom.security import SecretBox, load_secret_box
@@ -103,10 +106,8 @@ class Postroom:
 
     # --- records ------------------------------------------------------------------------
 
-    def apply(self, source: Any) -> Any:
+    def apply(self, source: Any) -> ApplyReport:
         """Upsert the records of a YAML file (path) or mapping; see :mod:`postroom.config`."""
-        from postroom.config.apply import apply_config
-
         return apply_config(self, source)
 
     def account(self, name: str) -> EmailAccount:
@@ -120,7 +121,11 @@ class Postroom:
     # --- outbox -------------------------------------------------------------------------
 
     def outbox(
-        self, *, status: OutboxStatus | None = None, case_id: str | None = None, limit: int = 50,
+        self,
+        *,
+        status: OutboxStatus | None = None,
+        case_id: str | None = None,
+        limit: int = 50,
         offset: int = 0,
     ) -> list[OutboxEntry]:
         with self.engine.connect() as conn:
@@ -140,16 +145,26 @@ class Postroom:
         with self.engine.begin() as conn:
             entry = self.outbox_store.retry(conn, outbox_id)
             if entry.case_id:
-                add_history(conn, entry.case_id, actor="admin", action="email-retry",
-                            detail=f"outbox #{outbox_id} queued again")
+                add_history(
+                    conn,
+                    entry.case_id,
+                    actor="admin",
+                    action="email-retry",
+                    detail=f"outbox #{outbox_id} queued again",
+                )
             return entry
 
     def cancel(self, outbox_id: int) -> OutboxEntry:
         with self.engine.begin() as conn:
             entry = self.outbox_store.cancel(conn, outbox_id)
             if entry.case_id:
-                add_history(conn, entry.case_id, actor="admin", action="email-cancelled",
-                            detail=f"outbox #{outbox_id} cancelled")
+                add_history(
+                    conn,
+                    entry.case_id,
+                    actor="admin",
+                    action="email-cancelled",
+                    detail=f"outbox #{outbox_id} cancelled",
+                )
             return entry
 
     # --- sending ------------------------------------------------------------------------
@@ -171,9 +186,9 @@ class Postroom:
         Returns the outbox id. Errors (no account, template, address) are raised here.
         """
         request = EmailRequest(
-            to=[Recipient(kind="address", value=a) for a in to],  # type: ignore[arg-type]
-            cc=[Recipient(kind="address", value=a) for a in cc],  # type: ignore[arg-type]
-            bcc=[Recipient(kind="address", value=a) for a in bcc],  # type: ignore[arg-type]
+            to=[Recipient(kind="address", value=a) for a in to],
+            cc=[Recipient(kind="address", value=a) for a in cc],
+            bcc=[Recipient(kind="address", value=a) for a in bcc],
             correspondence=correspondence,
             subject=subject,
             body=body,
@@ -185,15 +200,18 @@ class Postroom:
             outbox_id = self.outbox_store.enqueue(conn, composed.email)
             if case is not None:
                 add_history(
-                    conn, case.id, actor="api", action="email-queued",
-                    detail=(f"'{composed.email.subject}' queued as outbox #{outbox_id}; account "
-                            f"{composed.resolution.account}: {composed.resolution.reason}"),
+                    conn,
+                    case.id,
+                    actor="api",
+                    action="email-queued",
+                    detail=(
+                        f"'{composed.email.subject}' queued as outbox #{outbox_id}; account "
+                        f"{composed.resolution.account}: {composed.resolution.reason}"
+                    ),
                 )
         return outbox_id
 
     def retry_policy(self) -> RetryPolicy:
-        from datetime import timedelta
-
         s = self.settings
         return RetryPolicy(
             max_attempts=s.max_attempts,
@@ -234,7 +252,8 @@ class Postroom:
 
         async def attempt() -> None:
             deliverer = Deliverer(
-                factory=self.transport_factory, policy=self.retry_policy(),
+                factory=self.transport_factory,
+                policy=self.retry_policy(),
                 connections_per_account=self.settings.connections_per_account,
             )
             try:
@@ -242,17 +261,17 @@ class Postroom:
             finally:
                 await deliverer.close()
             # An immediate attempt that did not go through waits for the agent right away.
-            from dataclasses import replace
-
-            from postroom.db.types import utcnow
-
             outcomes = [
                 replace(o, next_attempt_at=utcnow()) if o.status is OutboxStatus.RETRY else o
                 for o in outcomes
             ]
             await asyncio.to_thread(
-                record_outcomes, self.engine, self.outbox_store, outcomes,
-                {r.id: r for r in rows}, owner=owner,
+                record_outcomes,
+                self.engine,
+                self.outbox_store,
+                outcomes,
+                {r.id: r for r in rows},
+                owner=owner,
             )
 
         # A thread of its own: callers may already be inside an event loop.

@@ -21,7 +21,7 @@ from postroom.devinbox import DevInbox, InboxMessage
 from postroom.outbox import OutboxEntry
 
 DEMO_USER = "mortgages@example.com"
-PASSWORD_VARIABLE = "POSTROOM_DEMO_SMTP_PASSWORD"
+PASSWORD_VARIABLE = "POSTROOM_DEMO_SMTP_PASSWORD"  # noqa: S105 - a variable name
 CASE_TYPE = "MyOrg-Mortgage-Work-MortgageRequest"
 
 

@@ -32,7 +32,9 @@ def _millis(key: str, raw: str) -> float:
     try:
         value = int(raw)
     except ValueError:
-        raise UnknownParameterError(f"{key} takes milliseconds as a whole number, not {raw!r}") from None
+        raise UnknownParameterError(
+            f"{key} takes milliseconds as a whole number, not {raw!r}"
+        ) from None
     if not 0 < value <= 600_000:
         raise UnknownParameterError(f"{key} must be between 1 and 600000 milliseconds")
     return value / 1000

@@ -90,7 +90,10 @@ class EmailAccount(BaseModel):
         if v is None:
             return {}
         if isinstance(v, dict):
-            v = {str(k): str(val).lower() if isinstance(val, bool) else str(val) for k, val in v.items()}
+            v = {
+                str(k): str(val).lower() if isinstance(val, bool) else str(val)
+                for k, val in v.items()
+            }
             parse_advanced(v)
         return v
 

@@ -14,8 +14,6 @@ from postroom.records import Change
 from postroom.security import SecretBox
 
 
-
-
 class AccountStore:
     """Reads and writes :class:`EmailAccount` records."""
 

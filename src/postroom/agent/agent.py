@@ -78,7 +78,9 @@ class SenderAgent:
         )
         self.stats = AgentStats()
 
-    async def run(self, *, stop: asyncio.Event | None = None, until_idle: bool = False) -> AgentStats:
+    async def run(
+        self, *, stop: asyncio.Event | None = None, until_idle: bool = False
+    ) -> AgentStats:
         """Work until ``stop`` is set, or with ``until_idle`` until nothing is due."""
         stop = stop or asyncio.Event()
         await asyncio.to_thread(self._register)
@@ -113,13 +115,18 @@ class SenderAgent:
         self.stats.batches += 1
         log.info(
             "batch of %d: %d sent, %d failed, %d to retry",
-            len(rows), tally.sent, tally.failed, tally.retried,
+            len(rows),
+            tally.sent,
+            tally.failed,
+            tally.retried,
         )
 
     def _claim(self) -> list[ClaimedEmail]:
         with self._engine.begin() as conn:
             return self._outbox.claim(
-                conn, owner=self.id, limit=self._config.batch_size,
+                conn,
+                owner=self.id,
+                limit=self._config.batch_size,
                 lease=self._config.lease_seconds,
             )
 
@@ -137,8 +144,14 @@ class SenderAgent:
         with self._engine.begin() as conn:
             conn.execute(
                 insert(tables.agents).values(
-                    id=self.id, host=socket.gethostname(), pid=os.getpid(), state="running",
-                    started_at=now, last_beat_at=now, sent=0, failed=0,
+                    id=self.id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    state="running",
+                    started_at=now,
+                    last_beat_at=now,
+                    sent=0,
+                    failed=0,
                 )
             )
 

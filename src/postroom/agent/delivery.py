@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from postroom.accounts.models import EmailAccount
 from postroom.db.types import utcnow
@@ -55,7 +56,7 @@ class Deliverer:
         for row in rows:
             by_account[row.account].append(row)
         outcomes: list[Outcome] = []
-        jobs = []
+        jobs: list[Coroutine[Any, Any, None]] = []
         for name, account_rows in by_account.items():
             try:
                 pool = await self._pool(name, load_account)

@@ -60,13 +60,20 @@ def outcome_recorded(
     if row.case_id is None:
         return True
     accepted = [r.address for r in outcome.recipients if r.state is RecipientState.ACCEPTED]
-    refused = [f"{r.address} ({r.code} {r.text})" for r in outcome.recipients
-               if r.state is RecipientState.REFUSED]
+    refused = [
+        f"{r.address} ({r.code} {r.text})"
+        for r in outcome.recipients
+        if r.state is RecipientState.REFUSED
+    ]
     if outcome.newly_delivered:
         name = f"email-{row.id}.eml"
         case_store.add_attachment(
-            conn, row.case_id, name=name, content_type="message/rfc822",
-            content=row.message, outbox_id=row.id,
+            conn,
+            row.case_id,
+            name=name,
+            content_type="message/rfc822",
+            content=row.message,
+            outbox_id=row.id,
         )
         detail = (
             f"outbox #{row.id} '{row.subject}' sent from account {row.account} to "
@@ -77,7 +84,10 @@ def outcome_recorded(
         case_store.add_history(conn, row.case_id, actor="agent", action="email-sent", detail=detail)
     elif outcome.status is OutboxStatus.FAILED:
         case_store.add_history(
-            conn, row.case_id, actor="agent", action="email-failed",
+            conn,
+            row.case_id,
+            actor="agent",
+            action="email-failed",
             detail=f"outbox #{row.id} '{row.subject}' failed: {outcome.last_error}",
         )
     return True

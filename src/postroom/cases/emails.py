@@ -73,8 +73,14 @@ class Composer:
         bcc = self._mailboxes(conn, request.bcc, case)
         if not (to or cc or bcc):
             raise MessageError("the email has no recipient")
-        context = _context(case, label=label, class_name=class_name, actor=actor,
-                           account=account, party=_first_party(request, case))
+        context = _context(
+            case,
+            label=label,
+            class_name=class_name,
+            actor=actor,
+            account=account,
+            party=_first_party(request, case),
+        )
         renderer = self._renderer(conn)
         if request.correspondence:
             rendered = renderer.render(request.correspondence, context)

@@ -77,12 +77,17 @@ class CaseService:
             )
             actor = creator.id if creator else store.SYSTEM
             store.add_history(
-                conn, case_id, actor=actor, action="created",
+                conn,
+                case_id,
+                actor=actor,
+                action="created",
                 detail=f"{ctype.label or ctype.class_name} created with status {INITIAL_STATUS}",
             )
             for note in notes:
                 store.add_history(conn, case_id, actor=store.SYSTEM, action="party", detail=note)
-            immediate = self._fire(conn, ctype, case_id, event="created", status=None, actor=creator)
+            immediate = self._fire(
+                conn, ctype, case_id, event="created", status=None, actor=creator
+            )
         self._deliver_now(immediate)
         return self.get(case_id)
 
@@ -98,10 +103,15 @@ class CaseService:
             ctype = self._types.get(conn, case.case_type)
             store.set_case_status(conn, case_id, status)
             store.add_history(
-                conn, case_id, actor=actor_op.id if actor_op else store.SYSTEM,
-                action="status", detail=f"status {case.status} → {status}",
+                conn,
+                case_id,
+                actor=actor_op.id if actor_op else store.SYSTEM,
+                action="status",
+                detail=f"status {case.status} → {status}",
             )
-            immediate = self._fire(conn, ctype, case_id, event="status", status=status, actor=actor_op)
+            immediate = self._fire(
+                conn, ctype, case_id, event="status", status=status, actor=actor_op
+            )
         self._deliver_now(immediate)
         return self.get(case_id)
 
@@ -126,7 +136,10 @@ class CaseService:
             store.load_case(conn, case_id, details=False)
             store.add_attachment(conn, case_id, name=clean, content_type=ctype, content=content)
             store.add_history(
-                conn, case_id, actor=operator or store.SYSTEM, action="attached",
+                conn,
+                case_id,
+                actor=operator or store.SYSTEM,
+                action="attached",
                 detail=f"{clean} ({len(content)} bytes)",
             )
         return self.get(case_id)
@@ -139,7 +152,8 @@ class CaseService:
         with self._engine.connect() as conn:
             return store.attachment_content(conn, case_id, name)
 
-    def list(self, *, limit: int = 50) -> list[Case]:
+    def recent(self, *, limit: int = 50) -> list[Case]:
+        """The newest cases, without their attachments and history."""
         t = tables.cases
         with self._engine.connect() as conn:
             ids = conn.execute(select(t.c.id).order_by(t.c.created_at.desc()).limit(limit))
@@ -171,8 +185,12 @@ class CaseService:
                         raise ConfigurationError(str(exc)) from None
             if operator is not None and operator.email:
                 parties.append(
-                    Party(role=role, address=operator.email, name=operator.name,
-                          operator_id=operator.id)
+                    Party(
+                        role=role,
+                        address=operator.email,
+                        name=operator.name,
+                        operator_id=operator.id,
+                    )
                 )
             elif address is not None:
                 parties.append(Party(role=role, address=address))
@@ -202,34 +220,57 @@ class CaseService:
         return immediate
 
     def _queue_step(
-        self, conn: Connection, ctype: CaseType, case: Case, step: SendEmailStep,
+        self,
+        conn: Connection,
+        ctype: CaseType,
+        case: Case,
+        step: SendEmailStep,
         actor: Operator | None,
     ) -> int | None:
         label = step.name or step.correspondence or "send email"
         request = EmailRequest(
-            to=step.to, cc=step.cc, bcc=step.bcc, correspondence=step.correspondence,
-            subject=step.subject, body=step.body, include_attachments=step.include_attachments,
+            to=step.to,
+            cc=step.cc,
+            bcc=step.bcc,
+            correspondence=step.correspondence,
+            subject=step.subject,
+            body=step.body,
+            include_attachments=step.include_attachments,
         )
         try:
             composed = self._composer.compose(
-                conn, request, class_name=ctype.class_name, case=case, actor=actor,
+                conn,
+                request,
+                class_name=ctype.class_name,
+                case=case,
+                actor=actor,
                 label=ctype.label,
             )
         except PostroomError as exc:
             # Never a silent drop: the failure is on the case and in the outbox.
             self._outbox.record_unbuildable(
-                conn, message_id=new_message_id("postroom@postroom.invalid"), case_id=case.id,
-                account=None, subject=label, error=str(exc),
+                conn,
+                message_id=new_message_id("postroom@postroom.invalid"),
+                case_id=case.id,
+                account=None,
+                subject=label,
+                error=str(exc),
             )
             store.add_history(
-                conn, case.id, actor=store.SYSTEM, action="email-failed",
+                conn,
+                case.id,
+                actor=store.SYSTEM,
+                action="email-failed",
                 detail=f"step '{label}': {exc}",
             )
             return None
         outbox_id = self._outbox.enqueue(conn, composed.email)
         to = ", ".join(b.address for b in composed.recipients)
         store.add_history(
-            conn, case.id, actor=store.SYSTEM, action="email-queued",
+            conn,
+            case.id,
+            actor=store.SYSTEM,
+            action="email-queued",
             detail=(
                 f"step '{label}': '{composed.email.subject}' to {to} queued as outbox "
                 f"#{outbox_id}; account {composed.resolution.account}: "
@@ -237,4 +278,3 @@ class CaseService:
             ),
         )
         return outbox_id
-

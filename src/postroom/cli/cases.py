@@ -13,7 +13,9 @@ from postroom.cases import Case
 from postroom.cli.common import console, opened, run_command
 from postroom.errors import ConfigurationError
 
-cases_app = typer.Typer(help="Cases: create, show, change status, attach files.", no_args_is_help=True)
+cases_app = typer.Typer(
+    help="Cases: create, show, change status, attach files.", no_args_is_help=True
+)
 
 
 def parse_data(pairs: list[str]) -> dict[str, Any]:
@@ -60,7 +62,9 @@ def print_case(case: Case) -> None:
 
 @cases_app.command("create")
 def create(
-    case_type: Annotated[str, typer.Argument(help="Case type class, e.g. MyOrg-Mortgage-Work-MortgageRequest")],
+    case_type: Annotated[
+        str, typer.Argument(help="Case type class, e.g. MyOrg-Mortgage-Work-MortgageRequest")
+    ],
     data: Annotated[list[str] | None, typer.Option("--data", help="key=value (repeatable)")] = None,
     operator: Annotated[str | None, typer.Option(help="Operator id of the creator")] = None,
 ) -> None:
@@ -91,10 +95,12 @@ def list_cases(limit: int = 20) -> None:
 
     def body() -> None:
         with opened() as postroom:
-            cases = postroom.cases.list(limit=limit)
+            cases = postroom.cases.recent(limit=limit)
         table = Table("id", "type", "status", "created by", "created")
         for c in cases:
-            table.add_row(c.id, c.case_type, c.status, c.created_by or "-", f"{c.created_at:%Y-%m-%d %H:%M}")
+            table.add_row(
+                c.id, c.case_type, c.status, c.created_by or "-", f"{c.created_at:%Y-%m-%d %H:%M}"
+            )
         console.print(table)
 
     run_command(body)
@@ -137,9 +143,13 @@ def send(
     to: Annotated[list[str], typer.Option("--to", help="Recipient address (repeatable)")],
     subject: Annotated[str | None, typer.Option(help="Subject (template)")] = None,
     body_html: Annotated[str | None, typer.Option("--body", help="HTML body (template)")] = None,
-    correspondence: Annotated[str | None, typer.Option(help="Correspondence name instead of subject/body")] = None,
+    correspondence: Annotated[
+        str | None, typer.Option(help="Correspondence name instead of subject/body")
+    ] = None,
     case_id: Annotated[str | None, typer.Option("--case", help="Case the email belongs to")] = None,
-    class_name: Annotated[str | None, typer.Option("--class", help="Class for account resolution")] = None,
+    class_name: Annotated[
+        str | None, typer.Option("--class", help="Class for account resolution")
+    ] = None,
     cc: Annotated[list[str] | None, typer.Option("--cc")] = None,
     bcc: Annotated[list[str] | None, typer.Option("--bcc")] = None,
 ) -> None:
@@ -150,10 +160,18 @@ def send(
             raise ConfigurationError("give --correspondence, or both --subject and --body")
         with opened() as postroom:
             outbox_id = postroom.send(
-                to=to, cc=cc or [], bcc=bcc or [], subject=subject, body=body_html,
-                correspondence=correspondence, case_id=case_id, class_name=class_name,
+                to=to,
+                cc=cc or [],
+                bcc=bcc or [],
+                subject=subject,
+                body=body_html,
+                correspondence=correspondence,
+                case_id=case_id,
+                class_name=class_name,
             )
             entry = postroom.outbox_entry(outbox_id)
-        console.print(f"queued as outbox #{outbox_id} from account {entry.account}: {entry.subject}")
+        console.print(
+            f"queued as outbox #{outbox_id} from account {entry.account}: {entry.subject}"
+        )
 
     run_command(body)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from postroom.cli.cases import print_case
 from postroom.cli.common import configure_logging, console, opened, run_command
+from postroom.demo import run_demo
 from postroom.devinbox import DevInbox, InboxMessage, read_inbox
 from postroom.devinbox.server import DEFAULT_DIRECTORY
 from postroom.errors import PostroomError
@@ -31,7 +32,14 @@ def serve(
     directory: DirOption = DEFAULT_DIRECTORY,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 1025,
     user: Annotated[str | None, typer.Option(help="Require AUTH with this user")] = None,
-    password: Annotated[str | None, typer.Option(envvar="POSTROOM_DEV_INBOX_PASSWORD", help="Password for --user (env POSTROOM_DEV_INBOX_PASSWORD)", show_default=False)] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="POSTROOM_DEV_INBOX_PASSWORD",
+            help="Password for --user (env POSTROOM_DEV_INBOX_PASSWORD)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the dev inbox until interrupted (``list`` and ``show`` read what it kept)."""
     if ctx.invoked_subcommand is not None:
@@ -59,19 +67,32 @@ def list_inbox(directory: DirOption = DEFAULT_DIRECTORY) -> None:
     table = Table("#", "received", "from", "to", "subject")
     for n, m in enumerate(read_inbox(directory), 1):
         when = datetime.fromtimestamp(m.received_at, UTC)
-        table.add_row(str(n), f"{when:%H:%M:%S}", m.mail_from, ", ".join(m.rcpt_tos),
-                      str(m.message["subject"] or ""))
+        table.add_row(
+            str(n),
+            f"{when:%H:%M:%S}",
+            m.mail_from,
+            ", ".join(m.rcpt_tos),
+            str(m.message["subject"] or ""),
+        )
     console.print(table)
 
 
 def print_message(m: InboxMessage) -> None:
     msg = m.message
-    head = "\n".join(f"{k}: {msg[k]}" for k in ("From", "To", "Cc", "Reply-To", "Subject",
-                                                  "Date", "Message-ID") if msg[k])
+    head = "\n".join(
+        f"{k}: {msg[k]}"
+        for k in ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID")
+        if msg[k]
+    )
     part = msg.get_body(preferencelist=("plain", "html"))
     text = part.get_content() if part is not None else ""
-    console.print(Panel(f"{head}\n\n{text}".rstrip(), title=f"envelope {m.mail_from} → "
-                        f"{', '.join(m.rcpt_tos)}", expand=False))
+    console.print(
+        Panel(
+            f"{head}\n\n{text}".rstrip(),
+            title=f"envelope {m.mail_from} → {', '.join(m.rcpt_tos)}",
+            expand=False,
+        )
+    )
 
 
 @inbox_app.command("show")
@@ -85,12 +106,13 @@ def show_inbox(number: int, directory: DirOption = DEFAULT_DIRECTORY) -> None:
 
 
 def demo(
-    config: Annotated[Path, typer.Option(help="Example records to apply")] = Path("examples/mortgage.yaml"),
+    config: Annotated[Path, typer.Option(help="Example records to apply")] = Path(
+        "examples/mortgage.yaml"
+    ),
     inbox_dir: Annotated[Path, typer.Option(help="Dev inbox folder")] = DEFAULT_DIRECTORY,
     port: Annotated[int, typer.Option(help="Dev inbox port")] = 1025,
 ) -> None:
     """Run the Mortgage scenario end to end: inbox, records, case, agent, result."""
-    from postroom.demo import run_demo
 
     def body() -> None:
         configure_logging("WARNING")
@@ -106,9 +128,11 @@ def demo(
             console.print(f"[yellow]warning:[/] {warning}")
         console.rule("Outbox")
         for e in result.emails:
-            console.print(f"#{e.id} [bold]{e.status}[/] from {e.account} to "
-                          f"{', '.join(r.address for r in e.recipients)} after {e.attempts} attempt(s)"
-                          + (f" — {e.last_error}" if e.last_error else ""))
+            console.print(
+                f"#{e.id} [bold]{e.status}[/] from {e.account} to "
+                f"{', '.join(r.address for r in e.recipients)} after {e.attempts} attempt(s)"
+                + (f" — {e.last_error}" if e.last_error else "")
+            )
         console.rule("Received by the dev inbox")
         for m in result.received:
             print_message(m)
@@ -117,8 +141,10 @@ def demo(
         sent = [e for e in result.emails if e.status == "sent"]
         if not sent or not result.received:
             raise PostroomError("the demo email was not delivered; see the outbox above")
-        console.print(f"[green]done:[/] case {result.case.id} notified its Case Manager; the "
-                      f"sent email is attached to the case. Inspect with: "
-                      f"postroom cases show {result.case.id}")
+        console.print(
+            f"[green]done:[/] case {result.case.id} notified its Case Manager; the "
+            f"sent email is attached to the case. Inspect with: "
+            f"postroom cases show {result.case.id}"
+        )
 
     run_command(body)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from postroom.cli.common import configure_logging, console, opened, run_command, state
 from postroom.errors import ConfigurationError
@@ -30,20 +31,30 @@ def _status(value: str | None) -> OutboxStatus | None:
 def print_entry(e: OutboxEntry) -> None:
     console.print(f"[bold]#{e.id}[/] {e.status} — {e.subject}")
     for label, value in (
-        ("message-id", e.message_id), ("case", e.case_id or "-"), ("account", e.account or "-"),
-        ("from", e.mail_from), ("attempts", str(e.attempts)),
+        ("message-id", e.message_id),
+        ("case", e.case_id or "-"),
+        ("account", e.account or "-"),
+        ("from", e.mail_from),
+        ("attempts", str(e.attempts)),
         ("next attempt", f"{e.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"),
         ("sent", f"{e.sent_at:%Y-%m-%d %H:%M:%S} UTC" if e.sent_at else "-"),
-        ("last error", " ".join(str(x) for x in (e.last_code, e.last_enhanced, e.last_error) if x) or "-"),
+        (
+            "last error",
+            " ".join(str(x) for x in (e.last_code, e.last_enhanced, e.last_error) if x) or "-",
+        ),
     ):
         console.print(f"  {label:>12}: {value}")
     for r in e.recipients:
-        console.print(f"  {'recipient':>12}: {r.address} [{r.state}] {r.code or ''} {r.text}".rstrip())
+        console.print(
+            f"  {'recipient':>12}: {r.address} [{r.state}] {r.code or ''} {r.text}".rstrip()
+        )
 
 
 @outbox_app.command("list")
 def list_outbox(
-    status: Annotated[str | None, typer.Option(help="queued, sending, sent, retry, failed, cancelled")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="queued, sending, sent, retry, failed, cancelled")
+    ] = None,
     case: Annotated[str | None, typer.Option(help="Only this case's emails")] = None,
     limit: int = 50,
 ) -> None:
@@ -56,8 +67,13 @@ def list_outbox(
         table = Table("id", "status", "case", "account", "to", "subject", "tries", "last error")
         for e in entries:
             table.add_row(
-                str(e.id), e.status, e.case_id or "-", e.account or "-",
-                ", ".join(r.address for r in e.recipients), e.subject, str(e.attempts),
+                str(e.id),
+                e.status,
+                e.case_id or "-",
+                e.account or "-",
+                ", ".join(r.address for r in e.recipients),
+                e.subject,
+                str(e.attempts),
                 (e.last_error or "")[:80],
             )
         console.print(table)
@@ -101,9 +117,15 @@ def cancel(outbox_id: int) -> None:
 
 @agent_app.command("run")
 def run_agent(
-    batch_size: Annotated[int | None, typer.Option(help="Rows claimed per batch (env POSTROOM_BATCH_SIZE)")] = None,
-    lease_seconds: Annotated[float | None, typer.Option(help="Lease on claimed rows (env POSTROOM_LEASE_SECONDS)")] = None,
-    poll_interval: Annotated[float | None, typer.Option(help="Idle wait between claims (env POSTROOM_POLL_INTERVAL)")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Rows claimed per batch (env POSTROOM_BATCH_SIZE)")
+    ] = None,
+    lease_seconds: Annotated[
+        float | None, typer.Option(help="Lease on claimed rows (env POSTROOM_LEASE_SECONDS)")
+    ] = None,
+    poll_interval: Annotated[
+        float | None, typer.Option(help="Idle wait between claims (env POSTROOM_POLL_INTERVAL)")
+    ] = None,
     until_idle: Annotated[bool, typer.Option(help="Exit when nothing is due")] = False,
     log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
 ) -> None:
@@ -112,8 +134,15 @@ def run_agent(
     def body() -> None:
         configure_logging(log_level)
         state.extra.update(
-            {k: v for k, v in (("batch_size", batch_size), ("lease_seconds", lease_seconds),
-                               ("poll_interval", poll_interval)) if v is not None}
+            {
+                k: v
+                for k, v in (
+                    ("batch_size", batch_size),
+                    ("lease_seconds", lease_seconds),
+                    ("poll_interval", poll_interval),
+                )
+                if v is not None
+            }
         )
         with opened() as postroom:
             agent = postroom.agent()
@@ -123,7 +152,9 @@ def run_agent(
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, stop.set)
-                console.print(f"agent {agent.id} running on {_where(postroom.settings.database_url)}")
+                console.print(
+                    f"agent {agent.id} running on {_where(postroom.settings.database_url)}"
+                )
                 stats = await agent.run(stop=stop, until_idle=until_idle)
                 console.print(
                     f"agent {agent.id} stopped: {stats.sent} sent, {stats.failed} failed, "
@@ -137,6 +168,4 @@ def run_agent(
 
 def _where(url: str) -> str:
     # Never print credentials that may be embedded in a database URL.
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)

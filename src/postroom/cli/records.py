@@ -9,14 +9,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from postroom.accounts import EmailAccount, candidate_accounts
+from postroom.accounts import EmailAccount, candidate_accounts, resolve_account
 from postroom.cli.common import console, mask, opened, run_command
 
-accounts_app = typer.Typer(help="Email accounts: list, show, test connectivity.", no_args_is_help=True)
+accounts_app = typer.Typer(
+    help="Email accounts: list, show, test connectivity.", no_args_is_help=True
+)
 
 
 def apply(
-    file: Annotated[Path, typer.Argument(help="YAML file of operators, accounts, correspondence, case types")],
+    file: Annotated[
+        Path, typer.Argument(help="YAML file of operators, accounts, correspondence, case types")
+    ],
 ) -> None:
     """Create or update every record in FILE (idempotent; secrets as ${ENV_VAR})."""
 
@@ -57,16 +61,31 @@ def list_accounts() -> None:
 
 def describe_account(account: EmailAccount) -> Table:
     table = Table("field", "value", show_header=False)
-    for field in ("name", "provider", "protocol", "address", "display_name", "reply_to",
-                  "host", "port", "security", "tls_min_version", "allow_insecure_auth"):
+    for field in (
+        "name",
+        "provider",
+        "protocol",
+        "address",
+        "display_name",
+        "reply_to",
+        "host",
+        "port",
+        "security",
+        "tls_min_version",
+        "allow_insecure_auth",
+    ):
         table.add_row(field, str(getattr(account, field) or ""))
     table.add_row("user_id", account.login)
     table.add_row("password", mask(account.password))
     table.add_row("truststore", "custom PEM bundle" if account.truststore else "system CAs")
     for key, value in sorted(account.advanced.items()):
         table.add_row(f"advanced {key}", value)
-    table.add_row("used for classes", f"{account.name} and its subclasses"
-                  if account.name != "Default" else "every class without its own account")
+    table.add_row(
+        "used for classes",
+        f"{account.name} and its subclasses"
+        if account.name != "Default"
+        else "every class without its own account",
+    )
     return table
 
 
@@ -89,8 +108,6 @@ def resolve(class_name: str) -> None:
     """Show which account an email for CLASS_NAME would be sent from, and why."""
 
     def body() -> None:
-        from postroom.accounts import resolve_account
-
         with opened() as postroom:
             names = {a.name for a in postroom.accounts()}
         resolution = resolve_account(class_name, names.__contains__)
@@ -105,11 +122,13 @@ def test_account(name: str) -> None:
     """Test connectivity: resolve, connect, TLS, EHLO, STARTTLS, AUTH, step by step."""
 
     def body() -> None:
-        from postroom.accounts.connectivity import check_connectivity
+        from postroom.accounts.connectivity import check_connectivity  # noqa: PLC0415
 
         with opened() as postroom:
             account = postroom.account(name)
-            report = asyncio.run(check_connectivity(account, timeout=postroom.settings.smtp_timeout))
+            report = asyncio.run(
+                check_connectivity(account, timeout=postroom.settings.smtp_timeout)
+            )
         for step in report.steps:
             mark = "[green]✓[/]" if step.ok else "[red]✗[/]"
             console.print(f"{mark} [bold]{step.name}[/] {step.detail}")

@@ -84,6 +84,7 @@ def load_config(source: Path | str | dict[str, Any]) -> tuple[dict[str, Any], Pa
 
 def _expand(value: Any, where: str) -> Any:
     if isinstance(value, str):
+
         def sub(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
@@ -135,15 +136,21 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
     records: dict[str, list[Any]] = {s: [] for s in SECTIONS}
     warnings: list[str] = []
     models: dict[str, type[BaseModel]] = {
-        "operators": Operator, "accounts": EmailAccount,
-        "correspondence": Correspondence, "case_types": CaseType,
+        "operators": Operator,
+        "accounts": EmailAccount,
+        "correspondence": Correspondence,
+        "case_types": CaseType,
     }
     for section, model in models.items():
         entries = data.get(section) or []
         if not isinstance(entries, list):
             raise ConfigurationError(f"{section} must be a list")
         for i, raw in enumerate(entries):
-            name = raw.get("name") or raw.get("id") or raw.get("class") if isinstance(raw, dict) else None
+            name = (
+                raw.get("name") or raw.get("id") or raw.get("class")
+                if isinstance(raw, dict)
+                else None
+            )
             where = f"{section}[{i}]" + (f" ({name})" if name else "")
             entry = dict(raw) if isinstance(raw, dict) else raw
             if section == "accounts" and isinstance(entry, dict):

@@ -5,8 +5,26 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-_BLOCK = {"p", "div", "section", "article", "header", "footer", "table", "ul", "ol", "h1",
-          "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "hr"}
+_BLOCK = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "table",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "pre",
+    "hr",
+}
 _LINE = {"br", "tr", "li"}
 _SKIP = {"script", "style", "head", "title"}
 

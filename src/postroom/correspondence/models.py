@@ -26,4 +26,3 @@ class Correspondence(BaseModel):
     @property
     def is_fragment(self) -> bool:
         return self.subject is None
-

@@ -113,7 +113,9 @@ class Renderer:
         try:
             template = env.get_template(name)
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"{what}: syntax error on line {exc.lineno}: {exc.message}") from None
+            raise TemplateError(
+                f"{what}: syntax error on line {exc.lineno}: {exc.message}"
+            ) from None
         except TemplateNotFound as exc:
             raise TemplateError(f"{what}: includes unknown correspondence {exc.name!r}") from None
         return self._guard(lambda: template.render(context), what)
@@ -133,7 +135,9 @@ class Renderer:
         except TemplateNotFound as exc:
             raise TemplateError(f"{what}: includes unknown correspondence {exc.name!r}") from None
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"{what}: syntax error on line {exc.lineno}: {exc.message}") from None
+            raise TemplateError(
+                f"{what}: syntax error on line {exc.lineno}: {exc.message}"
+            ) from None
         except (TypeError, ValueError, ArithmeticError, OverflowError, LookupError) as exc:
             raise TemplateError(f"{what}: {type(exc).__name__}: {exc}") from None
         if len(out) > MAX_RENDERED_CHARS:

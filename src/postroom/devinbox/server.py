@@ -49,7 +49,7 @@ class _Handler:
         self._directory = directory
         self._counter = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self._counter += 1
         stem = f"{time.time_ns()}-{self._counter:06d}"
         meta = {"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos)}

@@ -30,7 +30,9 @@ class OperatorStore:
 
     def list(self, conn: Connection) -> list[Operator]:
         rows = conn.execute(select(tables.operators).order_by(tables.operators.c.id))
-        return [Operator.model_validate({k: r._mapping[k] for k in Operator.model_fields}) for r in rows]
+        return [
+            Operator.model_validate({k: r._mapping[k] for k in Operator.model_fields}) for r in rows
+        ]
 
     def put(self, conn: Connection, operator: Operator) -> Change:
         current = self.find(conn, operator.id)

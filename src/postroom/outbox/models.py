@@ -32,7 +32,12 @@ class Recipient:
         return self.state in (RecipientState.PENDING, RecipientState.DEFERRED)
 
     def to_json(self) -> dict[str, Any]:
-        return {"address": self.address, "state": str(self.state), "code": self.code, "text": self.text}
+        return {
+            "address": self.address,
+            "state": str(self.state),
+            "code": self.code,
+            "text": self.text,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Recipient:

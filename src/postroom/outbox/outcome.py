@@ -26,6 +26,7 @@ def decide(
 ) -> Outcome:
     """The outcome of one attempt: per-recipient states, status and next attempt."""
     before = sum(r.state is RecipientState.ACCEPTED for r in email.recipients)
+    error: str | None
     if isinstance(result, DeliveryError):
         recipients = _after_error(email.recipients, result)
         code, enhanced, error = result.code, result.enhanced, str(result)
@@ -72,7 +73,9 @@ def _after_error(recipients: tuple[Recipient, ...], error: DeliveryError) -> tup
     )
 
 
-def _after_report(recipients: tuple[Recipient, ...], report: DeliveryReport) -> tuple[Recipient, ...]:
+def _after_report(
+    recipients: tuple[Recipient, ...], report: DeliveryReport
+) -> tuple[Recipient, ...]:
     accepted = {a.lower() for a in report.accepted}
     refused = {a.lower(): r for a, r in report.refused.items()}
     out = []
@@ -85,7 +88,9 @@ def _after_report(recipients: tuple[Recipient, ...], report: DeliveryReport) -> 
         elif key in refused:
             ref = refused[key]
             state = (
-                RecipientState.REFUSED if ref.verdict is Verdict.PERMANENT else RecipientState.DEFERRED
+                RecipientState.REFUSED
+                if ref.verdict is Verdict.PERMANENT
+                else RecipientState.DEFERRED
             )
             out.append(Recipient(r.address, state, ref.code, ref.text))
         else:

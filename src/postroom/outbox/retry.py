@@ -17,9 +17,9 @@ class RetryPolicy:
     cap: float = 3600.0
 
     def delay(self, attempts: int, *, rng: random.Random | None = None) -> float:
-        """Seconds to wait after the ``attempts``-th failure: half fixed, half random ("equal jitter")."""
+        """Seconds to wait after the ``attempts``-th failure: half fixed, half random."""
         ceiling = min(self.cap, self.base * (2 ** max(0, attempts - 1)))
-        return (rng or random).uniform(ceiling / 2, ceiling)  # noqa: S311 - not cryptographic
+        return (rng or random).uniform(ceiling / 2, ceiling)
 
     def gives_up(self, *, attempts: int, created_at: datetime, now: datetime) -> str | None:
         """Why no further attempt is made, or ``None`` to try again."""

@@ -19,8 +19,8 @@ from postroom.errors import NotFoundError, StateError
 from postroom.outbox.models import (
     ClaimedEmail,
     NewEmail,
-    Outcome,
     OutboxEntry,
+    Outcome,
     Recipient,
     RecipientState,
 )

@@ -165,7 +165,9 @@ class SmtpTransport:
             # A kept-alive connection the server closed meanwhile: nothing was sent yet.
             await self._reset()
             if not reused:
-                raise TransientDeliveryError("the server closed the connection", stage="MAIL") from None
+                raise TransientDeliveryError(
+                    "the server closed the connection", stage="MAIL"
+                ) from None
             self._smtp = await self.open()
             return await self._transaction(self._smtp, envelope)
         except DeliveryError:
