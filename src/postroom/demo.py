@@ -47,6 +47,8 @@ def run_demo(
     # The example reads the password from the environment; the dev inbox checks it.
     password = os.environ.setdefault(PASSWORD_VARIABLE, secrets.token_urlsafe(16))
     with DevInbox(inbox_dir, port=port, user=DEMO_USER, password=password) as inbox:
+        os.environ["POSTROOM_DEMO_SMTP_PORT"] = str(port)
+        os.environ["POSTROOM_DEMO_CA_FILE"] = str(inbox.ca_file.resolve())
         before = {m.path for m in inbox.messages()}
         applied = postroom.apply(config)
         case = postroom.cases.create(

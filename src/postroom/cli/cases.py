@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from postroom.cases import Case
-from postroom.cli.common import console, opened, run_command
+from postroom.cli.common import console, opened, run_command, styled
 from postroom.errors import ConfigurationError
 
 cases_app = typer.Typer(
@@ -36,7 +36,7 @@ def parse_data(pairs: list[str]) -> dict[str, Any]:
 
 
 def print_case(case: Case) -> None:
-    console.print(f"[bold]{case.id}[/] {case.case_type} — status [bold]{case.status}[/]")
+    console.print(styled((case.id, "bold"), f" {case.case_type} — status ", (case.status, "bold")))
     console.print(f"created by {case.created_by or '-'} at {case.created_at:%Y-%m-%d %H:%M:%S} UTC")
     if case.data:
         table = Table("field", "value", title="data")

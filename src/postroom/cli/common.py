@@ -12,13 +12,21 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from postroom.app import Postroom
 from postroom.errors import ConfigurationError, NotFoundError, PostroomError, StateError
 from postroom.settings import Settings
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup off: subjects, addresses and errors are data, and "[...]" in them must print as is.
+console = Console(highlight=False, soft_wrap=True, markup=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """A line from plain strings and (text, style) pairs; nothing in it is parsed as markup."""
+    return Text.assemble(*parts)
+
 
 DatabaseOption = Annotated[
     str | None,
@@ -81,7 +89,7 @@ def run_command(func: Callable[[], None]) -> None:
         func()
     except PostroomError as exc:
         code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+        err_console.print(styled(("error: ", "bold red"), str(exc)))
         raise typer.Exit(code) from None
 
 

@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from postroom.cli.cases import print_case
-from postroom.cli.common import configure_logging, console, opened, run_command
+from postroom.cli.common import configure_logging, console, opened, run_command, styled
 from postroom.demo import run_demo
 from postroom.devinbox import DevInbox, InboxMessage, read_inbox
 from postroom.devinbox.server import DEFAULT_DIRECTORY
@@ -91,7 +91,8 @@ def print_message(m: InboxMessage) -> None:
             f"{head}\n\n{text}".rstrip(),
             title=f"envelope {m.mail_from} → {', '.join(m.rcpt_tos)}",
             expand=False,
-        )
+        ),
+        soft_wrap=False,  # wrap long body lines inside the panel instead of cutting them
     )
 
 
@@ -100,7 +101,7 @@ def show_inbox(number: int, directory: DirOption = DEFAULT_DIRECTORY) -> None:
     """Show message NUMBER (as numbered by ``list``)."""
     messages = read_inbox(directory)
     if not 1 <= number <= len(messages):
-        console.print(f"[red]error:[/] the dev inbox holds {len(messages)} messages")
+        console.print(styled(("error: ", "red"), f"the dev inbox holds {len(messages)} messages"))
         raise typer.Exit(3)
     print_message(messages[number - 1])
 
@@ -125,13 +126,17 @@ def demo(
             f"{result.applied.count('unchanged')} unchanged"
         )
         for warning in result.applied.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            console.print(styled(("warning: ", "yellow"), warning))
         console.rule("Outbox")
         for e in result.emails:
             console.print(
-                f"#{e.id} [bold]{e.status}[/] from {e.account} to "
-                f"{', '.join(r.address for r in e.recipients)} after {e.attempts} attempt(s)"
-                + (f" — {e.last_error}" if e.last_error else "")
+                styled(
+                    f"#{e.id} ",
+                    (e.status, "bold"),
+                    f" from {e.account} to {', '.join(r.address for r in e.recipients)}"
+                    f" after {e.attempts} attempt(s)"
+                    + (f" — {e.last_error}" if e.last_error else ""),
+                )
             )
         console.rule("Received by the dev inbox")
         for m in result.received:
@@ -142,9 +147,11 @@ def demo(
         if not sent or not result.received:
             raise PostroomError("the demo email was not delivered; see the outbox above")
         console.print(
-            f"[green]done:[/] case {result.case.id} notified its Case Manager; the "
-            f"sent email is attached to the case. Inspect with: "
-            f"postroom cases show {result.case.id}"
+            styled(
+                ("done: ", "green"),
+                f"case {result.case.id} notified its Case Manager; the sent email is "
+                f"attached to the case. Inspect with: postroom cases show {result.case.id}",
+            )
         )
 
     run_command(body)

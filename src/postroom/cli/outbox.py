@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from postroom.cli.common import configure_logging, console, opened, run_command, state
+from postroom.cli.common import configure_logging, console, opened, run_command, state, styled
 from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxEntry, OutboxStatus
 
@@ -29,7 +29,7 @@ def _status(value: str | None) -> OutboxStatus | None:
 
 
 def print_entry(e: OutboxEntry) -> None:
-    console.print(f"[bold]#{e.id}[/] {e.status} — {e.subject}")
+    console.print(styled((f"#{e.id}", "bold"), f" {e.status} — {e.subject}"))
     for label, value in (
         ("message-id", e.message_id),
         ("case", e.case_id or "-"),

@@ -26,7 +26,8 @@ from postroom.records import Change
 if TYPE_CHECKING:
     from postroom.app import Postroom
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${NAME} or ${NAME:-default}, as in a shell.
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SECTIONS = ("operators", "accounts", "correspondence", "case_types")
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
@@ -86,10 +87,12 @@ def _expand(value: Any, where: str) -> Any:
     if isinstance(value, str):
 
         def sub(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigurationError(f"{where}: environment variable {name} is not set")
-            return os.environ[name]
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigurationError(f"{where}: environment variable {name} is not set")
 
         return _ENV.sub(sub, value)
     if isinstance(value, dict):

@@ -110,6 +110,10 @@ def build_message(email: OutgoingEmail) -> bytes:
                 subtype=subtype or "octet-stream",
                 filename=single_line(item.filename) or "attachment",
             )
+        # The stdlib repeats MIME-Version on parts it creates; only the top level needs it.
+        for part in msg.walk():
+            if part is not msg:
+                del part["MIME-Version"]
     except MessageError:
         raise
     except (ValueError, TypeError) as exc:

@@ -1,0 +1,174 @@
+"""The project's surface: public names, settings precedence, schema migrations, demo."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+import postroom
+from postroom import Postroom, Settings
+from postroom.db import create_db_engine, upgrade
+from postroom.db.tables import metadata
+from postroom.demo import run_demo
+from tests.conftest import TEST_KEY, make_settings
+from tests.fakes import free_port
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "mortgage.yaml"
+
+
+def test_public_surface_is_exactly_all() -> None:
+    public = {n for n in dir(postroom) if not n.startswith("_")} - {
+        # subpackages are importable, but not part of the flat surface
+        "accounts",
+        "agent",
+        "app",
+        "cases",
+        "config",
+        "correspondence",
+        "db",
+        "errors",
+        "operators",
+        "outbox",
+        "records",
+        "security",
+        "settings",
+        "transports",
+        "validation",
+        "demo",
+        "devinbox",
+        "cli",
+    }
+    assert public | {"__version__"} == set(postroom.__all__)
+
+
+def test_every_error_is_a_postroom_error_and_a_builtin() -> None:
+    assert issubclass(postroom.TransientDeliveryError, ConnectionError)
+    assert issubclass(postroom.ConfigurationError, ValueError)
+    assert issubclass(postroom.NotFoundError, LookupError)
+    assert issubclass(postroom.StateError, RuntimeError)
+    for name in postroom.__all__:
+        obj = getattr(postroom, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, postroom.PostroomError)
+
+
+def test_settings_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSTROOM_DATABASE_URL", raising=False)
+    assert Settings().database_url == "sqlite:///./postroom.db"
+    monkeypatch.setenv("POSTROOM_DATABASE_URL", "sqlite:///from-env.db")
+    monkeypatch.setenv("POSTROOM_BATCH_SIZE", "17")
+    assert Settings().database_url == "sqlite:///from-env.db"
+    assert Settings().batch_size == 17
+    flagged = Settings.from_flags(database_url="sqlite:///from-flag.db", batch_size=None)
+    assert flagged.database_url == "sqlite:///from-flag.db"
+    assert flagged.batch_size == 17  # no flag given: the environment still counts
+
+
+def test_settings_reject_bad_values() -> None:
+    with pytest.raises(ValueError, match="sqlite:// or postgresql://"):
+        Settings(database_url="mysql://x")
+    with pytest.raises(ValueError, match="batch_size"):
+        Settings(batch_size=0)
+    assert Settings(database_url="postgresql://u@h/db").database_url.startswith(
+        "postgresql+psycopg://"
+    )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_migrations_build_exactly_the_declared_schema(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'm.db'}"
+        if kind == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    engine = create_db_engine(url)
+    upgrade(engine)
+    upgrade(engine)  # idempotent
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+    assert "outbox" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_sqlite_is_durable(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
+
+
+def test_key_file_is_generated_private(tmp_path: Path) -> None:
+    pr = Postroom(Settings(database_url=f"sqlite:///{tmp_path / 'k.db'}", secret_key=None))
+    pr.close()
+    key = tmp_path / "postroom.key"
+    assert key.exists()
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_demo_runs_the_reference_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # The demo sets these for the example file; monkeypatch puts them back afterwards.
+    for name in ("POSTROOM_DEMO_SMTP_PORT", "POSTROOM_DEMO_CA_FILE", "POSTROOM_DEMO_SMTP_PASSWORD"):
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "mortgage.yaml").write_text(EXAMPLE.read_text())
+    pr = Postroom(make_settings(f"sqlite:///{tmp_path / 'postroom.db'}"))
+    try:
+        result = run_demo(
+            pr,
+            config=tmp_path / "examples" / "mortgage.yaml",
+            inbox_dir=tmp_path / "postroom-inbox",
+            port=free_port(),
+        )
+    finally:
+        pr.close()
+    [received] = result.received
+    assert received.rcpt_tos == ("carol.manager@example.com",)
+    assert received.mail_from == "mortgages@example.com"
+    assert received.message["Subject"].startswith(f"Mortgage request {result.case.id} created")
+    assert [e.status for e in result.emails] == ["sent"]
+    assert [a.content_type for a in result.case.attachments] == ["message/rfc822"]
+
+
+def test_dev_inbox_refuses_non_loopback(tmp_path: Path) -> None:
+    from postroom.devinbox import DevInbox
+
+    with pytest.raises(postroom.ConfigurationError, match="loopback"):
+        DevInbox(tmp_path, host="0.0.0.0")  # noqa: S104 - the point of the test
+
+
+def test_key_mismatch_is_explained(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with Postroom(Settings(database_url=url, secret_key=TEST_KEY)) as pr:
+        pr.apply(
+            {
+                "accounts": [
+                    {
+                        "name": "Default",
+                        "address": "a@example.com",
+                        "host": "h.example.com",
+                        "password": "pw",
+                    }
+                ]
+            }
+        )
+    with Postroom(Settings(database_url=url, secret_key="another-key-of-sufficient-length")) as pr:
+        with pytest.raises(postroom.SecretError, match="secret key differs"):
+            pr.account("Default")
+
+
+def test_free_port_is_free() -> None:
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+    assert create_engine  # imported for the migration test's engine type
