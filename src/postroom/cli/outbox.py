@@ -127,12 +127,13 @@ def run_agent(
         float | None, typer.Option(help="Idle wait between claims (env POSTROOM_POLL_INTERVAL)")
     ] = None,
     until_idle: Annotated[bool, typer.Option(help="Exit when nothing is due")] = False,
-    log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
+    log_level: Annotated[
+        str | None, typer.Option(help="Log level (env POSTROOM_LOG_LEVEL)")
+    ] = None,
 ) -> None:
     """Run the sender agent until SIGTERM/SIGINT (finishes the batch in flight)."""
 
     def body() -> None:
-        configure_logging(log_level)
         state.extra.update(
             {
                 k: v
@@ -145,6 +146,7 @@ def run_agent(
             }
         )
         with opened() as postroom:
+            configure_logging(log_level or postroom.settings.log_level)
             agent = postroom.agent()
 
             async def main() -> None:
