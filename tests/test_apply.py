@@ -108,7 +108,7 @@ def test_a_bad_record_changes_nothing(sqlite_postroom: Postroom) -> None:
 
 
 def test_unknown_section_and_field(sqlite_postroom: Postroom) -> None:
-    with pytest.raises(ConfigurationError, match="unknown section.*known: operators"):
+    with pytest.raises(ConfigurationError, match=r"unknown section.*known: operators"):
         sqlite_postroom.apply({"mailboxes": []})
     with pytest.raises(ConfigurationError, match="colour"):
         sqlite_postroom.apply({"operators": [{"id": "x", "name": "X", "colour": "red"}]})

@@ -11,7 +11,7 @@ import pytest
 from postroom import Postroom
 from postroom.errors import ConfigurationError, NotFoundError
 from postroom.outbox import OutboxStatus
-from tests.fakes import smtp_server
+from tests.fakes import free_port, smtp_server
 
 CLASS = "MyOrg-Mortgage-Work-MortgageRequest"
 
@@ -154,7 +154,7 @@ def test_status_step_fires_on_entering_the_status(postroom: Postroom) -> None:
     assert msg.rcpt_tos == ["bob@example.org", "carol@example.com", "audit@example.com"]
     assert msg.message["Cc"] == "Carol <carol@example.com>"
     assert msg.message["Bcc"] is None
-    [attached] = [p for p in msg.message.iter_attachments()]
+    [attached] = list(msg.message.iter_attachments())
     assert attached.get_filename() == "offer.pdf"
     assert attached.get_content() == b"%PDF-1.4 offer"
 
@@ -169,7 +169,7 @@ def test_field_recipient_must_hold_an_address(postroom: Postroom) -> None:
 
 def test_party_from_a_bad_address_refuses_the_case(postroom: Postroom) -> None:
     postroom.apply(records(25, steps=[]))
-    with pytest.raises(ConfigurationError, match="Customer .* not a valid email address"):
+    with pytest.raises(ConfigurationError, match=r"Customer .* not a valid email address"):
         postroom.cases.create(CLASS, data={"customer_email": "nope"}, operator="alice")
     assert postroom.cases.recent() == []
 
@@ -186,8 +186,6 @@ def test_immediate_mode_sends_before_returning(postroom: Postroom) -> None:
 
 
 def test_immediate_mode_failure_leaves_it_for_the_agent(postroom: Postroom) -> None:
-    from tests.fakes import free_port
-
     step = {**CREATED_STEP, "mode": "immediate"}
     postroom.apply(records(free_port(), steps=[step]))  # nothing listens there
     case = postroom.cases.create(CLASS, operator="alice")

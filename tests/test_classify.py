@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from postroom.errors import PermanentDeliveryError, TransientDeliveryError
+from postroom.errors import PermanentDeliveryError, StateError, TransientDeliveryError
 from postroom.outbox import ClaimedEmail, DeliveryReport, Refusal, RetryPolicy, Verdict
 from postroom.outbox.classify import classify_reply, split_enhanced
 from postroom.outbox.models import Recipient, RecipientState
 from postroom.outbox.outcome import decide
 from postroom.outbox.status import OutboxStatus, check_transition, sources_of
-from postroom.errors import StateError
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -82,7 +81,8 @@ def test_all_accepted_is_sent() -> None:
         now=NOW,
     )
     assert out.status is OutboxStatus.SENT
-    assert out.newly_delivered and out.sent_at == NOW
+    assert out.newly_delivered
+    assert out.sent_at == NOW
 
 
 def test_transient_error_retries_with_backoff() -> None:
@@ -105,7 +105,8 @@ def test_gives_up_after_max_attempts() -> None:
     err = TransientDeliveryError("busy", code=451)
     out = decide(claimed("a@example.com", attempts=3), err, policy=POLICY, now=NOW)
     assert out.status is OutboxStatus.FAILED
-    assert out.last_error is not None and out.last_error.startswith("gave up after 3 attempts")
+    assert out.last_error is not None
+    assert out.last_error.startswith("gave up after 3 attempts")
 
 
 def test_gives_up_on_age() -> None:
@@ -154,7 +155,7 @@ def test_all_refused_permanently_fails() -> None:
     report = DeliveryReport(refused={"b@example.com": Refusal(550, "no", Verdict.PERMANENT)})
     out = decide(claimed("b@example.com"), report, policy=POLICY, now=NOW)
     assert out.status is OutboxStatus.FAILED
-    assert "refused recipients: b@example.com: 550 no" == out.last_error
+    assert out.last_error == "refused recipients: b@example.com: 550 no"
 
 
 def test_backoff_grows_and_is_capped() -> None:

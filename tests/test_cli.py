@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import smtplib
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from postroom.cli import app
+from postroom.devinbox import DevInbox
 from tests.conftest import TEST_KEY
 from tests.fakes import free_port, smtp_server
 
@@ -64,7 +66,8 @@ def test_apply_create_deliver_show(cli: tuple[CliRunner, list[str]], tmp_path: P
             ],
         )
         assert result.exit_code == 0, result.output
-        assert "T-1" in result.output and "email-queued" in result.output
+        assert "T-1" in result.output
+        assert "email-queued" in result.output
 
         result = runner.invoke(app, [*db, "outbox", "list", "--status", "queued"])
         assert "Case T-1" in result.output
@@ -75,9 +78,11 @@ def test_apply_create_deliver_show(cli: tuple[CliRunner, list[str]], tmp_path: P
     assert srv.sink.received[0].rcpt_tos == ["carol@example.com"]
 
     result = runner.invoke(app, [*db, "cases", "show", "T-1"])
-    assert "email-1.eml" in result.output and "email-sent" in result.output
+    assert "email-1.eml" in result.output
+    assert "email-sent" in result.output
     result = runner.invoke(app, [*db, "outbox", "show", "1"])
-    assert "sent" in result.output and "carol@example.com [accepted]" in result.output
+    assert "sent" in result.output
+    assert "carol@example.com [accepted]" in result.output
 
 
 def test_errors_are_messages_with_exit_codes(
@@ -111,11 +116,13 @@ def test_retry_and_cancel(cli: tuple[CliRunner, list[str]], tmp_path: Path) -> N
         app, [*db, "cases", "create", "MyOrg-Work-Thing", "--operator", "alice", "--data", "note=x"]
     )
     result = runner.invoke(app, [*db, "outbox", "cancel", "1"])
-    assert result.exit_code == 0 and "cancelled" in result.output
+    assert result.exit_code == 0
+    assert "cancelled" in result.output
     result = runner.invoke(app, [*db, "outbox", "cancel", "1"])
     assert result.exit_code == 4  # a status the table does not allow
     result = runner.invoke(app, [*db, "outbox", "retry", "1"])
-    assert result.exit_code == 0 and "queued" in result.output
+    assert result.exit_code == 0
+    assert "queued" in result.output
 
 
 def test_send_and_accounts(cli: tuple[CliRunner, list[str]], tmp_path: Path) -> None:
@@ -142,15 +149,14 @@ def test_send_and_accounts(cli: tuple[CliRunner, list[str]], tmp_path: Path) -> 
     result = runner.invoke(app, [*db, "send", "--to", "x@example.com"])
     assert result.exit_code == 2
     result = runner.invoke(app, [*db, "accounts", "list"])
-    assert "Default" in result.output and "127.0.0.1:2525" in result.output
+    assert "Default" in result.output
+    assert "127.0.0.1:2525" in result.output
     result = runner.invoke(app, [*db, "accounts", "resolve", "MyOrg-Work-Thing"])
-    assert "Default" in result.output and "fell back" in result.output
+    assert "Default" in result.output
+    assert "fell back" in result.output
 
 
 def test_dev_inbox_list_reads_the_folder(tmp_path: Path) -> None:
-    from postroom.devinbox import DevInbox
-    import smtplib
-
     port = free_port()
     with DevInbox(tmp_path / "inbox", port=port):
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
@@ -159,6 +165,7 @@ def test_dev_inbox_list_reads_the_folder(tmp_path: Path) -> None:
             )
     result = CliRunner().invoke(app, ["dev-inbox", "list", "--dir", str(tmp_path / "inbox")])
     assert result.exit_code == 0
-    assert "hello inbox" in result.output and "b@example.com" in result.output
+    assert "hello inbox" in result.output
+    assert "b@example.com" in result.output
     result = CliRunner().invoke(app, ["dev-inbox", "show", "1", "--dir", str(tmp_path / "inbox")])
     assert "body" in result.output

@@ -42,9 +42,13 @@ def test_enqueue_is_part_of_the_callers_transaction(postroom: Postroom) -> None:
     class Abort(Exception):
         pass
 
-    with pytest.raises(Abort), postroom.engine.begin() as conn:
-        postroom.outbox_store.enqueue(conn, new_email(1))
-        raise Abort
+    def enqueue_then_fail() -> None:
+        with postroom.engine.begin() as conn:
+            postroom.outbox_store.enqueue(conn, new_email(1))
+            raise Abort
+
+    with pytest.raises(Abort):
+        enqueue_then_fail()
     assert postroom.outbox() == []
 
 

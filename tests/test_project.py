@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import inspect
 
 import postroom
 from postroom import Postroom, Settings
 from postroom.db import create_db_engine, upgrade
 from postroom.db.tables import metadata
 from postroom.demo import run_demo
+from postroom.devinbox import DevInbox
 from tests.conftest import TEST_KEY, make_settings
 from tests.fakes import free_port
 
@@ -141,10 +142,8 @@ def test_demo_runs_the_reference_scenario(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_dev_inbox_refuses_non_loopback(tmp_path: Path) -> None:
-    from postroom.devinbox import DevInbox
-
     with pytest.raises(postroom.ConfigurationError, match="loopback"):
-        DevInbox(tmp_path, host="0.0.0.0")  # noqa: S104 - the point of the test
+        DevInbox(tmp_path, host="0.0.0.0")
 
 
 def test_key_mismatch_is_explained(tmp_path: Path) -> None:
@@ -171,4 +170,3 @@ def test_free_port_is_free() -> None:
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
-    assert create_engine  # imported for the migration test's engine type

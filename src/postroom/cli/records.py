@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from postroom.accounts import EmailAccount, candidate_accounts, resolve_account
-from postroom.cli.common import console, mask, opened, run_command
+from postroom.accounts.connectivity import check_connectivity
+from postroom.cli.common import console, mask, opened, run_command, styled
 
 accounts_app = typer.Typer(
     help="Email accounts: list, show, test connectivity.", no_args_is_help=True
@@ -30,10 +31,10 @@ def apply(
         table = Table("kind", "name", "change")
         for kind, name, change in report.changes:
             style = {"created": "green", "updated": "yellow"}.get(change, "dim")
-            table.add_row(kind, name, f"[{style}]{change}[/]")
+            table.add_row(kind, name, styled((change, style)))
         console.print(table)
         for warning in report.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            console.print(styled(("warning: ", "yellow"), warning))
         console.print(
             f"{report.count('created')} created, {report.count('updated')} updated, "
             f"{report.count('unchanged')} unchanged"
@@ -98,7 +99,7 @@ def show_account(name: str) -> None:
             account = postroom.account(name)
         console.print(describe_account(account))
         for warning in account.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            console.print(styled(("warning: ", "yellow"), warning))
 
     run_command(body)
 
@@ -112,7 +113,7 @@ def resolve(class_name: str) -> None:
             names = {a.name for a in postroom.accounts()}
         resolution = resolve_account(class_name, names.__contains__)
         console.print(f"tries: {' → '.join(candidate_accounts(class_name))}")
-        console.print(f"[bold]{resolution.account}[/]: {resolution.reason}")
+        console.print(styled((resolution.account, "bold"), f": {resolution.reason}"))
 
     run_command(body)
 
@@ -122,18 +123,16 @@ def test_account(name: str) -> None:
     """Test connectivity: resolve, connect, TLS, EHLO, STARTTLS, AUTH, step by step."""
 
     def body() -> None:
-        from postroom.accounts.connectivity import check_connectivity  # noqa: PLC0415
-
         with opened() as postroom:
             account = postroom.account(name)
             report = asyncio.run(
                 check_connectivity(account, timeout=postroom.settings.smtp_timeout)
             )
         for step in report.steps:
-            mark = "[green]✓[/]" if step.ok else "[red]✗[/]"
-            console.print(f"{mark} [bold]{step.name}[/] {step.detail}")
+            mark = ("✓ ", "green") if step.ok else ("✗ ", "red")
+            console.print(styled(mark, (step.name, "bold"), f" {step.detail}"))
             if step.explanation:
-                console.print(f"    [yellow]{step.explanation}[/]")
+                console.print(styled(("    " + step.explanation, "yellow")))
         if not report.ok:
             raise SystemExit(1)
 

@@ -42,6 +42,10 @@ def reply_error(
 
 def connection_error(exc: BaseException, *, stage: str, account: EmailAccount) -> DeliveryError:
     """Explain a failure to reach or talk to the server; the message itself is fine."""
+    # aiosmtplib wraps TLS failures during connect() in SMTPConnectError; the cause
+    # says what is wrong (an untrusted certificate, the wrong TLS mode).
+    if isinstance(exc, aiosmtplib.SMTPConnectError) and isinstance(exc.__cause__, ssl.SSLError):
+        exc = exc.__cause__
     if isinstance(exc, ssl.SSLCertVerificationError):
         hint = (
             "the server's certificate is not trusted"
