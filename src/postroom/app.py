@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, Engine
 
 from postroom.accounts import AccountStore, EmailAccount
@@ -26,6 +27,7 @@ from postroom.cases.store import CaseTypeStore, add_history, load_case
 from postroom.config.apply import ApplyReport, apply_config
 from postroom.correspondence import CorrespondenceStore, Renderer
 from postroom.db import create_db_engine, upgrade, utcnow
+from postroom.errors import MessageError
 from postroom.operators import OperatorStore
 from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, RetryPolicy
 from postroom.security import SecretBox, load_secret_box
@@ -185,14 +187,22 @@ class Postroom:
 
         Returns the outbox id. Errors (no account, template, address) are raised here.
         """
-        request = EmailRequest(
-            to=[Recipient(kind="address", value=a) for a in to],
-            cc=[Recipient(kind="address", value=a) for a in cc],
-            bcc=[Recipient(kind="address", value=a) for a in bcc],
-            correspondence=correspondence,
-            subject=subject,
-            body=body,
-        )
+        try:
+            request = EmailRequest(
+                to=[Recipient(kind="address", value=a) for a in to],
+                cc=[Recipient(kind="address", value=a) for a in cc],
+                bcc=[Recipient(kind="address", value=a) for a in bcc],
+                correspondence=correspondence,
+                subject=subject,
+                body=body,
+            )
+        except ValidationError as exc:
+            raise MessageError(
+                "; ".join(
+                    str(e["msg"]).removeprefix("Value error, ")
+                    for e in exc.errors(include_url=False, include_input=False)
+                )
+            ) from None
         with self.engine.begin() as conn:
             case = load_case(conn, case_id, details=False) if case_id else None
             resolved_class = case.case_type if case is not None else (class_name or "Default")

@@ -27,7 +27,7 @@ def check_address(value: str, *, what: str = "address") -> str:
 
 def check_display_name(value: str, *, what: str = "display name") -> str:
     """A display name without control characters (they could forge headers)."""
-    if _CONTROL.search(value) or any(unicodedata.category(c) == "Zl" for c in value):
+    if _CONTROL.search(value) or any(_is_line_break(c) for c in value):
         raise ValueError(f"{what} contains a control character (line breaks are not allowed)")
     return value.strip()
 
@@ -42,8 +42,14 @@ def check_record_name(value: str, *, what: str = "name") -> str:
     return value
 
 
+def _is_line_break(char: str) -> bool:
+    # U+0085 (NEL) is a line break too, and str.splitlines() (which the stdlib's
+    # header code uses) splits on it.
+    return char == "\x85" or unicodedata.category(char) in ("Zl", "Zp")
+
+
 def single_line(value: str) -> str:
     """Fold every control character and line separator into a single space."""
     folded = _CONTROL.sub(" ", value)
-    folded = "".join(" " if unicodedata.category(c) in ("Zl", "Zp") else c for c in folded)
+    folded = "".join(" " if _is_line_break(c) else c for c in folded)
     return re.sub(r" {2,}", " ", folded).strip()

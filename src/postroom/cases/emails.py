@@ -129,7 +129,12 @@ class Composer:
         boxes = []
         for r in recipients:
             if r.kind is RecipientKind.ADDRESS:
-                boxes.append(Mailbox(r.value))
+                # The normalised form: the envelope must not get the raw value (with, say,
+                # a trailing U+2028 that the validator stripped).
+                try:
+                    boxes.append(Mailbox(check_address(r.value, what="recipient address")))
+                except ValueError as exc:
+                    raise MessageError(str(exc)) from None
             elif r.kind is RecipientKind.OPERATOR:
                 operator = self._operators.get(conn, r.value)
                 if not operator.email:

@@ -75,7 +75,14 @@ def load_config(source: Path | str | dict[str, Any]) -> tuple[dict[str, Any], Pa
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigurationError(f"{path}{where}: not valid YAML ({exc})") from None
+        # Only the problem, not PyYAML's full text: that quotes the offending line,
+        # which may be an account's password written in the file.
+        problem = " ".join(
+            str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p
+        )
+        raise ConfigurationError(
+            f"{path}{where}: not valid YAML ({problem or type(exc).__name__})"
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -3,22 +3,33 @@
 The standard library's header classes refuse CR and LF in header values; on top of
 that, every address and display name is validated before it gets here and the
 subject is folded to one line, so no input can add a header or a recipient.
+The stdlib decodes RFC 2047 encoded words in the values it is given (``=?utf-8?q?=0D=0A?=``
+is a line break) and, before CPython 3.11.10 and 3.12.5 (CVE-2024-6923), writes the
+result as it is; so every header is checked once more, as written and as a reader
+decodes it, before the message leaves here.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from email import errors as email_errors
 from email import policy
+from email.header import decode_header
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
 from postroom.errors import MessageError
 from postroom.validation import check_address, check_display_name, single_line
 
 _SMTP = policy.SMTP.clone(raise_on_defect=True)
+# In a folded header, a line may only end as a continuation; no other control characters.
+_UNSAFE_IN_HEADER = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_UNSAFE_DECODED = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +125,49 @@ def build_message(email: OutgoingEmail) -> bytes:
         for part in msg.walk():
             if part is not msg:
                 del part["MIME-Version"]
+        _check_folded_headers(msg)
+        raw = msg.as_bytes(policy=_SMTP)
+        _check_decoded_headers(raw)
+        return raw
     except MessageError:
         raise
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, email_errors.MessageError) as exc:
         raise MessageError(f"the email cannot be built safely: {exc}") from None
-    return msg.as_bytes(policy=_SMTP)
+
+
+def _check_folded_headers(msg: EmailMessage) -> None:
+    """Refuse a header that would come out as more than one header, or with controls."""
+    for part in msg.walk():
+        for name, value in part.items():
+            lines = _SMTP.fold_binary(name, value).removesuffix(b"\r\n").split(b"\r\n")
+            continued = all(line[:1] in (b" ", b"\t") for line in lines[1:])
+            if not continued or any(_UNSAFE_IN_HEADER.search(line) for line in lines):
+                raise _unsafe_header(name)
+        # A file name may be written percent-encoded (RFC 2231): check it as decoded.
+        filename = part.get_filename()
+        if filename is not None and _UNSAFE_DECODED.search(filename):
+            raise _unsafe_header("Content-Disposition")
+
+
+def _check_decoded_headers(raw: bytes) -> None:
+    """Refuse a header that a reader would decode to a line break or control character."""
+    for name, value in BytesHeaderParser(policy=policy.compat32).parsebytes(raw).items():
+        unfolded = re.sub(r"\r\n(?=[ \t])", "", str(value))
+        decoded = []
+        for chunk, charset in decode_header(unfolded):
+            if isinstance(chunk, str):
+                decoded.append(chunk)
+                continue
+            try:
+                decoded.append(chunk.decode(charset or "ascii", "replace"))
+            except LookupError:
+                decoded.append(chunk.decode("latin-1"))
+        if _UNSAFE_DECODED.search("".join(decoded)):
+            raise _unsafe_header(name)
+
+
+def _unsafe_header(name: str) -> MessageError:
+    return MessageError(
+        f"the {name} header would contain a line break or control character "
+        "(an RFC 2047 encoded word in a subject, name or file name?)"
+    )

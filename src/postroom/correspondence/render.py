@@ -6,7 +6,8 @@ Case data is passed as values in the context and is never compiled, so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,8 @@ from jinja2 import (
     UndefinedError,
 )
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from postroom.correspondence.html2text import html_to_text
 from postroom.correspondence.models import Correspondence
@@ -28,6 +30,69 @@ from postroom.errors import NotFoundError, TemplateError, TemplateSecurityError
 from postroom.validation import single_line
 
 MAX_RENDERED_CHARS = 5_000_000
+MAX_LOOP_STEPS = 2_000_000
+"""Iterations of ``range`` loops one rendering may take: nested loops stay bounded in time."""
+
+_steps_left: ContextVar[list[int] | None] = ContextVar("postroom_template_steps", default=None)
+
+
+class _BudgetedRange:
+    """``range`` for templates: each step taken counts against the rendering's budget."""
+
+    def __init__(self, *args: int) -> None:
+        self._range = safe_range(*args)  # refuses ranges over MAX_RANGE items
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    def __iter__(self) -> Iterator[int]:
+        budget = _steps_left.get()
+        for value in self._range:
+            if budget is not None:
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise SecurityError(f"loops took more than {MAX_LOOP_STEPS} steps")
+            yield value
+
+
+def _too_big(value: Any) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_RENDERED_CHARS
+    )
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, also refusing single expressions that would allocate hugely."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*" and (
+            (
+                isinstance(left, str | list | tuple)
+                and isinstance(right, int)
+                and len(left) * right > MAX_RENDERED_CHARS
+            )
+            or (
+                isinstance(right, str | list | tuple)
+                and isinstance(left, int)
+                and len(right) * left > MAX_RENDERED_CHARS
+            )
+        ):
+            raise SecurityError("a repetition would exceed the output limit")
+        if operator == "**" and isinstance(right, int) and abs(right) > 1000:
+            raise SecurityError("an exponent over 1000 is refused")
+        if operator == "%" and isinstance(left, str):
+            values = right if isinstance(right, tuple) else (right,)
+            if any(_too_big(v) for v in values):
+                raise SecurityError("a format width over the output limit is refused")
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # ljust/center/zfill and friends take a size: refuse sizes past the output limit.
+        if any(_too_big(v) for v in (*args, *kwargs.values())):
+            raise SecurityError("an argument over the output limit is refused")
+        return super().call(__context, __obj, *args, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +128,15 @@ class Renderer:
 
     @staticmethod
     def _environment(sources: Mapping[str, str], *, autoescape: bool) -> Environment:
-        return ImmutableSandboxedEnvironment(
+        env = _Sandbox(
             loader=_MappingLoader(sources),
             autoescape=autoescape,
             undefined=StrictUndefined,
             auto_reload=False,
             cache_size=1000,
         )
+        env.globals["range"] = _BudgetedRange
+        return env
 
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
         """Render the correspondence ``name``; a fragment cannot be sent on its own."""
@@ -107,7 +174,7 @@ class Renderer:
                 ) from None
             if len(self._compiled) < 1000:  # bounded: inline sources come from case types
                 self._compiled[key] = template
-        return self._guard(lambda: template.render(context), what)
+        return self._guard(template, context, what)
 
     def _run(self, env: Environment, name: str, context: Mapping[str, Any], *, what: str) -> str:
         try:
@@ -118,12 +185,21 @@ class Renderer:
             ) from None
         except TemplateNotFound as exc:
             raise TemplateError(f"{what}: includes unknown correspondence {exc.name!r}") from None
-        return self._guard(lambda: template.render(context), what)
+        return self._guard(template, context, what)
 
     @staticmethod
-    def _guard(render: Any, what: str) -> str:
+    def _guard(template: Template, context: Mapping[str, Any], what: str) -> str:
+        # Streamed, so that a template producing too much stops at the limit instead of
+        # building all of its output in memory first.
+        parts: list[str] = []
+        size = 0
+        token = _steps_left.set([MAX_LOOP_STEPS])
         try:
-            out: str = render()
+            for chunk in template.generate(context):
+                size += len(chunk)
+                if size > MAX_RENDERED_CHARS:
+                    break
+                parts.append(chunk)
         except SecurityError as exc:
             raise TemplateSecurityError(
                 f"{what}: the template sandbox refused an unsafe expression ({exc})"
@@ -138,8 +214,12 @@ class Renderer:
             raise TemplateError(
                 f"{what}: syntax error on line {exc.lineno}: {exc.message}"
             ) from None
+        except RecursionError:
+            raise TemplateError(f"{what}: recursion too deep") from None
         except (TypeError, ValueError, ArithmeticError, OverflowError, LookupError) as exc:
             raise TemplateError(f"{what}: {type(exc).__name__}: {exc}") from None
-        if len(out) > MAX_RENDERED_CHARS:
+        finally:
+            _steps_left.reset(token)
+        if size > MAX_RENDERED_CHARS:
             raise TemplateError(f"{what}: rendered to more than {MAX_RENDERED_CHARS} characters")
-        return out
+        return "".join(parts)

@@ -205,6 +205,11 @@ class SmtpTransport:
             ) from None
         except aiosmtplib.SMTPServerDisconnected:
             raise _StaleConnectionError from None
+        except ValueError as exc:  # aiosmtplib refuses to quote an unsafe address
+            await self._rset(smtp)
+            raise PermanentDeliveryError(
+                f"sender address refused: {exc}", stage="MAIL FROM"
+            ) from None
 
         accepted: list[str] = []
         refused: dict[str, Refusal] = {}
@@ -213,6 +218,12 @@ class SmtpTransport:
                 await smtp.rcpt(rcpt, encoding=encoding)
             except aiosmtplib.SMTPRecipientRefused as exc:
                 refused[rcpt] = _refusal(exc.code, exc.message)
+            except ValueError as exc:
+                # An address aiosmtplib will not put on the wire; a permanent refusal of
+                # this recipient, not a crash of the agent.
+                refused[rcpt] = Refusal(
+                    code=553, text=f"unsafe address: {exc}", verdict=Verdict.PERMANENT
+                )
             else:
                 accepted.append(rcpt)
         if not accepted:

@@ -1,0 +1,437 @@
+"""The template sandbox, end to end: a case, its send-email step, the agent and a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import resource
+import subprocess
+import sys
+from collections.abc import Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from postroom import Postroom
+from postroom.cases import Case
+from postroom.correspondence.render import MAX_RENDERED_CHARS
+from postroom.outbox import OutboxEntry, OutboxStatus
+from tests.fakes import Received, ServerInfo, smtp_server
+
+CASE_TYPE = "MyOrg-Tpl-Work-Letter"
+CLIENT = "client@example.com"
+
+
+class Server:
+    """The module's SMTP server, with a short repr."""
+
+    def __init__(self, info: ServerInfo) -> None:
+        self.port = info.port
+        self.sink = info.sink
+
+    def __repr__(self) -> str:
+        return f"<SMTP server on 127.0.0.1:{self.port}>"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with smtp_server() as srv:
+        yield Server(srv)
+
+
+def records(
+    port: int,
+    *,
+    html: str = "<p>Dear client, about {{ case.data.title }}.</p>",
+    subject: str = "Case {{ case.id }}: {{ case.data.title }}",
+    text: str | None = None,
+    step: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    letter: dict[str, Any] = {"name": "Letter", "subject": subject, "html": html}
+    if text is not None:
+        letter["text"] = text
+    return {
+        "accounts": [
+            {
+                "name": "Default",
+                "address": "letters@example.com",
+                "display_name": "Letters Desk",
+                "host": "127.0.0.1",
+                "port": port,
+                "security": "none",
+            }
+        ],
+        "correspondence": [
+            letter,
+            {"name": "Signature", "html": "<p>Regards, {{ account.display_name }}</p>"},
+        ],
+        "case_types": [
+            {
+                "class": CASE_TYPE,
+                "class_group": "MyOrg-Tpl-Work",
+                "id_prefix": "L-",
+                "steps": [
+                    step
+                    or {
+                        "name": "letter",
+                        "on": "created",
+                        "to": [{"address": CLIENT}],
+                        "correspondence": "Letter",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def run(
+    postroom: Postroom, server: Server, data: dict[str, Any], **kwargs: Any
+) -> tuple[Case, list[Received]]:
+    """Apply the records, create a case, run the agent; the case and what was received."""
+    postroom.apply(records(server.port, **kwargs))
+    before = len(server.sink.received)
+    created = postroom.cases.create(CASE_TYPE, data=data)
+    asyncio.run(postroom.agent().run(until_idle=True))
+    return postroom.cases.get(created.id), server.sink.received[before:]
+
+
+def failed_entry(postroom: Postroom, case: Case) -> OutboxEntry:
+    [entry] = postroom.outbox(case_id=case.id)
+    assert entry.status is OutboxStatus.FAILED
+    assert entry.last_error
+    return entry
+
+
+def failure_detail(case: Case) -> str:
+    [detail] = [h.detail for h in case.history if h.action == "email-failed"]
+    return detail
+
+
+def html_of(message: EmailMessage) -> str:
+    part = message.get_body(("html",))
+    assert part is not None
+    content: str = part.get_content()
+    return content
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    content: str = part.get_content()
+    return content
+
+
+# --- sandbox escapes --------------------------------------------------------------------
+
+ESCAPES = [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ joiner.__init__.__globals__.os }}",
+    "{{ lipsum.__globals__['os'].popen('id').read() }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ self.__init__.__globals__ }}",
+    "{% for c in [].__class__.__base__.__subclasses__() %}{{ c.__name__ }}{% endfor %}",
+    "{{ case.data.__class__ }}",
+    "{{ case|attr('__class__') }}",
+    "{{ '{0.__class__}'.format(case) }}",
+    "{{ case.data.update({'title': 'changed'}) }}",
+    "{{ range.__self__ }}",
+    "{{ ''.format.__self__ }}",
+    "{{ config.items() }}",
+]
+
+
+@pytest.mark.parametrize("payload", ESCAPES)
+@pytest.mark.parametrize("where", ["html", "subject", "inline"])
+def test_sandbox_escape_fails_the_email_not_the_case(
+    sqlite_postroom: Postroom, server: Server, payload: str, where: str
+) -> None:
+    kwargs: dict[str, Any] = {}
+    if where == "html":
+        kwargs["html"] = f"<p>{payload}</p>"
+    elif where == "subject":
+        kwargs["subject"] = f"Case {payload}"
+    else:
+        kwargs["step"] = {
+            "name": "inline letter",
+            "on": "created",
+            "to": [{"address": CLIENT}],
+            "subject": "Inline",
+            "body": f"<p>{payload}</p>",
+        }
+    case, received = run(sqlite_postroom, server, {"title": "Boiler"}, **kwargs)
+
+    assert received == []
+    assert case.status == "New"
+    assert case.data == {"title": "Boiler"}
+    assert [h.action for h in case.history] == ["created", "email-failed"]
+    error = failed_entry(sqlite_postroom, case).last_error
+    assert error is not None
+    assert (
+        "sandbox refused an unsafe expression" in error
+        or "undefined" in error
+        or "has no attribute" in error
+    ), error
+    assert failure_detail(case).endswith(error)
+    # Nothing ran and nothing leaked into the error: no command output, no class listing.
+    assert "uid=" not in error
+    assert "<class '" not in error
+    assert sqlite_postroom.outbox_counts()[OutboxStatus.QUEUED] == 0
+
+
+def test_sandbox_refusals_name_the_unsafe_attribute(
+    sqlite_postroom: Postroom, server: Server
+) -> None:
+    case, received = run(sqlite_postroom, server, {"title": "t"}, html="{{ ''.__class__.__mro__ }}")
+    assert received == []
+    error = failed_entry(sqlite_postroom, case).last_error
+    assert error is not None
+    assert "correspondence 'Letter'" in error
+    assert "sandbox refused an unsafe expression" in error
+    assert "__class__" in error
+
+
+# --- case data is data, never template source -------------------------------------------
+
+LITERALS = [
+    "{{7*7}} {% if 1 %}x{% endif %}",
+    "{{ 7 * 7 }}",
+    "{% for i in range(3) %}{{ i }}{% endfor %}",
+    "{{ case.id }}",
+    "{# comment #}",
+    "${HOME} ${POSTROOM_SECRET_KEY}",
+    "{{ ''.__class__.__mro__ }}",
+]
+
+
+@pytest.mark.parametrize("value", LITERALS)
+def test_template_syntax_in_case_data_is_printed_literally(
+    sqlite_postroom: Postroom, server: Server, value: str
+) -> None:
+    case, received = run(
+        sqlite_postroom,
+        server,
+        {"title": value},
+        text="Plain: {{ case.data.title }}",
+    )
+    [got] = received
+    msg = got.message
+    assert str(msg["Subject"]) == f"Case {case.id}: {value}"
+    assert f"about {value}." in html.unescape(html_of(msg))
+    assert f"Plain: {value}" in text_of(msg)
+    for shown in (str(msg["Subject"]), html_of(msg), text_of(msg)):
+        assert "49" not in shown
+        assert "012" not in shown
+        assert "/root" not in shown
+    assert [h.action for h in case.history] == ["created", "email-queued", "email-sent"]
+
+
+def test_html_part_escapes_case_data_and_text_part_keeps_it(
+    sqlite_postroom: Postroom, server: Server
+) -> None:
+    note = "<script>alert('x')</script> & \"quoted\" <b>bold</b>"
+    _, received = run(sqlite_postroom, server, {"title": note})
+    [got] = received
+    body = html_of(got.message)
+    assert "<script>" not in body
+    assert "<b>" not in body
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &#34;quoted&#34;" in body
+    # The plain-text part is derived from the HTML: the reader sees the characters typed.
+    assert note in text_of(got.message)
+    assert str(got.message["Subject"]).endswith(note)
+
+
+def test_html_written_by_the_template_author_is_kept(
+    sqlite_postroom: Postroom, server: Server
+) -> None:
+    _, received = run(
+        sqlite_postroom,
+        server,
+        {"title": "t"},
+        html="<p><b>Bold</b> {{ '<i>escaped</i>' }} {{ '<u>trusted</u>' | safe }}</p>",
+    )
+    body = html_of(received[0].message)
+    assert "<b>Bold</b>" in body
+    assert "&lt;i&gt;escaped&lt;/i&gt;" in body
+    assert "<u>trusted</u>" in body
+
+
+# --- missing fields, defaults and includes ----------------------------------------------
+
+
+def test_missing_field_fails_clearly_and_names_it(
+    sqlite_postroom: Postroom, server: Server
+) -> None:
+    case, received = run(
+        sqlite_postroom,
+        server,
+        {"title": "t"},
+        html="<p>Loan {{ case.data.loan_amount }}</p>",
+    )
+    assert received == []
+    error = failed_entry(sqlite_postroom, case).last_error
+    assert error is not None
+    assert "loan_amount" in error
+    assert "default" in error
+    assert "loan_amount" in failure_detail(case)
+
+
+def test_default_filter_fills_a_missing_field(sqlite_postroom: Postroom, server: Server) -> None:
+    _, received = run(
+        sqlite_postroom,
+        server,
+        {"title": "t"},
+        html='<p>Loan {{ case.data.loan_amount | default("to be agreed") }}</p>',
+        subject='Loan {{ case.data.loan_amount | default("tba") }}',
+    )
+    [got] = received
+    assert "Loan to be agreed" in html_of(got.message)
+    assert str(got.message["Subject"]) == "Loan tba"
+
+
+def test_include_of_a_fragment(sqlite_postroom: Postroom, server: Server) -> None:
+    _, received = run(
+        sqlite_postroom,
+        server,
+        {"title": "t"},
+        html='<p>Hello</p>{% include "Signature" %}',
+    )
+    [got] = received
+    assert "Regards, Letters Desk" in html_of(got.message)
+    assert "Regards, Letters Desk" in text_of(got.message)
+
+
+def test_include_of_a_fragment_from_an_inline_step(
+    sqlite_postroom: Postroom, server: Server
+) -> None:
+    step = {
+        "on": "created",
+        "to": [{"address": CLIENT}],
+        "subject": "Inline {{ case.data.title }}",
+        "body": '<p>Hi</p>{% include "Signature" %}',
+    }
+    _, received = run(sqlite_postroom, server, {"title": "t"}, step=step)
+    [got] = received
+    assert str(got.message["Subject"]) == "Inline t"
+    assert "Regards, Letters Desk" in html_of(got.message)
+
+
+def test_include_of_an_unknown_name_fails_clearly(
+    sqlite_postroom: Postroom, server: Server
+) -> None:
+    case, received = run(
+        sqlite_postroom,
+        server,
+        {"title": "t"},
+        html='<p>Hello</p>{% include "No Such Fragment" %}',
+    )
+    assert received == []
+    error = failed_entry(sqlite_postroom, case).last_error
+    assert error is not None
+    assert "unknown correspondence 'No Such Fragment'" in error
+
+
+def test_a_fragment_cannot_be_sent_on_its_own(sqlite_postroom: Postroom, server: Server) -> None:
+    step = {"on": "created", "to": [{"address": CLIENT}], "correspondence": "Signature"}
+    case, received = run(sqlite_postroom, server, {"title": "t"}, step=step)
+    assert received == []
+    error = failed_entry(sqlite_postroom, case).last_error
+    assert error is not None
+    assert "fragment" in error
+
+
+def test_syntax_error_fails_clearly(sqlite_postroom: Postroom, server: Server) -> None:
+    case, received = run(
+        sqlite_postroom, server, {"title": "t"}, html="<p>{% if case.data.title %}open</p>"
+    )
+    assert received == []
+    error = failed_entry(sqlite_postroom, case).last_error
+    assert error is not None
+    assert "syntax error on line 1" in error
+
+
+# --- output size and rendering time -----------------------------------------------------
+
+HUGE = "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}"
+
+
+def test_huge_output_fails_clearly(sqlite_postroom: Postroom, server: Server) -> None:
+    case, received = run(sqlite_postroom, server, {"title": "t"}, html=HUGE)
+    assert received == []
+    error = failed_entry(sqlite_postroom, case).last_error
+    assert error is not None
+    assert f"rendered to more than {MAX_RENDERED_CHARS} characters" in error
+
+
+_RENDER_IN_CHILD = r"""
+import sys
+from postroom.correspondence.models import Correspondence
+from postroom.correspondence.render import Renderer
+from postroom.errors import TemplateError
+
+renderer = Renderer({"T": Correspondence(name="T", subject="s", html=sys.argv[1])})
+try:
+    renderer.render("T", {"case": {"data": {}}})
+except TemplateError as exc:
+    print("refused:", exc)
+else:
+    print("rendered")
+"""
+
+
+def render_in_child(source: str, *, seconds: float) -> str:
+    """Render in a child process limited to 1 GiB of address space and ``seconds``."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _RENDER_IN_CHILD, source],
+            capture_output=True,
+            text=True,
+            timeout=seconds,
+            preexec_fn=limit,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "timed out"
+    if done.returncode != 0:
+        return f"crashed: {done.stderr.strip().splitlines()[-1]}"
+    return done.stdout.strip()
+
+
+def test_output_of_ten_billion_characters_stops_at_the_limit() -> None:
+    # Ten billion characters: only stopping at the limit keeps this within 1 GiB and seconds.
+    outcome = render_in_child(
+        "{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}",
+        seconds=60,
+    )
+    assert outcome.startswith("refused:"), outcome
+    assert f"more than {MAX_RENDERED_CHARS} characters" in outcome
+
+
+def test_rendering_is_bounded_in_time() -> None:
+    outcome = render_in_child(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        seconds=5,
+    )
+    assert outcome.startswith("refused:"), outcome
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' * 10**10 }}",
+        "{{ 10**10 * 'x' }}",
+        "{{ 'x'.ljust(10**10) }}",
+        "{{ 2 ** 100000000 }}",
+        "{{ '%*s' % (10**10, 'x') }}",
+        "{{ ['x'] * 10**10 }}",
+    ],
+)
+def test_a_single_huge_expression_is_refused(source: str) -> None:
+    outcome = render_in_child(source, seconds=30)
+    assert outcome.startswith("refused:"), outcome
