@@ -77,6 +77,9 @@ def test_apply_create_deliver_show(cli: tuple[CliRunner, list[str]], tmp_path: P
         assert "1 sent" in result.output
     assert srv.sink.received[0].rcpt_tos == ["carol@example.com"]
 
+    result = runner.invoke(app, [*db, "agent", "list"])
+    assert result.exit_code == 0
+    assert "stopped" in result.output
     result = runner.invoke(app, [*db, "cases", "show", "T-1"])
     assert "email-1.eml" in result.output
     assert "email-sent" in result.output

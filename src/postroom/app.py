@@ -18,8 +18,10 @@ from sqlalchemy import Connection, Engine
 
 from postroom.accounts import AccountStore, EmailAccount
 from postroom.agent import AgentConfig, SenderAgent
+from postroom.agent.agent import new_agent_id
 from postroom.agent.delivery import Deliverer
 from postroom.agent.recording import record_outcomes
+from postroom.agent.registry import AgentInfo, list_agents
 from postroom.cases.emails import Composer, EmailRequest
 from postroom.cases.models import Recipient
 from postroom.cases.service import CaseService
@@ -248,11 +250,18 @@ class Postroom:
             agent_id=agent_id,
         )
 
+    def agents(self) -> list[AgentInfo]:
+        """Agents that ran on this database, newest first, with their heartbeat state."""
+        s = self.settings
+        stale_after = 3 * min(s.heartbeat_interval, s.lease_seconds / 3)
+        with self.engine.connect() as conn:
+            return list_agents(conn, stale_after=stale_after)
+
     def deliver_now(self, outbox_ids: Sequence[int]) -> None:
         """Try these queued emails at once; whatever fails stays queued for the agent."""
         if not outbox_ids:
             return
-        owner = "immediate"
+        owner = f"immediate:{new_agent_id()}"
         with self.engine.begin() as conn:
             rows = self.outbox_store.claim_ids(
                 conn, outbox_ids, owner=owner, lease=self.settings.lease_seconds

@@ -77,6 +77,8 @@ class SenderAgent:
             connections_per_account=config.connections_per_account,
         )
         self.stats = AgentStats()
+        # Leases are renewed with the heartbeat, so it must beat well inside a lease.
+        self.beat_interval = min(config.heartbeat_interval, config.lease_seconds / 3)
 
     async def run(
         self, *, stop: asyncio.Event | None = None, until_idle: bool = False
@@ -133,7 +135,7 @@ class SenderAgent:
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._config.heartbeat_interval)
+                await asyncio.wait_for(stop.wait(), self.beat_interval)
             try:
                 await asyncio.to_thread(self._beat, "running")
             except Exception:  # a missed beat must not stop delivery

@@ -118,6 +118,13 @@ class Deliverer:
         except DeliveryError as exc:
             log.info("outbox #%s %s: %s", row.id, type(exc).__name__, exc)
             return exc
+        except Exception as exc:
+            # A bug in a transport must not strand the batch in 'sending': the row is
+            # recorded as waiting, with the error, and the agent carries on.
+            log.exception("outbox #%s: unexpected error in the transport", row.id)
+            return TransientDeliveryError(
+                f"unexpected {type(exc).__name__} in the transport: {exc}", stage="connect"
+            )
 
     def _decide(self, row: ClaimedEmail, result: DeliveryReport | DeliveryError) -> Outcome:
         return decide(row, result, policy=self._policy, now=utcnow())

@@ -168,6 +168,30 @@ def run_agent(
     run_command(body)
 
 
+@agent_app.command("list")
+def list_agents() -> None:
+    """Agents with their heartbeats: running, stale (stopped beating) or stopped."""
+
+    def body() -> None:
+        with opened() as postroom:
+            agents = postroom.agents()
+        table = Table("id", "host", "pid", "state", "started", "last beat", "sent", "failed")
+        for a in agents:
+            table.add_row(
+                a.id,
+                a.host,
+                str(a.pid),
+                a.state,
+                f"{a.started_at:%Y-%m-%d %H:%M:%S}",
+                f"{a.last_beat_at:%H:%M:%S}",
+                str(a.sent),
+                str(a.failed),
+            )
+        console.print(table)
+
+    run_command(body)
+
+
 def _where(url: str) -> str:
     # Never print credentials that may be embedded in a database URL.
     return make_url(url).render_as_string(hide_password=True)
