@@ -37,10 +37,15 @@ def record_outcomes(
     """Record every outcome in one transaction (committed before anything is reported)."""
     sent = failed = retried = lost = 0
     with engine.begin() as conn:
+        held = outbox.record_many(conn, outcomes, owner=owner)
         for outcome in outcomes:
-            if not outcome_recorded(conn, outbox, outcome, claimed[outcome.id], owner=owner):
+            if outcome.id not in held:
+                log.warning(
+                    "outbox #%s: lease lost to another agent; its result stands", outcome.id
+                )
                 lost += 1
                 continue
+            annotate_case(conn, outcome, claimed[outcome.id])
             if outcome.status is OutboxStatus.SENT:
                 sent += 1
             elif outcome.status is OutboxStatus.FAILED:
@@ -50,15 +55,10 @@ def record_outcomes(
     return Tally(sent=sent, failed=failed, retried=retried, lost=lost)
 
 
-def outcome_recorded(
-    conn: Connection, outbox: OutboxStore, outcome: Outcome, row: ClaimedEmail, *, owner: str
-) -> bool:
-    """Record one outcome; on first delivery the sent .eml is attached to the case."""
-    if not outbox.record(conn, outcome, owner=owner):
-        log.warning("outbox #%s: lease lost to another agent; its result stands", outcome.id)
-        return False
+def annotate_case(conn: Connection, outcome: Outcome, row: ClaimedEmail) -> None:
+    """On first delivery attach the sent .eml to the case; note final failures there."""
     if row.case_id is None:
-        return True
+        return
     accepted = [r.address for r in outcome.recipients if r.state is RecipientState.ACCEPTED]
     refused = [
         f"{r.address} ({r.code} {r.text})"
@@ -90,4 +90,3 @@ def outcome_recorded(
             action="email-failed",
             detail=f"outbox #{row.id} '{row.subject}' failed: {outcome.last_error}",
         )
-    return True

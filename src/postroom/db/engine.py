@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from postroom.settings import sqlite_path
 
@@ -22,10 +22,12 @@ def create_db_engine(url: str) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
+            # Pooled connections move between the agent's worker threads; the pool
+            # hands each to one thread at a time, so sharing is safe.
             connect_args={"timeout": 30, "check_same_thread": False},
-            # One connection per checkout keeps transactions from leaking across
-            # threads; SQLite connections are cheap to open.
-            poolclass=NullPool,
+            poolclass=QueuePool,
+            pool_size=4,
+            max_overflow=8,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from postroom.db import tables
 from postroom.db.types import utcnow
@@ -187,27 +187,60 @@ class OutboxStore:
 
     def record(self, conn: Connection, outcome: Outcome, *, owner: str) -> bool:
         """Write an attempt's outcome if ``owner`` still holds the lease."""
-        result = conn.execute(
-            update(t)
-            .where(
-                t.c.id == outcome.id,
-                t.c.lease_owner == owner,
-                t.c.status == OutboxStatus.SENDING.value,
-            )
-            .values(
-                status=outcome.status.value,
-                recipients=[r.to_json() for r in outcome.recipients],
-                next_attempt_at=outcome.next_attempt_at,
-                lease_owner=None,
-                lease_expires_at=None,
-                last_code=outcome.last_code,
-                last_enhanced=outcome.last_enhanced,
-                last_error=outcome.last_error,
-                updated_at=utcnow(),
-                **({"sent_at": outcome.sent_at} if outcome.sent_at else {}),
-            )
+        return outcome.id in self.record_many(conn, [outcome], owner=owner)
+
+    def record_many(self, conn: Connection, outcomes: Sequence[Outcome], *, owner: str) -> set[int]:
+        """Write many outcomes in one statement; returns the ids ``owner`` still held.
+
+        The held rows are locked first (``FOR UPDATE`` on PostgreSQL, the write lock on
+        SQLite), so the answer cannot change before the update.
+        """
+        if not outcomes:
+            return set()
+        held_query = select(t.c.id).where(
+            t.c.id.in_([o.id for o in outcomes]),
+            t.c.lease_owner == owner,
+            t.c.status == OutboxStatus.SENDING.value,
         )
-        return result.rowcount == 1
+        if conn.dialect.name == "postgresql":
+            held_query = held_query.with_for_update()
+        held = {row.id for row in conn.execute(held_query)}
+        now = utcnow()
+        params = [
+            {
+                "b_id": o.id,
+                "b_status": o.status.value,
+                "b_recipients": [r.to_json() for r in o.recipients],
+                "b_next": o.next_attempt_at,
+                "b_code": o.last_code,
+                "b_enhanced": o.last_enhanced,
+                "b_error": o.last_error,
+                "b_sent_at": o.sent_at,
+            }
+            for o in outcomes
+            if o.id in held
+        ]
+        if params:
+            statement = (
+                update(t)
+                .where(t.c.id == bindparam("b_id"), t.c.lease_owner == owner)
+                .values(
+                    status=bindparam("b_status"),
+                    recipients=bindparam("b_recipients", type_=t.c.recipients.type),
+                    next_attempt_at=bindparam("b_next", type_=t.c.next_attempt_at.type),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_code=bindparam("b_code"),
+                    last_enhanced=bindparam("b_enhanced"),
+                    last_error=bindparam("b_error"),
+                    updated_at=now,
+                    sent_at=func.coalesce(
+                        bindparam("b_sent_at", type_=t.c.sent_at.type), t.c.sent_at
+                    ),
+                )
+            )
+            conn.execute(statement, params)
+        return held
 
     def release(self, conn: Connection, ids: Iterable[int], *, owner: str) -> int:
         """Give back rows claimed but not attempted (on shutdown), undoing the attempt count."""
