@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -146,28 +146,29 @@ class Postroom:
             return self.outbox_store.counts(conn)
 
     def retry(self, outbox_id: int) -> OutboxEntry:
-        with self.engine.begin() as conn:
-            entry = self.outbox_store.retry(conn, outbox_id)
-            if entry.case_id:
-                add_history(
-                    conn,
-                    entry.case_id,
-                    actor="admin",
-                    action="email-retry",
-                    detail=f"outbox #{outbox_id} queued again",
-                )
-            return entry
+        """Queue a failed, cancelled or waiting email again, now."""
+        return self._steer(outbox_id, self.outbox_store.retry, "email-retry", "queued again")
 
     def cancel(self, outbox_id: int) -> OutboxEntry:
+        """Cancel an email that is not sent and not being sent."""
+        return self._steer(outbox_id, self.outbox_store.cancel, "email-cancelled", "cancelled")
+
+    def _steer(
+        self,
+        outbox_id: int,
+        change: Callable[[Connection, int], OutboxEntry],
+        action: str,
+        done: str,
+    ) -> OutboxEntry:
         with self.engine.begin() as conn:
-            entry = self.outbox_store.cancel(conn, outbox_id)
+            entry = change(conn, outbox_id)
             if entry.case_id:
                 add_history(
                     conn,
                     entry.case_id,
                     actor="admin",
-                    action="email-cancelled",
-                    detail=f"outbox #{outbox_id} cancelled",
+                    action=action,
+                    detail=f"outbox #{outbox_id} {done}",
                 )
             return entry
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, select
 
 from postroom.accounts.models import EmailAccount
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError
-from postroom.records import Change
+from postroom.records import Change, upsert
 from postroom.security import SecretBox
 
 
@@ -58,22 +58,17 @@ class AccountStore:
         """Insert or update; ``unchanged`` when the stored record is equal."""
         now = utcnow()
         try:
-            current = self.get(conn, account.name)
+            same: bool | None = _same(self.get(conn, account.name), account)
         except NotFoundError:
-            conn.execute(
-                insert(tables.accounts).values(
-                    **self._to_row(account), created_at=now, updated_at=now
-                )
-            )
-            return "created"
-        if _same(current, account):
-            return "unchanged"
-        conn.execute(
-            update(tables.accounts)
-            .where(tables.accounts.c.name == account.name)
-            .values(**self._to_row(account), updated_at=now)
+            same = None
+        return upsert(
+            conn,
+            tables.accounts,
+            key=tables.accounts.c.name,
+            same=same,
+            values={**self._to_row(account), "updated_at": now},
+            on_insert={"created_at": now},
         )
-        return "updated"
 
     def delete(self, conn: Connection, name: str) -> None:
         result = conn.execute(delete(tables.accounts).where(tables.accounts.c.name == name))

@@ -11,7 +11,7 @@ from postroom.cases.models import AttachmentInfo, Case, CaseType, HistoryEntry, 
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError
-from postroom.records import Change
+from postroom.records import Change, upsert
 
 SYSTEM = "postroom"
 
@@ -41,14 +41,10 @@ class CaseTypeStore:
             "updated_at": utcnow(),
         }
         try:
-            current = self.get(conn, case_type.class_name)
+            same: bool | None = self.get(conn, case_type.class_name) == case_type
         except NotFoundError:
-            conn.execute(insert(t).values(**values))
-            return "created"
-        if current == case_type:
-            return "unchanged"
-        conn.execute(update(t).where(t.c.class_name == case_type.class_name).values(**values))
-        return "updated"
+            same = None
+        return upsert(conn, t, key=t.c.class_name, same=same, values=values)
 
     def delete(self, conn: Connection, class_name: str) -> None:
         t = tables.case_types

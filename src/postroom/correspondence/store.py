@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, select
 
 from postroom.correspondence.models import Correspondence
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError
-from postroom.records import Change
+from postroom.records import Change, upsert
 
 _FIELDS = ("name", "subject", "html", "text")
 
@@ -24,6 +24,12 @@ class CorrespondenceStore:
             raise NotFoundError(f"no correspondence named {name!r}")
         return Correspondence.model_validate({k: row._mapping[k] for k in _FIELDS})
 
+    def find(self, conn: Connection, name: str) -> Correspondence | None:
+        try:
+            return self.get(conn, name)
+        except NotFoundError:
+            return None
+
     def all(self, conn: Connection) -> dict[str, Correspondence]:
         rows = conn.execute(select(tables.correspondence).order_by(tables.correspondence.c.name))
         return {
@@ -37,22 +43,14 @@ class CorrespondenceStore:
         return int(row[0]), row[1]
 
     def put(self, conn: Connection, record: Correspondence) -> Change:
-        try:
-            current = self.get(conn, record.name)
-        except NotFoundError:
-            current = None
-        values = {**record.model_dump(), "updated_at": utcnow()}
-        if current is None:
-            conn.execute(insert(tables.correspondence).values(**values))
-            return "created"
-        if current == record:
-            return "unchanged"
-        conn.execute(
-            update(tables.correspondence)
-            .where(tables.correspondence.c.name == record.name)
-            .values(**values)
+        current = self.find(conn, record.name)
+        return upsert(
+            conn,
+            tables.correspondence,
+            key=tables.correspondence.c.name,
+            same=None if current is None else current == record,
+            values={**record.model_dump(), "updated_at": utcnow()},
         )
-        return "updated"
 
     def delete(self, conn: Connection, name: str) -> None:
         t = tables.correspondence

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, select
 
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError
 from postroom.operators.models import Operator
-from postroom.records import Change
+from postroom.records import Change, upsert
 
 
 class OperatorStore:
@@ -36,16 +36,13 @@ class OperatorStore:
 
     def put(self, conn: Connection, operator: Operator) -> Change:
         current = self.find(conn, operator.id)
-        values = {**operator.model_dump(), "updated_at": utcnow()}
-        if current is None:
-            conn.execute(insert(tables.operators).values(**values))
-            return "created"
-        if current == operator:
-            return "unchanged"
-        conn.execute(
-            update(tables.operators).where(tables.operators.c.id == operator.id).values(**values)
+        return upsert(
+            conn,
+            tables.operators,
+            key=tables.operators.c.id,
+            same=None if current is None else current == operator,
+            values={**operator.model_dump(), "updated_at": utcnow()},
         )
-        return "updated"
 
     def delete(self, conn: Connection, operator_id: str) -> None:
         result = conn.execute(delete(tables.operators).where(tables.operators.c.id == operator_id))
