@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from postroom import Postroom
-from postroom.errors import ConfigurationError, NotFoundError
+from postroom.errors import ConfigurationError, MessageError, NotFoundError
 from postroom.outbox import OutboxStatus
 from tests.fakes import free_port, smtp_server
 
@@ -223,3 +223,33 @@ def test_send_ad_hoc_resolves_the_account(postroom: Postroom, server_tls: ssl.SS
         run_agent(postroom)
     assert postroom.outbox_entry(outbox_id).account == "MyOrg-Mortgage"
     assert srv.sink.received[0].message["Subject"] == "Hi MyOrg-Mortgage-Work-Other"
+
+
+def test_setting_the_same_status_again_sends_nothing_more(postroom: Postroom) -> None:
+    step = {
+        "on": {"status": "Approved"},
+        "to": [{"operator": "carol"}],
+        "subject": "s",
+        "body": "b",
+    }
+    postroom.apply(records(25, steps=[step]))
+    case = postroom.cases.create(CLASS, operator="alice")
+    postroom.cases.set_status(case.id, "Approved")
+    again = postroom.cases.set_status(case.id, "Approved")
+    assert len(postroom.outbox(case_id=case.id)) == 1
+    assert [h.action for h in again.history].count("status") == 1
+
+
+def test_class_group_account_is_tried_before_default(postroom: Postroom) -> None:
+    data = records(25, steps=[CREATED_STEP], accounts=["Pool", "Default"])
+    data["case_types"][0]["class_group"] = "Pool"
+    postroom.apply(data)
+    case = postroom.cases.create(CLASS, operator="alice")
+    [entry] = postroom.outbox(case_id=case.id)
+    assert entry.account == "Pool"
+
+
+def test_internationalised_addresses_are_refused_clearly(postroom: Postroom) -> None:
+    postroom.apply(records(25, steps=[], accounts=["Default"]))
+    with pytest.raises(MessageError, match="internationalised addresses are not supported"):
+        postroom.send(to=["ü@exämple.com"], subject="s", body="b")

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from postroom.cli import app
 from postroom.devinbox import DevInbox
+from postroom.errors import ConfigurationError
 from tests.conftest import TEST_KEY
 from tests.fakes import free_port, smtp_server
 
@@ -172,3 +173,33 @@ def test_dev_inbox_list_reads_the_folder(tmp_path: Path) -> None:
     assert "b@example.com" in result.output
     result = CliRunner().invoke(app, ["dev-inbox", "show", "1", "--dir", str(tmp_path / "inbox")])
     assert "body" in result.output
+
+
+def test_database_trouble_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("this is not a database\n" * 100)
+    result = CliRunner().invoke(
+        app, ["-d", f"sqlite:///{not_a_db}", "cases", "list"], env={"POSTROOM_SECRET_KEY": TEST_KEY}
+    )
+    assert result.exit_code == 1
+    assert "error: database" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(
+        app,
+        ["-d", f"postgresql://u:hunter2@127.0.0.1:{free_port()}/db", "cases", "list"],
+        env={"POSTROOM_SECRET_KEY": TEST_KEY},
+    )
+    assert result.exit_code == 1
+    assert "hunter2" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_dev_inbox_requires_auth_when_given_a_user(tmp_path: Path) -> None:
+    port = free_port()
+    with DevInbox(tmp_path / "inbox", port=port, user="u@example.com", password="pw-1234"):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo()
+            code, _ = client.mail("a@example.com")
+            assert code == 530  # authentication required
+    with pytest.raises(ConfigurationError, match="both a user and a password"):
+        DevInbox(tmp_path / "inbox", port=port, user="u@example.com")

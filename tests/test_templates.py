@@ -16,6 +16,7 @@ import pytest
 from postroom import Postroom
 from postroom.cases import Case
 from postroom.correspondence.render import MAX_RENDERED_CHARS
+from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxEntry, OutboxStatus
 from tests.fakes import Received, ServerInfo, smtp_server
 
@@ -318,19 +319,14 @@ def test_include_of_a_fragment_from_an_inline_step(
     assert "Regards, Letters Desk" in html_of(got.message)
 
 
-def test_include_of_an_unknown_name_fails_clearly(
+def test_include_of_an_unknown_name_is_refused_by_apply(
     sqlite_postroom: Postroom, server: Server
 ) -> None:
-    case, received = run(
-        sqlite_postroom,
-        server,
-        {"title": "t"},
-        html='<p>Hello</p>{% include "No Such Fragment" %}',
-    )
-    assert received == []
-    error = failed_entry(sqlite_postroom, case).last_error
-    assert error is not None
-    assert "unknown correspondence 'No Such Fragment'" in error
+    with pytest.raises(ConfigurationError, match="unknown correspondence 'No Such Fragment'"):
+        sqlite_postroom.apply(
+            records(server.port, html='<p>Hello</p>{% include "No Such Fragment" %}')
+        )
+    assert sqlite_postroom.outbox() == []
 
 
 def test_a_fragment_cannot_be_sent_on_its_own(sqlite_postroom: Postroom, server: Server) -> None:
@@ -342,14 +338,33 @@ def test_a_fragment_cannot_be_sent_on_its_own(sqlite_postroom: Postroom, server:
     assert "fragment" in error
 
 
-def test_syntax_error_fails_clearly(sqlite_postroom: Postroom, server: Server) -> None:
-    case, received = run(
-        sqlite_postroom, server, {"title": "t"}, html="<p>{% if case.data.title %}open</p>"
-    )
-    assert received == []
-    error = failed_entry(sqlite_postroom, case).last_error
-    assert error is not None
-    assert "syntax error on line 1" in error
+def test_syntax_error_is_refused_by_apply(sqlite_postroom: Postroom, server: Server) -> None:
+    with pytest.raises(ConfigurationError, match="syntax error on line 1"):
+        sqlite_postroom.apply(records(server.port, html="<p>{% if case.data.title %}open</p>"))
+    with sqlite_postroom.engine.connect() as conn:
+        assert sqlite_postroom.correspondence_store.all(conn) == {}
+
+
+def test_inline_step_syntax_error_is_refused_by_apply(sqlite_postroom: Postroom) -> None:
+    bad = {
+        "case_types": [
+            {
+                "class": "A-B-C",
+                "class_group": "A-B",
+                "id_prefix": "C-",
+                "steps": [
+                    {
+                        "on": "created",
+                        "to": [{"address": "x@example.com"}],
+                        "subject": "{{ oops",
+                        "body": "<p>b</p>",
+                    }
+                ],
+            }
+        ]
+    }
+    with pytest.raises(ConfigurationError, match="syntax error"):
+        sqlite_postroom.apply(bad)
 
 
 # --- output size and rendering time -----------------------------------------------------
@@ -369,7 +384,7 @@ _RENDER_IN_CHILD = r"""
 import sys
 from postroom.correspondence.models import Correspondence
 from postroom.correspondence.render import Renderer
-from postroom.errors import TemplateError
+from postroom.errors import ConfigurationError, TemplateError
 
 renderer = Renderer({"T": Correspondence(name="T", subject="s", html=sys.argv[1])})
 try:

@@ -22,6 +22,10 @@ def check_address(value: str, *, what: str = "address") -> str:
         result = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(f"{what} {value.strip()!r} is not a valid email address: {exc}") from None
+    if not result.normalized.isascii():
+        # Headers would need SMTPUTF8 end to end (RFC 6532); until then, refuse clearly
+        # rather than write an encoded word where RFC 2047 forbids one.
+        raise ValueError(f"{what} {value.strip()!r}: internationalised addresses are not supported")
     return result.normalized
 
 

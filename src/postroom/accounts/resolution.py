@@ -28,23 +28,27 @@ class Resolution:
         return f"matches class {self.account}"
 
 
-def candidate_accounts(class_name: str) -> list[str]:
-    """The class, each parent class in turn, then Default.
+def candidate_accounts(class_name: str, class_group: str | None = None) -> list[str]:
+    """The class, each parent class in turn, the class group (work pool), then Default.
 
     ``MyOrg-Mortgage-Work-MortgageRequest`` → ``MyOrg-Mortgage-Work-MortgageRequest``,
     ``MyOrg-Mortgage-Work``, ``MyOrg-Mortgage``, ``MyOrg``, ``Default``.
     """
     parts = [p for p in class_name.split("-") if p]
     names = ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    if class_group and class_group not in names:
+        names.append(class_group)
     if DEFAULT_ACCOUNT not in names:
         names.append(DEFAULT_ACCOUNT)
     return names
 
 
-def resolve_account(class_name: str, exists: Callable[[str], bool]) -> Resolution:
+def resolve_account(
+    class_name: str, exists: Callable[[str], bool], *, class_group: str | None = None
+) -> Resolution:
     """The first candidate for which ``exists`` is true, or :class:`NoAccountError`."""
     tried: list[str] = []
-    for name in candidate_accounts(class_name):
+    for name in candidate_accounts(class_name, class_group):
         tried.append(name)
         if exists(name):
             return Resolution(account=name, tried=tuple(tried))

@@ -65,8 +65,11 @@ class Composer:
         case: Case | None = None,
         actor: Operator | None = None,
         label: str = "",
+        class_group: str | None = None,
     ) -> ComposedEmail:
-        resolution = resolve_account(class_name, lambda n: self._accounts.exists(conn, n))
+        resolution = resolve_account(
+            class_name, lambda n: self._accounts.exists(conn, n), class_group=class_group
+        )
         account = self._accounts.get(conn, resolution.account)
         to = self._mailboxes(conn, request.to, case)
         cc = self._mailboxes(conn, request.cc, case)

@@ -13,9 +13,18 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from postroom.app import Postroom
-from postroom.errors import ConfigurationError, NotFoundError, PostroomError, StateError
+from postroom.errors import (
+    ConfigurationError,
+    MessageError,
+    NotFoundError,
+    PostroomError,
+    StateError,
+    TemplateError,
+)
 from postroom.settings import Settings
 
 # Markup off: subjects, addresses and errors are data, and "[...]" in them must print as is.
@@ -79,6 +88,8 @@ EXIT_CODES: list[tuple[type[Exception], int]] = [
     (NotFoundError, 3),
     (StateError, 4),
     (ConfigurationError, 2),
+    (MessageError, 2),
+    (TemplateError, 2),
     (PostroomError, 1),
 ]
 
@@ -91,17 +102,40 @@ def run_command(func: Callable[[], None]) -> None:
         code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
         err_console.print(styled(("error: ", "bold red"), str(exc)))
         raise typer.Exit(code) from None
+    except SQLAlchemyError as exc:
+        # The driver's first line says what is wrong (refused, no such table, not a
+        # database); the URL is shown without its password.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        err_console.print(
+            styled(
+                ("error: ", "bold red"),
+                f"database {where(state.settings().database_url)}: {reason}",
+            )
+        )
+        raise typer.Exit(1) from None
 
 
 def configure_logging(level: str) -> None:
+    if level.upper() not in logging.getLevelNamesMapping():
+        raise ConfigurationError(
+            f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
     logging.basicConfig(
         level=level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # aiosmtpd logs every connection at INFO; that is noise around a dev inbox.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def where(url: str) -> str:
+    """A database URL fit to print: never with its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable URL)"
 
 
 def mask(value: object) -> str:

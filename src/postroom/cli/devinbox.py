@@ -150,7 +150,7 @@ def demo(
             styled(
                 ("done: ", "green"),
                 f"case {result.case.id} notified its Case Manager; the sent email is "
-                f"attached to the case. Inspect with: postroom cases show {result.case.id}",
+                f"attached to the case. Inspect with: .venv/bin/postroom cases show {result.case.id}",
             )
         )
 

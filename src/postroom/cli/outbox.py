@@ -8,9 +8,16 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
-from postroom.cli.common import configure_logging, console, opened, run_command, state, styled
+from postroom.cli.common import (
+    configure_logging,
+    console,
+    opened,
+    run_command,
+    state,
+    styled,
+    where,
+)
 from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxEntry, OutboxStatus
 
@@ -155,7 +162,7 @@ def run_agent(
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, stop.set)
                 console.print(
-                    f"agent {agent.id} running on {_where(postroom.settings.database_url)}"
+                    f"agent {agent.id} running on {where(postroom.settings.database_url)}"
                 )
                 stats = await agent.run(stop=stop, until_idle=until_idle)
                 console.print(
@@ -190,8 +197,3 @@ def list_agents() -> None:
         console.print(table)
 
     run_command(body)
-
-
-def _where(url: str) -> str:
-    # Never print credentials that may be embedded in a database URL.
-    return make_url(url).render_as_string(hide_password=True)

@@ -17,9 +17,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from postroom.accounts import EmailAccount
-from postroom.cases.models import CaseType
-from postroom.correspondence import Correspondence
-from postroom.errors import ConfigurationError
+from postroom.cases.models import CaseType, RecipientKind
+from postroom.correspondence import Correspondence, Renderer
+from postroom.errors import ConfigurationError, TemplateError
 from postroom.operators import Operator
 from postroom.records import Change
 
@@ -197,18 +197,33 @@ def apply_config(postroom: Postroom, source: Path | str | dict[str, Any]) -> App
             report.changes.append(
                 ("correspondence", c.name, postroom.correspondence_store.put(conn, c))
             )
-        known = set(postroom.correspondence_store.all(conn))
+        known = postroom.correspondence_store.all(conn)
+        renderer = Renderer(known)
+        try:
+            renderer.check()
+        except TemplateError as exc:
+            raise ConfigurationError(str(exc)) from None
+        operators = {o.id for o in postroom.operator_store.list(conn)}
         for ct in records["case_types"]:
             for step in ct.steps:
+                label = f"case type {ct.class_name}: step {step.name or step.on}"
                 if step.correspondence and step.correspondence not in known:
                     raise ConfigurationError(
-                        f"case type {ct.class_name}: step {step.name or step.on} names "
-                        f"correspondence {step.correspondence!r}, which does not exist"
+                        f"{label} names correspondence {step.correspondence!r}, "
+                        "which does not exist"
                     )
+                for text in (step.subject, step.body):
+                    try:
+                        if text is not None:
+                            renderer.check_source(text, what=label)
+                    except TemplateError as exc:
+                        raise ConfigurationError(str(exc)) from None
+                for r in (*step.to, *step.cc, *step.bcc):
+                    if r.kind is RecipientKind.OPERATOR and r.value not in operators:
+                        raise ConfigurationError(f"{label} sends to unknown operator {r.value!r}")
             report.changes.append(
                 ("case type", ct.class_name, postroom.case_type_store.put(conn, ct))
             )
-        operators = {o.id for o in postroom.operator_store.list(conn)}
         for op in records["operators"]:
             if op.reports_to and op.reports_to not in operators:
                 report.warnings.append(

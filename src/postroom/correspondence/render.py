@@ -19,6 +19,7 @@ from jinja2 import (
     TemplateNotFound,
     TemplateSyntaxError,
     UndefinedError,
+    meta,
 )
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
@@ -137,6 +138,29 @@ class Renderer:
         )
         env.globals["range"] = _BudgetedRange
         return env
+
+    def check_source(self, source: str, *, what: str) -> None:
+        """Refuse a template that does not compile or includes an unknown correspondence."""
+        try:
+            tree = self._plain.parse(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"{what}: syntax error on line {exc.lineno}: {exc.message}"
+            ) from None
+        for name in meta.find_referenced_templates(tree):
+            if name is not None and name not in self._records:
+                raise TemplateError(f"{what}: includes unknown correspondence {name!r}")
+
+    def check(self) -> None:
+        """Check every record's subject, HTML and text (for apply, before anything is saved)."""
+        for name, record in self._records.items():
+            for part, source in (
+                ("subject", record.subject),
+                ("html", record.html),
+                ("text", record.text),
+            ):
+                if source is not None:
+                    self.check_source(source, what=f"correspondence {name!r} {part}")
 
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
         """Render the correspondence ``name``; a fragment cannot be sent on its own."""

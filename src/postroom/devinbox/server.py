@@ -76,6 +76,8 @@ class DevInbox:
         user: str | None = None,
         password: str | None = None,
     ) -> None:
+        if (user is None) != (password is None):
+            raise ConfigurationError("the dev inbox needs both a user and a password, or neither")
         if not ipaddress.ip_address(host).is_loopback:
             raise ConfigurationError("the dev inbox listens on loopback addresses only")
         self.directory = directory
@@ -102,7 +104,9 @@ class DevInbox:
         self.directory.mkdir(parents=True, exist_ok=True)
         kwargs: dict[str, Any] = {}
         if self._user is not None:
-            kwargs.update(authenticator=self._authenticate, auth_require_tls=True)
+            kwargs.update(
+                authenticator=self._authenticate, auth_require_tls=True, auth_required=True
+            )
         self._controller = Controller(
             _Handler(self.directory),
             hostname=self.host,
