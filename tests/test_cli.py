@@ -203,3 +203,13 @@ def test_dev_inbox_requires_auth_when_given_a_user(tmp_path: Path) -> None:
             assert code == 530  # authentication required
     with pytest.raises(ConfigurationError, match="both a user and a password"):
         DevInbox(tmp_path / "inbox", port=port, user="u@example.com")
+
+
+def test_db_upgrade_for_deployments_without_auto_migrate(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'deploy.db'}"
+    env = {"POSTROOM_SECRET_KEY": TEST_KEY, "POSTROOM_AUTO_MIGRATE": "false"}
+    result = CliRunner().invoke(app, ["-d", url, "cases", "list"], env=env)
+    assert result.exit_code == 1
+    assert "postroom db upgrade" in result.output
+    assert CliRunner().invoke(app, ["-d", url, "db", "upgrade"], env=env).exit_code == 0
+    assert CliRunner().invoke(app, ["-d", url, "cases", "list"], env=env).exit_code == 0

@@ -5,7 +5,15 @@ from __future__ import annotations
 import typer
 
 from postroom.cli import cases, devinbox, outbox, records
-from postroom.cli.common import DatabaseOption, KeyFileOption, state
+from postroom.cli.common import (
+    DatabaseOption,
+    KeyFileOption,
+    console,
+    run_command,
+    state,
+    where,
+)
+from postroom.db import create_db_engine, upgrade
 
 app = typer.Typer(
     name="postroom",
@@ -34,6 +42,24 @@ app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(outbox.agent_app, name="agent")
 app.add_typer(devinbox.inbox_app, name="dev-inbox")
 app.command()(devinbox.demo)
+
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the schema (for deployments with POSTROOM_AUTO_MIGRATE=false)."""
+
+    def body() -> None:
+        engine = create_db_engine(state.settings().database_url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+        console.print(f"schema of {where(state.settings().database_url)} is up to date")
+
+    run_command(body)
 
 
 def main() -> None:

@@ -106,6 +106,8 @@ def run_command(func: Callable[[], None]) -> None:
         # The driver's first line says what is wrong (refused, no such table, not a
         # database); the URL is shown without its password.
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if "no such table" in reason or ("relation" in reason and "does not exist" in reason):
+            reason += " (the schema is missing: run 'postroom db upgrade')"
         err_console.print(
             styled(
                 ("error: ", "bold red"),

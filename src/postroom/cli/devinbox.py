@@ -149,8 +149,8 @@ def demo(
         console.print(
             styled(
                 ("done: ", "green"),
-                f"case {result.case.id} notified its Case Manager; the sent email is "
-                f"attached to the case. Inspect with: .venv/bin/postroom cases show {result.case.id}",
+                f"case {result.case.id} notified its Case Manager; the sent email is attached "
+                f"to the case. Inspect with: .venv/bin/postroom cases show {result.case.id}",
             )
         )
 
