@@ -213,3 +213,11 @@ def test_db_upgrade_for_deployments_without_auto_migrate(tmp_path: Path) -> None
     assert "postroom db upgrade" in result.output
     assert CliRunner().invoke(app, ["-d", url, "db", "upgrade"], env=env).exit_code == 0
     assert CliRunner().invoke(app, ["-d", url, "cases", "list"], env=env).exit_code == 0
+
+
+def test_dev_inbox_dir_may_come_before_the_subcommand(tmp_path: Path) -> None:
+    port = free_port()
+    with DevInbox(tmp_path / "box", port=port), smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+        c.sendmail("a@example.com", ["b@example.com"], b"Subject: placed\r\n\r\nx\r\n")
+    result = CliRunner().invoke(app, ["dev-inbox", "--dir", str(tmp_path / "box"), "list"])
+    assert "placed" in result.output

@@ -24,6 +24,14 @@ inbox_app = typer.Typer(
     invoke_without_command=True,
 )
 DirOption = Annotated[Path, typer.Option("--dir", help="Where received mail is kept")]
+OptionalDir = Annotated[
+    Path | None, typer.Option("--dir", help="Where received mail is kept [default: postroom-inbox]")
+]
+
+
+def _folder(ctx: typer.Context, directory: Path | None) -> Path:
+    given: Path = directory or ctx.obj or DEFAULT_DIRECTORY
+    return given
 
 
 @inbox_app.callback()
@@ -43,6 +51,7 @@ def serve(
 ) -> None:
     """Run the dev inbox until interrupted (``list`` and ``show`` read what it kept)."""
     if ctx.invoked_subcommand is not None:
+        ctx.obj = directory  # `dev-inbox --dir D list` means the same as `list --dir D`
         return
 
     def body() -> None:
@@ -62,10 +71,10 @@ def serve(
 
 
 @inbox_app.command("list")
-def list_inbox(directory: DirOption = DEFAULT_DIRECTORY) -> None:
+def list_inbox(ctx: typer.Context, directory: OptionalDir = None) -> None:
     """List what the dev inbox received."""
     table = Table("#", "received", "from", "to", "subject")
-    for n, m in enumerate(read_inbox(directory), 1):
+    for n, m in enumerate(read_inbox(_folder(ctx, directory)), 1):
         when = datetime.fromtimestamp(m.received_at, UTC)
         table.add_row(
             str(n),
@@ -97,9 +106,9 @@ def print_message(m: InboxMessage) -> None:
 
 
 @inbox_app.command("show")
-def show_inbox(number: int, directory: DirOption = DEFAULT_DIRECTORY) -> None:
+def show_inbox(ctx: typer.Context, number: int, directory: OptionalDir = None) -> None:
     """Show message NUMBER (as numbered by ``list``)."""
-    messages = read_inbox(directory)
+    messages = read_inbox(_folder(ctx, directory))
     if not 1 <= number <= len(messages):
         console.print(styled(("error: ", "red"), f"the dev inbox holds {len(messages)} messages"))
         raise typer.Exit(3)
