@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from tests.fakes import smtp_server
-
 from postroom import Postroom
+from tests.fakes import smtp_server
 
 CASE_TYPE = "MyOrg-Mortgage-Work-MortgageRequest"
 
