@@ -15,6 +15,7 @@ import trustme
 from sqlalchemy.engine import make_url
 
 from postroom import Postroom, Settings
+from tests.fakes import ServerInfo, smtp_server
 
 POSTGRES_URL = os.environ.get(
     "POSTROOM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -119,3 +120,10 @@ def server_tls(ca: trustme.CA) -> ssl.SSLContext:
 @pytest.fixture(scope="session")
 def ca_pem(ca: trustme.CA) -> str:
     return ca.cert_pem.bytes().decode()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerInfo]:
+    """One plain SMTP server for a whole test module."""
+    with smtp_server() as srv:
+        yield srv

@@ -97,7 +97,7 @@ class SmtpSink:
         return responses
 
 
-@dataclass
+@dataclass(repr=False)
 class ServerInfo:
     """Where a test SMTP server listens."""
 
@@ -105,6 +105,9 @@ class ServerInfo:
     port: int
     sink: SmtpSink
     controller: Controller
+
+    def __repr__(self) -> str:  # short, for Hypothesis' failure reports
+        return f"<SMTP server on {self.host}:{self.port}>"
 
 
 def free_port() -> int:

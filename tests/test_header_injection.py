@@ -13,7 +13,7 @@ import email.policy
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, TypeVar
@@ -30,7 +30,7 @@ from postroom.errors import ConfigurationError, MessageError, PostroomError
 from postroom.outbox import OutboxStatus
 from postroom.validation import check_address, check_display_name, single_line
 from tests.conftest import TEST_KEY
-from tests.fakes import Received, ServerInfo, smtp_server
+from tests.fakes import Received, ServerInfo
 
 T = TypeVar("T")
 
@@ -209,23 +209,6 @@ def assert_clean_header_block(raw: bytes) -> None:
 # --- the server and Postroom ------------------------------------------------------------
 
 
-class Server:
-    """The module's SMTP server, with a short repr for Hypothesis' failure reports."""
-
-    def __init__(self, info: ServerInfo) -> None:
-        self.port = info.port
-        self.sink = info.sink
-
-    def __repr__(self) -> str:
-        return f"<SMTP server on 127.0.0.1:{self.port}>"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with smtp_server() as srv:
-        yield Server(srv)
-
-
 def base_records(port: int, *, display_name: str = "Fuzz Sender") -> dict[str, Any]:
     return {
         "operators": [{"id": "owner", "name": "Owner Person", "email": OWNER}],
@@ -270,7 +253,7 @@ def base_records(port: int, *, display_name: str = "Fuzz Sender") -> dict[str, A
 
 @pytest.fixture
 def fuzz_postroom(
-    sqlite_postroom: Postroom, server: Server, monkeypatch: pytest.MonkeyPatch
+    sqlite_postroom: Postroom, server: ServerInfo, monkeypatch: pytest.MonkeyPatch
 ) -> Postroom:
     monkeypatch.setenv(ENV_VAR, "\r\nBcc: evil@attacker.example")
     monkeypatch.delenv("SECRET", raising=False)
@@ -278,7 +261,7 @@ def fuzz_postroom(
     return sqlite_postroom
 
 
-def deliver(postroom: Postroom, server: Server, before: int) -> list[Received]:
+def deliver(postroom: Postroom, server: ServerInfo, before: int) -> list[Received]:
     asyncio.run(postroom.agent().run(until_idle=True))
     return server.sink.received[before:]
 
@@ -321,7 +304,7 @@ def assert_one_each(msg: EmailMessage) -> None:
 @example(title="\r\nBcc: evil@attacker.example")
 @example(title="\x80 =?utf-8?q?=0D=0ABcc:_evil@attacker.example?= \x80")
 def test_subject_from_case_data_is_folded_or_refused(
-    fuzz_postroom: Postroom, server: Server, title: str
+    fuzz_postroom: Postroom, server: ServerInfo, title: str
 ) -> None:
     postroom = fuzz_postroom
     before = len(server.sink.received)
@@ -373,7 +356,7 @@ def test_subject_from_case_data_is_folded_or_refused(
 @example(name="a\u2029b\x85c", display_name="d\u2029e")
 @example(name='é =?utf-8?q?=0D=0ABcc:_evil@attacker.example?= "', display_name="")
 def test_display_names_are_refused_or_quoted(
-    fuzz_postroom: Postroom, server: Server, name: str, display_name: str
+    fuzz_postroom: Postroom, server: ServerInfo, name: str, display_name: str
 ) -> None:
     postroom = fuzz_postroom
     records = base_records(server.port, display_name=display_name)
@@ -425,7 +408,7 @@ def test_display_names_are_refused_or_quoted(
 @example(to="alice@example.com", bcc="x@example.com\u2028", title="t")
 @example(to="alice@example.com", bcc="x\x85@example.com", title="t")
 def test_addresses_are_refused_or_delivered_exactly(
-    fuzz_postroom: Postroom, server: Server, to: str, bcc: str, title: str
+    fuzz_postroom: Postroom, server: ServerInfo, to: str, bcc: str, title: str
 ) -> None:
     postroom = fuzz_postroom
     case = postroom.cases.create(PLAIN_TYPE, data={"title": title})

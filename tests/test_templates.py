@@ -7,7 +7,6 @@ import html
 import resource
 import subprocess
 import sys
-from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -18,27 +17,10 @@ from postroom.cases import Case
 from postroom.correspondence.render import MAX_RENDERED_CHARS
 from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxEntry, OutboxStatus
-from tests.fakes import Received, ServerInfo, smtp_server
+from tests.fakes import Received, ServerInfo
 
 CASE_TYPE = "MyOrg-Tpl-Work-Letter"
 CLIENT = "client@example.com"
-
-
-class Server:
-    """The module's SMTP server, with a short repr."""
-
-    def __init__(self, info: ServerInfo) -> None:
-        self.port = info.port
-        self.sink = info.sink
-
-    def __repr__(self) -> str:
-        return f"<SMTP server on 127.0.0.1:{self.port}>"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with smtp_server() as srv:
-        yield Server(srv)
 
 
 def records(
@@ -87,7 +69,7 @@ def records(
 
 
 def run(
-    postroom: Postroom, server: Server, data: dict[str, Any], **kwargs: Any
+    postroom: Postroom, server: ServerInfo, data: dict[str, Any], **kwargs: Any
 ) -> tuple[Case, list[Received]]:
     """Apply the records, create a case, run the agent; the case and what was received."""
     postroom.apply(records(server.port, **kwargs))
@@ -147,7 +129,7 @@ ESCAPES = [
 @pytest.mark.parametrize("payload", ESCAPES)
 @pytest.mark.parametrize("where", ["html", "subject", "inline"])
 def test_sandbox_escape_fails_the_email_not_the_case(
-    sqlite_postroom: Postroom, server: Server, payload: str, where: str
+    sqlite_postroom: Postroom, server: ServerInfo, payload: str, where: str
 ) -> None:
     kwargs: dict[str, Any] = {}
     if where == "html":
@@ -183,7 +165,7 @@ def test_sandbox_escape_fails_the_email_not_the_case(
 
 
 def test_sandbox_refusals_name_the_unsafe_attribute(
-    sqlite_postroom: Postroom, server: Server
+    sqlite_postroom: Postroom, server: ServerInfo
 ) -> None:
     case, received = run(sqlite_postroom, server, {"title": "t"}, html="{{ ''.__class__.__mro__ }}")
     assert received == []
@@ -209,7 +191,7 @@ LITERALS = [
 
 @pytest.mark.parametrize("value", LITERALS)
 def test_template_syntax_in_case_data_is_printed_literally(
-    sqlite_postroom: Postroom, server: Server, value: str
+    sqlite_postroom: Postroom, server: ServerInfo, value: str
 ) -> None:
     case, received = run(
         sqlite_postroom,
@@ -230,7 +212,7 @@ def test_template_syntax_in_case_data_is_printed_literally(
 
 
 def test_html_part_escapes_case_data_and_text_part_keeps_it(
-    sqlite_postroom: Postroom, server: Server
+    sqlite_postroom: Postroom, server: ServerInfo
 ) -> None:
     note = "<script>alert('x')</script> & \"quoted\" <b>bold</b>"
     _, received = run(sqlite_postroom, server, {"title": note})
@@ -245,7 +227,7 @@ def test_html_part_escapes_case_data_and_text_part_keeps_it(
 
 
 def test_html_written_by_the_template_author_is_kept(
-    sqlite_postroom: Postroom, server: Server
+    sqlite_postroom: Postroom, server: ServerInfo
 ) -> None:
     _, received = run(
         sqlite_postroom,
@@ -263,7 +245,7 @@ def test_html_written_by_the_template_author_is_kept(
 
 
 def test_missing_field_fails_clearly_and_names_it(
-    sqlite_postroom: Postroom, server: Server
+    sqlite_postroom: Postroom, server: ServerInfo
 ) -> None:
     case, received = run(
         sqlite_postroom,
@@ -279,7 +261,9 @@ def test_missing_field_fails_clearly_and_names_it(
     assert "loan_amount" in failure_detail(case)
 
 
-def test_default_filter_fills_a_missing_field(sqlite_postroom: Postroom, server: Server) -> None:
+def test_default_filter_fills_a_missing_field(
+    sqlite_postroom: Postroom, server: ServerInfo
+) -> None:
     _, received = run(
         sqlite_postroom,
         server,
@@ -292,7 +276,7 @@ def test_default_filter_fills_a_missing_field(sqlite_postroom: Postroom, server:
     assert str(got.message["Subject"]) == "Loan tba"
 
 
-def test_include_of_a_fragment(sqlite_postroom: Postroom, server: Server) -> None:
+def test_include_of_a_fragment(sqlite_postroom: Postroom, server: ServerInfo) -> None:
     _, received = run(
         sqlite_postroom,
         server,
@@ -305,7 +289,7 @@ def test_include_of_a_fragment(sqlite_postroom: Postroom, server: Server) -> Non
 
 
 def test_include_of_a_fragment_from_an_inline_step(
-    sqlite_postroom: Postroom, server: Server
+    sqlite_postroom: Postroom, server: ServerInfo
 ) -> None:
     step = {
         "on": "created",
@@ -320,7 +304,7 @@ def test_include_of_a_fragment_from_an_inline_step(
 
 
 def test_include_of_an_unknown_name_is_refused_by_apply(
-    sqlite_postroom: Postroom, server: Server
+    sqlite_postroom: Postroom, server: ServerInfo
 ) -> None:
     with pytest.raises(ConfigurationError, match="unknown correspondence 'No Such Fragment'"):
         sqlite_postroom.apply(
@@ -329,7 +313,9 @@ def test_include_of_an_unknown_name_is_refused_by_apply(
     assert sqlite_postroom.outbox() == []
 
 
-def test_a_fragment_cannot_be_sent_on_its_own(sqlite_postroom: Postroom, server: Server) -> None:
+def test_a_fragment_cannot_be_sent_on_its_own(
+    sqlite_postroom: Postroom, server: ServerInfo
+) -> None:
     step = {"on": "created", "to": [{"address": CLIENT}], "correspondence": "Signature"}
     case, received = run(sqlite_postroom, server, {"title": "t"}, step=step)
     assert received == []
@@ -338,7 +324,7 @@ def test_a_fragment_cannot_be_sent_on_its_own(sqlite_postroom: Postroom, server:
     assert "fragment" in error
 
 
-def test_syntax_error_is_refused_by_apply(sqlite_postroom: Postroom, server: Server) -> None:
+def test_syntax_error_is_refused_by_apply(sqlite_postroom: Postroom, server: ServerInfo) -> None:
     with pytest.raises(ConfigurationError, match="syntax error on line 1"):
         sqlite_postroom.apply(records(server.port, html="<p>{% if case.data.title %}open</p>"))
     with sqlite_postroom.engine.connect() as conn:
@@ -372,7 +358,7 @@ def test_inline_step_syntax_error_is_refused_by_apply(sqlite_postroom: Postroom)
 HUGE = "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}"
 
 
-def test_huge_output_fails_clearly(sqlite_postroom: Postroom, server: Server) -> None:
+def test_huge_output_fails_clearly(sqlite_postroom: Postroom, server: ServerInfo) -> None:
     case, received = run(sqlite_postroom, server, {"title": "t"}, html=HUGE)
     assert received == []
     error = failed_entry(sqlite_postroom, case).last_error
