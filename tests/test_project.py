@@ -170,3 +170,30 @@ def test_free_port_is_free() -> None:
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_a_lost_key_file_is_not_silently_replaced(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'keyed.db'}"
+    with Postroom(Settings(database_url=url, secret_key=None)) as pr:
+        pr.apply(
+            {
+                "accounts": [
+                    {
+                        "name": "Default",
+                        "address": "a@example.com",
+                        "host": "h.example.com",
+                        "password": "pw-kept",
+                    }
+                ]
+            }
+        )
+    key = tmp_path / "postroom.key"
+    key.rename(tmp_path / "elsewhere.key")
+    with pytest.raises(postroom.SecretError, match=r"key file .* is missing"):
+        Postroom(Settings(database_url=url, secret_key=None))
+    assert not key.exists()
+    (tmp_path / "elsewhere.key").rename(key)
+    with Postroom(Settings(database_url=url, secret_key=None)) as pr:
+        password = pr.account("Default").password
+        assert password is not None
+        assert password.get_secret_value() == "pw-kept"

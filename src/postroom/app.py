@@ -14,7 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from postroom.accounts import AccountStore, EmailAccount
 from postroom.agent import AgentConfig, SenderAgent
@@ -28,7 +29,7 @@ from postroom.cases.service import CaseService
 from postroom.cases.store import CaseTypeStore, add_history, load_case
 from postroom.config.apply import ApplyReport, apply_config
 from postroom.correspondence import CorrespondenceStore, Renderer
-from postroom.db import create_db_engine, upgrade, utcnow
+from postroom.db import create_db_engine, tables, upgrade, utcnow
 from postroom.errors import MessageError
 from postroom.operators import OperatorStore
 from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, RetryPolicy
@@ -72,7 +73,7 @@ class Postroom:
         self.engine = engine or create_db_engine(self.settings.database_url)
         if self.settings.auto_migrate:
             upgrade(self.engine)
-        self.secrets = secrets or load_secret_box(self.settings)
+        self.secrets = secrets or load_secret_box(self.settings, holds_secrets=self._holds_secrets)
         timeout = self.settings.smtp_timeout
         self.transport_factory: TransportFactory = transport_factory or (
             lambda account: make_transport(account, timeout=timeout)
@@ -93,6 +94,16 @@ class Postroom:
             outbox=self.outbox_store,
             deliver_now=self.deliver_now,
         )
+
+    def _holds_secrets(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                query = select(tables.accounts.c.name).where(
+                    tables.accounts.c.password.is_not(None)
+                )
+                return conn.execute(query.limit(1)).first() is not None
+        except SQLAlchemyError:
+            return False  # no schema yet: nothing encrypted to lose
 
     @classmethod
     def open(cls, database_url: str | None = None, **settings: Any) -> Postroom:

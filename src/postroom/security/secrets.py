@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -49,11 +50,23 @@ class SecretBox:
             ) from None
 
 
-def load_secret_box(settings: Settings) -> SecretBox:
-    """The box for these settings, generating a key file on first use."""
+def load_secret_box(
+    settings: Settings, *, holds_secrets: Callable[[], bool] = lambda: False
+) -> SecretBox:
+    """The box for these settings, generating a key file on first use.
+
+    ``holds_secrets`` says whether the database already stores encrypted secrets: then a
+    missing key file was lost, and a new key would make them unreadable for good.
+    """
     if settings.secret_key is not None:
         return SecretBox(settings.secret_key.get_secret_value().encode())
     path = settings.resolved_key_file()
+    if not path.exists() and holds_secrets():
+        raise SecretError(
+            f"the key file {path} is missing, but the database holds secrets encrypted with "
+            "it: restore the file (or set POSTROOM_SECRET_KEY to the key) rather than "
+            "starting a new one"
+        )
     return SecretBox(_read_or_create_key_file(path))
 
 
