@@ -86,6 +86,13 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def case_type_with(step: dict[str, Any]) -> dict[str, Any]:
+    """Records holding one minimal case type, ``A-B-C``, with this one step."""
+    return {
+        "case_types": [{"class": "A-B-C", "class_group": "A-B", "id_prefix": "C-", "steps": [step]}]
+    }
+
+
 @pytest.fixture
 def postroom(database_url: str) -> Iterator[Postroom]:
     pr = Postroom(make_settings(database_url))

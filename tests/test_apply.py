@@ -8,6 +8,7 @@ import pytest
 
 from postroom import Postroom
 from postroom.errors import ConfigurationError
+from tests.conftest import case_type_with
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "mortgage.yaml"
 
@@ -115,39 +116,21 @@ def test_unknown_section_and_field(sqlite_postroom: Postroom) -> None:
 
 
 def test_step_naming_a_missing_correspondence(sqlite_postroom: Postroom) -> None:
-    records = {
-        "case_types": [
-            {
-                "class": "A-B-C",
-                "class_group": "A-B",
-                "id_prefix": "C-",
-                "steps": [
-                    {
-                        "on": "created",
-                        "to": [{"address": "x@example.com"}],
-                        "correspondence": "Nope",
-                    }
-                ],
-            }
-        ]
-    }
+    records = case_type_with(
+        {
+            "on": "created",
+            "to": [{"address": "x@example.com"}],
+            "correspondence": "Nope",
+        }
+    )
     with pytest.raises(ConfigurationError, match="correspondence 'Nope', which does not exist"):
         sqlite_postroom.apply(records)
 
 
 def test_step_naming_an_unknown_party(sqlite_postroom: Postroom) -> None:
-    records = {
-        "case_types": [
-            {
-                "class": "A-B-C",
-                "class_group": "A-B",
-                "id_prefix": "C-",
-                "steps": [
-                    {"on": "created", "to": [{"party": "Ghost"}], "subject": "s", "body": "b"}
-                ],
-            }
-        ]
-    }
+    records = case_type_with(
+        {"on": "created", "to": [{"party": "Ghost"}], "subject": "s", "body": "b"}
+    )
     with pytest.raises(ConfigurationError, match="party 'Ghost' is not one of"):
         sqlite_postroom.apply(records)
 

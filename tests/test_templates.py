@@ -17,6 +17,7 @@ from postroom.cases import Case
 from postroom.correspondence.render import MAX_RENDERED_CHARS
 from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxEntry, OutboxStatus
+from tests.conftest import case_type_with
 from tests.fakes import Received, ServerInfo
 
 CASE_TYPE = "MyOrg-Tpl-Work-Letter"
@@ -332,23 +333,14 @@ def test_syntax_error_is_refused_by_apply(sqlite_postroom: Postroom, server: Ser
 
 
 def test_inline_step_syntax_error_is_refused_by_apply(sqlite_postroom: Postroom) -> None:
-    bad = {
-        "case_types": [
-            {
-                "class": "A-B-C",
-                "class_group": "A-B",
-                "id_prefix": "C-",
-                "steps": [
-                    {
-                        "on": "created",
-                        "to": [{"address": "x@example.com"}],
-                        "subject": "{{ oops",
-                        "body": "<p>b</p>",
-                    }
-                ],
-            }
-        ]
-    }
+    bad = case_type_with(
+        {
+            "on": "created",
+            "to": [{"address": "x@example.com"}],
+            "subject": "{{ oops",
+            "body": "<p>b</p>",
+        }
+    )
     with pytest.raises(ConfigurationError, match="syntax error"):
         sqlite_postroom.apply(bad)
 

@@ -101,7 +101,7 @@ class CaseService:
             case = store.load_case(conn, case_id, details=False)
             if case.status == status:
                 # Entering a status fires its steps; staying in it must not send again.
-                return self.get_in(conn, case_id)
+                return store.load_case(conn, case_id)
             actor_op = self._operators.get(conn, operator) if operator else None
             ctype = self._types.get(conn, case.case_type)
             store.set_case_status(conn, case_id, status)
@@ -150,10 +150,6 @@ class CaseService:
     def get(self, case_id: str) -> Case:
         with self._engine.connect() as conn:
             return store.load_case(conn, case_id)
-
-    @staticmethod
-    def get_in(conn: Connection, case_id: str) -> Case:
-        return store.load_case(conn, case_id)
 
     def attachment(self, case_id: str, name: str) -> tuple[str, bytes]:
         with self._engine.connect() as conn:
