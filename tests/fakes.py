@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import socket
@@ -97,6 +98,36 @@ class SmtpSink:
         return responses
 
 
+def _never(user: str, token: str) -> bool:
+    return False
+
+
+@dataclass
+class OAuthSmtpSink(SmtpSink):
+    """An :class:`SmtpSink` that takes AUTH XOAUTH2 and asks ``check_token(user, token)``."""
+
+    check_token: Callable[[str, str], bool] = _never
+    auth_attempts: list[tuple[str, bool]] = field(default_factory=list)
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
+        # base64("user=" user "\x01auth=Bearer " token "\x01\x01"), as Office 365 takes it.
+        raw = args[1] if len(args) > 1 else ""
+        try:
+            fields = base64.b64decode(raw, validate=True).decode().split("\x01")
+            user = fields[0].removeprefix("user=")
+            token = fields[1].removeprefix("auth=Bearer ")
+        except (ValueError, IndexError):
+            return AuthResult(success=False, handled=False, message="501 5.5.2 bad XOAUTH2")
+        ok = self.check_token(user, token)
+        with self.lock:
+            self.auth_attempts.append((user, ok))
+        if ok:
+            return AuthResult(success=True, auth_data=user)
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.3 Authentication unsuccessful"
+        )
+
+
 @dataclass(repr=False)
 class ServerInfo:
     """Where a test SMTP server listens."""
@@ -127,10 +158,13 @@ def smtp_server(
     require_starttls: bool = False,
     credentials: tuple[str, str] | None = None,
     auth_require_tls: bool = True,
+    auth_required: bool = False,
 ) -> Iterator[ServerInfo]:
     """Run an aiosmtpd server on 127.0.0.1 (a free port) for the duration of the block."""
     sink = sink or SmtpSink()
     kwargs: dict[str, Any] = {}
+    if auth_required:
+        kwargs.update(auth_required=True, auth_require_tls=auth_require_tls)
     if starttls is not None:
         kwargs.update(tls_context=starttls, require_starttls=require_starttls)
     if credentials is not None:

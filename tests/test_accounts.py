@@ -105,9 +105,39 @@ def test_tls_min_version() -> None:
         account(host="h.example.com", tls_min_version="1.0")
 
 
-def test_graph_protocol_is_reserved() -> None:
-    with pytest.raises(ValidationError, match="graph"):
-        account(host="h.example.com", protocol="graph")
+def test_graph_account_needs_a_profile_and_no_password() -> None:
+    with pytest.raises(ValidationError, match="needs auth_profile"):
+        account(protocol="graph")
+    with pytest.raises(ValidationError, match="remove the password"):
+        account(protocol="graph", auth_profile="p", password="x")
+    graph = account(protocol="graph", auth_profile="p")
+    assert graph.mailbox == graph.address  # the UPN defaults to the address
+    assert graph.save_to_sent_items is True
+    assert graph.warnings == []  # SMTP presets say nothing about Graph
+
+
+def test_smtp_account_takes_a_password_or_a_profile_not_both() -> None:
+    with pytest.raises(ValidationError, match="not both"):
+        account(host="h.example.com", password="x", auth_profile="p")
+    with pytest.raises(ValidationError, match="without encryption"):
+        account(host="h.example.com", auth_profile="p", security="none")
+    assert account(host="h.example.com", auth_profile="p").auth_profile == "p"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("user_principal_name", "a/b@example.com"),
+        ("user_principal_name", "a@example.com\r\nX: y"),
+        ("graph_url", "ftp://graph.microsoft.com"),
+        ("graph_url", "https://user:pw@graph.microsoft.com"),
+        ("graph_url", "https://graph.microsoft.com?x=1"),
+        ("on_unknown_outcome", "maybe"),
+    ],
+)
+def test_graph_fields_are_checked(field: str, value: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        account(protocol="graph", auth_profile="p", **{field: value})
 
 
 def test_advanced_parameters_parse_javamail_names() -> None:

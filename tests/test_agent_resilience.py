@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 
 from postroom import Postroom
-from postroom.accounts import EmailAccount
 from postroom.outbox import DeliveryReport, OutboxStatus
-from postroom.transports import Envelope
+from postroom.transports import Envelope, Sender
 from tests.conftest import make_settings
 
 
 class ExplodingTransport:
     """A transport with a bug: every send raises something that is not a DeliveryError."""
 
-    def __init__(self, account: EmailAccount) -> None:
-        self.account = account
+    def __init__(self, sender: Sender) -> None:
+        self.account = sender.account
 
     async def send(self, envelope: Envelope) -> DeliveryReport:
         raise RuntimeError(f"bug while sending to {envelope.recipients[0]}")

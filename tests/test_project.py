@@ -28,6 +28,7 @@ def test_public_surface_is_exactly_all() -> None:
         "accounts",
         "agent",
         "app",
+        "auth",
         "cases",
         "config",
         "correspondence",

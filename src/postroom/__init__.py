@@ -13,27 +13,31 @@ Open it on a database, apply records, create cases; a sender agent delivers::
 from postroom.accounts import DEFAULT_ACCOUNT, EmailAccount, Protocol, Provider, Security
 from postroom.agent import AgentConfig, AgentStats, SenderAgent
 from postroom.app import Postroom
+from postroom.auth import AuthProfile
 from postroom.cases import Case, CaseType, SendEmailStep
 from postroom.correspondence import Correspondence
 from postroom.errors import (
     ConfigurationError,
+    CredentialsRejectedError,
     DeliveryError,
     MessageError,
     NoAccountError,
     NotFoundError,
+    OutcomeUnknownError,
     PermanentDeliveryError,
     PostroomError,
     SecretError,
     StateError,
     TemplateError,
     TemplateSecurityError,
+    ThrottledError,
     TransientDeliveryError,
     UnknownParameterError,
 )
 from postroom.operators import Operator
 from postroom.outbox import OutboxEntry, OutboxStatus
 from postroom.settings import Settings
-from postroom.transports import Envelope, Transport
+from postroom.transports import Envelope, Sender, Transport
 
 __version__ = "0.1.0"
 
@@ -41,10 +45,12 @@ __all__ = [
     "DEFAULT_ACCOUNT",
     "AgentConfig",
     "AgentStats",
+    "AuthProfile",
     "Case",
     "CaseType",
     "ConfigurationError",
     "Correspondence",
+    "CredentialsRejectedError",
     "DeliveryError",
     "EmailAccount",
     "Envelope",
@@ -54,6 +60,7 @@ __all__ = [
     "Operator",
     "OutboxEntry",
     "OutboxStatus",
+    "OutcomeUnknownError",
     "PermanentDeliveryError",
     "Postroom",
     "PostroomError",
@@ -62,11 +69,13 @@ __all__ = [
     "SecretError",
     "Security",
     "SendEmailStep",
+    "Sender",
     "SenderAgent",
     "Settings",
     "StateError",
     "TemplateError",
     "TemplateSecurityError",
+    "ThrottledError",
     "TransientDeliveryError",
     "Transport",
     "UnknownParameterError",

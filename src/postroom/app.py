@@ -5,39 +5,42 @@ The CLI, the demo and applications embedding Postroom all go through this object
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from postroom.accounts import AccountStore, EmailAccount
+from postroom.accounts import AccountStore, EmailAccount, Protocol
+from postroom.accounts.connectivity import ConnectivityReport, Step, check_connectivity
+from postroom.accounts.graph_check import check_graph, token_step
+from postroom.accounts.holds import AccountHold, HoldStore
 from postroom.agent import AgentConfig, SenderAgent
 from postroom.agent.agent import new_agent_id
-from postroom.agent.delivery import Deliverer
-from postroom.agent.recording import record_outcomes
+from postroom.agent.immediate import deliver_claimed, run_in_own_loop
 from postroom.agent.registry import AgentInfo, list_agents
+from postroom.auth import AccessToken, AuthProfile, AuthProfileStore, TokenCache
 from postroom.cases.emails import Composer, EmailRequest
 from postroom.cases.models import Recipient
 from postroom.cases.service import CaseService
 from postroom.cases.store import CaseTypeStore, add_history, load_case
-from postroom.config.apply import ApplyReport, apply_config
+from postroom.config.apply import ApplyReport, apply_config, write_records
 from postroom.correspondence import CorrespondenceStore, Renderer
-from postroom.db import create_db_engine, tables, upgrade, utcnow
+from postroom.db import create_db_engine, tables, upgrade
 from postroom.errors import MessageError
 from postroom.operators import OperatorStore
 from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, RetryPolicy
+from postroom.records import Change
 from postroom.security import SecretBox, load_secret_box
 from postroom.settings import Settings
-from postroom.transports import TransportFactory, make_transport
+from postroom.transports import Sender, TransportFactory, Transports
 
 log = logging.getLogger("postroom")
+T = TypeVar("T")
 
 
 class _RendererCache:
@@ -74,11 +77,15 @@ class Postroom:
         if self.settings.auto_migrate:
             upgrade(self.engine)
         self.secrets = secrets or load_secret_box(self.settings, holds_secrets=self._holds_secrets)
-        timeout = self.settings.smtp_timeout
-        self.transport_factory: TransportFactory = transport_factory or (
-            lambda account: make_transport(account, timeout=timeout)
+        self.transports = Transports(
+            smtp_timeout=self.settings.smtp_timeout,
+            http_timeout=self.settings.http_timeout,
+            allowed_hosts=self.settings.endpoint_hosts,
         )
+        self.transport_factory: TransportFactory = transport_factory or self.transports
         self.account_store = AccountStore(self.secrets)
+        self.profile_store = AuthProfileStore(self.secrets)
+        self.hold_store = HoldStore()
         self.operator_store = OperatorStore()
         self.correspondence_store = CorrespondenceStore()
         self.case_type_store = CaseTypeStore()
@@ -101,7 +108,11 @@ class Postroom:
                 query = select(tables.accounts.c.name).where(
                     tables.accounts.c.password.is_not(None)
                 )
-                return conn.execute(query.limit(1)).first() is not None
+                profiles = select(tables.auth_profiles.c.name)
+                return (
+                    conn.execute(query.limit(1)).first() is not None
+                    or conn.execute(profiles.limit(1)).first() is not None
+                )
         except SQLAlchemyError:
             return False  # no schema yet: nothing encrypted to lose
 
@@ -132,6 +143,84 @@ class Postroom:
     def accounts(self) -> list[EmailAccount]:
         with self.engine.connect() as conn:
             return self.account_store.list(conn)
+
+    def put_account(self, account: EmailAccount) -> Change:
+        """Create or update an account; a change lifts its hold (see :meth:`release_account`)."""
+        return write_records(self, {"accounts": [account]}).changes[0][2]
+
+    def auth_profile(self, name: str) -> AuthProfile:
+        with self.engine.connect() as conn:
+            return self.profile_store.get(conn, name)
+
+    def auth_profiles(self) -> list[AuthProfile]:
+        with self.engine.connect() as conn:
+            return self.profile_store.list(conn)
+
+    def put_auth_profile(self, profile: AuthProfile) -> Change:
+        """Create or update a profile; a change lifts the holds of the accounts naming it."""
+        return write_records(self, {"auth_profiles": [profile]}).changes[0][2]
+
+    def sender(self, name: str) -> Sender:
+        """Account ``name`` as the agent sends with it: its profile and any hold."""
+        with self.engine.connect() as conn:
+            account = self.account_store.get(conn, name)
+            profile = (
+                self.profile_store.get(conn, account.auth_profile) if account.auth_profile else None
+            )
+            return Sender(account, profile, self.hold_store.get(conn, name))
+
+    def test_account(self, name: str) -> ConnectivityReport:
+        """Test connectivity as the agent would connect: SMTP stages, or Graph's token,
+        mailbox and permission."""
+        sender = self.sender(name)
+        account, profile, tokens = sender.account, sender.profile, self.transports.tokens
+
+        async def check() -> ConnectivityReport:
+            if account.protocol is Protocol.GRAPH:
+                assert profile is not None
+                return await check_graph(
+                    account,
+                    profile,
+                    tokens=tokens,
+                    allowed_hosts=self.settings.endpoint_hosts,
+                    timeout=self.settings.http_timeout,
+                )
+            oauth = None
+            if profile is not None:
+                bound = profile
+
+                async def oauth() -> tuple[Step, AccessToken | None]:
+                    return await token_step(bound, tokens)
+
+            return await check_connectivity(
+                account, timeout=self.settings.smtp_timeout, oauth=oauth
+            )
+
+        return run_in_own_loop(check)
+
+    def test_auth_profile(self, name: str) -> Step:
+        """Request a token with profile ``name`` (bypassing the cache) and describe it."""
+        profile = self.auth_profile(name)
+        tokens = TokenCache(
+            allowed_hosts=self.settings.endpoint_hosts, timeout=self.settings.http_timeout
+        )
+
+        async def check() -> Step:
+            return (await token_step(profile, tokens))[0]
+
+        return run_in_own_loop(check)
+
+    def holds(self) -> list[AccountHold]:
+        """Accounts held because their credentials were refused."""
+        with self.engine.connect() as conn:
+            return self.hold_store.list(conn)
+
+    def release_account(self, name: str) -> int:
+        """Lift the hold on account ``name`` and queue its held emails now; returns how many."""
+        with self.engine.begin() as conn:
+            self.account_store.get(conn, name)  # NotFoundError for a typo
+            self.hold_store.lift(conn, name)
+            return self.outbox_store.release_held(conn, name)
 
     # --- outbox -------------------------------------------------------------------------
 
@@ -249,7 +338,7 @@ class Postroom:
         s = self.settings
         return SenderAgent(
             engine=self.engine,
-            load_account=self.account,
+            load_sender=self.sender,
             transport_factory=self.transport_factory,
             policy=self.retry_policy(),
             config=AgentConfig(
@@ -281,31 +370,18 @@ class Postroom:
         if not rows:
             return
 
-        async def attempt() -> None:
-            deliverer = Deliverer(
+        try:
+            deliver_claimed(
+                rows,
+                engine=self.engine,
+                outbox=self.outbox_store,
                 factory=self.transport_factory,
                 policy=self.retry_policy(),
                 connections_per_account=self.settings.connections_per_account,
-            )
-            try:
-                outcomes = await deliverer.deliver(rows, self.account)
-            finally:
-                await deliverer.close()
-            # An immediate attempt that did not go through waits for the agent right away.
-            outcomes = [
-                replace(o, next_attempt_at=utcnow()) if o.status is OutboxStatus.RETRY else o
-                for o in outcomes
-            ]
-            await asyncio.to_thread(
-                record_outcomes,
-                self.engine,
-                self.outbox_store,
-                outcomes,
-                {r.id: r for r in rows},
+                load_sender=self.sender,
                 owner=owner,
             )
-
-        # A thread of its own: callers may already be inside an event loop.
-        worker = threading.Thread(target=lambda: asyncio.run(attempt()), daemon=True)
-        worker.start()
-        worker.join()
+        except Exception:
+            # The case is committed and its emails are in the outbox: the agent sends them
+            # once the lease passes. Immediate delivery is a courtesy, not a promise.
+            log.exception("immediate delivery failed; the sender agent will take over")

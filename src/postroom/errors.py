@@ -16,7 +16,11 @@ either::
     ├── SecretError                            a secret cannot be decrypted
     └── DeliveryError                          sending failed (carries SMTP codes)
         ├── TransientDeliveryError (ConnectionError)  try again later
-        └── PermanentDeliveryError             retrying cannot help
+        │   ├── ThrottledError                 the service asked to wait (Retry-After)
+        │   └── OutcomeUnknownError (TimeoutError)  sent, but no answer came back
+        ├── PermanentDeliveryError             retrying cannot help
+        └── CredentialsRejectedError (PermissionError)  the identity provider refused
+                                               the account's credentials: it is held
 
 Messages never contain secret values.
 """
@@ -93,3 +97,19 @@ class TransientDeliveryError(DeliveryError, ConnectionError):
 
 class PermanentDeliveryError(DeliveryError):
     """Delivery failed for a reason retrying cannot fix."""
+
+
+class ThrottledError(TransientDeliveryError):
+    """The service asked to wait ``retry_after`` seconds; waiting is not a failed attempt."""
+
+    def __init__(self, text: str, *, retry_after: float, code: int | None = None) -> None:
+        super().__init__(text, code=code, stage="throttled")
+        self.retry_after = retry_after
+
+
+class OutcomeUnknownError(TransientDeliveryError, TimeoutError):
+    """The request was sent but no answer came: the message may or may not have gone."""
+
+
+class CredentialsRejectedError(DeliveryError, PermissionError):
+    """The identity provider refused the account's credentials; its emails wait, held."""

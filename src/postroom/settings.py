@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     backoff_max: float = Field(3600.0, ge=0)
     connections_per_account: int = Field(4, ge=1, le=64)
     smtp_timeout: float = Field(30.0, gt=0, le=600)
+    http_timeout: float = Field(
+        30.0, gt=0, le=600, description="Timeout of token and Microsoft Graph requests."
+    )
+    allowed_endpoint_hosts: str = Field(
+        "",
+        description="Comma-separated hosts, besides Microsoft's, that may receive client "
+        "secrets, tokens and emails (token endpoints, Graph URLs).",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -54,6 +62,13 @@ class Settings(BaseSettings):
             # psycopg 3 is the driver Postroom ships with.
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    @property
+    def endpoint_hosts(self) -> frozenset[str]:
+        """``allowed_endpoint_hosts`` as a set of lower-case host names."""
+        return frozenset(
+            h.strip().lower() for h in self.allowed_endpoint_hosts.split(",") if h.strip()
+        )
 
     @classmethod
     def from_flags(cls, **flags: Any) -> Settings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
@@ -19,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from postroom.accounts.advanced import parse_advanced
 from postroom.accounts.models import EmailAccount
 from postroom.accounts.presets import Security
+from postroom.auth.tokens import AccessToken
 from postroom.outbox.classify import EXPLANATIONS, classify_reply, split_enhanced
 from postroom.transports.smtp import AUTH_PREFERENCE, connection_error
 from postroom.transports.tls import client_context
@@ -53,9 +55,17 @@ class ConnectivityReport:
         return all(step.ok for step in self.steps)
 
 
-async def check_connectivity(account: EmailAccount, *, timeout: float) -> ConnectivityReport:
-    """Open a session to the account's server stage by stage, as the sender agent would."""
-    probe = _Probe(account, timeout=timeout)
+async def check_connectivity(
+    account: EmailAccount,
+    *,
+    timeout: float,
+    oauth: Callable[[], Awaitable[tuple[Step, AccessToken | None]]] | None = None,
+) -> ConnectivityReport:
+    """Open a session to the account's server stage by stage, as the sender agent would.
+
+    ``oauth`` gets the access token for XOAUTH2 (as a step) when the account names a profile.
+    """
+    probe = _Probe(account, timeout=timeout, oauth=oauth)
     try:
         await probe.run()
     except _StopError:
@@ -70,7 +80,14 @@ class _StopError(Exception):
 
 
 class _Probe:
-    def __init__(self, account: EmailAccount, *, timeout: float) -> None:
+    def __init__(
+        self,
+        account: EmailAccount,
+        *,
+        timeout: float,
+        oauth: Callable[[], Awaitable[tuple[Step, AccessToken | None]]] | None,
+    ) -> None:
+        self.oauth = oauth
         assert account.host, "an SMTP account always has a host"
         self.account = account
         self.host = account.host
@@ -105,7 +122,9 @@ class _Probe:
             self.tls(smtp)
             # RFC 3207: what the server offered before TLS no longer counts.
             await self.ehlo(smtp)
-        if self.account.password is not None:
+        if self.oauth is not None:
+            await self.authenticate_oauth(smtp)
+        elif self.account.password is not None:
             await self.authenticate(smtp)
 
     async def resolve(self) -> None:
@@ -253,6 +272,38 @@ class _Probe:
             self.fail("AUTH", _short(exc), explanation=explanation)
         self.passed(
             "AUTH", f"{mechanism.upper()} accepted for {a.login}: {reply.code} {reply.message}"
+        )
+
+    async def authenticate_oauth(self, smtp: aiosmtplib.SMTP) -> None:
+        assert self.oauth is not None
+        if smtp.get_transport_info("sslcontext") is None and not self.account.allow_insecure_auth:
+            never = "Postroom never sends a token unencrypted: set security to starttls"
+            self.fail("AUTH", "not attempted: the connection is not encrypted", explanation=never)
+        if "xoauth2" not in [m.lower() for m in smtp.server_auth_methods]:
+            self.fail(
+                "AUTH",
+                f"{self.host} does not offer AUTH XOAUTH2",
+                explanation="the server does not take OAuth tokens here: check host and port, "
+                "or use a password instead of auth_profile",
+            )
+        step, token = await self.oauth()
+        self.steps.append(step)
+        if token is None:
+            raise _StopError
+        self.secret = token.value  # scrubbed from anything the server echoes
+        try:
+            reply = await smtp.auth_xoauth2(self.account.login, token.value)
+        except _FAILURES as exc:
+            explanation = self.explain(exc, stage="AUTH")
+            if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code == 535:
+                explanation += (
+                    f": the token was refused for {self.account.login}; check that SMTP AUTH is "
+                    "enabled for the mailbox, that the application may send as it, and that "
+                    "the profile's scope is https://outlook.office365.com/.default"
+                )
+            self.fail("AUTH", _short(exc), explanation=explanation)
+        self.passed(
+            "AUTH", f"XOAUTH2 accepted for {self.account.login}: {reply.code} {reply.message}"
         )
 
     def explain(self, exc: BaseException, *, stage: str) -> str:

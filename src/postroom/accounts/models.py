@@ -10,14 +10,23 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from postroom.accounts.advanced import TLS_VERSIONS, parse_advanced
 from postroom.accounts.presets import PRESETS, Provider, Security, preset_warnings
+from postroom.auth.models import check_url
 from postroom.validation import check_address, check_display_name, check_record_name
 
 DEFAULT_ACCOUNT = "Default"
+GRAPH_URL = "https://graph.microsoft.com"
 
 
 class Protocol(StrEnum):
     SMTP = "smtp"
-    GRAPH = "graph"
+    GRAPH = "graph"  # Microsoft Graph sendMail with an authentication profile
+
+
+class UnknownOutcome(StrEnum):
+    """What to do when a send request went out and no answer came back."""
+
+    RETRY = "retry"  # send again: a duplicate is possible, a loss is not
+    HOLD = "hold"  # wait for a person to check the mailbox's Sent Items
 
 
 class EmailAccount(BaseModel):
@@ -42,6 +51,15 @@ class EmailAccount(BaseModel):
         False, description="Allow sending credentials without TLS (never do this on a network)."
     )
     advanced: dict[str, str] = Field(default_factory=dict)
+    auth_profile: str | None = Field(
+        None, description="Authentication profile for Graph, or for SMTP with XOAUTH2"
+    )
+    user_principal_name: str | None = Field(
+        None, description="The Graph mailbox that sends (default: the address)"
+    )
+    graph_url: str = GRAPH_URL
+    save_to_sent_items: bool = True
+    on_unknown_outcome: UnknownOutcome = UnknownOutcome.RETRY
 
     @field_validator("name")
     @classmethod
@@ -62,6 +80,26 @@ class EmailAccount(BaseModel):
     @classmethod
     def _display(cls, v: str) -> str:
         return check_display_name(v)
+
+    @field_validator("auth_profile")
+    @classmethod
+    def _profile(cls, v: str | None) -> str | None:
+        return None if not v else check_record_name(v, what="auth_profile")
+
+    @field_validator("user_principal_name")
+    @classmethod
+    def _upn(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        # A UPN (user@domain) or the user's object id; it goes into a URL path.
+        if any(c in v for c in "/?#%\\ ") or check_display_name(v) != v:
+            raise ValueError(f"user_principal_name {v!r} must be a user@domain name or an id")
+        return v
+
+    @field_validator("graph_url")
+    @classmethod
+    def _graph_url(cls, v: str) -> str:
+        return check_url(v, what="graph_url")
 
     @field_validator("tls_min_version")
     @classmethod
@@ -121,19 +159,35 @@ class EmailAccount(BaseModel):
     @model_validator(mode="after")
     def _complete(self) -> EmailAccount:
         if self.protocol is Protocol.GRAPH:
-            raise ValueError("protocol 'graph' is not available yet; use 'smtp'")
+            if not self.auth_profile:
+                raise ValueError("a Graph account needs auth_profile (OAuth 2.0 client settings)")
+            if self.password is not None:
+                raise ValueError(
+                    "a Graph account authenticates with its auth_profile: remove the password"
+                )
+            return self
         if not self.host:
             raise ValueError("host is required for an SMTP account (or choose a provider)")
+        if self.password is not None and self.auth_profile:
+            raise ValueError(
+                "give either a password or an auth_profile (XOAUTH2), not both: "
+                "the account authenticates one way"
+            )
         if (
-            self.password is not None
+            (self.password is not None or self.auth_profile)
             and self.security is Security.NONE
             and not self.allow_insecure_auth
         ):
             raise ValueError(
-                "this account would send its password without encryption; use security "
+                "this account would send its credentials without encryption; use security "
                 "'starttls' or 'tls', or set allow_insecure_auth: true for a local test server"
             )
         return self
+
+    @property
+    def mailbox(self) -> str:
+        """The Graph mailbox that sends: ``user_principal_name``, else the address."""
+        return self.user_principal_name or self.address
 
     @property
     def login(self) -> str:
@@ -143,6 +197,8 @@ class EmailAccount(BaseModel):
     @property
     def warnings(self) -> list[str]:
         """Settings that depart from the chosen provider's preset."""
+        if self.protocol is Protocol.GRAPH:
+            return []  # presets describe SMTP servers
         return preset_warnings(
             self.provider, host=self.host, port=self.port, security=self.security
         )

@@ -14,9 +14,10 @@ import secrets
 import socket
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Connection, Engine, insert, update
 
-from postroom.agent.delivery import AccountLoader, Deliverer
+from postroom.accounts.holds import HoldStore
+from postroom.agent.delivery import Deliverer, SenderLoader
 from postroom.agent.recording import record_outcomes
 from postroom.db import tables
 from postroom.db.types import utcnow
@@ -46,6 +47,7 @@ class AgentStats:
     sent: int = 0
     failed: int = 0
     retried: int = 0
+    held: int = 0
     batches: int = 0
 
 
@@ -60,7 +62,7 @@ class SenderAgent:
         self,
         *,
         engine: Engine,
-        load_account: AccountLoader,
+        load_sender: SenderLoader,
         transport_factory: TransportFactory,
         policy: RetryPolicy,
         config: AgentConfig,
@@ -68,8 +70,9 @@ class SenderAgent:
     ) -> None:
         self.id = agent_id or new_agent_id()
         self._engine = engine
-        self._load_account = load_account
+        self._load_sender = load_sender
         self._config = config
+        self._policy = policy
         self._outbox = OutboxStore()
         self._deliverer = Deliverer(
             factory=transport_factory,
@@ -106,21 +109,29 @@ class SenderAgent:
         return self.stats
 
     async def _process(self, rows: list[ClaimedEmail]) -> None:
-        outcomes = await self._deliverer.deliver(rows, self._load_account)
+        outcomes = await self._deliverer.deliver(rows, self._load_sender)
         claimed = {r.id: r for r in rows}
         tally = await asyncio.to_thread(
-            record_outcomes, self._engine, self._outbox, outcomes, claimed, owner=self.id
+            record_outcomes,
+            self._engine,
+            self._outbox,
+            outcomes,
+            claimed,
+            owner=self.id,
+            hold_delay=self._policy.delay,
         )
         self.stats.sent += tally.sent
         self.stats.failed += tally.failed
         self.stats.retried += tally.retried
+        self.stats.held += tally.held
         self.stats.batches += 1
         log.info(
-            "batch of %d: %d sent, %d failed, %d to retry",
+            "batch of %d: %d sent, %d failed, %d to retry, %d held",
             len(rows),
             tally.sent,
             tally.failed,
             tally.retried,
+            tally.held,
         )
 
     def _claim(self) -> list[ClaimedEmail]:
@@ -173,3 +184,14 @@ class SenderAgent:
             )
             if state == "running":
                 self._outbox.renew(conn, owner=self.id, lease=self._config.lease_seconds)
+                self._recheck_holds(conn)
+
+    def _recheck_holds(self, conn: Connection) -> None:
+        # A held account's emails are queued again when its check is due, so that the
+        # next attempt finds out whether the credentials work now.
+        for account in HoldStore().due(conn, utcnow()):
+            released = self._outbox.release_held(conn, account)
+            if released:
+                log.info(
+                    "account %s: checking its credentials again with %d emails", account, released
+                )

@@ -8,27 +8,34 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from postroom.accounts.models import EmailAccount
+from postroom.accounts.models import UnknownOutcome
 from postroom.db.types import utcnow
-from postroom.errors import DeliveryError, PostroomError, TransientDeliveryError
+from postroom.errors import (
+    CredentialsRejectedError,
+    DeliveryError,
+    PostroomError,
+    TransientDeliveryError,
+)
 from postroom.outbox.models import ClaimedEmail, DeliveryReport, Outcome
 from postroom.outbox.outcome import decide
 from postroom.outbox.retry import RetryPolicy
-from postroom.transports.base import Envelope, Transport, TransportFactory
+from postroom.transports.base import Envelope, Sender, Transport, TransportFactory
 
 log = logging.getLogger("postroom.agent")
 
-AccountLoader = Callable[[str], EmailAccount]
+SenderLoader = Callable[[str], Sender]
 
 # Failures at these stages concern the connection or the account, not one message.
-CONNECTION_STAGES = frozenset({"account", "connect", "EHLO", "STARTTLS", "AUTH"})
+CONNECTION_STAGES = frozenset(
+    {"account", "connect", "EHLO", "STARTTLS", "AUTH", "token", "throttled"}
+)
 
 
 class _AccountPool:
     """Idle connections of one account; at most ``limit`` open at once."""
 
-    def __init__(self, account: EmailAccount, limit: int) -> None:
-        self.account = account
+    def __init__(self, sender: Sender, limit: int) -> None:
+        self.sender = sender
         self.idle: list[Transport] = []
         self.slots = asyncio.Semaphore(limit)
 
@@ -48,9 +55,7 @@ class Deliverer:
         self._limit = connections_per_account
         self._pools: dict[str, _AccountPool] = {}
 
-    async def deliver(
-        self, rows: Sequence[ClaimedEmail], load_account: AccountLoader
-    ) -> list[Outcome]:
+    async def deliver(self, rows: Sequence[ClaimedEmail], load: SenderLoader) -> list[Outcome]:
         """One attempt for every row; rows of one account share its connections."""
         by_account: dict[str, list[ClaimedEmail]] = defaultdict(list)
         for row in rows:
@@ -59,10 +64,16 @@ class Deliverer:
         jobs: list[Coroutine[Any, Any, None]] = []
         for name, account_rows in by_account.items():
             try:
-                pool = await self._pool(name, load_account)
+                pool = await self._pool(name, load)
             except PostroomError as exc:
                 error = TransientDeliveryError(f"account {name}: {exc}", stage="account")
                 outcomes.extend(self._decide(r, error) for r in account_rows)
+                continue
+            hold = pool.sender.hold
+            if hold is not None and hold.active(utcnow()):
+                # Its credentials were refused: no request until the hold's next check.
+                held = CredentialsRejectedError(hold.reason, stage="token")
+                outcomes.extend(self._decide(r, held) for r in account_rows)
                 continue
             queue: asyncio.Queue[ClaimedEmail] = asyncio.Queue()
             for r in account_rows:
@@ -72,30 +83,41 @@ class Deliverer:
         await asyncio.gather(*jobs)
         return outcomes
 
-    async def _pool(self, name: str, load_account: AccountLoader) -> _AccountPool:
-        account = await asyncio.to_thread(load_account, name)
+    async def _pool(self, name: str, load: SenderLoader) -> _AccountPool:
+        sender = await asyncio.to_thread(load, name)
         pool = self._pools.get(name)
-        if pool is not None and pool.account != account:
-            # The account was edited: its open connections carry the old settings.
+        if pool is not None and pool.sender.settings != sender.settings:
+            # The account or its profile was edited: open connections carry the old settings.
             await self._close_pool(pool)
             pool = None
         if pool is None:
-            pool = self._pools[name] = _AccountPool(account, self._limit)
+            pool = self._pools[name] = _AccountPool(sender, self._limit)
+        else:
+            pool.sender = sender  # the hold may have changed
         return pool
 
     async def _worker(
         self, pool: _AccountPool, queue: asyncio.Queue[ClaimedEmail], outcomes: list[Outcome]
     ) -> None:
         async with pool.slots:
-            transport = pool.idle.pop() if pool.idle else self._factory(pool.account)
+            hold_unknown = pool.sender.account.on_unknown_outcome is UnknownOutcome.HOLD
+            try:
+                transport = pool.idle.pop() if pool.idle else self._factory(pool.sender)
+            except PostroomError as exc:
+                error = TransientDeliveryError(f"account {pool.sender.account.name}: {exc}")
+                while not queue.empty():
+                    outcomes.append(self._decide(queue.get_nowait(), error))
+                return
             healthy = True
             try:
                 while not queue.empty():
                     row = queue.get_nowait()
                     result = await self._send(transport, row)
-                    if isinstance(result, DeliveryError) and result.stage in CONNECTION_STAGES:
+                    if isinstance(result, CredentialsRejectedError) or (
+                        isinstance(result, DeliveryError) and result.stage in CONNECTION_STAGES
+                    ):
                         healthy = False
-                    outcomes.append(self._decide(row, result))
+                    outcomes.append(self._decide(row, result, hold_unknown=hold_unknown))
                     if not healthy:
                         # The connection is unusable; the rest wait for their next turn
                         # rather than each hammering a server that just failed.
@@ -126,8 +148,14 @@ class Deliverer:
                 f"unexpected {type(exc).__name__} in the transport: {exc}", stage="connect"
             )
 
-    def _decide(self, row: ClaimedEmail, result: DeliveryReport | DeliveryError) -> Outcome:
-        return decide(row, result, policy=self._policy, now=utcnow())
+    def _decide(
+        self,
+        row: ClaimedEmail,
+        result: DeliveryReport | DeliveryError,
+        *,
+        hold_unknown: bool = False,
+    ) -> Outcome:
+        return decide(row, result, policy=self._policy, now=utcnow(), hold_unknown=hold_unknown)
 
     async def close(self) -> None:
         pools, self._pools = list(self._pools.values()), {}

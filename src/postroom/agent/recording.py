@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
+from postroom.accounts.holds import HoldStore
 from postroom.cases import store as case_store
+from postroom.db.types import utcnow
 from postroom.outbox.models import ClaimedEmail, Outcome, RecipientState
-from postroom.outbox.status import OutboxStatus
+from postroom.outbox.status import Hold, OutboxStatus
 from postroom.outbox.store import OutboxStore
 
 log = logging.getLogger("postroom.agent")
@@ -23,6 +25,7 @@ class Tally:
     sent: int = 0
     failed: int = 0
     retried: int = 0
+    held: int = 0
     lost: int = 0  # the lease had passed to another agent; its result counts
 
 
@@ -33,26 +36,64 @@ def record_outcomes(
     claimed: Mapping[int, ClaimedEmail],
     *,
     owner: str,
+    hold_delay: Callable[[int], float],
 ) -> Tally:
-    """Record every outcome in one transaction (committed before anything is reported)."""
-    sent = failed = retried = lost = 0
+    """Record every outcome in one transaction (committed before anything is reported).
+
+    Account holds follow in the same transaction: refused credentials hold the account
+    (the next check after ``hold_delay(failures)`` seconds), a delivery lifts its hold.
+    """
+    counts = dict.fromkeys(("sent", "failed", "retried", "held", "lost"), 0)
+    refused: dict[str, str] = {}
+    delivered: set[str] = set()
     with engine.begin() as conn:
-        held = outbox.record_many(conn, outcomes, owner=owner)
+        recorded = outbox.record_many(conn, outcomes, owner=owner)
         for outcome in outcomes:
-            if outcome.id not in held:
+            row = claimed[outcome.id]
+            if outcome.id not in recorded:
                 log.warning(
                     "outbox #%s: lease lost to another agent; its result stands", outcome.id
                 )
-                lost += 1
+                counts["lost"] += 1
                 continue
-            annotate_case(conn, outcome, claimed[outcome.id])
-            if outcome.status is OutboxStatus.SENT:
-                sent += 1
-            elif outcome.status is OutboxStatus.FAILED:
-                failed += 1
-            else:
-                retried += 1
-    return Tally(sent=sent, failed=failed, retried=retried, lost=lost)
+            annotate_case(conn, outcome, row)
+            if outcome.hold is Hold.ACCOUNT:
+                refused[row.account] = outcome.last_error or "credentials refused"
+            elif outcome.newly_delivered:
+                delivered.add(row.account)
+            counts[_bucket(outcome.status)] += 1
+        _update_holds(conn, outbox, refused, delivered, hold_delay)
+    return Tally(**counts)
+
+
+def _bucket(status: OutboxStatus) -> str:
+    return {
+        OutboxStatus.SENT: "sent",
+        OutboxStatus.FAILED: "failed",
+        OutboxStatus.HELD: "held",
+    }.get(status, "retried")
+
+
+def _update_holds(
+    conn: Connection,
+    outbox: OutboxStore,
+    refused: Mapping[str, str],
+    delivered: set[str],
+    delay: Callable[[int], float],
+) -> None:
+    holds = HoldStore()
+    now = utcnow()
+    for account, reason in refused.items():
+        hold = holds.get(conn, account)
+        # Rows the deliverer held without asking (the hold was still active) do not
+        # count as another refusal.
+        if hold is None or not hold.active(now):
+            holds.hold(conn, account, reason=reason.removeprefix("held: "), now=now, delay=delay)
+            log.warning("account %s is held: %s", account, reason)
+    for account in delivered - set(refused):
+        if holds.lift(conn, account):
+            released = outbox.release_held(conn, account, now=now)
+            log.info("account %s works again: hold lifted, %d emails queued", account, released)
 
 
 def annotate_case(conn: Connection, outcome: Outcome, row: ClaimedEmail) -> None:
@@ -82,6 +123,14 @@ def annotate_case(conn: Connection, outcome: Outcome, row: ClaimedEmail) -> None
         if refused:
             detail += f"; refused: {'; '.join(refused)}"
         case_store.add_history(conn, row.case_id, actor="agent", action="email-sent", detail=detail)
+    elif outcome.outcome_unknown:
+        case_store.add_history(
+            conn,
+            row.case_id,
+            actor="agent",
+            action="email-outcome-unknown",
+            detail=f"outbox #{row.id} '{row.subject}': {outcome.last_error}",
+        )
     elif outcome.status is OutboxStatus.FAILED:
         case_store.add_history(
             conn,

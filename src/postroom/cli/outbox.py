@@ -36,7 +36,8 @@ def _status(value: str | None) -> OutboxStatus | None:
 
 
 def print_entry(e: OutboxEntry) -> None:
-    console.print(styled((f"#{e.id}", "bold"), f" {e.status} — {e.subject}"))
+    status = f"{e.status} ({e.hold})" if e.hold else str(e.status)
+    console.print(styled((f"#{e.id}", "bold"), f" {status} — {e.subject}"))
     for label, value in (
         ("message-id", e.message_id),
         ("case", e.case_id or "-"),
@@ -60,7 +61,8 @@ def print_entry(e: OutboxEntry) -> None:
 @outbox_app.command("list")
 def list_outbox(
     status: Annotated[
-        str | None, typer.Option(help="queued, sending, sent, retry, failed, cancelled")
+        str | None,
+        typer.Option(help="queued, sending, sent, retry, held, failed, cancelled"),
     ] = None,
     case: Annotated[str | None, typer.Option(help="Only this case's emails")] = None,
     limit: int = 50,
@@ -167,7 +169,7 @@ def run_agent(
                 stats = await agent.run(stop=stop, until_idle=until_idle)
                 console.print(
                     f"agent {agent.id} stopped: {stats.sent} sent, {stats.failed} failed, "
-                    f"{stats.retried} to retry"
+                    f"{stats.retried} to retry, {stats.held} held"
                 )
 
             asyncio.run(main())

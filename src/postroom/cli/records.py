@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from postroom.accounts import EmailAccount, candidate_accounts, resolve_account
-from postroom.accounts.connectivity import check_connectivity
+from postroom.accounts import EmailAccount, Protocol, candidate_accounts, resolve_account
+from postroom.accounts.connectivity import ConnectivityReport
+from postroom.accounts.holds import AccountHold
 from postroom.cli.common import console, mask, opened, run_command, styled
 
 accounts_app = typer.Typer(
-    help="Email accounts: list, show, test connectivity.", no_args_is_help=True
+    help="Email accounts: list, show, test connectivity, release a hold.", no_args_is_help=True
 )
 
 
@@ -50,35 +50,53 @@ def list_accounts() -> None:
     def body() -> None:
         with opened() as postroom:
             accounts = postroom.accounts()
-        table = Table("name", "provider", "address", "server", "security", "password")
+            held = {h.account for h in postroom.holds()}
+        table = Table("name", "protocol", "address", "server", "credentials", "state")
         for a in accounts:
-            table.add_row(
-                a.name, a.provider, a.address, f"{a.host}:{a.port}", a.security, mask(a.password)
-            )
+            if a.protocol is Protocol.GRAPH:
+                server = f"{a.graph_url} ({a.mailbox})"
+            else:
+                server = f"{a.host}:{a.port} {a.security}"
+            credentials = f"profile {a.auth_profile}" if a.auth_profile else mask(a.password)
+            state = styled(("held", "bold red")) if a.name in held else styled(("active", "green"))
+            table.add_row(a.name, a.protocol, a.address, server, credentials, state)
         console.print(table)
 
     run_command(body)
 
 
-def describe_account(account: EmailAccount) -> Table:
+_COMMON = ("name", "provider", "protocol", "address", "display_name", "reply_to")
+_SMTP = ("host", "port", "security", "tls_min_version", "allow_insecure_auth")
+_GRAPH = ("graph_url", "mailbox", "save_to_sent_items")
+
+
+def describe_account(account: EmailAccount, hold: AccountHold | None = None) -> Table:
     table = Table("field", "value", show_header=False)
-    for field in (
-        "name",
-        "provider",
-        "protocol",
-        "address",
-        "display_name",
-        "reply_to",
-        "host",
-        "port",
-        "security",
-        "tls_min_version",
-        "allow_insecure_auth",
-    ):
+    graph = account.protocol is Protocol.GRAPH
+    for field in (*_COMMON, *(_GRAPH if graph else _SMTP)):
         table.add_row(field, str(getattr(account, field) or ""))
-    table.add_row("user_id", account.login)
-    table.add_row("password", mask(account.password))
-    table.add_row("truststore", "custom PEM bundle" if account.truststore else "system CAs")
+    if account.auth_profile:
+        how = "bearer token" if graph else "AUTH XOAUTH2"
+        table.add_row("auth_profile", f"{account.auth_profile} ({how})")
+    if not graph:
+        table.add_row("user_id", account.login)
+        if not account.auth_profile:
+            table.add_row("password", mask(account.password))
+        table.add_row("truststore", "custom PEM bundle" if account.truststore else "system CAs")
+    table.add_row("on_unknown_outcome", str(account.on_unknown_outcome))
+    if hold is None:
+        table.add_row("state", styled(("active", "green")))
+    else:
+        table.add_row(
+            "state",
+            styled(
+                ("held", "bold red"),
+                f" since {hold.since:%Y-%m-%d %H:%M:%S} UTC: {hold.reason}; credentials "
+                f"tried again at {hold.check_at:%H:%M:%S} UTC "
+                f"({hold.failures} refusals); `postroom accounts release {account.name}` "
+                "after fixing them",
+            ),
+        )
     for key, value in sorted(account.advanced.items()):
         table.add_row(f"advanced {key}", value)
     table.add_row(
@@ -96,8 +114,9 @@ def show_account(name: str) -> None:
 
     def body() -> None:
         with opened() as postroom:
-            account = postroom.account(name)
-        console.print(describe_account(account))
+            sender = postroom.sender(name)
+        account = sender.account
+        console.print(describe_account(account, sender.hold))
         for warning in account.warnings:
             console.print(styled(("warning: ", "yellow"), warning))
 
@@ -120,20 +139,34 @@ def resolve(class_name: str) -> None:
 
 @accounts_app.command("test")
 def test_account(name: str) -> None:
-    """Test connectivity: resolve, connect, TLS, EHLO, STARTTLS, AUTH, step by step."""
+    """Test connectivity step by step: SMTP (resolve, connect, TLS, EHLO, STARTTLS, AUTH)
+    or Graph (token, mailbox, permission)."""
 
     def body() -> None:
         with opened() as postroom:
-            account = postroom.account(name)
-            report = asyncio.run(
-                check_connectivity(account, timeout=postroom.settings.smtp_timeout)
-            )
-        for step in report.steps:
-            mark = ("✓ ", "green") if step.ok else ("✗ ", "red")
-            console.print(styled(mark, (step.name, "bold"), f" {step.detail}"))
-            if step.explanation:
-                console.print(styled(("    " + step.explanation, "yellow")))
+            report = postroom.test_account(name)
+        print_report(report)
         if not report.ok:
             raise SystemExit(1)
+
+    run_command(body)
+
+
+def print_report(report: ConnectivityReport) -> None:
+    for step in report.steps:
+        mark = ("✓ ", "green") if step.ok else ("✗ ", "red")
+        console.print(styled(mark, (step.name, "bold"), f" {step.detail}"))
+        if step.explanation:
+            console.print(styled(("    " + step.explanation, "yellow")))
+
+
+@accounts_app.command("release")
+def release(name: str) -> None:
+    """Lift the hold on account NAME and queue its held emails now (after fixing it)."""
+
+    def body() -> None:
+        with opened() as postroom:
+            released = postroom.release_account(name)
+        console.print(f"account {name} is active; {released} held emails queued again")
 
     run_command(body)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from postroom.accounts import EmailAccount
+from postroom.accounts import EmailAccount, Protocol
+from postroom.auth import GRAPH_SCOPE, AuthProfile, check_endpoint
 from postroom.cases.models import CaseType, RecipientKind
 from postroom.correspondence import Correspondence, Renderer
 from postroom.errors import ConfigurationError, TemplateError
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 # ${NAME} or ${NAME:-default}, as in a shell.
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-SECTIONS = ("operators", "accounts", "correspondence", "case_types")
+SECTIONS = ("operators", "auth_profiles", "accounts", "correspondence", "case_types")
+_SECRETS = {"accounts": "password", "auth_profiles": "client_secret"}
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
@@ -147,6 +149,7 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
     warnings: list[str] = []
     models: dict[str, type[BaseModel]] = {
         "operators": Operator,
+        "auth_profiles": AuthProfile,
         "accounts": EmailAccount,
         "correspondence": Correspondence,
         "case_types": CaseType,
@@ -163,14 +166,16 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
             )
             where = f"{section}[{i}]" + (f" ({name})" if name else "")
             entry = dict(raw) if isinstance(raw, dict) else raw
-            if section == "accounts" and isinstance(entry, dict):
-                password = entry.get("password")
-                if isinstance(password, str) and password and not _ENV.fullmatch(password):
+            if section in _SECRETS and isinstance(entry, dict):
+                key = _SECRETS[section]
+                secret = entry.get(key)
+                if isinstance(secret, str) and secret and not _ENV.fullmatch(secret):
                     warnings.append(
-                        f"{where}: the password is written in the file; prefer ${{ENV_VAR}}"
+                        f"{where}: the {key} is written in the file; prefer ${{ENV_VAR}}"
                     )
                 entry = _expand(entry, where)
-                _read_file_field(entry, "truststore", base, where)
+                if section == "accounts":
+                    _read_file_field(entry, "truststore", base, where)
             elif section == "correspondence" and isinstance(entry, dict):
                 _read_file_field(entry, "html", base, where)
                 _read_file_field(entry, "text", base, where)
@@ -185,14 +190,42 @@ def apply_config(postroom: Postroom, source: Path | str | dict[str, Any]) -> App
     """Validate everything, then upsert it all in one transaction."""
     data, base = load_config(source)
     records, warnings = parse_records(data, base)
-    report = ApplyReport(warnings=warnings)
+    return write_records(postroom, records, warnings=warnings)
+
+
+def write_records(
+    postroom: Postroom, records: dict[str, list[Any]], *, warnings: list[str] | None = None
+) -> ApplyReport:
+    """Check validated records against each other and the database, then upsert them."""
+    records = {s: list(records.get(s, [])) for s in SECTIONS}
+    report = ApplyReport(warnings=list(warnings or []))
+    _check_endpoints(records, postroom.settings.endpoint_hosts)
     with postroom.engine.begin() as conn:
         for op in records["operators"]:
             report.changes.append(("operator", op.id, postroom.operator_store.put(conn, op)))
+        changed_profiles = set()
+        for profile in records["auth_profiles"]:
+            change = postroom.profile_store.put(conn, profile)
+            report.changes.append(("auth profile", profile.name, change))
+            if change != "unchanged":
+                changed_profiles.add(profile.name)
+        profiles = {p.name: p for p in postroom.profile_store.list(conn)}
+        changed_accounts = set()
         for account in records["accounts"]:
-            report.changes.append(
-                ("account", account.name, postroom.account_store.put(conn, account))
-            )
+            report.warnings.extend(_check_profile(account, profiles))
+            change = postroom.account_store.put(conn, account)
+            report.changes.append(("account", account.name, change))
+            if change != "unchanged":
+                changed_accounts.add(account.name)
+        # Edited credentials deserve a try at once: lift the holds they concern.
+        for hold in postroom.hold_store.list(conn):
+            account = postroom.account_store.get(conn, hold.account)
+            if account.name in changed_accounts or account.auth_profile in changed_profiles:
+                postroom.hold_store.lift(conn, account.name)
+                released = postroom.outbox_store.release_held(conn, account.name)
+                report.warnings.append(
+                    f"account {account.name}: hold lifted, {released} held emails queued again"
+                )
         for c in records["correspondence"]:
             report.changes.append(
                 ("correspondence", c.name, postroom.correspondence_store.put(conn, c))
@@ -230,3 +263,40 @@ def apply_config(postroom: Postroom, source: Path | str | dict[str, Any]) -> App
                     f"operator {op.id} reports to {op.reports_to}, who is not an operator"
                 )
     return report
+
+
+def _check_endpoints(records: dict[str, list[Any]], allowed: frozenset[str]) -> None:
+    for profile in records["auth_profiles"]:
+        check_endpoint(
+            profile.token_endpoint,
+            allowed=allowed,
+            what=f"auth profile {profile.name}: token_endpoint",
+        )
+    for account in records["accounts"]:
+        if account.protocol is Protocol.GRAPH:
+            check_endpoint(
+                account.graph_url, allowed=allowed, what=f"account {account.name}: graph_url"
+            )
+
+
+def _check_profile(account: EmailAccount, profiles: dict[str, AuthProfile]) -> list[str]:
+    if not account.auth_profile:
+        return []
+    profile = profiles.get(account.auth_profile)
+    if profile is None:
+        raise ConfigurationError(
+            f"account {account.name} names auth_profile {account.auth_profile!r}, which does "
+            f"not exist (known: {', '.join(sorted(profiles)) or 'none'})"
+        )
+    graph = account.protocol is Protocol.GRAPH
+    if graph and not profile.scope.startswith(account.graph_url):
+        return [
+            f"account {account.name}: its profile's scope {profile.scope} is not for "
+            f"{account.graph_url}; Graph needs {GRAPH_SCOPE} (or the national cloud's)"
+        ]
+    if not graph and profile.scope == GRAPH_SCOPE:
+        return [
+            f"account {account.name}: SMTP XOAUTH2 with a Graph scope will be refused; "
+            "Office 365 needs https://outlook.office365.com/.default"
+        ]
+    return []

@@ -45,8 +45,40 @@ accounts = Table(
     Column("truststore", Text, nullable=True),
     Column("allow_insecure_auth", Boolean, nullable=False, default=False),
     Column("advanced", JSON, nullable=False),
+    Column("auth_profile", String(255), nullable=True),
+    Column("user_principal_name", String(320), nullable=True),
+    Column("graph_url", String(255), nullable=False),
+    Column("save_to_sent_items", Boolean, nullable=False),
+    Column("on_unknown_outcome", String(8), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+auth_profiles = Table(
+    "auth_profiles",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("grant_type", String(32), nullable=False),
+    Column("client_id", String(255), nullable=False),
+    Column("client_secret", Text, nullable=False),  # encrypted, see security.secrets
+    Column("scope", Text, nullable=False),
+    Column("tenant_id", String(255), nullable=True),
+    Column("authority", String(255), nullable=False),
+    Column("token_endpoint", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# An account whose credentials were refused: its emails wait (status 'held') until
+# the credentials work again. Runtime state, kept apart from the account record.
+account_holds = Table(
+    "account_holds",
+    metadata,
+    Column("account", String(255), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("check_at", UTCDateTime, nullable=False),
+    Column("failures", Integer, nullable=False),
 )
 
 operators = Table(
@@ -146,6 +178,8 @@ outbox = Table(
     Column("recipients", JSON, nullable=False),
     Column("message", LargeBinary, nullable=True),
     Column("status", String(16), nullable=False),
+    # Why a 'held' row waits: 'account' (credentials refused) or 'outcome' (unknown).
+    Column("hold", String(16), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("lease_owner", String(128), nullable=True),

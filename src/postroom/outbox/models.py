@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from postroom.outbox.classify import Verdict
-from postroom.outbox.status import OutboxStatus
+from postroom.outbox.status import Hold, OutboxStatus
 
 
 class RecipientState(StrEnum):
@@ -114,6 +114,11 @@ class Outcome:
     last_error: str | None = None
     sent_at: datetime | None = None
     newly_delivered: bool = False
+    hold: Hold | None = None  # why a HELD row waits
+    # The attempt does not count against the budget: the service asked to wait, or the
+    # account is held. Nothing was refused.
+    refund: bool = False
+    outcome_unknown: bool = False  # the request went out and no answer came back
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,7 @@ class OutboxEntry:
     attempts: int
     next_attempt_at: datetime
     lease_owner: str | None
+    hold: Hold | None
     last_code: int | None
     last_enhanced: str | None
     last_error: str | None

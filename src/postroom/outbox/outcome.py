@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from postroom.errors import DeliveryError, PermanentDeliveryError
+from postroom.errors import (
+    CredentialsRejectedError,
+    DeliveryError,
+    OutcomeUnknownError,
+    PermanentDeliveryError,
+    ThrottledError,
+)
 from postroom.outbox.classify import Verdict
 from postroom.outbox.models import (
     ClaimedEmail,
@@ -14,7 +20,7 @@ from postroom.outbox.models import (
     RecipientState,
 )
 from postroom.outbox.retry import RetryPolicy
-from postroom.outbox.status import OutboxStatus
+from postroom.outbox.status import Hold, OutboxStatus
 
 
 def decide(
@@ -23,8 +29,30 @@ def decide(
     *,
     policy: RetryPolicy,
     now: datetime,
+    hold_unknown: bool = False,
 ) -> Outcome:
-    """The outcome of one attempt: per-recipient states, status and next attempt."""
+    """The outcome of one attempt: per-recipient states, status and next attempt.
+
+    ``hold_unknown``: an attempt whose outcome is unknown waits for a person instead of
+    being retried (the account's ``on_unknown_outcome: hold``).
+    """
+    if isinstance(result, CredentialsRejectedError):
+        # Nothing is wrong with the email: it waits for the account, uncounted.
+        return _waiting(email, now, OutboxStatus.HELD, f"held: {result}", hold=Hold.ACCOUNT)
+    if isinstance(result, ThrottledError):
+        later = now + timedelta(seconds=result.retry_after)
+        return _waiting(email, later, OutboxStatus.RETRY, str(result), code=result.code)
+    if isinstance(result, OutcomeUnknownError) and hold_unknown:
+        return Outcome(
+            id=email.id,
+            status=OutboxStatus.HELD,
+            recipients=email.recipients,
+            next_attempt_at=now,
+            last_error=f"outcome unknown, held for a person: {result}; check the mailbox's "
+            "Sent Items, then retry or cancel",
+            hold=Hold.OUTCOME,
+            outcome_unknown=True,
+        )
     before = sum(r.state is RecipientState.ACCEPTED for r in email.recipients)
     error: str | None
     if isinstance(result, DeliveryError):
@@ -59,6 +87,28 @@ def decide(
         last_error=error,
         sent_at=now if accepted and not before else None,
         newly_delivered=accepted > 0 and before == 0,
+        outcome_unknown=isinstance(result, OutcomeUnknownError),
+    )
+
+
+def _waiting(
+    email: ClaimedEmail,
+    at: datetime,
+    status: OutboxStatus,
+    error: str,
+    *,
+    hold: Hold | None = None,
+    code: int | None = None,
+) -> Outcome:
+    return Outcome(
+        id=email.id,
+        status=status,
+        recipients=email.recipients,
+        next_attempt_at=at,
+        last_code=code,
+        last_error=error,
+        hold=hold,
+        refund=True,
     )
 
 

@@ -14,6 +14,16 @@ class OutboxStatus(StrEnum):
     RETRY = "retry"  # waiting for next_attempt_at after a transient failure
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Waits for something other than time: its account's credentials to work again
+    # (released automatically) or a person (an outcome nobody knows). Never claimed.
+    HELD = "held"
+
+
+class Hold(StrEnum):
+    """Why a held email waits."""
+
+    ACCOUNT = "account"  # its account's credentials were refused; released when they work
+    OUTCOME = "outcome"  # sent with no answer; a person decides (retry or cancel)
 
 
 S = OutboxStatus
@@ -21,8 +31,9 @@ S = OutboxStatus
 TRANSITIONS: dict[OutboxStatus, frozenset[OutboxStatus]] = {
     S.QUEUED: frozenset({S.SENDING, S.CANCELLED}),
     # SENDING -> SENDING: another agent re-claims a row whose lease expired.
-    S.SENDING: frozenset({S.SENT, S.RETRY, S.FAILED, S.SENDING, S.QUEUED}),
+    S.SENDING: frozenset({S.SENT, S.RETRY, S.FAILED, S.SENDING, S.QUEUED, S.HELD}),
     S.RETRY: frozenset({S.SENDING, S.QUEUED, S.CANCELLED}),
+    S.HELD: frozenset({S.QUEUED, S.CANCELLED}),
     S.FAILED: frozenset({S.QUEUED, S.CANCELLED}),
     S.CANCELLED: frozenset({S.QUEUED}),
     S.SENT: frozenset(),

@@ -24,7 +24,7 @@ from postroom.outbox.models import (
     Recipient,
     RecipientState,
 )
-from postroom.outbox.status import DUE, OutboxStatus, check_transition, sources_of
+from postroom.outbox.status import DUE, Hold, OutboxStatus, check_transition, sources_of
 
 t = tables.outbox
 
@@ -61,9 +61,14 @@ def _claimed(row: Any) -> ClaimedEmail:
 def _entry(row: Any) -> OutboxEntry:
     m = row._mapping
     return OutboxEntry(
-        **{k: m[k] for k in OutboxEntry.__dataclass_fields__ if k not in ("recipients", "status")},
+        **{
+            k: m[k]
+            for k in OutboxEntry.__dataclass_fields__
+            if k not in ("recipients", "status", "hold")
+        },
         recipients=tuple(Recipient.from_json(r) for r in m["recipients"]),
         status=OutboxStatus(m["status"]),
+        hold=Hold(m["hold"]) if m["hold"] else None,
     )
 
 
@@ -216,6 +221,8 @@ class OutboxStore:
                 "b_enhanced": o.last_enhanced,
                 "b_error": o.last_error,
                 "b_sent_at": o.sent_at,
+                "b_hold": o.hold.value if o.hold else None,
+                "b_refund": int(o.refund),
             }
             for o in outcomes
             if o.id in held
@@ -226,6 +233,8 @@ class OutboxStore:
                 .where(t.c.id == bindparam("b_id"), t.c.lease_owner == owner)
                 .values(
                     status=bindparam("b_status"),
+                    hold=bindparam("b_hold"),
+                    attempts=t.c.attempts - bindparam("b_refund"),
                     recipients=bindparam("b_recipients", type_=t.c.recipients.type),
                     next_attempt_at=bindparam("b_next", type_=t.c.next_attempt_at.type),
                     lease_owner=None,
@@ -257,6 +266,22 @@ class OutboxStore:
                 lease_expires_at=None,
                 attempts=t.c.attempts - 1,
                 updated_at=utcnow(),
+            )
+        )
+        return result.rowcount
+
+    def release_held(self, conn: Connection, account: str, *, now: datetime | None = None) -> int:
+        """Queue again, now, every email held because ``account``'s credentials failed."""
+        now = now or utcnow()
+        result = conn.execute(
+            update(t)
+            .where(
+                t.c.account == account,
+                t.c.status == OutboxStatus.HELD.value,
+                t.c.hold == Hold.ACCOUNT.value,
+            )
+            .values(
+                status=OutboxStatus.QUEUED.value, hold=None, next_attempt_at=now, updated_at=now
             )
         )
         return result.rowcount
@@ -335,7 +360,7 @@ class OutboxStore:
             update(t)
             .where(t.c.id == outbox_id, t.c.status.in_([s.value for s in sources_of(new)]))
             .where(t.c.status != OutboxStatus.SENDING.value)
-            .values(status=new.value, updated_at=utcnow(), **values)
+            .values(status=new.value, hold=None, updated_at=utcnow(), **values)
         )
         if result.rowcount != 1:
             raise StateError(f"outbox email {outbox_id} changed status meanwhile; look again")

@@ -1,6 +1,18 @@
-"""Transports that deliver outbox messages: a one-method interface, and SMTP."""
+"""Transports: how a message leaves (SMTP, Microsoft Graph), behind one interface."""
 
-from postroom.transports.base import Envelope, Transport, TransportFactory
-from postroom.transports.smtp import SmtpTransport, make_transport
+from postroom.transports.base import Envelope, Sender, Transport, TransportFactory
+from postroom.transports.factory import Transports
+from postroom.transports.gate import MailboxGates
+from postroom.transports.graph import GraphTransport
+from postroom.transports.smtp import SmtpTransport
 
-__all__ = ["Envelope", "SmtpTransport", "Transport", "TransportFactory", "make_transport"]
+__all__ = [
+    "Envelope",
+    "GraphTransport",
+    "MailboxGates",
+    "Sender",
+    "SmtpTransport",
+    "Transport",
+    "TransportFactory",
+    "Transports",
+]

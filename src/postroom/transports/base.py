@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from postroom.accounts.holds import AccountHold
 from postroom.accounts.models import EmailAccount
+from postroom.auth.models import AuthProfile
 from postroom.outbox.models import DeliveryReport
 
 
@@ -33,5 +35,19 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-TransportFactory = Callable[[EmailAccount], Transport]
-"""Makes a transport for an account; the agent calls it once per connection it opens."""
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """An account as the agent sends with it: the record, its profile, any hold on it."""
+
+    account: EmailAccount
+    profile: AuthProfile | None = None
+    hold: AccountHold | None = None
+
+    @property
+    def settings(self) -> tuple[EmailAccount, AuthProfile | None]:
+        """What a transport is built from: open connections are replaced when it changes."""
+        return self.account, self.profile
+
+
+TransportFactory = Callable[[Sender], Transport]
+"""Makes a transport for a sender; the agent calls it once per connection it opens."""

@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 
 import aiosmtplib
 
 from postroom.accounts.advanced import parse_advanced
 from postroom.accounts.models import EmailAccount
 from postroom.accounts.presets import Security
-from postroom.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from postroom.auth.tokens import AccessToken
+from postroom.errors import (
+    CredentialsRejectedError,
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from postroom.outbox.classify import Verdict, classify_reply, split_enhanced
 from postroom.outbox.models import DeliveryReport, Refusal
 from postroom.transports.base import Envelope
@@ -79,11 +86,18 @@ def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+TokenSource = Callable[[AccessToken | None], Awaitable[AccessToken]]
+"""Gives an access token; given the token a server refused, a fresh one."""
+
+
 class SmtpTransport:
     """One SMTP connection for one account, opened on first use and kept open."""
 
-    def __init__(self, account: EmailAccount, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, account: EmailAccount, *, timeout: float = 30.0, tokens: TokenSource | None = None
+    ) -> None:
         self.account = account
+        self._tokens = tokens
         self._options = parse_advanced(account.advanced)
         self._timeout = self._options.read_timeout or timeout
         self._smtp: aiosmtplib.SMTP | None = None
@@ -118,7 +132,10 @@ class SmtpTransport:
                     )
                 await smtp.starttls(tls_context=context)
                 await smtp.ehlo()
-            if a.password is not None:
+            if self._tokens is not None:
+                stage = "AUTH"
+                await self._authenticate_oauth(smtp)
+            elif a.password is not None:
                 stage = "AUTH"
                 await self._authenticate(smtp)
         except DeliveryError:
@@ -155,6 +172,41 @@ class SmtpTransport:
             )
         method = getattr(smtp, f"auth_{usable[0].replace('-', '')}")
         await method(a.login, a.password.get_secret_value())
+
+    async def _authenticate_oauth(self, smtp: aiosmtplib.SMTP) -> None:
+        """XOAUTH2 with the profile's token; a refused token is refreshed once."""
+        assert self._tokens is not None
+        a = self.account
+        if smtp.get_transport_info("sslcontext") is None and not a.allow_insecure_auth:
+            raise PermanentDeliveryError(
+                "refusing to send an access token over an unencrypted connection", stage="AUTH"
+            )
+        if "xoauth2" not in [m.lower() for m in smtp.server_auth_methods]:
+            raise TransientDeliveryError(
+                f"{a.host} does not offer AUTH XOAUTH2 (offered: "
+                f"{' '.join(smtp.server_auth_methods).upper() or 'none'})",
+                stage="AUTH",
+            )
+        token = await self._tokens(None)
+        try:
+            await smtp.auth_xoauth2(a.login, token.value)
+            return
+        except aiosmtplib.SMTPAuthenticationError:
+            pass  # the token may have expired or been revoked: one fresh one
+        token = await self._tokens(token)
+        try:
+            await smtp.auth_xoauth2(a.login, token.value)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            refused = reply_error(exc.code, exc.message, stage="AUTH")
+            raise CredentialsRejectedError(
+                f"the server refused a fresh access token for {a.login}: {refused.text} "
+                "(check that SMTP AUTH is enabled for the mailbox, that the application "
+                "may send as it, and that the profile's scope is "
+                "https://outlook.office365.com/.default)",
+                code=exc.code,
+                enhanced=refused.enhanced,
+                stage="AUTH",
+            ) from None
 
     async def send(self, envelope: Envelope) -> DeliveryReport:
         reused = self._smtp is not None and self._smtp.is_connected
@@ -270,8 +322,3 @@ def _refusal(code: int, message: str) -> Refusal:
     verdict = classify_reply(code, enhanced)
     explained = f"{text} ({verdict.explanation})" if verdict.explanation else text
     return Refusal(code=code, text=explained, verdict=verdict.verdict, enhanced=enhanced)
-
-
-def make_transport(account: EmailAccount, *, timeout: float = 30.0) -> SmtpTransport:
-    """The transport for ``account`` (only SMTP exists today)."""
-    return SmtpTransport(account, timeout=timeout)

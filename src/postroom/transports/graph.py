@@ -1,0 +1,257 @@
+"""Microsoft Graph transport: ``sendMail`` with an OAuth 2.0 bearer token.
+
+A message is sent in one ``POST /users/{mailbox}/sendMail`` when it fits; larger
+ones go through a draft, upload sessions for attachments of 3 MB or more, and
+``send``. httpx2's exceptions are translated here, once. Graph has no idempotency
+key: a request that went out and got no answer has an unknown outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx2
+
+from postroom.accounts.models import EmailAccount
+from postroom.auth.endpoints import check_endpoint
+from postroom.auth.models import AuthProfile
+from postroom.auth.tokens import AccessToken, TokenCache
+from postroom.errors import (
+    ConfigurationError,
+    CredentialsRejectedError,
+    DeliveryError,
+    MessageError,
+    OutcomeUnknownError,
+    PermanentDeliveryError,
+    ThrottledError,
+    TransientDeliveryError,
+)
+from postroom.outbox.models import DeliveryReport
+from postroom.transports.base import Envelope
+from postroom.transports.gate import MailboxGates
+from postroom.transports.graph_errors import graph_error, retry_after
+from postroom.transports.graph_message import SMALL_ATTACHMENT_LIMIT, GraphMessage, graph_message
+
+log = logging.getLogger("postroom.graph")
+
+# Graph takes upload ranges in multiples of 320 KiB; 10 of them stay under its 4 MB advice.
+UPLOAD_CHUNK = 10 * 320 * 1024
+MAX_THROTTLES = 3  # waits inside one send before the email goes back to the outbox
+DEFAULT_RETRY_AFTER = 10.0
+
+
+class GraphTransport:
+    """Sends an account's emails through Microsoft Graph; one HTTP connection pool."""
+
+    def __init__(
+        self,
+        account: EmailAccount,
+        profile: AuthProfile,
+        *,
+        tokens: TokenCache,
+        gates: MailboxGates,
+        allowed_hosts: Collection[str] = (),
+        timeout: float = 30.0,
+        max_inline_wait: float = 10.0,
+        http_transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.account = account
+        self._profile = profile
+        self._tokens = tokens
+        self._gates = gates
+        self._allowed = allowed_hosts
+        self._timeout = timeout
+        self._max_inline_wait = max_inline_wait
+        self._http_transport = http_transport
+        self._client: httpx2.AsyncClient | None = None
+        self._token: AccessToken | None = None
+        self._users = f"{account.graph_url}/v1.0/users/{quote(account.mailbox, safe='@')}"
+
+    async def send(self, envelope: Envelope) -> DeliveryReport:
+        try:
+            check_endpoint(self.account.graph_url, allowed=self._allowed, what="graph_url")
+        except ConfigurationError as exc:
+            raise TransientDeliveryError(str(exc), stage="account") from None
+        try:
+            message = graph_message(envelope.message, recipients=envelope.recipients)
+        except (MessageError, ValueError) as exc:
+            raise PermanentDeliveryError(f"the message cannot go to Graph: {exc}") from None
+        if message.needs_draft:
+            await self._send_with_draft(message)
+        else:
+            body = message.send_mail_body(save_to_sent_items=self.account.save_to_sent_items)
+            await self._call("POST", f"{self._users}/sendMail", json=body, final=True)
+        return DeliveryReport(
+            accepted=tuple(envelope.recipients), reply="202 Accepted by Microsoft Graph"
+        )
+
+    async def _send_with_draft(self, message: GraphMessage) -> None:
+        created = await self._call("POST", f"{self._users}/messages", json=message.draft_body())
+        draft_id = _json(created).get("id")
+        if not isinstance(draft_id, str) or not draft_id:
+            raise TransientDeliveryError("Graph created a draft without an id", stage="draft")
+        draft = f"{self._users}/messages/{quote(draft_id, safe='')}"
+        sent = False
+        try:
+            for attachment in message.attachments:
+                if len(attachment.content) < SMALL_ATTACHMENT_LIMIT:
+                    await self._call("POST", f"{draft}/attachments", json=attachment.to_json())
+                else:
+                    await self._upload(draft, attachment.upload_item(), attachment.content)
+            await self._call("POST", f"{draft}/send", final=True)
+            sent = True
+        except OutcomeUnknownError:
+            sent = True  # the draft may have been sent: deleting it could lose the copy
+            raise
+        finally:
+            if not sent:
+                await self._delete_draft(draft)
+
+    async def _upload(self, draft: str, item: Mapping[str, Any], content: bytes) -> None:
+        session = _json(
+            await self._call(
+                "POST", f"{draft}/attachments/createUploadSession", json={"AttachmentItem": item}
+            )
+        )
+        url = session.get("uploadUrl")
+        if not isinstance(url, str):
+            raise TransientDeliveryError("Graph opened no upload session", stage="upload")
+        try:
+            check_endpoint(url, allowed=self._allowed, what="upload URL")
+        except ConfigurationError as exc:
+            raise PermanentDeliveryError(str(exc), stage="upload") from None
+        total = len(content)
+        for start in range(0, total, UPLOAD_CHUNK):
+            chunk = content[start : start + UPLOAD_CHUNK]
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{total}",
+            }
+            # The upload URL carries its own authorisation; a bearer token must not go there.
+            await self._call("PUT", url, content=chunk, headers=headers, bearer=False)
+
+    async def _delete_draft(self, draft: str) -> None:
+        try:
+            await self._call("DELETE", draft)
+        except DeliveryError as exc:
+            log.warning("could not delete an unsent Graph draft: %s", exc)
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        bearer: bool = True,
+        final: bool = False,
+    ) -> httpx2.Response:
+        """One Graph request: token, mailbox slot, one refresh on 401, throttling waits."""
+        stage = _stage(method, url)
+        refreshed = False
+        waited = 0.0
+        throttles = 0
+        while True:
+            async with self._gates.slot(self.account.mailbox):
+                request_headers = dict(headers or {})
+                if bearer:
+                    token = await self._bearer()
+                    request_headers["Authorization"] = f"Bearer {token.value}"
+                response = await self._send(
+                    method, url, json=json, content=content, headers=request_headers, final=final
+                )
+            status = response.status_code
+            if 200 <= status < 300:
+                return response
+            if status == 401 and bearer and not refreshed:
+                # The token may have expired early or been revoked: one fresh one.
+                refreshed = True
+                self._token = await self._tokens.get(self._profile, stale=self._token)
+                continue
+            wait = retry_after(response.headers.get("Retry-After"))
+            if status == 429 or (status == 503 and wait is not None):
+                wait = DEFAULT_RETRY_AFTER if wait is None else wait
+                self._gates.pause(self.account.mailbox, wait)
+                throttles += 1
+                if throttles > MAX_THROTTLES or waited + wait > self._max_inline_wait:
+                    raise ThrottledError(
+                        f"Graph is throttling mailbox {self.account.mailbox} "
+                        f"(HTTP {status}); waiting {wait:g} s as asked",
+                        retry_after=wait,
+                        code=status,
+                    )
+                waited += wait
+                continue
+            error = graph_error(status, response.content, stage=stage)
+            if isinstance(error, CredentialsRejectedError) and refreshed:
+                error = CredentialsRejectedError(
+                    f"{error.text}; a fresh token was refused too", code=status, stage=stage
+                )
+            raise error
+
+    async def _bearer(self) -> AccessToken:
+        self._token = await self._tokens.get(self._profile)
+        return self._token
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any,
+        content: bytes | None,
+        headers: dict[str, str],
+        final: bool,
+    ) -> httpx2.Response:
+        client = self._client
+        if client is None:
+            client = self._client = httpx2.AsyncClient(
+                timeout=self._timeout, transport=self._http_transport, follow_redirects=False
+            )
+        host = httpx2.URL(url).host
+        try:
+            return await client.request(method, url, json=json, content=content, headers=headers)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+            raise TransientDeliveryError(
+                f"cannot connect to {host} ({type(exc).__name__})", stage="connect"
+            ) from None
+        except (httpx2.ReadTimeout, httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
+            if final:
+                # The request went out whole; Graph may have accepted it.
+                raise OutcomeUnknownError(
+                    f"no answer from {host} after the send request went out "
+                    f"({type(exc).__name__}); the email may have been sent",
+                    stage=_stage(method, url),
+                ) from None
+            raise TransientDeliveryError(
+                f"no answer from {host} ({type(exc).__name__})", stage=_stage(method, url)
+            ) from None
+        except httpx2.HTTPError as exc:
+            raise TransientDeliveryError(
+                f"request to {host} failed ({type(exc).__name__})",
+                stage=_stage(method, url),
+            ) from None
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _json(response: httpx2.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _stage(method: str, url: str) -> str:
+    """A short name for the request in errors: sendMail, send, messages, upload…"""
+    if method == "PUT":
+        return "upload"
+    return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] if method == "POST" else method
