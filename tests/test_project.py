@@ -100,6 +100,38 @@ def test_migrations_build_exactly_the_declared_schema(
     engine.dispose()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_upgrade_from_0001_keeps_accounts_and_fills_new_fields(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if kind == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    engine = create_db_engine(url)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO accounts (name, provider, protocol, address, display_name, security, "
+            "tls_min_version, allow_insecure_auth, advanced, host, port, created_at, updated_at) "
+            "VALUES ('Default', 'custom', 'smtp', 'a@example.com', '', 'starttls', '1.2', "
+            "false, '{}', 'smtp.example.com', 587, '2026-01-01 00:00:00+00:00', "
+            "'2026-01-01 00:00:00+00:00')"
+        )
+    engine.dispose()
+    with Postroom(make_settings(url)) as upgraded:  # migrates on open
+        account = upgraded.account("Default")
+        assert account.graph_url == "https://graph.microsoft.com"
+        assert account.save_to_sent_items is True
+        assert account.on_unknown_outcome == "retry"
+        assert account.auth_profile is None
+        assert upgraded.auth_profiles() == []
+        with upgraded.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diff == []
+
+
 def test_sqlite_is_durable(tmp_path: Path) -> None:
     engine = create_db_engine(f"sqlite:///{tmp_path / 'd.db'}")
     with engine.connect() as conn:

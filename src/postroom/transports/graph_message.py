@@ -1,38 +1,49 @@
 """A stored email as Microsoft Graph's JSON message: pure, no I/O.
 
-The outbox keeps RFC 5322 bytes; Graph's ``sendMail`` takes JSON
-(https://learn.microsoft.com/graph/api/user-sendmail). Headers other than ``X-``
-ones cannot be set through Graph, so From, To, Cc, Reply-To and Message-ID become
-message fields and every ``X-`` header an ``internetMessageHeaders`` entry. A request
-must stay under 4 MB and an attachment of 3 MB or more needs an upload session
-(https://learn.microsoft.com/graph/outlook-large-attachments).
+The outbox keeps each email as RFC 5322 bytes; Graph's ``sendMail``
+(https://learn.microsoft.com/graph/api/user-sendmail) takes a JSON message
+(https://learn.microsoft.com/graph/api/resources/message). Graph sets only custom
+headers whose names start with ``x-``, so From, To, Cc, Reply-To and Message-ID
+become message fields, Bcc comes from the envelope, and every ``X-`` header becomes
+an ``internetMessageHeaders`` entry; other headers (Date, MIME-Version...) are Graph's.
+
+Size limits (https://learn.microsoft.com/graph/outlook-large-attachments): an
+attachment of 3 MB or more must go through an upload session, and a request must
+stay under 4 MB. A message over either limit is sent as a draft instead, with its
+attachments added one by one.
+
+Every header value comes out on one line: an RFC 2047 encoded word may decode to a
+line break, and neither Graph nor the recipients may see a header split in two.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
-import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from email import errors as email_errors
 from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage, Message
+from email.header import decode_header, make_header
+from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
+from email.utils import getaddresses
 from typing import Any
 
 from postroom.errors import MessageError
+from postroom.validation import single_line
 
-SMALL_ATTACHMENT_LIMIT = (
-    3 * 1024 * 1024
-)  # Graph: attachments of 3 MB or more need an upload session
-REQUEST_LIMIT = 4 * 1024 * 1024  # Graph: a sendMail JSON request must stay under 4 MB
+# Graph: attachments of 3 MB or more need an upload session.
+SMALL_ATTACHMENT_LIMIT = 3 * 1024 * 1024
+# Graph: a sendMail JSON request must stay under 4 MB.
+REQUEST_LIMIT = 4 * 1024 * 1024
 
-_BREAKS = re.compile(r"[\r\n]+")
+# An attached message is written back as it was stored: CRLF, long lines not refolded.
+_EML = policy.SMTP.clone(refold_source="none")
+_EXTENSIONS = {"text/plain": "txt", "image/jpeg": "jpg", "image/svg+xml": "svg"}
 
-
-def _line(value: str) -> str:
-    return _BREAKS.sub(" ", value).strip()
+_Leaf = tuple[Message, tuple[Message, ...]]  # a non-multipart part and its ancestors
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,30 +56,29 @@ class FileAttachment:
     is_inline: bool = False
     content_id: str | None = None
 
-    def _inline(self) -> dict[str, Any]:
+    def _inline_fields(self) -> dict[str, Any]:
         if not self.is_inline:
             return {}
-        extra: dict[str, Any] = {"isInline": True}
-        if self.content_id:
-            extra["contentId"] = self.content_id
-        return extra
+        return {"isInline": True, **({"contentId": self.content_id} if self.content_id else {})}
 
     def to_json(self) -> dict[str, Any]:
+        """The fileAttachment resource, content included (for sendMail or a draft)."""
         return {
             "@odata.type": "#microsoft.graph.fileAttachment",
             "name": self.name,
             "contentType": self.content_type,
             "contentBytes": base64.b64encode(self.content).decode("ascii"),
-            **self._inline(),
+            **self._inline_fields(),
         }
 
     def upload_item(self) -> dict[str, Any]:
+        """The AttachmentItem that opens an upload session for this attachment."""
         return {
             "attachmentType": "file",
             "name": self.name,
             "size": len(self.content),
             "contentType": self.content_type,
-            **self._inline(),
+            **self._inline_fields(),
         }
 
 
@@ -81,153 +91,216 @@ class GraphMessage:
 
     @property
     def needs_draft(self) -> bool:
-        if any(len(a.content) >= SMALL_ATTACHMENT_LIMIT for a in self.attachments):
+        """Whether one sendMail request would be refused as too large."""
+        if any(len(item.content) >= SMALL_ATTACHMENT_LIMIT for item in self.attachments):
             return True
-        whole = {"message": self._with_attachments(), "saveToSentItems": False}
-        return len(json.dumps(whole).encode()) >= REQUEST_LIMIT
-
-    def _with_attachments(self) -> dict[str, Any]:
-        if not self.attachments:
-            return dict(self.message)
-        return {**self.message, "attachments": [a.to_json() for a in self.attachments]}
+        # Measured as the largest form a client may send: non-ASCII escaped as \uXXXX,
+        # separators with spaces, saveToSentItems included. ASCII, so chars == bytes.
+        request = {"message": self._whole(), "saveToSentItems": False}
+        return len(json.dumps(request)) >= REQUEST_LIMIT
 
     def send_mail_body(self, *, save_to_sent_items: bool) -> dict[str, Any]:
+        """The sendMail request body, every attachment inline; ValueError if too large."""
         if self.needs_draft:
-            raise ValueError("the message is too large for one sendMail request; use a draft")
-        body: dict[str, Any] = {"message": self._with_attachments()}
+            raise ValueError("the message is too large for one sendMail request: send a draft")
+        body: dict[str, Any] = {"message": self._whole()}
         if not save_to_sent_items:
-            body["saveToSentItems"] = False  # Graph: specify it only when false
+            body["saveToSentItems"] = False  # Graph: specify it only when it is false
         return body
 
     def draft_body(self) -> dict[str, Any]:
-        return dict(self.message)
+        """The message for creating a draft; its attachments are added afterwards."""
+        return copy.deepcopy(self.message)
 
-
-def _recipient(address: str, name: str = "") -> dict[str, Any]:
-    box: dict[str, str] = {"address": address}
-    if name:
-        box["name"] = _line(name)
-    return {"emailAddress": box}
-
-
-def _addresses(msg: EmailMessage, header: str) -> list[Address]:
-    value = msg.get(header)
-    if value is None:
-        return []
-    return [a for a in getattr(value, "addresses", ()) if a.addr_spec]
+    def _whole(self) -> dict[str, Any]:
+        message = copy.deepcopy(self.message)
+        if self.attachments:
+            message["attachments"] = [item.to_json() for item in self.attachments]
+        return message
 
 
 def graph_message(raw: bytes, *, recipients: Sequence[str]) -> GraphMessage:
-    """Convert stored message bytes to Graph's JSON; ``recipients`` are those still to send to."""
+    """Convert stored message bytes to Graph's JSON.
+
+    ``recipients`` are the envelope recipients still to send to.
+    """
     if not recipients:
-        raise ValueError("no recipient left to send to")
+        raise ValueError("the message has no recipient left to send to")
+    wanted: dict[str, str] = {}
+    for address in recipients:
+        clean = address.strip()
+        if not clean or single_line(clean) != clean:
+            raise MessageError(f"envelope recipient {address!r} is not a one-line address")
+        wanted.setdefault(clean.lower(), clean)
     try:
         msg = BytesParser(policy=policy.default).parsebytes(raw)
         assert isinstance(msg, EmailMessage)
-        senders = _addresses(msg, "From")
-    except (ValueError, TypeError, IndexError) as exc:
+        return _convert(msg, wanted)
+    except MessageError:
+        raise
+    except (ValueError, LookupError, TypeError, email_errors.MessageError) as exc:
         raise MessageError(f"the stored message cannot be read: {exc}") from None
+
+
+def _convert(msg: EmailMessage, wanted: dict[str, str]) -> GraphMessage:
+    senders = [box for box in _mailboxes(msg, "From") if "@" in box[1]]
     if not senders:
         raise MessageError("the stored message has no From address")
-
-    wanted = {r.lower(): r for r in recipients}
-    taken: set[str] = set()
-
-    def pick(header: str) -> list[dict[str, Any]]:
-        out = []
-        for a in _addresses(msg, header):
-            key = a.addr_spec.lower()
-            if key in wanted and key not in taken:
-                taken.add(key)
-                out.append(_recipient(a.addr_spec, a.display_name))
-        return out
-
-    message: dict[str, Any] = {"subject": _line(str(msg.get("Subject", "")))}
-    body_parts, attachments = _parts(msg)
-    message["body"] = body_parts
-    sender = senders[0]
-    message["from"] = _recipient(sender.addr_spec, sender.display_name)
+    leaves = list(_leaves(msg, ()))
+    chosen = msg.get_body(preferencelist=("html", "plain"))
+    body = {"contentType": "Text", "content": ""}
+    if chosen is not None:
+        html = chosen.get_content_type() == "text/html"
+        body = {"contentType": "HTML" if html else "Text", "content": _content(chosen)}
+    message: dict[str, Any] = {
+        "subject": _text(msg.get("Subject", "")),
+        "body": body,
+        "from": _recipient(*senders[0]),
+    }
+    listed: set[str] = set()
     for field, header in (("toRecipients", "To"), ("ccRecipients", "Cc")):
-        listed = pick(header)
-        if listed:
-            message[field] = listed
-    bcc = [_recipient(r) for key, r in wanted.items() if key not in taken]
+        boxes = []
+        for name, address in _mailboxes(msg, header):
+            # A retry sends only to the recipients that have not accepted it yet.
+            if address.lower() in wanted and address.lower() not in listed:
+                listed.add(address.lower())
+                boxes.append(_recipient(name, address))
+        if boxes:
+            message[field] = boxes
+    bcc = [_recipient("", address) for key, address in wanted.items() if key not in listed]
     if bcc:
         message["bccRecipients"] = bcc
-    reply_to = [_recipient(a.addr_spec, a.display_name) for a in _addresses(msg, "Reply-To")]
+    reply_to = [_recipient(name, address) for name, address in _mailboxes(msg, "Reply-To")]
     if reply_to:
         message["replyTo"] = reply_to
-    if msg.get("Message-ID"):
-        message["internetMessageId"] = _line(str(msg["Message-ID"]))
+    if msg.get("Message-ID") is not None:
+        message["internetMessageId"] = _text(msg["Message-ID"])
     custom = [
-        {"name": name, "value": _line(str(value))}
-        for name, value in msg.items()
+        {"name": name, "value": _text(policy.default.header_fetch_parse(name, value))}
+        for name, value in msg.raw_items()
         if name.lower().startswith("x-")
     ]
     if custom:
         message["internetMessageHeaders"] = custom
-    return GraphMessage(message=message, attachments=tuple(attachments))
+    bodies = _body_parts(chosen, leaves)
+    attachments = tuple(
+        _attachment(part, ancestors)
+        for part, ancestors in leaves
+        if not any(part is b for b in bodies) and _is_attachment(part)
+    )
+    return GraphMessage(message=message, attachments=attachments)
 
 
-def _parts(msg: EmailMessage) -> tuple[dict[str, str], list[FileAttachment]]:
-    body = msg.get_body(preferencelist=("html", "plain"))
-    content = {"contentType": "Text", "content": ""}
-    if body is not None:
-        html = body.get_content_type() == "text/html"
-        content = {"contentType": "HTML" if html else "Text", "content": body.get_content()}
-    bodies = {id(body)} if body is not None else set()
-    # The plain alternative of an HTML body is part of the body, not an attachment.
-    alternative = msg.get_body(preferencelist=("plain",))
-    if alternative is not None and alternative.get("Content-Disposition") is None:
-        bodies.add(id(alternative))
-    attachments = [
-        _attachment(part, related=parent == "multipart/related")
-        for part, parent in _leaves(msg, None)
-        if id(part) not in bodies and _is_attachment(part, parent)
+def _leaves(part: Message, ancestors: tuple[Message, ...]) -> Iterator[_Leaf]:
+    payload = part.get_payload()
+    if part.get_content_maintype() == "multipart" and isinstance(payload, list):
+        for child in payload:
+            yield from _leaves(child, (*ancestors, part))
+    else:
+        yield part, ancestors
+
+
+def _body_parts(chosen: MIMEPart | None, leaves: list[_Leaf]) -> list[Message]:
+    """The chosen body and the other text versions of it in its multipart/alternative."""
+    if chosen is None:
+        return []
+    ancestors = next((up for part, up in leaves if part is chosen), ())
+    alternative = next(
+        (up for up in reversed(ancestors) if up.get_content_type() == "multipart/alternative"),
+        None,
+    )
+    return [chosen] + [
+        part
+        for part, up in leaves
+        if any(a is alternative for a in up)
+        and part.get_content_type() in ("text/plain", "text/html")
+        and part.get_filename() is None
+        and part.get_content_disposition() != "attachment"
     ]
-    return content, attachments
 
 
-def _leaves(part: Message, parent: str | None) -> list[tuple[Message, str | None]]:
-    if part.get_content_maintype() == "multipart":
-        out: list[tuple[Message, str | None]] = []
-        for child in part.get_payload():
-            assert isinstance(child, Message)
-            out.extend(_leaves(child, part.get_content_type()))
-        return out
-    return [(part, parent)]
-
-
-def _is_attachment(part: Message, parent: str | None) -> bool:
-    disposition = part.get_content_disposition()
+def _is_attachment(part: Message) -> bool:
     return (
-        disposition in ("attachment", "inline")
-        or part.get_filename() is not None
+        part.get_filename() is not None
+        or part.get_content_disposition() in ("attachment", "inline")
         or part.get("Content-ID") is not None
-        or part.get_content_type() == "message/rfc822"
+        # Non-text content (a PDF, an attached message...) is never dropped silently.
         or part.get_content_maintype() not in ("text", "multipart")
-        or parent == "multipart/related"
     )
 
 
-def _attachment(part: Message, *, related: bool) -> FileAttachment:
+def _attachment(part: Message, ancestors: tuple[Message, ...]) -> FileAttachment:
     content_type = part.get_content_type()
-    if content_type == "message/rfc822":
-        inner = part.get_payload()
-        first = inner[0] if isinstance(inner, list) and inner else None
-        content = first.as_bytes() if isinstance(first, Message) else part.as_bytes()
-        name = part.get_filename() or "message.eml"
+    payload = part.get_payload()
+    if isinstance(payload, list):  # message/rfc822: the attached message, as stored
+        content = b"".join(inner.as_bytes(policy=_EML) for inner in payload)
     else:
-        payload = part.get_payload(decode=True)
-        content = payload if isinstance(payload, bytes) else b""
-        name = part.get_filename() or f"attachment.{part.get_content_subtype() or 'bin'}"
-    content_id = part.get("Content-ID")
-    cid = _line(str(content_id)).strip("<>") if content_id else None
-    inline = part.get_content_disposition() == "inline" or (related and cid is not None)
+        decoded = part.get_payload(decode=True)
+        content = decoded if isinstance(decoded, bytes) else b""
+    filename = part.get_filename()
+    name = _text(filename) if filename is not None else ""
+    header = part.get("Content-ID")
+    content_id = (_text(header).strip("<>") or None) if header is not None else None
+    related = bool(ancestors) and ancestors[-1].get_content_type() == "multipart/related"
     return FileAttachment(
-        name=_line(name),
+        name=name or _default_name(content_type),
         content_type=content_type,
         content=content,
-        is_inline=inline,
-        content_id=cid if inline else None,
+        is_inline=part.get_content_disposition() == "inline" or (related and bool(content_id)),
+        content_id=content_id,
     )
+
+
+def _default_name(content_type: str) -> str:
+    if content_type == "message/rfc822":
+        return "message.eml"
+    subtype = content_type.partition("/")[2]
+    short = subtype if subtype.isalnum() and len(subtype) <= 5 else "bin"
+    return f"attachment.{_EXTENSIONS.get(content_type, short)}"
+
+
+def _content(part: MIMEPart) -> str:
+    try:
+        return str(part.get_content())
+    except LookupError:  # an unknown charset: UTF-8 is the likeliest, and never fails
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+
+
+def _mailboxes(msg: EmailMessage, header: str) -> list[tuple[str, str]]:
+    """(display name, address) of each mailbox in the ``header`` headers, one line each."""
+    found: list[tuple[str, str]] = []
+    for name, value in msg.raw_items():
+        if name.lower() != header.lower():
+            continue
+        try:
+            parsed = policy.default.header_fetch_parse(name, value)
+            pairs = [(box.display_name, box.addr_spec) for box in parsed.addresses]
+        except ValueError:
+            # The stdlib refuses a display name that decodes to a line break: read the
+            # header leniently instead, as _text makes every name one line anyway.
+            pairs = [(_decode_words(n), a) for n, a in getaddresses([value])]
+        found.extend((_text(n), _text(a)) for n, a in pairs if a.strip())
+    return found
+
+
+def _decode_words(value: str) -> str:
+    try:
+        return str(make_header(decode_header(value)))
+    except (LookupError, ValueError):  # an unknown charset or a broken encoded word
+        return value
+
+
+def _recipient(name: str, address: str) -> dict[str, Any]:
+    box = {"address": address, **({"name": name} if name else {})}
+    return {"emailAddress": box}
+
+
+def _text(value: object) -> str:
+    """A header value on one line, raw 8-bit bytes read as UTF-8 (RFC 6532)."""
+    text = str(value)
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return single_line(text)
