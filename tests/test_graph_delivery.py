@@ -341,3 +341,46 @@ def test_no_answer_after_sending_is_an_unknown_outcome(
             postroom.retry(entry.id)
         run_agent(postroom)
         assert postroom.outbox_entry(entry.id).status is OutboxStatus.SENT
+
+
+def test_reference_scenario_sends_the_mortgage_email_through_graph(
+    tmp_path: Path, ms: FakeMicrosoft, ca_pem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    examples = Path(__file__).parent.parent / "examples"
+    (tmp_path / "ca.pem").write_text(ca_pem)
+    for env, value in {
+        "POSTROOM_DEMO_SMTP_PASSWORD": "unused-here",
+        "POSTROOM_DEMO_CA_FILE": str(tmp_path / "ca.pem"),
+        "AZURE_TENANT_ID": "contoso-tenant",
+        "AZURE_CLIENT_ID": "app-1",
+        "AZURE_CLIENT_SECRET": "s3cret-value",
+        "POSTROOM_TOKEN_ENDPOINT": ms.token_endpoint,
+        "POSTROOM_GRAPH_URL": ms.url,
+    }.items():
+        monkeypatch.setenv(env, value)
+    ms.mailboxes["mortgages@myorg.example"] = "active"
+    settings = make_settings(f"sqlite:///{tmp_path / 'p.db'}", allowed_endpoint_hosts="127.0.0.1")
+    with Postroom(settings) as postroom:
+        postroom.apply(examples / "mortgage.yaml")
+        report = postroom.apply(examples / "mortgage-graph.yaml")
+        assert ("account", "MyOrg-Mortgage-Work", "updated") in report.changes
+        assert report.warnings == []
+        case = postroom.cases.create(
+            "MyOrg-Mortgage-Work-MortgageRequest",
+            data={"applicant": "Bob", "amount": 250000, "customer_email": "bob@example.org"},
+            operator="alice",
+        )
+        run_agent(postroom)
+        case = postroom.cases.get(case.id)
+        [entry] = postroom.outbox()
+    assert entry.status is OutboxStatus.SENT
+    [sent] = ms.sent
+    assert sent.mailbox == "mortgages@myorg.example"
+    assert sent.message["toRecipients"] == [
+        {"emailAddress": {"address": "carol.manager@example.com", "name": "Carol Case-Manager"}}
+    ]
+    assert sent.message["subject"] == f"Mortgage request {case.id} created by Alice Applicant-Clerk"
+    assert "Bob" in sent.message["body"]["content"]
+    assert [a.name for a in case.attachments] == [f"email-{entry.id}.eml"]
+    [history] = [h for h in case.history if h.action == "email-sent"]
+    assert "from account MyOrg-Mortgage-Work" in history.detail

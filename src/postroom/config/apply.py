@@ -11,13 +11,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from postroom.accounts import EmailAccount, Protocol
-from postroom.auth import GRAPH_SCOPE, AuthProfile, check_endpoint
+from postroom.auth import GRAPH_SCOPE, MICROSOFT_HOSTS, AuthProfile, check_endpoint
 from postroom.cases.models import CaseType, RecipientKind
 from postroom.correspondence import Correspondence, Renderer
 from postroom.errors import ConfigurationError, TemplateError
@@ -289,7 +290,8 @@ def _check_profile(account: EmailAccount, profiles: dict[str, AuthProfile]) -> l
             f"not exist (known: {', '.join(sorted(profiles)) or 'none'})"
         )
     graph = account.protocol is Protocol.GRAPH
-    if graph and not profile.scope.startswith(account.graph_url):
+    microsoft = urlsplit(account.graph_url).hostname in MICROSOFT_HOSTS
+    if graph and microsoft and not profile.scope.startswith(account.graph_url):
         return [
             f"account {account.name}: its profile's scope {profile.scope} is not for "
             f"{account.graph_url}; Graph needs {GRAPH_SCOPE} (or the national cloud's)"

@@ -1,19 +1,15 @@
 """A stored email as Microsoft Graph's JSON message: pure, no I/O.
 
-The outbox keeps each email as RFC 5322 bytes; Graph's ``sendMail``
-(https://learn.microsoft.com/graph/api/user-sendmail) takes a JSON message
-(https://learn.microsoft.com/graph/api/resources/message). Graph sets only custom
-headers whose names start with ``x-``, so From, To, Cc, Reply-To and Message-ID
-become message fields, Bcc comes from the envelope, and every ``X-`` header becomes
-an ``internetMessageHeaders`` entry; other headers (Date, MIME-Version...) are Graph's.
-
-Size limits (https://learn.microsoft.com/graph/outlook-large-attachments): an
-attachment of 3 MB or more must go through an upload session, and a request must
-stay under 4 MB. A message over either limit is sent as a draft instead, with its
-attachments added one by one.
-
-Every header value comes out on one line: an RFC 2047 encoded word may decode to a
-line break, and neither Graph nor the recipients may see a header split in two.
+The outbox keeps RFC 5322 bytes; ``sendMail`` takes a JSON message
+(https://learn.microsoft.com/graph/api/user-sendmail, .../resources/message). Graph sets
+only custom headers whose names start with ``x-``: From, To, Cc, Reply-To and Message-ID
+become message fields, Bcc comes from the envelope, every ``X-`` header becomes an
+``internetMessageHeaders`` entry and the others (Date, MIME-Version...) are Graph's own.
+An attachment of 3 MB or more needs an upload session and a request must stay under 4 MB
+(https://learn.microsoft.com/graph/outlook-large-attachments): a message over either
+limit goes as a draft, its attachments added one by one. Every header value comes out
+on one line: an RFC 2047 encoded word may decode to a line break, and neither Graph nor
+the recipients may see a header split in two.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email import errors as email_errors
 from email import policy
-from email.header import decode_header, make_header
 from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 from email.utils import getaddresses
@@ -41,7 +36,8 @@ REQUEST_LIMIT = 4 * 1024 * 1024
 
 # An attached message is written back as it was stored: CRLF, long lines not refolded.
 _EML = policy.SMTP.clone(refold_source="none")
-_EXTENSIONS = {"text/plain": "txt", "image/jpeg": "jpg", "image/svg+xml": "svg"}
+_UNSTRUCTURED = policy.default.header_factory  # decodes encoded words, refuses nothing
+_NAMES = {"message/rfc822": "message.eml", "text/plain": "attachment.txt"}
 
 _Leaf = tuple[Message, tuple[Message, ...]]  # a non-multipart part and its ancestors
 
@@ -146,48 +142,39 @@ def _convert(msg: EmailMessage, wanted: dict[str, str]) -> GraphMessage:
     senders = [box for box in _mailboxes(msg, "From") if "@" in box[1]]
     if not senders:
         raise MessageError("the stored message has no From address")
-    leaves = list(_leaves(msg, ()))
-    chosen = msg.get_body(preferencelist=("html", "plain"))
-    body = {"contentType": "Text", "content": ""}
-    if chosen is not None:
-        html = chosen.get_content_type() == "text/html"
-        body = {"contentType": "HTML" if html else "Text", "content": _content(chosen)}
-    message: dict[str, Any] = {
-        "subject": _text(msg.get("Subject", "")),
-        "body": body,
-        "from": _recipient(*senders[0]),
-    }
-    listed: set[str] = set()
-    for field, header in (("toRecipients", "To"), ("ccRecipients", "Cc")):
-        boxes = []
+    # A retry sends only to the recipients that have not accepted the message yet.
+    listed: dict[str, list[dict[str, Any]]] = {"To": [], "Cc": []}
+    seen: set[str] = set()
+    for header, boxes in listed.items():
         for name, address in _mailboxes(msg, header):
-            # A retry sends only to the recipients that have not accepted it yet.
-            if address.lower() in wanted and address.lower() not in listed:
-                listed.add(address.lower())
+            if address.lower() in wanted and address.lower() not in seen:
+                seen.add(address.lower())
                 boxes.append(_recipient(name, address))
-        if boxes:
-            message[field] = boxes
-    bcc = [_recipient("", address) for key, address in wanted.items() if key not in listed]
-    if bcc:
-        message["bccRecipients"] = bcc
-    reply_to = [_recipient(name, address) for name, address in _mailboxes(msg, "Reply-To")]
-    if reply_to:
-        message["replyTo"] = reply_to
-    if msg.get("Message-ID") is not None:
-        message["internetMessageId"] = _text(msg["Message-ID"])
-    custom = [
-        {"name": name, "value": _text(policy.default.header_fetch_parse(name, value))}
-        for name, value in msg.raw_items()
-        if name.lower().startswith("x-")
-    ]
-    if custom:
-        message["internetMessageHeaders"] = custom
+    chosen = msg.get_body(preferencelist=("html", "plain"))
+    fields: dict[str, Any] = {
+        "subject": _text(msg.get("Subject", "")),
+        "body": _body(chosen),
+        "from": _recipient(*senders[0]),
+        "toRecipients": listed["To"],
+        "ccRecipients": listed["Cc"],
+        "bccRecipients": [_recipient("", a) for key, a in wanted.items() if key not in seen],
+        "replyTo": [_recipient(*box) for box in _mailboxes(msg, "Reply-To")],
+        "internetMessageId": _text(msg["Message-ID"]) if "Message-ID" in msg else None,
+        "internetMessageHeaders": [
+            {"name": name, "value": _text(policy.default.header_fetch_parse(name, value))}
+            for name, value in msg.raw_items()
+            if name.lower().startswith("x-")
+        ],
+    }
+    leaves = list(_leaves(msg, ()))
     bodies = _body_parts(chosen, leaves)
     attachments = tuple(
         _attachment(part, ancestors)
         for part, ancestors in leaves
         if not any(part is b for b in bodies) and _is_attachment(part)
     )
+    # Empty lists and absent fields are left out, not sent empty or null.
+    message = {key: value for key, value in fields.items() if value not in ([], None)}
     return GraphMessage(message=message, attachments=attachments)
 
 
@@ -195,7 +182,8 @@ def _leaves(part: Message, ancestors: tuple[Message, ...]) -> Iterator[_Leaf]:
     payload = part.get_payload()
     if part.get_content_maintype() == "multipart" and isinstance(payload, list):
         for child in payload:
-            yield from _leaves(child, (*ancestors, part))
+            if isinstance(child, Message):
+                yield from _leaves(child, (*ancestors, part))
     else:
         yield part, ancestors
 
@@ -205,14 +193,12 @@ def _body_parts(chosen: MIMEPart | None, leaves: list[_Leaf]) -> list[Message]:
     if chosen is None:
         return []
     ancestors = next((up for part, up in leaves if part is chosen), ())
-    alternative = next(
-        (up for up in reversed(ancestors) if up.get_content_type() == "multipart/alternative"),
-        None,
-    )
+    alternatives = [up for up in ancestors if up.get_content_type() == "multipart/alternative"]
     return [chosen] + [
         part
         for part, up in leaves
-        if any(a is alternative for a in up)
+        if alternatives
+        and alternatives[-1] in up
         and part.get_content_type() in ("text/plain", "text/html")
         and part.get_filename() is None
         and part.get_content_disposition() != "attachment"
@@ -233,17 +219,19 @@ def _attachment(part: Message, ancestors: tuple[Message, ...]) -> FileAttachment
     content_type = part.get_content_type()
     payload = part.get_payload()
     if isinstance(payload, list):  # message/rfc822: the attached message, as stored
-        content = b"".join(inner.as_bytes(policy=_EML) for inner in payload)
+        content = b"".join(m.as_bytes(policy=_EML) for m in payload if isinstance(m, Message))
     else:
         decoded = part.get_payload(decode=True)
         content = decoded if isinstance(decoded, bytes) else b""
+    subtype = part.get_content_subtype()
+    short = subtype if subtype.isalnum() and len(subtype) <= 5 else "bin"
     filename = part.get_filename()
     name = _text(filename) if filename is not None else ""
     header = part.get("Content-ID")
     content_id = (_text(header).strip("<>") or None) if header is not None else None
     related = bool(ancestors) and ancestors[-1].get_content_type() == "multipart/related"
     return FileAttachment(
-        name=name or _default_name(content_type),
+        name=name or _NAMES.get(content_type, f"attachment.{short}"),
         content_type=content_type,
         content=content,
         is_inline=part.get_content_disposition() == "inline" or (related and bool(content_id)),
@@ -251,20 +239,16 @@ def _attachment(part: Message, ancestors: tuple[Message, ...]) -> FileAttachment
     )
 
 
-def _default_name(content_type: str) -> str:
-    if content_type == "message/rfc822":
-        return "message.eml"
-    subtype = content_type.partition("/")[2]
-    short = subtype if subtype.isalnum() and len(subtype) <= 5 else "bin"
-    return f"attachment.{_EXTENSIONS.get(content_type, short)}"
-
-
-def _content(part: MIMEPart) -> str:
+def _body(part: MIMEPart | None) -> dict[str, str]:
+    if part is None:
+        return {"contentType": "Text", "content": ""}
     try:
-        return str(part.get_content())
+        content = str(part.get_content())
     except LookupError:  # an unknown charset: UTF-8 is the likeliest, and never fails
         payload = part.get_payload(decode=True)
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    html = part.get_content_type() == "text/html"
+    return {"contentType": "HTML" if html else "Text", "content": content}
 
 
 def _mailboxes(msg: EmailMessage, header: str) -> list[tuple[str, str]]:
@@ -279,16 +263,9 @@ def _mailboxes(msg: EmailMessage, header: str) -> list[tuple[str, str]]:
         except ValueError:
             # The stdlib refuses a display name that decodes to a line break: read the
             # header leniently instead, as _text makes every name one line anyway.
-            pairs = [(_decode_words(n), a) for n, a in getaddresses([value])]
+            pairs = [(str(_UNSTRUCTURED("x", n)), a) for n, a in getaddresses([value])]
         found.extend((_text(n), _text(a)) for n, a in pairs if a.strip())
     return found
-
-
-def _decode_words(value: str) -> str:
-    try:
-        return str(make_header(decode_header(value)))
-    except (LookupError, ValueError):  # an unknown charset or a broken encoded word
-        return value
 
 
 def _recipient(name: str, address: str) -> dict[str, Any]:
