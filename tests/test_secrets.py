@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -25,7 +26,9 @@ from postroom.errors import SecretError
 from postroom.outbox import OutboxStatus
 from postroom.security import SecretBox
 from tests.conftest import TEST_KEY, make_settings
+from tests.fake_microsoft import microsoft_server
 from tests.fakes import smtp_server
+from tests.graphkit import graph_records
 
 LOGIN = "mailer@example.com"
 CASE_TYPE = "MyOrg-Sec-Work-Notice"
@@ -436,3 +439,54 @@ def test_postgresql_stores_only_ciphertext(
     for table, dump in dumps.items():
         planted.assert_absent(f"table {table}", dump)
     planted.assert_absent("the logs", postroom_logs(all_logs))
+
+
+# --- client secrets of authentication profiles, and the tokens they obtain ----------------
+
+
+def test_client_secret_and_tokens_never_leave_their_places(
+    planted: Planted,
+    workspace: tuple[Path, Path],
+    keep_wal: None,
+    all_logs: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    data, conf = workspace
+    url = f"sqlite:///{data / 'postroom.db'}"
+    cli = Cli(CliRunner(), url)
+    outputs: dict[str, str] = {}
+    with microsoft_server() as ms, pytest.MonkeyPatch.context() as env:
+        env.setenv("POSTROOM_ALLOWED_ENDPOINT_HOSTS", "127.0.0.1")
+        for name in ("httpx2", "httpcore2", "authlib", "postroom.graph", "postroom.auth"):
+            all_logs.set_level(logging.DEBUG, logger=name)
+        ms.apps["app-1"].secret = planted.password
+        records = graph_records(ms, secret="${MAIL_PASSWORD}")
+        (conf / "graph.yaml").write_text(yaml.safe_dump(records))
+        code, outputs["apply"] = cli("apply", str(conf / "graph.yaml"))
+        assert code == 0, outputs["apply"]
+        with Postroom(make_settings(url, allowed_endpoint_hosts="127.0.0.1")) as postroom:
+            postroom.send(to=["a@example.org"], subject="s", body="<p>b</p>")
+            stats = asyncio.run(postroom.agent().run(until_idle=True))
+            assert stats.sent == 1
+        for args in (
+            ("profiles", "list"),
+            ("profiles", "show", "O365"),
+            ("profiles", "test", "O365"),
+            ("accounts", "show", "Default"),
+            ("accounts", "test", "Default"),
+            ("outbox", "list"),
+        ):
+            code, outputs[" ".join(args)] = cli(*args)
+            assert code == 0, (args, outputs[" ".join(args)])
+        tokens = [Planted(token) for token in ms.issued]
+    assert len(tokens) == 3  # the agent's, then one per test command
+    assert "•••••• (set)" in outputs["profiles show O365"]
+    captured = capfd.readouterr()
+    for secret in (planted, *tokens):
+        for command, output in outputs.items():
+            secret.assert_absent(f"output of `postroom {command}`", output)
+        secret.assert_absent("the logs", postroom_logs(all_logs))
+        secret.assert_absent("stdout", captured.out)
+        secret.assert_absent("stderr", captured.err)
+        scan_files(secret, data)
+    assert any(r.name.startswith("httpx2") for r in all_logs.records)
