@@ -15,7 +15,6 @@ Authorization header on upload URLs) and answers with their error shapes.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import secrets
 import threading
@@ -28,35 +27,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.fake_microsoft_rules import (
+    REQUEST_LIMIT,
+    SMALL_ATTACHMENT_LIMIT,
+    GraphRefusal,
+    Reply,
+    check_message,
+    decode_attachment,
+)
+
 TENANT = "contoso-tenant"
 CLIENT_ID = "app-1"
 CLIENT_SECRET = "s3cret-value"
 MAILBOX = "sender@contoso.example"
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 SMTP_RESOURCE = "https://outlook.office365.com"
-SMALL_ATTACHMENT_LIMIT = 3 * 1024 * 1024
-REQUEST_LIMIT = 4 * 1024 * 1024
 MAX_BODY = 200 * 1024 * 1024
-
-MESSAGE_KEYS = {
-    "subject", "body", "toRecipients", "ccRecipients", "bccRecipients", "replyTo", "from",
-    "sender", "attachments", "internetMessageHeaders", "internetMessageId", "importance",
-    "isDeliveryReceiptRequested", "isReadReceiptRequested",
-}  # fmt: skip
-
-Reply = tuple[int, dict[str, str], bytes]
-
-
-class GraphRefusal(Exception):
-    """A request Graph would refuse: status, error code, message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.reply: Reply = (
-            status,
-            {"Content-Type": "application/json"},
-            json.dumps({"error": {"code": code, "message": message}}).encode(),
-        )
 
 
 @dataclass
@@ -105,94 +91,6 @@ class Upload:
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def check_message(message: Any, *, attachment_limit: int = SMALL_ATTACHMENT_LIMIT) -> None:
-    """Raise :class:`GraphRefusal` for a message Graph's sendMail would refuse."""
-    if not isinstance(message, dict):
-        raise GraphRefusal(400, "RequestBodyRead", "message must be an object")
-    for key in message:
-        if key not in MESSAGE_KEYS:
-            raise GraphRefusal(
-                400,
-                "RequestBodyRead",
-                f"The property '{key}' does not exist on type 'microsoft.graph.message'.",
-            )
-    body = message.get("body", {"contentType": "Text", "content": ""})
-    if (
-        not isinstance(body, dict)
-        or str(body.get("contentType", "")).lower() not in ("text", "html")
-        or not isinstance(body.get("content", ""), str)
-    ):
-        raise GraphRefusal(400, "RequestBodyRead", "body needs contentType Text or HTML")
-    total = 0
-    for key in ("toRecipients", "ccRecipients", "bccRecipients", "replyTo"):
-        for r in message.get(key, []):
-            _check_box(r)
-        if key != "replyTo":
-            total += len(message.get(key, []))
-    for key in ("from", "sender"):
-        if key in message:
-            _check_box(message[key])
-    if total == 0:
-        raise GraphRefusal(
-            400,
-            "ErrorInvalidRecipients",
-            "At least one recipient is not valid., A message can't be sent because it "
-            "contains no recipients.",
-        )
-    if total > 500:
-        raise GraphRefusal(400, "ErrorTooManyRecipients", "more than 500 recipients")
-    for header in message.get("internetMessageHeaders", []):
-        name = header.get("name", "") if isinstance(header, dict) else ""
-        if not isinstance(header, dict) or set(header) != {"name", "value"}:
-            raise GraphRefusal(400, "RequestBodyRead", "a header needs name and value")
-        if not name.lower().startswith("x-"):
-            raise GraphRefusal(
-                400,
-                "InvalidInternetMessageHeader",
-                f"The internet message header name '{name}' should start with 'x-' or 'X-'.",
-            )
-        if any(c in name + str(header["value"]) for c in "\r\n"):
-            raise GraphRefusal(400, "InvalidInternetMessageHeader", "a header spans lines")
-    message_id = message.get("internetMessageId")
-    if message_id is not None and not (
-        isinstance(message_id, str) and message_id.startswith("<") and "@" in message_id
-    ):
-        raise GraphRefusal(400, "ErrorInvalidInternetMessageId", "bad internetMessageId")
-    for attachment in message.get("attachments", []):
-        decode_attachment(attachment, limit=attachment_limit)
-
-
-def _check_box(value: Any) -> None:
-    box = value.get("emailAddress") if isinstance(value, dict) else None
-    address = box.get("address") if isinstance(box, dict) else None
-    if (
-        not isinstance(address, str)
-        or address.count("@") != 1
-        or any(c.isspace() for c in address)
-        or set(box or ()) - {"address", "name"}
-    ):
-        raise GraphRefusal(400, "ErrorInvalidRecipients", "At least one recipient is not valid.")
-
-
-def decode_attachment(attachment: Any, *, limit: int) -> tuple[str, bytes]:
-    """The name and bytes of a fileAttachment, as Graph checks them."""
-    allowed = {"@odata.type", "name", "contentType", "contentBytes", "isInline", "contentId"}
-    if (
-        not isinstance(attachment, dict)
-        or attachment.get("@odata.type") != "#microsoft.graph.fileAttachment"
-        or set(attachment) - allowed
-        or not isinstance(attachment.get("name"), str)
-    ):
-        raise GraphRefusal(400, "RequestBodyRead", "not a #microsoft.graph.fileAttachment")
-    try:
-        content = base64.b64decode(attachment.get("contentBytes", ""), validate=True)
-    except (binascii.Error, ValueError):
-        raise GraphRefusal(400, "ErrorInvalidBase64String", "contentBytes is not base64") from None
-    if len(content) >= limit:
-        raise GraphRefusal(413, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize", "too big")
-    return attachment["name"], content
 
 
 class FakeMicrosoft:
