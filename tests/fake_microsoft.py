@@ -103,6 +103,7 @@ class FakeMicrosoft:
         self.mailboxes: dict[str, str] = {MAILBOX: "active"}  # or "inactive"
         self.expires_in = 3599
         self.graph_delay = 0.0
+        self.mailbox_concurrency = 4  # Graph answers 429 to a fifth concurrent request
         self.lock = threading.Lock()
         self.issued: dict[str, Issued] = {}
         self.token_requests = 0
@@ -224,7 +225,12 @@ class FakeMicrosoft:
         with self.lock:
             self.in_flight[mailbox] += 1
             self.max_in_flight[mailbox] = max(self.max_in_flight[mailbox], self.in_flight[mailbox])
+            over = self.in_flight[mailbox] > self.mailbox_concurrency
         try:
+            if over:
+                refusal = GraphRefusal(429, "ApplicationThrottled", "Too many concurrent requests")
+                status, headers, content = refusal.reply
+                return status, {**headers, "Retry-After": "1"}, content
             time.sleep(self.graph_delay)  # lets concurrent requests overlap
             if method == "GET" and not rest:
                 user = {"id": "0f5d3c8e", "userPrincipalName": mailbox, "mail": mailbox}
@@ -236,6 +242,11 @@ class FakeMicrosoft:
             data = _load(body) if body else {}
             if method == "POST" and rest == ["sendMail"]:
                 return self.send_mail(mailbox, data, len(body))
+            if rest[-1:] != ["send"] and "Mail.ReadWrite" not in issued.roles:
+                # Drafts, their attachments and upload sessions need Mail.ReadWrite.
+                raise GraphRefusal(
+                    403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+                )
             if method == "POST" and rest == ["messages"]:
                 check_message(data)
                 draft_id = "AAMk" + secrets.token_hex(8)

@@ -14,6 +14,7 @@ from typing import Any
 
 SMALL_ATTACHMENT_LIMIT = 3 * 1024 * 1024
 REQUEST_LIMIT = 4 * 1024 * 1024
+MAX_HEADERS = 5  # Graph refuses more internetMessageHeaders (and an empty list)
 
 Reply = tuple[int, dict[str, str], bytes]
 
@@ -72,7 +73,15 @@ def check_message(message: Any, *, attachment_limit: int = SMALL_ATTACHMENT_LIMI
         )
     if total > 500:
         raise GraphRefusal(400, "ErrorTooManyRecipients", "more than 500 recipients")
-    for header in message.get("internetMessageHeaders", []):
+    headers = message.get("internetMessageHeaders")
+    if headers is not None and not 0 < len(headers) <= MAX_HEADERS:
+        raise GraphRefusal(
+            400,
+            "InvalidInternetMessageHeaderCollection",
+            f"Maximum number of headers in one message should be less than or equal to "
+            f"{MAX_HEADERS}.",
+        )
+    for header in headers or []:
         name = header.get("name", "") if isinstance(header, dict) else ""
         if not isinstance(header, dict) or set(header) != {"name", "value"}:
             raise GraphRefusal(400, "RequestBodyRead", "a header needs name and value")

@@ -261,6 +261,7 @@ def test_refusals_fail_with_an_explanation(
 def test_large_attachments_go_through_an_upload_session(tmp_path: Path, ms: FakeMicrosoft) -> None:
     big = bytes(range(256)) * (14 * 1024)  # 3.5 MiB: over the 3 MB limit
     small = b"%PDF-1.4 small"
+    ms.apps["app-1"].roles = ["Mail.Send", "Mail.ReadWrite"]  # drafts need both
     with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom:
         postroom.apply(
             case_type_with(
@@ -384,3 +385,27 @@ def test_reference_scenario_sends_the_mortgage_email_through_graph(
     assert [a.name for a in case.attachments] == [f"email-{entry.id}.eml"]
     [history] = [h for h in case.history if h.action == "email-sent"]
     assert "from account MyOrg-Mortgage-Work" in history.detail
+
+
+def test_large_message_without_mail_readwrite_says_so(tmp_path: Path, ms: FakeMicrosoft) -> None:
+    with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom:
+        postroom.apply(
+            case_type_with(
+                {
+                    "on": {"status": "Sent"},
+                    "to": [{"address": "owner@example.org"}],
+                    "subject": "Documents",
+                    "body": "<p>Attached.</p>",
+                    "include_attachments": True,
+                }
+            )
+        )
+        case = postroom.cases.create("A-B-C")
+        postroom.cases.attach(case.id, name="scan.bin", content=b"x" * (3 * 1024 * 1024))
+        postroom.cases.set_status(case.id, "Sent")
+        run_agent(postroom)
+        [entry] = postroom.outbox()
+    assert entry.status is OutboxStatus.FAILED
+    assert entry.last_code == 403
+    assert "Mail.ReadWrite" in (entry.last_error or "")
+    assert ms.sent == []

@@ -37,7 +37,16 @@ EXPLANATIONS: dict[str, str] = {
     "RequestBodyRead": "Graph could not read the request",
     "InvalidInternetMessageHeader": "a custom header is not accepted by Graph (names must "
     "start with X-)",
+    "InvalidInternetMessageHeaderCollection": "Graph takes at most five X- headers",
 }
+
+# A message too large for one request goes through a draft, which needs more than Mail.Send.
+DRAFT_STAGES = frozenset({"messages", "attachments", "createUploadSession", "DELETE"})
+DRAFT_ACCESS = (
+    "the application may not write this mailbox's drafts: messages with an attachment of "
+    "3 MB or more, or over 4 MB, need the Mail.ReadWrite application permission (with admin "
+    "consent) besides Mail.Send"
+)
 
 # Codes that pass with time, whatever the HTTP status says.
 TRANSIENT_CODES = frozenset(
@@ -62,6 +71,8 @@ def graph_error(status: int, content: bytes, *, stage: str) -> DeliveryError:
     """The error for a Graph response that is not a success."""
     code, message = error_body(content)
     explanation = EXPLANATIONS.get(code, "")
+    if code == "ErrorAccessDenied" and stage in DRAFT_STAGES:
+        explanation = DRAFT_ACCESS
     text = f"Graph answered {status}" + (f" {code}" if code else "")
     if message:
         text += f": {message}"

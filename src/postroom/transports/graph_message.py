@@ -1,9 +1,10 @@
 """A stored email as Microsoft Graph's JSON message: pure, no I/O.
 
 The outbox keeps RFC 5322 bytes; ``sendMail`` takes a JSON message
-(https://learn.microsoft.com/graph/api/user-sendmail, .../resources/message). Graph sets
-only custom headers whose names start with ``x-``: From, To, Cc, Reply-To and Message-ID
-become message fields, Bcc comes from the envelope, every ``X-`` header becomes an
+(https://learn.microsoft.com/graph/api/user-sendmail and
+https://learn.microsoft.com/graph/api/resources/message). Graph sets only custom
+headers whose names start with ``x-``: From, To, Cc, Reply-To and Message-ID become
+message fields, Bcc comes from the envelope, every ``X-`` header becomes an
 ``internetMessageHeaders`` entry and the others (Date, MIME-Version...) are Graph's own.
 An attachment of 3 MB or more needs an upload session and a request must stay under 4 MB
 (https://learn.microsoft.com/graph/outlook-large-attachments): a message over either
@@ -23,7 +24,6 @@ from email import errors as email_errors
 from email import policy
 from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
-from email.utils import getaddresses
 from typing import Any
 
 from postroom.errors import MessageError
@@ -33,10 +33,11 @@ from postroom.validation import single_line
 SMALL_ATTACHMENT_LIMIT = 3 * 1024 * 1024
 # Graph: a sendMail JSON request must stay under 4 MB.
 REQUEST_LIMIT = 4 * 1024 * 1024
+# Graph refuses more custom headers (InvalidInternetMessageHeaderCollection).
+MAX_CUSTOM_HEADERS = 5
 
 # An attached message is written back as it was stored: CRLF, long lines not refolded.
 _EML = policy.SMTP.clone(refold_source="none")
-_UNSTRUCTURED = policy.default.header_factory  # decodes encoded words, refuses nothing
 _NAMES = {"message/rfc822": "message.eml", "text/plain": "attachment.txt"}
 
 _Leaf = tuple[Message, tuple[Message, ...]]  # a non-multipart part and its ancestors
@@ -160,11 +161,7 @@ def _convert(msg: EmailMessage, wanted: dict[str, str]) -> GraphMessage:
         "bccRecipients": [_recipient("", a) for key, a in wanted.items() if key not in seen],
         "replyTo": [_recipient(*box) for box in _mailboxes(msg, "Reply-To")],
         "internetMessageId": _text(msg["Message-ID"]) if "Message-ID" in msg else None,
-        "internetMessageHeaders": [
-            {"name": name, "value": _text(policy.default.header_fetch_parse(name, value))}
-            for name, value in msg.raw_items()
-            if name.lower().startswith("x-")
-        ],
+        "internetMessageHeaders": _custom_headers(msg),
     }
     leaves = list(_leaves(msg, ()))
     bodies = _body_parts(chosen, leaves)
@@ -176,6 +173,17 @@ def _convert(msg: EmailMessage, wanted: dict[str, str]) -> GraphMessage:
     # Empty lists and absent fields are left out, not sent empty or null.
     message = {key: value for key, value in fields.items() if value not in ([], None)}
     return GraphMessage(message=message, attachments=attachments)
+
+
+def _custom_headers(msg: Message) -> list[dict[str, str]]:
+    headers = [
+        {"name": name, "value": _text(policy.default.header_fetch_parse(name, value))}
+        for name, value in msg.raw_items()  # parses only the headers it keeps
+        if name.lower().startswith("x-")
+    ]
+    # Graph refuses more than five; Postroom's own (the case id) are kept first.
+    headers.sort(key=lambda h: not h["name"].lower().startswith("x-postroom-"))
+    return headers[:MAX_CUSTOM_HEADERS]
 
 
 def _leaves(part: Message, ancestors: tuple[Message, ...]) -> Iterator[_Leaf]:
@@ -253,19 +261,13 @@ def _body(part: MIMEPart | None) -> dict[str, str]:
 
 def _mailboxes(msg: EmailMessage, header: str) -> list[tuple[str, str]]:
     """(display name, address) of each mailbox in the ``header`` headers, one line each."""
-    found: list[tuple[str, str]] = []
-    for name, value in msg.raw_items():
-        if name.lower() != header.lower():
-            continue
-        try:
-            parsed = policy.default.header_fetch_parse(name, value)
-            pairs = [(box.display_name, box.addr_spec) for box in parsed.addresses]
-        except ValueError:
-            # The stdlib refuses a display name that decodes to a line break: read the
-            # header leniently instead, as _text makes every name one line anyway.
-            pairs = [(str(_UNSTRUCTURED("x", n)), a) for n, a in getaddresses([value])]
-        found.extend((_text(n), _text(a)) for n, a in pairs if a.strip())
-    return found
+    try:
+        boxes = [box for value in msg.get_all(header, []) for box in value.addresses]
+    except ValueError as exc:
+        # The stdlib refuses a name that decodes to a line break (build_message never
+        # writes one); a lenient reading could take the wrong address, so refuse too.
+        raise MessageError(f"the {header} header cannot be read safely: {exc}") from None
+    return [(_text(box.display_name), _text(box.addr_spec)) for box in boxes if box.addr_spec]
 
 
 def _recipient(name: str, address: str) -> dict[str, Any]:
