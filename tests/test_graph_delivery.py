@@ -409,3 +409,33 @@ def test_large_message_without_mail_readwrite_says_so(tmp_path: Path, ms: FakeMi
     assert entry.last_code == 403
     assert "Mail.ReadWrite" in (entry.last_error or "")
     assert ms.sent == []
+
+
+def test_a_lapsed_upload_url_retries_without_holding_the_account(
+    tmp_path: Path, ms: FakeMicrosoft
+) -> None:
+    ms.apps["app-1"].roles = ["Mail.Send", "Mail.ReadWrite"]
+    ms.script("upload", (401, {}, b'{"error":{"code":"InvalidAuthenticationToken"}}'))
+    with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom:
+        postroom.apply(
+            case_type_with(
+                {
+                    "on": {"status": "Go"},
+                    "to": [{"address": "owner@example.org"}],
+                    "subject": "Documents",
+                    "body": "<p>Attached.</p>",
+                    "include_attachments": True,
+                }
+            )
+        )
+        case = postroom.cases.create("A-B-C")
+        postroom.cases.attach(case.id, name="scan.bin", content=b"y" * (3 * 1024 * 1024))
+        postroom.cases.set_status(case.id, "Go")
+        run_agent(postroom)  # backoff is zero in tests: the retry comes in the same run
+        [entry] = postroom.outbox()
+        assert postroom.holds() == []
+    assert entry.status is OutboxStatus.SENT
+    assert entry.attempts == 2
+    assert len(ms.deleted_drafts) == 1  # the first draft, whose upload lapsed
+    [sent] = ms.sent
+    assert sent.attachments == {"scan.bin": b"y" * (3 * 1024 * 1024)}

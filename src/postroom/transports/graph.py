@@ -186,6 +186,12 @@ class GraphTransport:
                     )
                 waited += wait
                 continue
+            if status == 401 and not bearer:
+                # An upload URL carries its own short-lived authorisation: when it lapses
+                # the credentials are fine; the next attempt opens a new session.
+                raise TransientDeliveryError(
+                    "the upload session's URL is no longer valid", code=status, stage=stage
+                )
             error = graph_error(status, response.content, stage=stage)
             if isinstance(error, CredentialsRejectedError) and refreshed:
                 error = CredentialsRejectedError(
