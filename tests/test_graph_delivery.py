@@ -11,7 +11,7 @@ import pytest
 
 from postroom import Postroom
 from postroom.auth import TokenCache
-from postroom.outbox import OutboxStatus
+from postroom.outbox import OutboxEntry, OutboxStatus
 from postroom.transports import Transports
 from tests.conftest import case_type_with, make_settings
 from tests.fake_microsoft import MAILBOX, FakeMicrosoft, microsoft_server
@@ -30,6 +30,28 @@ def run_agent(postroom: Postroom) -> None:
 
 def graph_errors(ms: FakeMicrosoft, status: int) -> int:
     return sum(1 for *_, s in ms.requests if s == status)
+
+
+def send_documents(postroom: Postroom, files: dict[str, bytes]) -> OutboxEntry:
+    """A case whose step sends its attachments; the agent runs once."""
+    postroom.apply(
+        case_type_with(
+            {
+                "on": {"status": "Sent"},
+                "to": [{"address": "owner@example.org"}],
+                "subject": "Documents",
+                "body": "<p>Attached.</p>",
+                "include_attachments": True,
+            }
+        )
+    )
+    case = postroom.cases.create("A-B-C")
+    for name, content in files.items():
+        postroom.cases.attach(case.id, name=name, content=content)
+    postroom.cases.set_status(case.id, "Sent")
+    run_agent(postroom)
+    [entry] = postroom.outbox()
+    return entry
 
 
 def test_emails_go_out_with_one_token(database_url: str, ms: FakeMicrosoft) -> None:
@@ -263,23 +285,7 @@ def test_large_attachments_go_through_an_upload_session(tmp_path: Path, ms: Fake
     small = b"%PDF-1.4 small"
     ms.apps["app-1"].roles = ["Mail.Send", "Mail.ReadWrite"]  # drafts need both
     with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom:
-        postroom.apply(
-            case_type_with(
-                {
-                    "on": {"status": "Sent"},
-                    "to": [{"address": "owner@example.org"}],
-                    "subject": "Documents",
-                    "body": "<p>Attached.</p>",
-                    "include_attachments": True,
-                }
-            )
-        )
-        case = postroom.cases.create("A-B-C")
-        postroom.cases.attach(case.id, name="scan.bin", content=big)
-        postroom.cases.attach(case.id, name="note.pdf", content=small)
-        postroom.cases.set_status(case.id, "Sent")
-        run_agent(postroom)
-        [entry] = postroom.outbox()
+        entry = send_documents(postroom, {"scan.bin": big, "note.pdf": small})
     assert entry.status is OutboxStatus.SENT
     [sent] = ms.sent
     assert sent.via == "draft"
@@ -389,22 +395,7 @@ def test_reference_scenario_sends_the_mortgage_email_through_graph(
 
 def test_large_message_without_mail_readwrite_says_so(tmp_path: Path, ms: FakeMicrosoft) -> None:
     with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom:
-        postroom.apply(
-            case_type_with(
-                {
-                    "on": {"status": "Sent"},
-                    "to": [{"address": "owner@example.org"}],
-                    "subject": "Documents",
-                    "body": "<p>Attached.</p>",
-                    "include_attachments": True,
-                }
-            )
-        )
-        case = postroom.cases.create("A-B-C")
-        postroom.cases.attach(case.id, name="scan.bin", content=b"x" * (3 * 1024 * 1024))
-        postroom.cases.set_status(case.id, "Sent")
-        run_agent(postroom)
-        [entry] = postroom.outbox()
+        entry = send_documents(postroom, {"scan.bin": b"x" * (3 * 1024 * 1024)})
     assert entry.status is OutboxStatus.FAILED
     assert entry.last_code == 403
     assert "Mail.ReadWrite" in (entry.last_error or "")
@@ -417,22 +408,7 @@ def test_a_lapsed_upload_url_retries_without_holding_the_account(
     ms.apps["app-1"].roles = ["Mail.Send", "Mail.ReadWrite"]
     ms.script("upload", (401, {}, b'{"error":{"code":"InvalidAuthenticationToken"}}'))
     with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom:
-        postroom.apply(
-            case_type_with(
-                {
-                    "on": {"status": "Go"},
-                    "to": [{"address": "owner@example.org"}],
-                    "subject": "Documents",
-                    "body": "<p>Attached.</p>",
-                    "include_attachments": True,
-                }
-            )
-        )
-        case = postroom.cases.create("A-B-C")
-        postroom.cases.attach(case.id, name="scan.bin", content=b"y" * (3 * 1024 * 1024))
-        postroom.cases.set_status(case.id, "Go")
-        run_agent(postroom)  # backoff is zero in tests: the retry comes in the same run
-        [entry] = postroom.outbox()
+        entry = send_documents(postroom, {"scan.bin": b"y" * (3 * 1024 * 1024)})
         assert postroom.holds() == []
     assert entry.status is OutboxStatus.SENT
     assert entry.attempts == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -20,14 +20,11 @@ from postroom.errors import (
     ThrottledError,
     TransientDeliveryError,
 )
-from postroom.outbox import ClaimedEmail, RetryPolicy
-from postroom.outbox.models import Recipient
 from postroom.outbox.outcome import decide
 from postroom.outbox.status import Hold, OutboxStatus, check_transition
 from postroom.transports.gate import MailboxGates
 from postroom.transports.graph_errors import graph_error, retry_after
-
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+from tests.test_classify import NOW, POLICY, claimed
 
 
 def profile(**fields: object) -> AuthProfile:
@@ -205,38 +202,27 @@ def test_graph_error_without_json() -> None:
     assert "Bad gateway" in str(error)
 
 
-def claimed(attempts: int = 1) -> ClaimedEmail:
-    return ClaimedEmail(
-        id=1,
-        message_id="<m@example.com>",
-        case_id=None,
-        account="Graph",
-        subject="s",
-        mail_from="noreply@example.com",
-        recipients=(Recipient("a@example.com"),),
-        message=b"x",
-        attempts=attempts,
-        created_at=NOW - timedelta(minutes=1),
-    )
-
-
-POLICY = RetryPolicy(max_attempts=3, base=10, cap=100)
-
-
 def test_refused_credentials_hold_the_email_uncounted() -> None:
-    out = decide(claimed(), CredentialsRejectedError("AADSTS7000215"), policy=POLICY, now=NOW)
+    out = decide(
+        claimed("a@example.com"), CredentialsRejectedError("AADSTS7000215"), policy=POLICY, now=NOW
+    )
     assert out.status is OutboxStatus.HELD
     assert out.hold is Hold.ACCOUNT
     assert out.refund
-    assert out.recipients == claimed().recipients  # nobody was refused
+    assert out.recipients == claimed("a@example.com").recipients  # nobody was refused
     # Even on the last allowed attempt: holding is not failing.
-    late = decide(claimed(3), CredentialsRejectedError("x"), policy=POLICY, now=NOW)
+    late = decide(
+        claimed("a@example.com", attempts=3), CredentialsRejectedError("x"), policy=POLICY, now=NOW
+    )
     assert late.status is OutboxStatus.HELD
 
 
 def test_throttling_waits_as_asked_uncounted() -> None:
     out = decide(
-        claimed(3), ThrottledError("429", retry_after=42, code=429), policy=POLICY, now=NOW
+        claimed("a@example.com", attempts=3),
+        ThrottledError("429", retry_after=42, code=429),
+        policy=POLICY,
+        now=NOW,
     )
     assert out.status is OutboxStatus.RETRY
     assert out.next_attempt_at == NOW + timedelta(seconds=42)
@@ -245,11 +231,11 @@ def test_throttling_waits_as_asked_uncounted() -> None:
 
 def test_unknown_outcome_is_retried_or_held_by_policy() -> None:
     error = OutcomeUnknownError("no answer after the request went out", stage="sendMail")
-    retried = decide(claimed(), error, policy=POLICY, now=NOW)
+    retried = decide(claimed("a@example.com"), error, policy=POLICY, now=NOW)
     assert retried.status is OutboxStatus.RETRY
     assert retried.outcome_unknown
     assert not retried.refund
-    held = decide(claimed(), error, policy=POLICY, now=NOW, hold_unknown=True)
+    held = decide(claimed("a@example.com"), error, policy=POLICY, now=NOW, hold_unknown=True)
     assert held.status is OutboxStatus.HELD
     assert held.hold is Hold.OUTCOME
     assert "Sent Items" in (held.last_error or "")

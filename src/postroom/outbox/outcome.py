@@ -43,16 +43,12 @@ def decide(
         later = now + timedelta(seconds=result.retry_after)
         return _waiting(email, later, OutboxStatus.RETRY, str(result), code=result.code)
     if isinstance(result, OutcomeUnknownError) and hold_unknown:
-        return Outcome(
-            id=email.id,
-            status=OutboxStatus.HELD,
-            recipients=email.recipients,
-            next_attempt_at=now,
-            last_error=f"outcome unknown, held for a person: {result}; check the mailbox's "
-            "Sent Items, then retry or cancel",
-            hold=Hold.OUTCOME,
-            outcome_unknown=True,
+        # An attempt was made (it counts): whether it went through, a person finds out.
+        why = (
+            f"outcome unknown, held for a person: {result}; check the mailbox's Sent Items, "
+            "then retry or cancel"
         )
+        return _waiting(email, now, OutboxStatus.HELD, why, hold=Hold.OUTCOME, counted=True)
     before = sum(r.state is RecipientState.ACCEPTED for r in email.recipients)
     error: str | None
     if isinstance(result, DeliveryError):
@@ -99,7 +95,9 @@ def _waiting(
     *,
     hold: Hold | None = None,
     code: int | None = None,
+    counted: bool = False,
 ) -> Outcome:
+    """An email that waits with its recipients untouched; uncounted unless ``counted``."""
     return Outcome(
         id=email.id,
         status=status,
@@ -108,7 +106,8 @@ def _waiting(
         last_code=code,
         last_error=error,
         hold=hold,
-        refund=True,
+        refund=not counted,
+        outcome_unknown=counted,
     )
 
 
