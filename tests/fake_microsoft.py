@@ -233,6 +233,12 @@ class FakeMicrosoft:
                 return status, {**headers, "Retry-After": "1"}, content
             time.sleep(self.graph_delay)  # lets concurrent requests overlap
             if method == "GET" and not rest:
+                if "User.Read.All" not in issued.roles:
+                    raise GraphRefusal(
+                        403,
+                        "Authorization_RequestDenied",
+                        "Insufficient privileges to complete the operation.",
+                    )
                 user = {"id": "0f5d3c8e", "userPrincipalName": mailbox, "mail": mailbox}
                 return _json(200, user)
             if "Mail.Send" not in issued.roles:

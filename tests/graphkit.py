@@ -43,7 +43,7 @@ def graph_records(
 def graph_postroom(
     database_url: str, ms: FakeMicrosoft, *, secret: str = CLIENT_SECRET, **settings: Any
 ) -> Iterator[Postroom]:
-    values: dict[str, Any] = {"allowed_endpoint_hosts": "127.0.0.1", "http_timeout": 5.0}
+    values: dict[str, Any] = {"allowed_endpoint_hosts": "127.0.0.1,localhost", "http_timeout": 5.0}
     values.update(settings)
     with Postroom(make_settings(database_url, **values)) as postroom:
         postroom.apply(graph_records(ms, secret=secret))

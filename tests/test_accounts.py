@@ -132,6 +132,7 @@ def test_smtp_account_takes_a_password_or_a_profile_not_both() -> None:
         ("graph_url", "ftp://graph.microsoft.com"),
         ("graph_url", "https://user:pw@graph.microsoft.com"),
         ("graph_url", "https://graph.microsoft.com?x=1"),
+        ("graph_url", "https://graph.microsoft.com/beta"),
         ("on_unknown_outcome", "maybe"),
     ],
 )

@@ -93,6 +93,8 @@ def test_endpoints_outside_microsoft_are_refused_unless_allowed(
 ) -> None:
     config = records()
     config[where][0][field] = value
+    if field == "token_endpoint":
+        del config[where][0]["tenant_id"]  # one or the other
     url = f"sqlite:///{tmp_path / 'a.db'}"
     with Postroom(make_settings(url)) as strict:
         with pytest.raises(ConfigurationError, match="POSTROOM_ALLOWED_ENDPOINT_HOSTS"):
@@ -177,3 +179,33 @@ def test_held_account_is_released_by_a_change_or_by_hand(postroom: Postroom) -> 
     assert postroom.holds() == []
     with pytest.raises(NotFoundError):
         postroom.release_account("Nobody")
+
+
+def test_xoauth2_tokens_go_only_to_allowed_smtp_hosts(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    profile = records()["auth_profiles"]
+    smtp = {"name": "Default", "address": "a@contoso.example", "auth_profile": "O365"}
+    with Postroom(make_settings(url)) as postroom:
+        office = {**smtp, "provider": "office365"}
+        postroom.apply({"auth_profiles": profile, "accounts": [office]})
+        relay = {**smtp, "host": "relay.example.com"}
+        with pytest.raises(ConfigurationError, match="not a Microsoft SMTP host"):
+            postroom.apply({"auth_profiles": profile, "accounts": [relay]})
+    allowed = make_settings(url, allowed_endpoint_hosts="relay.example.com")
+    with Postroom(allowed) as postroom:
+        postroom.apply({"auth_profiles": profile, "accounts": [relay]})
+        plain = {**relay, "security": "none", "allow_insecure_auth": True}
+        with pytest.raises(ConfigurationError, match="unencrypted only on loopback"):
+            postroom.apply({"auth_profiles": profile, "accounts": [plain]})
+
+
+def test_emails_held_for_an_account_no_longer_held_are_queued_again(
+    postroom: Postroom,
+) -> None:
+    postroom.apply(records())
+    outbox_id = postroom.send(to=["x@example.com"], subject="s", body="<p>b</p>")
+    with postroom.engine.begin() as conn:
+        # What a lost race leaves: a held row whose account's hold was lifted meanwhile.
+        conn.execute(tables.outbox.update().values(status=OutboxStatus.HELD.value, hold="account"))
+        assert postroom.outbox_store.release_orphans(conn) == 1
+    assert postroom.outbox_entry(outbox_id).status is OutboxStatus.QUEUED

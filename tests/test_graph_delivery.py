@@ -415,3 +415,49 @@ def test_a_lapsed_upload_url_retries_without_holding_the_account(
     assert len(ms.deleted_drafts) == 1  # the first draft, whose upload lapsed
     [sent] = ms.sent
     assert sent.attachments == {"scan.bin": b"y" * (3 * 1024 * 1024)}
+
+
+def test_a_long_pause_sends_the_mailbox_s_emails_back_without_blocking(
+    tmp_path: Path, ms: FakeMicrosoft
+) -> None:
+    ms.script("sendMail", (429, {"Retry-After": "99999999999999"}, b""))
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with graph_postroom(url, ms, connections_per_account=1) as postroom:
+        ids = [
+            postroom.send(to=["a@example.org"], subject=str(i), body="<p>b</p>") for i in range(3)
+        ]
+        run_agent(postroom)  # returns at once: nothing waits out the pause in the agent
+        entries = [postroom.outbox_entry(i) for i in ids]
+    assert {e.status for e in entries} == {OutboxStatus.RETRY}
+    assert {e.attempts for e in entries} == {0}
+    for e in entries:
+        wait = (e.next_attempt_at - e.updated_at).total_seconds()
+        assert 3500 < wait <= 3601  # an absurd Retry-After is capped at an hour
+    assert sum(1 for *_, path, _ in ms.requests if path.endswith("/sendMail")) == 1
+
+
+def test_the_identity_provider_asking_to_wait_is_not_a_failure(
+    tmp_path: Path, ms: FakeMicrosoft
+) -> None:
+    ms.script("token", (429, {"Retry-After": "30", "Content-Type": "text/html"}, b"<p>busy</p>"))
+    with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom:
+        outbox_id = postroom.send(to=["a@example.org"], subject="s", body="<p>b</p>")
+        run_agent(postroom)
+        entry = postroom.outbox_entry(outbox_id)
+        assert postroom.holds() == []
+    assert entry.status is OutboxStatus.RETRY
+    assert entry.attempts == 0
+    assert 25 < (entry.next_attempt_at - entry.updated_at).total_seconds() <= 31
+
+
+def test_a_mailbox_refusal_stops_the_batch_at_the_first_email(
+    tmp_path: Path, ms: FakeMicrosoft
+) -> None:
+    ms.mailboxes.clear()
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with graph_postroom(url, ms, connections_per_account=1) as postroom:
+        for i in range(5):
+            postroom.send(to=[f"r{i}@example.org"], subject="s", body="<p>b</p>")
+        run_agent(postroom)
+        assert postroom.outbox_counts()[OutboxStatus.FAILED] == 5
+    assert sum(1 for *_, path, _ in ms.requests if path.endswith("/sendMail")) == 1

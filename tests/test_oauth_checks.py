@@ -100,6 +100,7 @@ def test_xoauth2_refused_after_a_fresh_token_holds_the_account(
 def test_graph_connectivity_reports_token_mailbox_permission(
     tmp_path: Path, ms: FakeMicrosoft
 ) -> None:
+    ms.apps[CLIENT_ID].roles = ["Mail.Send", "User.Read.All"]
     with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom:
         report = postroom.test_account("Default")
     assert [s.name for s in report.steps] == ["token", "mailbox", "permission"]
@@ -125,6 +126,7 @@ def test_graph_connectivity_reports_token_mailbox_permission(
 def test_graph_connectivity_explains_each_failure(
     tmp_path: Path, ms: FakeMicrosoft, fault: str, step: str, words: str
 ) -> None:
+    ms.apps[CLIENT_ID].roles = ["Mail.Send", "User.Read.All"]
     if fault == "tenant":
         ms.tenants.clear()
     elif fault == "mailbox":
@@ -137,9 +139,21 @@ def test_graph_connectivity_explains_each_failure(
     with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms, secret=secret) as postroom:
         report = postroom.test_account("Default")
     assert not report.ok
-    failed = report.steps[-1]
+    [failed] = [s for s in report.steps if not s.ok]
     assert failed.name == step
     assert words in failed.explanation
+
+
+def test_mail_send_alone_passes_without_the_mailbox_lookup(
+    tmp_path: Path, ms: FakeMicrosoft
+) -> None:
+    with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom:
+        report = postroom.test_account("Default")
+    assert report.ok
+    _, mailbox, permission = report.steps
+    assert mailbox.detail.startswith("not checked: 403")
+    assert "User.Read.All" in mailbox.explanation
+    assert permission.ok
 
 
 def test_xoauth2_connectivity_shows_the_token_step(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -21,9 +22,10 @@ from postroom.errors import (
     TransientDeliveryError,
 )
 from postroom.outbox.outcome import decide
+from postroom.outbox.retry import retry_after
 from postroom.outbox.status import Hold, OutboxStatus, check_transition
 from postroom.transports.gate import MailboxGates
-from postroom.transports.graph_errors import graph_error, retry_after
+from postroom.transports.graph_errors import graph_error
 from tests.test_classify import NOW, POLICY, claimed
 
 
@@ -64,12 +66,21 @@ def test_profile_needs_an_endpoint_or_a_tenant() -> None:
         ("client_secret", ""),
         ("token_endpoint", "https://login.example.com/token?x=1"),
         ("token_endpoint", "file:///etc/passwd"),
+        ("tenant_id", "x@evil.example"),
+        ("tenant_id", ".."),
+        ("scope", "https://graph.microsoft.com"),
+        ("scope", "https://a/.default https://b/.default"),
         ("grant_type", "password"),
     ],
 )
 def test_profile_fields_are_checked(field: str, value: str) -> None:
     with pytest.raises(ValidationError):
         profile(**{field: value})
+
+
+def test_tenant_and_endpoint_must_agree() -> None:
+    with pytest.raises(ValidationError, match="give one of them"):
+        profile(token_endpoint="https://login.microsoftonline.com/other/oauth2/v2.0/token")
 
 
 def test_secret_is_masked_and_part_of_the_fingerprint() -> None:
@@ -277,3 +288,52 @@ def test_gate_caps_concurrency_and_pauses_a_mailbox() -> None:
     waited = asyncio.run(scenario())
     assert peak == 2
     assert waited >= 0.05
+
+
+def test_gate_cap_holds_across_event_loops_and_threads() -> None:
+    gates = MailboxGates(limit=2)
+    lock = threading.Lock()
+    inside = peak = 0
+
+    async def requests() -> None:
+        async def one() -> None:
+            nonlocal inside, peak
+            async with gates.slot("m@example.com"):
+                with lock:
+                    inside += 1
+                    peak = max(peak, inside)
+                await asyncio.sleep(0.02)
+                with lock:
+                    inside -= 1
+
+        await asyncio.gather(*(one() for _ in range(4)))
+
+    threads = [threading.Thread(target=lambda: asyncio.run(requests())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert peak == 2
+
+
+def test_a_pause_longer_than_the_caller_waits_is_raised() -> None:
+    gates = MailboxGates()
+    gates.pause("m@example.com", 120)
+
+    async def attempt() -> None:
+        async with gates.slot("M@example.com", max_wait=10):
+            pass
+
+    with pytest.raises(ThrottledError) as throttled:
+        asyncio.run(attempt())
+    assert 110 < throttled.value.retry_after <= 120
+
+
+def test_rows_held_without_asking_are_not_a_new_refusal() -> None:
+    asked = decide(claimed("a@example.com"), CredentialsRejectedError("x", stage="token"),
+                   policy=POLICY, now=NOW)  # fmt: skip
+    assert asked.credentials_refused
+    held = decide(claimed("a@example.com"), CredentialsRejectedError("x", stage="hold"),
+                  policy=POLICY, now=NOW)  # fmt: skip
+    assert held.status is OutboxStatus.HELD
+    assert not held.credentials_refused

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from postroom.accounts.advanced import TLS_VERSIONS, parse_advanced
 from postroom.accounts.presets import PRESETS, Provider, Security, preset_warnings
-from postroom.auth.models import check_url
+from postroom.auth.models import check_base_url
 from postroom.validation import check_address, check_display_name, check_record_name
 
 DEFAULT_ACCOUNT = "Default"
@@ -99,7 +99,7 @@ class EmailAccount(BaseModel):
     @field_validator("graph_url")
     @classmethod
     def _graph_url(cls, v: str) -> str:
-        return check_url(v, what="graph_url")
+        return check_base_url(v, what="graph_url")
 
     @field_validator("tls_min_version")
     @classmethod

@@ -189,6 +189,9 @@ class SenderAgent:
     def _recheck_holds(self, conn: Connection) -> None:
         # A held account's emails are queued again when its check is due, so that the
         # next attempt finds out whether the credentials work now.
+        orphans = self._outbox.release_orphans(conn)
+        if orphans:
+            log.info("%d emails held for accounts no longer held: queued again", orphans)
         for account in HoldStore().due(conn, utcnow()):
             released = self._outbox.release_held(conn, account)
             if released:

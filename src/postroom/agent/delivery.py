@@ -17,7 +17,7 @@ from postroom.errors import (
     TransientDeliveryError,
 )
 from postroom.outbox.models import ClaimedEmail, DeliveryReport, Outcome
-from postroom.outbox.outcome import decide
+from postroom.outbox.outcome import HELD_STAGE, decide
 from postroom.outbox.retry import RetryPolicy
 from postroom.transports.base import Envelope, Sender, Transport, TransportFactory
 
@@ -27,7 +27,7 @@ SenderLoader = Callable[[str], Sender]
 
 # Failures at these stages concern the connection or the account, not one message.
 CONNECTION_STAGES = frozenset(
-    {"account", "connect", "EHLO", "STARTTLS", "AUTH", "token", "throttled"}
+    {"account", "connect", "EHLO", "STARTTLS", "AUTH", "token", "throttled", "mailbox"}
 )
 
 
@@ -72,7 +72,7 @@ class Deliverer:
             hold = pool.sender.hold
             if hold is not None and hold.active(utcnow()):
                 # Its credentials were refused: no request until the hold's next check.
-                held = CredentialsRejectedError(hold.reason, stage="token")
+                held = CredentialsRejectedError(hold.reason, stage=HELD_STAGE)
                 outcomes.extend(self._decide(r, held) for r in account_rows)
                 continue
             queue: asyncio.Queue[ClaimedEmail] = asyncio.Queue()

@@ -12,7 +12,7 @@ from postroom.accounts.holds import HoldStore
 from postroom.cases import store as case_store
 from postroom.db.types import utcnow
 from postroom.outbox.models import ClaimedEmail, Outcome, RecipientState
-from postroom.outbox.status import Hold, OutboxStatus
+from postroom.outbox.status import OutboxStatus
 from postroom.outbox.store import OutboxStore
 
 log = logging.getLogger("postroom.agent")
@@ -57,7 +57,7 @@ def record_outcomes(
                 counts["lost"] += 1
                 continue
             annotate_case(conn, outcome, row)
-            if outcome.hold is Hold.ACCOUNT:
+            if outcome.credentials_refused:
                 refused[row.account] = outcome.last_error or "credentials refused"
             elif outcome.newly_delivered:
                 delivered.add(row.account)
@@ -85,15 +85,17 @@ def _update_holds(
     now = utcnow()
     for account, reason in refused.items():
         hold = holds.get(conn, account)
-        # Rows the deliverer held without asking (the hold was still active) do not
-        # count as another refusal.
+        # Another agent may have held it a moment ago: one refusal, one extension.
         if hold is None or not hold.active(now):
             holds.hold(conn, account, reason=reason.removeprefix("held: "), now=now, delay=delay)
             log.warning("account %s is held: %s", account, reason)
     for account in delivered - set(refused):
-        if holds.lift(conn, account):
-            released = outbox.release_held(conn, account, now=now)
-            log.info("account %s works again: hold lifted, %d emails queued", account, released)
+        lifted = holds.lift(conn, account)
+        # Released whether or not this agent lifted the hold: another agent may have
+        # held rows while the hold was being lifted elsewhere.
+        released = outbox.release_held(conn, account, now=now)
+        if lifted or released:
+            log.info("account %s works again: %d held emails queued", account, released)
 
 
 def annotate_case(conn: Connection, outcome: Outcome, row: ClaimedEmail) -> None:

@@ -35,6 +35,26 @@ MICROSOFT_HOSTS = frozenset(
 )
 
 
+# SMTP submission hosts that take Microsoft's access tokens (AUTH XOAUTH2).
+MICROSOFT_SMTP_HOSTS = frozenset(
+    {"smtp.office365.com", "smtp-mail.outlook.com", "outlook.office365.com"}
+)
+
+
+def check_token_host(host: str, *, encrypted: bool, allowed: Collection[str], what: str) -> str:
+    """``host`` if an access token may be sent to it over SMTP; else why not."""
+    name = host.lower()
+    if name not in MICROSOFT_SMTP_HOSTS and name not in {h.lower() for h in allowed}:
+        raise ConfigurationError(
+            f"{what} {host} is not a Microsoft SMTP host and would receive the profile's access "
+            "tokens; to use it anyway, add it to POSTROOM_ALLOWED_ENDPOINT_HOSTS where "
+            "Postroom runs"
+        )
+    if not encrypted and not is_loopback(name):
+        raise ConfigurationError(f"{what} {host}: a token travels unencrypted only on loopback")
+    return host
+
+
 def is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,6 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from postroom.validation import check_record_name, single_line
+
+_TENANT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*")
 
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -62,11 +65,20 @@ class AuthProfile(BaseModel):
     @field_validator("tenant_id")
     @classmethod
     def _tenant(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        # A GUID or a domain such as contoso.onmicrosoft.com: never a path or a query.
-        if not v or any(c in v for c in "/?#% \\") or single_line(v) != v:
+        # A GUID or a domain such as contoso.onmicrosoft.com: it goes into a URL path.
+        if v is not None and not _TENANT.fullmatch(v):
             raise ValueError(f"tenant_id {v!r} must be a tenant GUID or domain name")
+        return v
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: str) -> str:
+        # Client credentials take one resource's application permissions: resource/.default.
+        if " " in v or not v.endswith("/.default"):
+            raise ValueError(
+                f"scope {v!r} must be one resource followed by /.default, "
+                f"e.g. {GRAPH_SCOPE} or {OUTLOOK_SMTP_SCOPE}"
+            )
         return v
 
     @field_validator("authority", "token_endpoint")
@@ -78,12 +90,19 @@ class AuthProfile(BaseModel):
     @classmethod
     def _endpoint(cls, data: Any) -> Any:
         # tenant_id is a shortcut: Microsoft's token endpoint is derived from it.
-        if isinstance(data, dict) and not data.get("token_endpoint"):
-            tenant = data.get("tenant_id")
+        if not isinstance(data, dict):
+            return data
+        tenant = data.get("tenant_id")
+        endpoint = data.get("token_endpoint")
+        if not endpoint:
             if not tenant:
                 raise ValueError("give token_endpoint, or tenant_id for Microsoft Entra ID")
             authority = str(data.get("authority") or MICROSOFT_AUTHORITY).rstrip("/")
             data = {**data, "token_endpoint": f"{authority}/{tenant}/oauth2/v2.0/token"}
+        elif tenant and f"/{tenant}/" not in str(endpoint):
+            raise ValueError(
+                f"token_endpoint {endpoint} is not tenant_id {tenant}'s: give one of them"
+            )
         return data
 
     @property
@@ -99,6 +118,14 @@ class AuthProfile(BaseModel):
             )
         )
         return hashlib.sha256(material.encode()).hexdigest()
+
+
+def check_base_url(value: str, *, what: str = "URL") -> str:
+    """:func:`check_url` without a path: ``https://host[:port]``."""
+    url = check_url(value, what=what)
+    if urlsplit(url).path:
+        raise ValueError(f"{what} {value!r} must be scheme and host only, without a path")
+    return url
 
 
 def check_url(value: str, *, what: str = "URL") -> str:

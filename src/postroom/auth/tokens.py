@@ -30,8 +30,10 @@ from postroom.errors import (
     ConfigurationError,
     CredentialsRejectedError,
     DeliveryError,
+    ThrottledError,
     TransientDeliveryError,
 )
+from postroom.outbox.retry import retry_after
 
 log = logging.getLogger("postroom.auth")
 
@@ -185,7 +187,7 @@ class TokenCache:
         except AuthlibBaseError as exc:
             raise _oauth_error(exc) from None
         except httpx2.HTTPStatusError as exc:
-            raise _status_error(exc.response.status_code, url) from None
+            raise _status_error(exc.response, url) from None
         except httpx2.TimeoutException:
             raise TransientDeliveryError(
                 f"the token endpoint {url} did not answer in {self._timeout:g} s", stage=STAGE
@@ -224,7 +226,16 @@ def _oauth_error(exc: AuthlibBaseError) -> DeliveryError:
     return CredentialsRejectedError(problem.describe(), stage=STAGE)
 
 
-def _status_error(status: int, url: str) -> DeliveryError:
+def _status_error(response: httpx2.Response, url: str) -> DeliveryError:
+    status = response.status_code
+    wait = retry_after(response.headers.get("Retry-After"))
+    if status in (429, 503) and wait is not None:
+        # The identity provider asked to wait: the emails wait, uncounted.
+        return ThrottledError(
+            f"the token endpoint {url} asked to wait (HTTP {status})",
+            retry_after=min(max(wait, 1.0), 3600.0),
+            code=status,
+        )
     if status >= 500 or status == 429:
         return TransientDeliveryError(
             f"the token endpoint {url} answered HTTP {status}; trying again later", stage=STAGE

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from postroom.accounts import EmailAccount, Protocol
+from postroom.accounts import EmailAccount, Protocol, Security
 from postroom.auth import GRAPH_SCOPE, MICROSOFT_HOSTS, AuthProfile, check_endpoint
+from postroom.auth.endpoints import check_token_host
 from postroom.cases.models import CaseType, RecipientKind
 from postroom.correspondence import Correspondence, Renderer
 from postroom.errors import ConfigurationError, TemplateError
@@ -277,6 +278,13 @@ def _check_endpoints(records: dict[str, list[Any]], allowed: frozenset[str]) -> 
         if account.protocol is Protocol.GRAPH:
             check_endpoint(
                 account.graph_url, allowed=allowed, what=f"account {account.name}: graph_url"
+            )
+        elif account.auth_profile and account.host:
+            check_token_host(
+                account.host,
+                encrypted=account.security is not Security.NONE,
+                allowed=allowed,
+                what=f"account {account.name}: host",
             )
 
 

@@ -119,6 +119,9 @@ class Outcome:
     # account is held. Nothing was refused.
     refund: bool = False
     outcome_unknown: bool = False  # the request went out and no answer came back
+    # The identity provider or service refused the account's credentials just now (not a
+    # row held without asking because its account already was).
+    credentials_refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from postroom.errors import (
@@ -22,6 +23,8 @@ from postroom.outbox.models import (
 from postroom.outbox.retry import RetryPolicy
 from postroom.outbox.status import Hold, OutboxStatus
 
+HELD_STAGE = "hold"  # a row held without asking: its account already was
+
 
 def decide(
     email: ClaimedEmail,
@@ -38,7 +41,8 @@ def decide(
     """
     if isinstance(result, CredentialsRejectedError):
         # Nothing is wrong with the email: it waits for the account, uncounted.
-        return _waiting(email, now, OutboxStatus.HELD, f"held: {result}", hold=Hold.ACCOUNT)
+        held = _waiting(email, now, OutboxStatus.HELD, f"held: {result.text}", hold=Hold.ACCOUNT)
+        return replace(held, credentials_refused=result.stage != HELD_STAGE)
     if isinstance(result, ThrottledError):
         later = now + timedelta(seconds=result.retry_after)
         return _waiting(email, later, OutboxStatus.RETRY, str(result), code=result.code)

@@ -286,6 +286,23 @@ class OutboxStore:
         )
         return result.rowcount
 
+    def release_orphans(self, conn: Connection, *, now: datetime | None = None) -> int:
+        """Queue again emails held for an account that is no longer held (a race lost)."""
+        now = now or utcnow()
+        holds = tables.account_holds
+        result = conn.execute(
+            update(t)
+            .where(
+                t.c.status == OutboxStatus.HELD.value,
+                t.c.hold == Hold.ACCOUNT.value,
+                t.c.account.not_in(select(holds.c.account).scalar_subquery()),
+            )
+            .values(
+                status=OutboxStatus.QUEUED.value, hold=None, next_attempt_at=now, updated_at=now
+            )
+        )
+        return result.rowcount
+
     # --- reading and steering --------------------------------------------------------
 
     def get(self, conn: Connection, outbox_id: int) -> OutboxEntry:

@@ -57,7 +57,9 @@ class Transports:
                 http_transport=self._http_transport,
             )
         source = self.token_source(profile) if profile is not None else None
-        return SmtpTransport(account, timeout=self.smtp_timeout, tokens=source)
+        return SmtpTransport(
+            account, timeout=self.smtp_timeout, tokens=source, token_hosts=self.allowed_hosts
+        )
 
     def token_source(self, profile: AuthProfile) -> TokenSource:
         """Tokens of ``profile`` from the shared cache, as an SMTP transport asks for them."""

@@ -3,7 +3,10 @@
 Microsoft Graph allows 4 concurrent requests per mailbox; over that, or when a
 mailbox is throttled, it answers 429 with ``Retry-After``. Every transport of a
 process shares one :class:`MailboxGates`, so the cap holds however many connections
-the agent opens, and one throttled request pauses all requests to that mailbox.
+and event loops (the agent's, immediate sends') there are, and one throttled
+request pauses all requests to that mailbox. A pause longer than a caller will wait
+raises :class:`~postroom.errors.ThrottledError`: the email goes back to the outbox
+rather than holding up the agent.
 """
 
 from __future__ import annotations
@@ -11,17 +14,20 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from postroom.errors import ThrottledError
 
 GRAPH_CONCURRENCY = 4
+_POLL = 0.01  # how often a request waiting for a slot looks again
 
 
+@dataclass(slots=True)
 class _Gate:
-    def __init__(self, limit: int) -> None:
-        self.slots = asyncio.Semaphore(limit)
-        self.paused_until = 0.0
+    in_use: int = 0
+    paused_until: float = 0.0
 
 
 class MailboxGates:
@@ -32,30 +38,41 @@ class MailboxGates:
     ) -> None:
         self.limit = limit
         self._clock = clock
+        # A thread lock, not an asyncio one: the gates span event loops and threads.
         self._guard = threading.Lock()
-        # Semaphores belong to one event loop: one set of gates per loop.
-        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Gate]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._gates: dict[str, _Gate] = {}
 
     def _gate(self, mailbox: str) -> _Gate:
-        loop = asyncio.get_running_loop()
-        with self._guard:
-            return self._gates.setdefault(loop, {}).setdefault(mailbox.lower(), _Gate(self.limit))
+        return self._gates.setdefault(mailbox.lower(), _Gate())
 
     @asynccontextmanager
-    async def slot(self, mailbox: str) -> AsyncIterator[None]:
-        """Hold one of the mailbox's request slots, after any pause has passed."""
-        gate = self._gate(mailbox)
-        while (wait := gate.paused_until - self._clock()) > 0:
-            await asyncio.sleep(wait)
-        async with gate.slots:
-            # A pause may have begun while this request waited for its slot.
-            while (wait := gate.paused_until - self._clock()) > 0:
-                await asyncio.sleep(wait)
+    async def slot(self, mailbox: str, *, max_wait: float = float("inf")) -> AsyncIterator[None]:
+        """Hold one of the mailbox's request slots once any pause has passed.
+
+        Raises :class:`ThrottledError` instead of waiting out a pause longer than
+        ``max_wait`` seconds.
+        """
+        while True:
+            with self._guard:
+                gate = self._gate(mailbox)
+                pause = gate.paused_until - self._clock()
+                if pause <= 0 and gate.in_use < self.limit:
+                    gate.in_use += 1
+                    break
+            if pause > max_wait:
+                raise ThrottledError(
+                    f"mailbox {mailbox} is paused for {pause:.0f} s more at the service's request",
+                    retry_after=pause,
+                )
+            await asyncio.sleep(max(pause, _POLL))
+        try:
             yield
+        finally:
+            with self._guard:
+                gate.in_use -= 1
 
     def pause(self, mailbox: str, seconds: float) -> None:
         """No request to ``mailbox`` starts for ``seconds`` (the service's Retry-After)."""
-        gate = self._gate(mailbox)
-        gate.paused_until = max(gate.paused_until, self._clock() + seconds)
+        with self._guard:
+            gate = self._gate(mailbox)
+            gate.paused_until = max(gate.paused_until, self._clock() + seconds)

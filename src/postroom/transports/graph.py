@@ -30,9 +30,10 @@ from postroom.errors import (
     TransientDeliveryError,
 )
 from postroom.outbox.models import DeliveryReport
+from postroom.outbox.retry import retry_after
 from postroom.transports.base import Envelope
 from postroom.transports.gate import MailboxGates
-from postroom.transports.graph_errors import graph_error, retry_after
+from postroom.transports.graph_errors import graph_error
 from postroom.transports.graph_message import SMALL_ATTACHMENT_LIMIT, GraphMessage, graph_message
 
 log = logging.getLogger("postroom.graph")
@@ -41,6 +42,9 @@ log = logging.getLogger("postroom.graph")
 UPLOAD_CHUNK = 10 * 320 * 1024
 MAX_THROTTLES = 3  # waits inside one send before the email goes back to the outbox
 DEFAULT_RETRY_AFTER = 10.0
+# A Retry-After is obeyed within these bounds: never a busy loop, never years.
+MIN_RETRY_AFTER = 1.0
+MAX_RETRY_AFTER = 3600.0
 
 
 class GraphTransport:
@@ -74,7 +78,8 @@ class GraphTransport:
         try:
             check_endpoint(self.account.graph_url, allowed=self._allowed, what="graph_url")
         except ConfigurationError as exc:
-            raise TransientDeliveryError(str(exc), stage="account") from None
+            # The account's settings, not the email: it waits, held, until they are fixed.
+            raise CredentialsRejectedError(str(exc), stage="account") from None
         try:
             message = graph_message(envelope.message, recipients=envelope.recipients)
         except (MessageError, ValueError) as exc:
@@ -120,7 +125,8 @@ class GraphTransport:
         if not isinstance(url, str):
             raise TransientDeliveryError("Graph opened no upload session", stage="upload")
         try:
-            check_endpoint(url, allowed=self._allowed, what="upload URL")
+            # Without the query: it holds the upload session's own authorisation.
+            check_endpoint(url.split("?", 1)[0], allowed=self._allowed, what="upload URL")
         except ConfigurationError as exc:
             raise PermanentDeliveryError(str(exc), stage="upload") from None
         total = len(content)
@@ -135,7 +141,8 @@ class GraphTransport:
 
     async def _delete_draft(self, draft: str) -> None:
         try:
-            await self._call("DELETE", draft)
+            # Not worth waiting out a throttling pause for: an unsent draft stays behind.
+            await self._call("DELETE", draft, max_wait=0.0)
         except DeliveryError as exc:
             log.warning("could not delete an unsent Graph draft: %s", exc)
 
@@ -149,14 +156,17 @@ class GraphTransport:
         headers: Mapping[str, str] | None = None,
         bearer: bool = True,
         final: bool = False,
+        max_wait: float | None = None,
     ) -> httpx2.Response:
         """One Graph request: token, mailbox slot, one refresh on 401, throttling waits."""
+        if max_wait is None:
+            max_wait = self._max_inline_wait
         stage = _stage(method, url)
         refreshed = False
         waited = 0.0
         throttles = 0
         while True:
-            async with self._gates.slot(self.account.mailbox):
+            async with self._gates.slot(self.account.mailbox, max_wait=max_wait):
                 request_headers = dict(headers or {})
                 if bearer:
                     token = await self._bearer()
@@ -175,6 +185,7 @@ class GraphTransport:
             wait = retry_after(response.headers.get("Retry-After"))
             if status == 429 or (status == 503 and wait is not None):
                 wait = DEFAULT_RETRY_AFTER if wait is None else wait
+                wait = min(max(wait, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
                 self._gates.pause(self.account.mailbox, wait)
                 throttles += 1
                 if throttles > MAX_THROTTLES or waited + wait > self._max_inline_wait:

@@ -7,8 +7,6 @@ HTTP status alone, says what an administrator has to do.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from postroom.errors import (
@@ -48,6 +46,13 @@ DRAFT_ACCESS = (
     "consent) besides Mail.Send"
 )
 
+# Codes about the sending mailbox or the application, not about one message: the agent
+# stops sending this batch through the account at the first one.
+ACCOUNT_CODES = frozenset(
+    {"ErrorAccessDenied", "ErrorSendAsDenied", "ErrorInvalidUser", "MailboxNotEnabledForRESTAPI"}
+)
+ACCOUNT_STAGE = "mailbox"
+
 # Codes that pass with time, whatever the HTTP status says.
 TRANSIENT_CODES = frozenset(
     {"ErrorQuotaExceeded", "ErrorMailboxStoreUnavailable", "ErrorServerBusy", "ErrorTimeoutExpired"}
@@ -82,20 +87,6 @@ def graph_error(status: int, content: bytes, *, stage: str) -> DeliveryError:
         return CredentialsRejectedError(text, code=status, stage=stage)
     if code in TRANSIENT_CODES or status in TRANSIENT_STATUSES:
         return TransientDeliveryError(text, code=status, stage=stage)
+    if code in ACCOUNT_CODES:
+        stage = ACCOUNT_STAGE
     return PermanentDeliveryError(text, code=status, stage=stage)
-
-
-def retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), if any."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

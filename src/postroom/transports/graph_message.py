@@ -263,9 +263,10 @@ def _mailboxes(msg: EmailMessage, header: str) -> list[tuple[str, str]]:
     """(display name, address) of each mailbox in the ``header`` headers, one line each."""
     try:
         boxes = [box for value in msg.get_all(header, []) for box in value.addresses]
-    except ValueError as exc:
+    except (ValueError, AttributeError, IndexError) as exc:
         # The stdlib refuses a name that decodes to a line break (build_message never
-        # writes one); a lenient reading could take the wrong address, so refuse too.
+        # writes one), and trips over some odd ones (an unquoted "." as a display name);
+        # a lenient reading could take the wrong address, so refuse too.
         raise MessageError(f"the {header} header cannot be read safely: {exc}") from None
     return [(_text(box.display_name), _text(box.addr_spec)) for box in boxes if box.addr_spec]
 

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 import aiosmtplib
 
 from postroom.accounts.advanced import parse_advanced
 from postroom.accounts.models import EmailAccount
 from postroom.accounts.presets import Security
+from postroom.auth.endpoints import check_token_host
 from postroom.auth.tokens import AccessToken
 from postroom.errors import (
+    ConfigurationError,
     CredentialsRejectedError,
     DeliveryError,
     PermanentDeliveryError,
@@ -94,10 +96,16 @@ class SmtpTransport:
     """One SMTP connection for one account, opened on first use and kept open."""
 
     def __init__(
-        self, account: EmailAccount, *, timeout: float = 30.0, tokens: TokenSource | None = None
+        self,
+        account: EmailAccount,
+        *,
+        timeout: float = 30.0,
+        tokens: TokenSource | None = None,
+        token_hosts: Collection[str] = (),
     ) -> None:
         self.account = account
         self._tokens = tokens
+        self._token_hosts = token_hosts
         self._options = parse_advanced(account.advanced)
         self._timeout = self._options.read_timeout or timeout
         self._smtp: aiosmtplib.SMTP | None = None
@@ -175,12 +183,21 @@ class SmtpTransport:
 
     async def _authenticate_oauth(self, smtp: aiosmtplib.SMTP) -> None:
         """XOAUTH2 with the profile's token; a refused token is refreshed once."""
-        assert self._tokens is not None
         a = self.account
-        if smtp.get_transport_info("sslcontext") is None and not a.allow_insecure_auth:
+        assert self._tokens is not None
+        assert a.host is not None
+        encrypted = smtp.get_transport_info("sslcontext") is not None
+        if not encrypted and not a.allow_insecure_auth:
             raise PermanentDeliveryError(
                 "refusing to send an access token over an unencrypted connection", stage="AUTH"
             )
+        try:
+            check_token_host(
+                a.host, encrypted=encrypted, allowed=self._token_hosts, what="SMTP host"
+            )
+        except ConfigurationError as exc:
+            # The account's settings: it waits, held, until they are fixed.
+            raise CredentialsRejectedError(str(exc), stage="AUTH") from None
         if "xoauth2" not in [m.lower() for m in smtp.server_auth_methods]:
             raise TransientDeliveryError(
                 f"{a.host} does not offer AUTH XOAUTH2 (offered: "
