@@ -144,8 +144,3 @@ def check_url(value: str, *, what: str = "URL") -> str:
         raise ValueError(f"{what} {value!r} contains spaces or control characters")
     del port  # parsed only to reject a malformed port
     return v
-
-
-def dump_public(profile: AuthProfile) -> dict[str, Any]:
-    """The profile's fields without the secret, for display and APIs."""
-    return profile.model_dump(mode="json", exclude={"client_secret"})

@@ -126,12 +126,6 @@ class TokenCache:
                 self._refused.pop(profile.name, None)
             return token
 
-    def forget(self, name: str) -> None:
-        """Drop what is known of profile ``name`` (after it was edited, say)."""
-        with self._guard:
-            self._tokens.pop(name, None)
-            self._refused.pop(name, None)
-
     def _cached(self, profile: AuthProfile, stale: AccessToken | None) -> AccessToken | None:
         with self._guard:
             entry = self._tokens.get(profile.name)
