@@ -29,6 +29,8 @@ def test_public_surface_is_exactly_all() -> None:
         "agent",
         "app",
         "auth",
+        "keystores",
+        "signing",
         "cases",
         "config",
         "correspondence",

@@ -32,11 +32,14 @@ from postroom.config.apply import ApplyReport, apply_config, write_records
 from postroom.correspondence import CorrespondenceStore, Renderer
 from postroom.db import create_db_engine, tables, upgrade
 from postroom.errors import MessageError
+from postroom.keystores.models import Keystore
+from postroom.keystores.store import KeystoreStore
 from postroom.operators import OperatorStore
 from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, RetryPolicy
 from postroom.records import Change
 from postroom.security import SecretBox, load_secret_box
 from postroom.settings import Settings
+from postroom.signing.sealer import Sealer
 from postroom.transports import Sender, TransportFactory, Transports
 
 log = logging.getLogger("postroom")
@@ -85,6 +88,8 @@ class Postroom:
         self.transport_factory: TransportFactory = transport_factory or self.transports
         self.account_store = AccountStore(self.secrets)
         self.profile_store = AuthProfileStore(self.secrets)
+        self.keystore_store = KeystoreStore(self.secrets)
+        self.sealer = Sealer(self.keystore_store)
         self.hold_store = HoldStore()
         self.operator_store = OperatorStore()
         self.correspondence_store = CorrespondenceStore()
@@ -92,7 +97,10 @@ class Postroom:
         self.outbox_store = OutboxStore()
         self._renderers = _RendererCache(self.correspondence_store)
         self.composer = Composer(
-            accounts=self.account_store, operators=self.operator_store, renderer=self._renderers
+            accounts=self.account_store,
+            operators=self.operator_store,
+            renderer=self._renderers,
+            seal=self.sealer.seal,
         )
         self.cases = CaseService(
             engine=self.engine,
@@ -105,14 +113,15 @@ class Postroom:
     def _holds_secrets(self) -> bool:
         try:
             with self.engine.connect() as conn:
-                query = select(tables.accounts.c.name).where(
-                    tables.accounts.c.password.is_not(None)
+                a = tables.accounts
+                queries = (
+                    select(a.c.name).where(
+                        a.c.password.is_not(None) | a.c.dkim_private_key.is_not(None)
+                    ),
+                    select(tables.auth_profiles.c.name),
+                    select(tables.keystores.c.name),
                 )
-                profiles = select(tables.auth_profiles.c.name)
-                return (
-                    conn.execute(query.limit(1)).first() is not None
-                    or conn.execute(profiles.limit(1)).first() is not None
-                )
+                return any(conn.execute(q.limit(1)).first() is not None for q in queries)
         except SQLAlchemyError:
             return False  # no schema yet: nothing encrypted to lose
 
@@ -159,6 +168,14 @@ class Postroom:
     def put_auth_profile(self, profile: AuthProfile) -> Change:
         """Create or update a profile; a change lifts the holds of the accounts naming it."""
         return write_records(self, {"auth_profiles": [profile]}).changes[0][2]
+
+    def keystore(self, name: str) -> Keystore:
+        with self.engine.connect() as conn:
+            return self.keystore_store.get(conn, name)
+
+    def keystores(self) -> list[Keystore]:
+        with self.engine.connect() as conn:
+            return self.keystore_store.list(conn)
 
     def sender(self, name: str) -> Sender:
         """Account ``name`` as the agent sends with it: its profile and any hold."""

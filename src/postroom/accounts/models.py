@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from postroom.accounts.advanced import TLS_VERSIONS, parse_advanced
@@ -14,6 +17,9 @@ from postroom.auth.models import check_base_url
 from postroom.validation import check_address, check_display_name, check_record_name
 
 DEFAULT_ACCOUNT = "Default"
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*"
+)
 GRAPH_URL = "https://graph.microsoft.com"
 
 
@@ -27,6 +33,48 @@ class UnknownOutcome(StrEnum):
 
     RETRY = "retry"  # send again: a duplicate is possible, a loss is not
     HOLD = "hold"  # wait for a person to check the mailbox's Sent Items
+
+
+class Signing(BaseModel):
+    """S/MIME signing: the keystore record (and entry) whose key signs the account's mail."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keystore: str
+    alias: str | None = None
+
+    @field_validator("keystore")
+    @classmethod
+    def _keystore(cls, v: str) -> str:
+        return check_record_name(v, what="signing keystore")
+
+
+class Dkim(BaseModel):
+    """DKIM for the sending domain: the selector's DNS record holds the public key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    domain: str
+    selector: str
+    private_key: SecretStr
+
+    @field_validator("domain", "selector")
+    @classmethod
+    def _label(cls, v: str) -> str:
+        if not _DNS_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is not a DNS name (letters, digits, '-', '.')")
+        return v.lower()
+
+    @field_validator("private_key")
+    @classmethod
+    def _key(cls, v: SecretStr) -> SecretStr:
+        try:
+            key = serialization.load_pem_private_key(v.get_secret_value().encode(), None)
+        except (ValueError, TypeError):
+            raise ValueError("dkim private_key must be an unencrypted PEM private key") from None
+        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 1024:
+            raise ValueError("dkim private_key must be an RSA key of 1024 bits or more")
+        return v
 
 
 class EmailAccount(BaseModel):
@@ -60,6 +108,8 @@ class EmailAccount(BaseModel):
     graph_url: str = GRAPH_URL
     save_to_sent_items: bool = True
     on_unknown_outcome: UnknownOutcome = UnknownOutcome.RETRY
+    signing: Signing | None = None
+    dkim: Dkim | None = None
 
     @field_validator("name")
     @classmethod

@@ -21,12 +21,18 @@ class AccountStore:
         self._secrets = secrets
 
     def _to_row(self, account: EmailAccount) -> dict[str, Any]:
-        row = account.model_dump(mode="json", exclude={"password"})
+        row = account.model_dump(mode="json", exclude={"password", "dkim"})
         row["password"] = (
             self._secrets.encrypt(account.password.get_secret_value())
             if account.password is not None
             else None
         )
+        dkim = account.dkim
+        row["dkim"] = None
+        row["dkim_private_key"] = None
+        if dkim is not None:
+            row["dkim"] = {"domain": dkim.domain, "selector": dkim.selector}
+            row["dkim_private_key"] = self._secrets.encrypt(dkim.private_key.get_secret_value())
         return row
 
     def _from_row(self, row: Any) -> EmailAccount:
@@ -38,6 +44,10 @@ class AccountStore:
             data["password"] = self._secrets.decrypt(
                 stored, what=f"the password of account {data['name']}"
             )
+        dkim_key = data.pop("dkim_private_key")
+        if data.get("dkim") and dkim_key is not None:
+            key = self._secrets.decrypt(dkim_key, what=f"the DKIM key of account {data['name']}")
+            data["dkim"] = {**data["dkim"], "private_key": key}
         return EmailAccount.model_validate(data)
 
     def get(self, conn: Connection, name: str) -> EmailAccount:
@@ -77,9 +87,5 @@ class AccountStore:
 
 
 def _same(a: EmailAccount, b: EmailAccount) -> bool:
-    def secret(x: EmailAccount) -> str | None:
-        return x.password.get_secret_value() if x.password is not None else None
-
-    return a.model_dump(exclude={"password"}) == b.model_dump(exclude={"password"}) and secret(
-        a
-    ) == secret(b)
+    # Pydantic compares SecretStr by value: a changed password or DKIM key is a change.
+    return a == b

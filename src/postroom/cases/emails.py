@@ -51,10 +51,12 @@ class Composer:
         accounts: AccountStore,
         operators: OperatorStore,
         renderer: Callable[[Connection], Renderer],
+        seal: Callable[[Connection, EmailAccount, bytes], bytes] | None = None,
     ) -> None:
         self._accounts = accounts
         self._operators = operators
         self._renderer = renderer
+        self._seal = seal
 
     def compose(
         self,
@@ -112,6 +114,9 @@ class Composer:
             headers=(("X-Postroom-Case", case.id),) if case is not None else (),
         )
         message = build_message(outgoing)
+        if self._seal is not None:
+            # Signed once, here: the outbox keeps the exact bytes that are sent.
+            message = self._seal(conn, account, message)
         return ComposedEmail(
             email=NewEmail(
                 message_id=message_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postroom.cli import cases, devinbox, outbox, profiles, records
+from postroom.cli import cases, devinbox, keystores, outbox, profiles, records
 from postroom.cli.common import (
     DatabaseOption,
     KeyFileOption,
@@ -37,6 +37,7 @@ def main_options(
 app.command()(records.apply)
 app.add_typer(records.accounts_app, name="accounts")
 app.add_typer(profiles.profiles_app, name="profiles")
+app.add_typer(keystores.keystores_app, name="keystores")
 app.add_typer(cases.cases_app, name="cases")
 app.command()(cases.send)
 app.add_typer(outbox.outbox_app, name="outbox")

@@ -84,6 +84,13 @@ def describe_account(account: EmailAccount, hold: AccountHold | None = None) -> 
             table.add_row("password", mask(account.password))
         table.add_row("truststore", "custom PEM bundle" if account.truststore else "system CAs")
     table.add_row("on_unknown_outcome", str(account.on_unknown_outcome))
+    if account.signing is not None:
+        alias = f" (alias {account.signing.alias})" if account.signing.alias else ""
+        table.add_row("signing", f"S/MIME with keystore {account.signing.keystore}{alias}")
+    if account.dkim is not None:
+        table.add_row(
+            "dkim", f"d={account.dkim.domain} s={account.dkim.selector}, key •••••• (set)"
+        )
     if hold is None:
         table.add_row("state", styled(("active", "green")))
     else:

@@ -7,6 +7,7 @@ environment variable ``NAME`` so that secrets stay out of the file.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from postroom.auth.endpoints import check_token_host
 from postroom.cases.models import CaseType, RecipientKind
 from postroom.correspondence import Correspondence, Renderer
 from postroom.errors import ConfigurationError, TemplateError
+from postroom.keystores.loading import describe
+from postroom.keystores.models import Keystore
 from postroom.operators import Operator
 from postroom.records import Change
 
@@ -31,8 +34,10 @@ if TYPE_CHECKING:
 
 # ${NAME} or ${NAME:-default}, as in a shell.
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-SECTIONS = ("operators", "auth_profiles", "accounts", "correspondence", "case_types")
-_SECRETS = {"accounts": "password", "auth_profiles": "client_secret"}
+SECTIONS = (
+    "operators", "auth_profiles", "keystores", "accounts", "correspondence", "case_types",
+)  # fmt: skip
+_SECRETS = {"accounts": "password", "auth_profiles": "client_secret", "keystores": "password"}
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
@@ -152,6 +157,7 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
     models: dict[str, type[BaseModel]] = {
         "operators": Operator,
         "auth_profiles": AuthProfile,
+        "keystores": Keystore,
         "accounts": EmailAccount,
         "correspondence": Correspondence,
         "case_types": CaseType,
@@ -178,10 +184,15 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
                 entry = _expand(entry, where)
                 if section == "accounts":
                     _read_file_field(entry, "truststore", base, where)
+                    _read_dkim_key(entry, base, where)
+                if section == "keystores":
+                    _read_keystore_file(entry, base, where)
             elif section == "correspondence" and isinstance(entry, dict):
                 _read_file_field(entry, "html", base, where)
                 _read_file_field(entry, "text", base, where)
             record = _validate(model, entry, where)
+            if isinstance(record, Keystore):
+                warnings.extend(f"{where}: {w}" for w in _check_keystore(record))
             if isinstance(record, EmailAccount):
                 warnings.extend(f"{where}: {w}" for w in record.warnings)
             records[section].append(record)
@@ -211,6 +222,12 @@ def write_records(
             report.changes.append(("auth profile", profile.name, change))
             if change != "unchanged":
                 changed_profiles.add(profile.name)
+        for keystore in records["keystores"]:
+            change = postroom.keystore_store.put(conn, keystore)
+            report.changes.append(("keystore", keystore.name, change))
+        keystores = {k.name: k for k in postroom.keystore_store.list(conn)}
+        for account in records["accounts"]:
+            report.warnings.extend(_check_signing(account, keystores))
         profiles = {p.name: p for p in postroom.profile_store.list(conn)}
         changed_accounts = set()
         for account in records["accounts"]:
@@ -310,3 +327,41 @@ def _check_profile(account: EmailAccount, profiles: dict[str, AuthProfile]) -> l
             "Office 365 needs https://outlook.office365.com/.default"
         ]
     return []
+
+
+def _read_keystore_file(entry: dict[str, Any], base: Path, where: str) -> None:
+    # `file: signing.pfx` (binary, relative to the YAML file) becomes the base64 content.
+    if "file" not in entry:
+        return
+    path = base / str(entry.pop("file"))
+    try:
+        entry["content"] = base64.b64encode(path.read_bytes()).decode()
+    except OSError as exc:
+        raise ConfigurationError(f"{where}: cannot read {path}: {exc.strerror}") from None
+
+
+def _read_dkim_key(entry: dict[str, Any], base: Path, where: str) -> None:
+    dkim = entry.get("dkim")
+    if isinstance(dkim, dict) and "private_key_file" in dkim:
+        dkim = dict(dkim)
+        _read_file_field(dkim, "private_key", base, f"{where}: dkim")
+        entry["dkim"] = dkim
+
+
+def _check_keystore(keystore: Keystore) -> list[str]:
+    """Open the store now (wrong password, alias): a bad keystore fails the apply."""
+    info = describe(keystore.entry())
+    return list(info.warnings)
+
+
+def _check_signing(account: EmailAccount, keystores: dict[str, Keystore]) -> list[str]:
+    if account.signing is None:
+        return []
+    keystore = keystores.get(account.signing.keystore)
+    if keystore is None:
+        raise ConfigurationError(
+            f"account {account.name} signs with keystore {account.signing.keystore!r}, which "
+            f"does not exist (known: {', '.join(sorted(keystores)) or 'none'})"
+        )
+    info = describe(keystore.entry(account.signing.alias), address=account.address)
+    return [f"account {account.name}: {w}" for w in info.warnings]

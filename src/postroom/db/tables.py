@@ -50,6 +50,9 @@ accounts = Table(
     Column("graph_url", String(255), nullable=False),
     Column("save_to_sent_items", Boolean, nullable=False),
     Column("on_unknown_outcome", String(8), nullable=False),
+    Column("signing", JSON, nullable=True),  # {"keystore", "alias"}
+    Column("dkim", JSON, nullable=True),  # {"domain", "selector"}
+    Column("dkim_private_key", Text, nullable=True),  # encrypted, see security.secrets
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -65,6 +68,18 @@ auth_profiles = Table(
     Column("tenant_id", String(255), nullable=True),
     Column("authority", String(255), nullable=False),
     Column("token_endpoint", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+keystores = Table(
+    "keystores",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("content", Text, nullable=False),  # the file, base64, encrypted
+    Column("password", Text, nullable=True),  # encrypted
+    Column("alias", String(255), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -1,0 +1,23 @@
+"""Signing keystores: the keys and certificates accounts use to sign their mail (S/MIME)."""
+
+from postroom.keystores.loading import (
+    KeyEntry,
+    KeystoreInfo,
+    KeystoreKind,
+    SigningKey,
+    describe,
+    detect_kind,
+    list_aliases,
+    load_keystore,
+)
+
+__all__ = [
+    "KeyEntry",
+    "KeystoreInfo",
+    "KeystoreKind",
+    "SigningKey",
+    "describe",
+    "detect_kind",
+    "list_aliases",
+    "load_keystore",
+]
