@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from postroom.cli.common import console, opened, run_command, styled
-from postroom.keystores.loading import describe
+from postroom.keystores.inspection import describe
 
 keystores_app = typer.Typer(help="Signing keystores: list, show.", no_args_is_help=True)
 

@@ -24,7 +24,7 @@ from postroom.auth.endpoints import check_token_host
 from postroom.cases.models import CaseType, RecipientKind
 from postroom.correspondence import Correspondence, Renderer
 from postroom.errors import ConfigurationError, TemplateError
-from postroom.keystores.loading import describe
+from postroom.keystores.inspection import describe
 from postroom.keystores.models import Keystore
 from postroom.operators import Operator
 from postroom.records import Change

@@ -1,11 +1,10 @@
 """Signing keystores: the keys and certificates accounts use to sign their mail (S/MIME)."""
 
+from postroom.keystores.inspection import KeystoreInfo, describe
 from postroom.keystores.loading import (
     KeyEntry,
-    KeystoreInfo,
     KeystoreKind,
     SigningKey,
-    describe,
     detect_kind,
     list_aliases,
     load_keystore,
