@@ -15,6 +15,9 @@ Authorization header on upload URLs) and answers with their error shapes.
 from __future__ import annotations
 
 import base64
+import binascii
+import email
+import email.policy
 import json
 import secrets
 import threading
@@ -70,7 +73,8 @@ class Sent:
     message: dict[str, Any]
     save_to_sent_items: bool
     attachments: dict[str, bytes]
-    via: str  # "sendMail" or "draft"
+    via: str  # "sendMail", "mime" or "draft"
+    mime: bytes = b""  # the message as sent in MIME format
 
 
 @dataclass
@@ -245,6 +249,8 @@ class FakeMicrosoft:
                 raise GraphRefusal(
                     403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
                 )
+            if method == "POST" and rest == ["sendMail"] and _is_mime(headers):
+                return self.send_mime(mailbox, body)
             data = _load(body) if body else {}
             if method == "POST" and rest == ["sendMail"]:
                 return self.send_mail(mailbox, data, len(body))
@@ -291,6 +297,28 @@ class FakeMicrosoft:
         )
         with self.lock:
             self.sent.append(Sent(mailbox, message, save in (True, "true"), files, "sendMail"))
+        return 202, {}, b""
+
+    def send_mime(self, mailbox: str, body: bytes) -> Reply:
+        """sendMail in MIME format: the whole message, base64, as text/plain."""
+        if len(body) > REQUEST_LIMIT:
+            raise GraphRefusal(413, "RequestEntityTooLarge", "The request is too large.")
+        try:
+            mime = base64.b64decode(body, validate=False)
+        except (binascii.Error, ValueError):
+            text = "Invalid base64 string for MIME content."
+            raise GraphRefusal(400, "ErrorMimeContentInvalidBase64String", text) from None
+        parsed = email.message_from_bytes(mime, policy=email.policy.default)
+        recipients = [
+            a for h in ("To", "Cc", "Bcc") for v in parsed.get_all(h, []) for a in v.addresses
+        ]
+        if not recipients:
+            raise GraphRefusal(400, "ErrorInvalidRecipients", "The message has no recipients.")
+        sender = parsed["From"].addresses[0].addr_spec.lower() if parsed["From"] else ""
+        if sender != mailbox:
+            raise GraphRefusal(403, "ErrorSendAsDenied", "The user may not send as this address.")
+        with self.lock:
+            self.sent.append(Sent(mailbox, {}, True, {}, "mime", mime))
         return 202, {}, b""
 
     def check_sender(self, mailbox: str, message: dict[str, Any]) -> None:
@@ -404,6 +432,10 @@ def _kind(method: str, parts: list[str]) -> str:
     if method == "GET" and len(parts) == 3:
         return "users"
     return parts[-1] if method == "POST" and len(parts) > 3 else method.lower()
+
+
+def _is_mime(headers: Any) -> bool:
+    return str(headers.get("Content-Type", "")).startswith("text/plain")
 
 
 def _json(status: int, data: Any) -> Reply:

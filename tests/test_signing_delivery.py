@@ -23,7 +23,9 @@ from postroom.db import tables
 from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxStatus
 from tests.conftest import TEST_KEY, make_settings
+from tests.fake_microsoft import MAILBOX, microsoft_server
 from tests.fakes import smtp_server
+from tests.graphkit import graph_postroom, graph_records
 from tests.smimekit import Signer, make_signer
 from tests.test_signing import needs_openssl, openssl_verify
 
@@ -181,3 +183,43 @@ def test_keystore_commands_show_the_certificate_never_the_secrets(
     assert content.startswith("enc:v1:")
     assert password.startswith("enc:v1:")
     assert PFX_PASSWORD not in password
+
+
+@needs_openssl
+def test_signed_mail_goes_to_graph_as_mime_and_still_verifies(
+    tmp_path: Path, dkim_keys: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph_signer = make_signer(MAILBOX)
+    private, public = dkim_keys
+    pfx = pkcs12.serialize_key_and_certificates(
+        b"sender", graph_signer.key, graph_signer.certificate, None,
+        serialization.BestAvailableEncryption(PFX_PASSWORD.encode()),
+    )  # fmt: skip
+    with microsoft_server() as ms:
+        url = f"sqlite:///{tmp_path / 'p.db'}"
+        with graph_postroom(url, ms) as postroom:
+            records = graph_records(ms)
+            records["accounts"][0]["signing"] = {"keystore": "S"}
+            records["accounts"][0]["dkim"] = {
+                "domain": "contoso.example", "selector": "s1", "private_key": private.decode(),
+            }  # fmt: skip
+            content = base64.b64encode(pfx).decode()
+            records["keystores"] = [{"name": "S", "content": content, "password": PFX_PASSWORD}]
+            postroom.apply(records)
+            postroom.send(
+                to=["carol@example.org"], bcc=["audit@example.org"],
+                subject="Signé ✓", body="<p>Größe</p>",
+            )  # fmt: skip
+            asyncio.run(postroom.agent().run(until_idle=True))
+            [entry] = postroom.outbox()
+        [sent] = ms.sent
+    assert entry.status is OutboxStatus.SENT
+    assert sent.via == "mime"
+    assert sent.mime.startswith(b"Bcc: audit@example.org\r\n")  # Graph reads recipients there
+    result = openssl_verify(sent.mime, graph_signer.ca_pem, tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return b"v=DKIM1; k=rsa; p=" + public if name == b"s1._domainkey.contoso.example." else None
+
+    assert dkim.verify(sent.mime, dnsfunc=dns)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from email import errors as email_errors
 from email import policy
 from email.message import EmailMessage, Message, MIMEPart
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
+from email.utils import getaddresses
 from typing import Any
 
 from postroom.errors import MessageError
@@ -284,3 +285,22 @@ def _text(value: object) -> str:
     except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
         text = text.encode("utf-8", "replace").decode("utf-8")
     return single_line(text)
+
+
+_SEALED = (b"multipart/signed", b"application/pkcs7-mime", b"application/x-pkcs7-mime")
+
+
+def is_sealed(raw: bytes) -> bool:
+    """Whether the message is signed or encrypted (S/MIME): only MIME keeps it intact."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    parsed = BytesHeaderParser(policy=policy.compat32).parsebytes(head + b"\r\n\r\n")
+    content_type = str(parsed.get("Content-Type", "")).strip().lower().encode()
+    return content_type.startswith(_SEALED)
+
+
+def header_addresses(raw: bytes, names: Sequence[str]) -> list[str]:
+    """The addresses in the ``names`` headers of ``raw``."""
+    head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    parsed = BytesHeaderParser(policy=policy.compat32).parsebytes(head)
+    values = [str(v) for name in names for v in parsed.get_all(name, [])]
+    return [address for _, address in getaddresses(values) if address]
