@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from postroom import Postroom
+from postroom import Keystore, Postroom
 from postroom.cli import app
 from postroom.db import tables
 from postroom.errors import ConfigurationError
@@ -223,3 +223,18 @@ def test_signed_mail_goes_to_graph_as_mime_and_still_verifies(
         return b"v=DKIM1; k=rsa; p=" + public if name == b"s1._domainkey.contoso.example." else None
 
     assert dkim.verify(sent.mime, dnsfunc=dns)
+
+
+def test_python_api_puts_a_keystore_after_opening_it(tmp_path: Path, signer: Signer) -> None:
+    pfx = pkcs12.serialize_key_and_certificates(
+        b"m", signer.key, signer.certificate, None,
+        serialization.BestAvailableEncryption(PFX_PASSWORD.encode()),
+    )  # fmt: skip
+    content = base64.b64encode(pfx).decode()
+    with Postroom(make_settings(f"sqlite:///{tmp_path / 'p.db'}")) as postroom:
+        wrong = Keystore(name="K", content=content, password="not-it")
+        with pytest.raises(ConfigurationError, match="password is wrong"):
+            postroom.put_keystore(wrong)
+        right = Keystore(name="K", content=content, password=PFX_PASSWORD)
+        assert postroom.put_keystore(right) == "created"
+        assert postroom.keystore("K").kind == "pkcs12"

@@ -34,6 +34,7 @@ from postroom.errors import (
     TransientDeliveryError,
     UnknownParameterError,
 )
+from postroom.keystores.models import Keystore
 from postroom.operators import Operator
 from postroom.outbox import OutboxEntry, OutboxStatus
 from postroom.settings import Settings
@@ -54,6 +55,7 @@ __all__ = [
     "DeliveryError",
     "EmailAccount",
     "Envelope",
+    "Keystore",
     "MessageError",
     "NoAccountError",
     "NotFoundError",

@@ -15,15 +15,16 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from postroom.accounts import AccountStore, EmailAccount, Protocol
-from postroom.accounts.connectivity import ConnectivityReport, Step, check_connectivity
-from postroom.accounts.graph_check import check_graph, token_step
+from postroom.accounts import AccountStore, EmailAccount
+from postroom.accounts.checks import check_account
+from postroom.accounts.connectivity import ConnectivityReport, Step
+from postroom.accounts.graph_check import token_step
 from postroom.accounts.holds import AccountHold, HoldStore
 from postroom.agent import AgentConfig, SenderAgent
 from postroom.agent.agent import new_agent_id
 from postroom.agent.immediate import deliver_claimed, run_in_own_loop
 from postroom.agent.registry import AgentInfo, list_agents
-from postroom.auth import AccessToken, AuthProfile, AuthProfileStore, TokenCache
+from postroom.auth import AuthProfile, AuthProfileStore, TokenCache
 from postroom.cases.emails import Composer, EmailRequest
 from postroom.cases.models import Recipient
 from postroom.cases.service import CaseService
@@ -177,6 +178,10 @@ class Postroom:
         with self.engine.connect() as conn:
             return self.keystore_store.list(conn)
 
+    def put_keystore(self, keystore: Keystore) -> Change:
+        """Create or update a keystore; it is opened first (password, alias) as apply does."""
+        return write_records(self, {"keystores": [keystore]}).changes[0][2]
+
     def sender(self, name: str) -> Sender:
         """Account ``name`` as the agent sends with it: its profile and any hold."""
         with self.engine.connect() as conn:
@@ -187,33 +192,20 @@ class Postroom:
             return Sender(account, profile, self.hold_store.get(conn, name))
 
     def test_account(self, name: str) -> ConnectivityReport:
-        """Test connectivity as the agent would connect: SMTP stages, or Graph's token,
-        mailbox and permission."""
+        """Test connectivity as the agent would connect: SMTP stages (with XOAUTH2's token),
+        or Graph's token, mailbox and permission."""
         sender = self.sender(name)
-        account, profile, tokens = sender.account, sender.profile, self.transports.tokens
-
-        async def check() -> ConnectivityReport:
-            if account.protocol is Protocol.GRAPH:
-                assert profile is not None
-                return await check_graph(
-                    account,
-                    profile,
-                    tokens=tokens,
-                    allowed_hosts=self.settings.endpoint_hosts,
-                    timeout=self.settings.http_timeout,
-                )
-            oauth = None
-            if profile is not None:
-                bound = profile
-
-                async def oauth() -> tuple[Step, AccessToken | None]:
-                    return await token_step(bound, tokens)
-
-            return await check_connectivity(
-                account, timeout=self.settings.smtp_timeout, oauth=oauth
+        s = self.settings
+        return run_in_own_loop(
+            lambda: check_account(
+                sender.account,
+                sender.profile,
+                tokens=self.transports.tokens,
+                allowed_hosts=s.endpoint_hosts,
+                smtp_timeout=s.smtp_timeout,
+                http_timeout=s.http_timeout,
             )
-
-        return run_in_own_loop(check)
+        )
 
     def test_auth_profile(self, name: str) -> Step:
         """Request a token with profile ``name`` (bypassing the cache) and describe it."""

@@ -213,6 +213,9 @@ def write_records(
     records = {s: list(records.get(s, [])) for s in SECTIONS}
     report = ApplyReport(warnings=list(warnings or []))
     _check_endpoints(records, postroom.settings.endpoint_hosts)
+    if warnings is None:  # records from the Python API: open their keystores here
+        for keystore in records["keystores"]:
+            report.warnings.extend(_check_keystore(keystore))
     with postroom.engine.begin() as conn:
         for op in records["operators"]:
             report.changes.append(("operator", op.id, postroom.operator_store.put(conn, op)))
