@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -54,22 +59,45 @@ def make_signer(address: str) -> Signer:
         .sign(ca_key, hashes.SHA256())
     )
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    certificate = (
+    certificate = issue_leaf(
+        key.public_key(),
+        ca_key,
+        ca,
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]),
+        emails=(address,),
+        not_before=now - dt.timedelta(days=1),
+        not_after=now + dt.timedelta(days=90),
+    )
+    return Signer(key, certificate, ca)
+
+
+def issue_leaf(
+    public_key: CertificatePublicKeyTypes,
+    ca_key: CertificateIssuerPrivateKeyTypes,
+    ca: x509.Certificate,
+    *,
+    subject: x509.Name,
+    emails: Sequence[str],
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    serial: int | None = None,
+    digital_signature: bool = True,
+    usages: Sequence[x509.ObjectIdentifier] = (ExtendedKeyUsageOID.EMAIL_PROTECTION,),
+) -> x509.Certificate:
+    """An end-entity certificate for S/MIME, signed by ``ca``."""
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=90))
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
-        )
+        .subject_name(subject)
+        .issuer_name(ca.subject)
+        .public_key(public_key)
+        .serial_number(serial if serial is not None else x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
+                digital_signature=digital_signature,
+                content_commitment=False,
                 key_encipherment=True,
                 data_encipherment=False,
                 key_agreement=False,
@@ -80,6 +108,9 @@ def make_signer(address: str) -> Signer:
             ),
             critical=True,
         )
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
     )
-    return Signer(key, certificate, ca)
+    if emails:
+        san = x509.SubjectAlternativeName([x509.RFC822Name(e) for e in emails])
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(ca_key, hashes.SHA256())

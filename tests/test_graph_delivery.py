@@ -6,10 +6,11 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from postroom import Postroom
+from postroom import Case, Postroom
 from postroom.auth import TokenCache
 from postroom.outbox import OutboxEntry, OutboxStatus
 from postroom.transports import Transports
@@ -30,6 +31,16 @@ def run_agent(postroom: Postroom) -> None:
 
 def graph_errors(ms: FakeMicrosoft, status: int) -> int:
     return sum(1 for *_, s in ms.requests if s == status)
+
+
+def case_created_through(postroom: Postroom, ms: FakeMicrosoft, **account: Any) -> Case:
+    """A case whose creation emails owner@example.org from a Graph account set so; sent."""
+    step = {"on": "created", "to": [{"address": "owner@example.org"}]}
+    step.update(subject="Case {{ case.id }}", body="<p>b</p>")
+    postroom.apply({**graph_records(ms, **account), **case_type_with(step)})
+    case = postroom.cases.create("A-B-C")
+    run_agent(postroom)
+    return postroom.cases.get(case.id)
 
 
 def send_documents(postroom: Postroom, files: dict[str, bytes]) -> OutboxEntry:
@@ -92,22 +103,7 @@ def test_emails_go_out_with_one_token(database_url: str, ms: FakeMicrosoft) -> N
 def test_case_email_is_attached_with_its_x_headers(tmp_path: Path, ms: FakeMicrosoft) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
     with graph_postroom(url, ms) as postroom:
-        postroom.apply(
-            {
-                **graph_records(ms, save_to_sent_items=False),
-                **case_type_with(
-                    {
-                        "on": "created",
-                        "to": [{"address": "owner@example.org"}],
-                        "subject": "Case {{ case.id }}",
-                        "body": "<p>b</p>",
-                    }
-                ),
-            }
-        )
-        case = postroom.cases.create("A-B-C")
-        run_agent(postroom)
-        case = postroom.cases.get(case.id)
+        case = case_created_through(postroom, ms, save_to_sent_items=False)
     [sent] = ms.sent
     assert sent.save_to_sent_items is False
     assert {"name": "X-Postroom-Case", "value": case.id} in sent.message["internetMessageHeaders"]
@@ -316,23 +312,9 @@ def test_no_answer_after_sending_is_an_unknown_outcome(
     ms.script("sendMail", ("hang", 2.0))
     url = f"sqlite:///{tmp_path / 'p.db'}"
     with graph_postroom(url, ms, http_timeout=0.5) as postroom:
-        postroom.apply(
-            {
-                **graph_records(ms, on_unknown_outcome=policy),
-                **case_type_with(
-                    {
-                        "on": "created",
-                        "to": [{"address": "o@example.org"}],
-                        "subject": "S",
-                        "body": "<p>b</p>",
-                    }
-                ),
-            }
-        )
-        case = postroom.cases.create("A-B-C")
-        run_agent(postroom)
+        case = case_created_through(postroom, ms, on_unknown_outcome=policy)
         [entry] = postroom.outbox()
-        history = postroom.cases.get(case.id).history
+        history = case.history
         [unknown] = [h for h in history if h.action == "email-outcome-unknown"]
         assert "may have been sent" in unknown.detail
         if policy == "retry":

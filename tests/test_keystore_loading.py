@@ -28,6 +28,7 @@ from postroom.keystores import (
     list_aliases,
     load_keystore,
 )
+from tests.smimekit import issue_leaf
 
 PASSWORD = "Quokka-Lantern-4471!"
 WRONG = "Narwhal-Teapot-9902?"
@@ -66,35 +67,18 @@ def _leaf(
     digital_signature: bool = True,
     usages: Sequence[x509.ObjectIdentifier] = (ExtendedKeyUsageOID.EMAIL_PROTECTION,),
 ) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject or _name("Mortgages Desk"))
-        .issuer_name(ca.subject)
-        .public_key(public_key)
-        .serial_number(0x0ABCDEF123)
-        .not_valid_before(START)
-        .not_valid_after(END)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=digital_signature,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+    return issue_leaf(
+        public_key,
+        ca_key,
+        ca,
+        subject=subject or _name("Mortgages Desk"),
+        emails=emails,
+        not_before=START,
+        not_after=END,
+        serial=0x0ABCDEF123,
+        digital_signature=digital_signature,
+        usages=usages,
     )
-    if emails:
-        san = x509.SubjectAlternativeName([x509.RFC822Name(e) for e in emails])
-        builder = builder.add_extension(san, critical=False)
-    return builder.sign(ca_key, hashes.SHA256())
 
 
 @pytest.fixture(scope="module")
