@@ -28,8 +28,21 @@ class Signer:
     def ca_pem(self) -> bytes:
         return self.ca.public_bytes(serialization.Encoding.PEM)
 
+    @property
+    def certificate_pem(self) -> str:
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
 
-def make_signer(address: str) -> Signer:
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def make_signer(address: str, *, days: int = 90) -> Signer:
+    """A fresh CA and a certificate for ``address`` valid from yesterday for ``days``."""
     now = dt.datetime.now(dt.UTC)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Postroom Test CA")])
@@ -66,7 +79,7 @@ def make_signer(address: str) -> Signer:
         subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]),
         emails=(address,),
         not_before=now - dt.timedelta(days=1),
-        not_after=now + dt.timedelta(days=90),
+        not_after=now + dt.timedelta(days=days),
     )
     return Signer(key, certificate, ca)
 

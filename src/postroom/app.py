@@ -297,7 +297,9 @@ class Postroom:
     ) -> int:
         """Queue an ad-hoc email; the account is resolved from the case's class or ``class_name``.
 
-        Returns the outbox id. Errors (no account, template, address) are raised here.
+        Returns the outbox id; an email the account encrypts for some recipients only is
+        two rows (encrypted, then unencrypted), and this is the first. Errors (no account,
+        template, address, missing certificate) are raised here.
         """
         try:
             request = EmailRequest(
@@ -319,19 +321,21 @@ class Postroom:
             case = load_case(conn, case_id, details=False) if case_id else None
             resolved_class = case.case_type if case is not None else (class_name or "Default")
             composed = self.composer.compose(conn, request, class_name=resolved_class, case=case)
-            outbox_id = self.outbox_store.enqueue(conn, composed.email)
+            ids = [self.outbox_store.enqueue(conn, email) for email in composed.emails]
             if case is not None:
-                add_history(
-                    conn,
-                    case.id,
-                    actor="api",
-                    action="email-queued",
-                    detail=(
-                        f"'{composed.email.subject}' queued as outbox #{outbox_id}; account "
-                        f"{composed.resolution.account}: {composed.resolution.reason}"
-                    ),
-                )
-        return outbox_id
+                for outbox_id, email in zip(ids, composed.emails, strict=True):
+                    add_history(
+                        conn,
+                        case.id,
+                        actor="api",
+                        action="email-queued",
+                        detail=(
+                            f"'{email.subject}' to {', '.join(email.recipients)} queued as "
+                            f"outbox #{outbox_id}{composed.note(email)}; account "
+                            f"{composed.resolution.account}: {composed.resolution.reason}"
+                        ),
+                    )
+        return ids[0]
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from postroom.accounts.advanced import TLS_VERSIONS, parse_advanced
+from postroom.accounts.encryption import Encryption
 from postroom.accounts.presets import PRESETS, Provider, Security, preset_warnings
 from postroom.auth.models import check_base_url
 from postroom.validation import check_address, check_display_name, check_record_name
@@ -110,6 +111,7 @@ class EmailAccount(BaseModel):
     on_unknown_outcome: UnknownOutcome = UnknownOutcome.RETRY
     signing: Signing | None = None
     dkim: Dkim | None = None
+    encryption: Encryption | None = None
 
     @field_validator("name")
     @classmethod

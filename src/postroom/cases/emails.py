@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from cryptography import x509
 from sqlalchemy import Connection
 
 from postroom.accounts import AccountStore, EmailAccount, Resolution, resolve_account
+from postroom.accounts.encryption import plan_copies
 from postroom.cases import store as case_store
 from postroom.cases.models import Case, Recipient, RecipientKind
 from postroom.correspondence import Attachment, Mailbox, OutgoingEmail, Renderer, build_message
@@ -35,11 +37,35 @@ class EmailRequest:
 
 @dataclass(frozen=True, slots=True)
 class ComposedEmail:
-    """A built email and the account resolution that chose its sender."""
+    """The outbox rows of one email and the account resolution that chose its sender.
 
-    email: NewEmail
+    One row, or two when the account encrypts and some recipients have no
+    certificate: an encrypted copy and, by the account's policy, an unencrypted one.
+    """
+
+    emails: tuple[NewEmail, ...]
     resolution: Resolution
     recipients: tuple[Mailbox, ...]
+    encrypted: frozenset[str] = frozenset()  # message ids of the encrypted copies
+
+    def note(self, email: NewEmail) -> str:
+        """`` (encrypted)``, `` (unencrypted)`` or nothing, for history lines."""
+        if email.message_id in self.encrypted:
+            return " (encrypted)"
+        return " (unencrypted: no certificate)" if self.encrypted else ""
+
+
+class Seal(Protocol):
+    """Signs and encrypts an account's message (see :class:`postroom.signing.Sealer`)."""
+
+    def __call__(
+        self,
+        conn: Connection,
+        account: EmailAccount,
+        message: bytes,
+        *,
+        encrypt_for: Sequence[x509.Certificate] = (),
+    ) -> bytes: ...
 
 
 class Composer:
@@ -51,7 +77,7 @@ class Composer:
         accounts: AccountStore,
         operators: OperatorStore,
         renderer: Callable[[Connection], Renderer],
-        seal: Callable[[Connection, EmailAccount, bytes], bytes] | None = None,
+        seal: Seal | None = None,
     ) -> None:
         self._accounts = accounts
         self._operators = operators
@@ -98,37 +124,55 @@ class Composer:
             attachments = tuple(
                 Attachment(n, ct, b) for n, ct, b in case_store.attachment_contents(conn, case.id)
             )
-        message_id = new_message_id(account.address)
-        outgoing = OutgoingEmail(
-            sender=Mailbox(account.address, account.display_name),
-            to=tuple(to),
-            cc=tuple(cc),
-            bcc=tuple(bcc),
-            reply_to=account.reply_to,
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            message_id=message_id,
-            date=utcnow(),
-            attachments=attachments,
-            headers=(("X-Postroom-Case", case.id),) if case is not None else (),
-        )
-        message = build_message(outgoing)
-        if self._seal is not None:
-            # Signed once, here: the outbox keeps the exact bytes that are sent.
-            message = self._seal(conn, account, message)
-        return ComposedEmail(
-            email=NewEmail(
-                message_id=message_id,
-                account=account.name,
+        now = utcnow()
+        envelope: dict[str, str] = {}
+        for box in (*to, *cc, *bcc):
+            envelope.setdefault(box.address.lower(), box.address)
+        emails = []
+        encrypted = set()
+        for copy in plan_copies(account.encryption, tuple(envelope.values()), now=now):
+            # Each copy names only its own recipients: over Graph the headers are the
+            # envelope, and an unencrypted copy must not reach an encrypted recipient.
+            keep = {a.lower() for a in copy.recipients}
+            message_id = new_message_id(account.address)
+            outgoing = OutgoingEmail(
+                sender=Mailbox(account.address, account.display_name),
+                to=tuple(b for b in to if b.address.lower() in keep),
+                cc=tuple(b for b in cc if b.address.lower() in keep),
+                bcc=tuple(b for b in bcc if b.address.lower() in keep),
+                reply_to=account.reply_to,
                 subject=rendered.subject,
-                mail_from=account.address,
-                recipients=tuple(outgoing.envelope_recipients),
-                message=message,
-                case_id=case.id if case is not None else None,
-            ),
+                html=rendered.html,
+                text=rendered.text,
+                message_id=message_id,
+                date=now,
+                attachments=attachments,
+                headers=(("X-Postroom-Case", case.id),) if case is not None else (),
+            )
+            message = build_message(outgoing)
+            if self._seal is not None:
+                # Sealed once, here: the outbox keeps the exact bytes that are sent.
+                message = self._seal(conn, account, message, encrypt_for=copy.certificates)
+            elif copy.encrypted:
+                raise ConfigurationError("this composer cannot encrypt: it has no sealer")
+            if copy.encrypted:
+                encrypted.add(message_id)
+            emails.append(
+                NewEmail(
+                    message_id=message_id,
+                    account=account.name,
+                    subject=rendered.subject,
+                    mail_from=account.address,
+                    recipients=tuple(outgoing.envelope_recipients),
+                    message=message,
+                    case_id=case.id if case is not None else None,
+                )
+            )
+        return ComposedEmail(
+            emails=tuple(emails),
             resolution=resolution,
             recipients=(*to, *cc, *bcc),
+            encrypted=frozenset(encrypted),
         )
 
     def _mailboxes(

@@ -217,9 +217,9 @@ class CaseService:
         case = store.load_case(conn, case_id, details=False)
         immediate = []
         for step in steps:
-            outbox_id = self._queue_step(conn, ctype, case, step, actor)
-            if outbox_id is not None and step.mode is DeliveryMode.IMMEDIATE:
-                immediate.append(outbox_id)
+            outbox_ids = self._queue_step(conn, ctype, case, step, actor)
+            if step.mode is DeliveryMode.IMMEDIATE:
+                immediate.extend(outbox_ids)
         return immediate
 
     def _queue_step(
@@ -229,7 +229,7 @@ class CaseService:
         case: Case,
         step: SendEmailStep,
         actor: Operator | None,
-    ) -> int | None:
+    ) -> list[int]:
         label = step.name or step.correspondence or "send email"
         request = EmailRequest(
             to=step.to,
@@ -267,18 +267,21 @@ class CaseService:
                 action="email-failed",
                 detail=f"step '{label}': {exc}",
             )
-            return None
-        outbox_id = self._outbox.enqueue(conn, composed.email)
-        to = ", ".join(b.address for b in composed.recipients)
-        store.add_history(
-            conn,
-            case.id,
-            actor=store.SYSTEM,
-            action="email-queued",
-            detail=(
-                f"step '{label}': '{composed.email.subject}' to {to} queued as outbox "
-                f"#{outbox_id}; account {composed.resolution.account}: "
-                f"{composed.resolution.reason}"
-            ),
-        )
-        return outbox_id
+            return []
+        queued = []
+        for email in composed.emails:
+            to = ", ".join(email.recipients)
+            outbox_id = self._outbox.enqueue(conn, email)
+            queued.append(outbox_id)
+            store.add_history(
+                conn,
+                case.id,
+                actor=store.SYSTEM,
+                action="email-queued",
+                detail=(
+                    f"step '{label}': '{email.subject}' to {to} queued as outbox "
+                    f"#{outbox_id}{composed.note(email)}; account "
+                    f"{composed.resolution.account}: {composed.resolution.reason}"
+                ),
+            )
+        return queued

@@ -10,8 +10,10 @@ from rich.table import Table
 
 from postroom.accounts import EmailAccount, Protocol, candidate_accounts, resolve_account
 from postroom.accounts.connectivity import ConnectivityReport
+from postroom.accounts.encryption import Encryption, WithoutCertificate, encryption_warnings
 from postroom.accounts.holds import AccountHold
 from postroom.cli.common import console, mask, opened, run_command, styled
+from postroom.db.types import utcnow
 
 accounts_app = typer.Typer(
     help="Email accounts: list, show, test connectivity, release a hold.", no_args_is_help=True
@@ -70,6 +72,27 @@ _SMTP = ("host", "port", "security", "tls_min_version", "allow_insecure_auth")
 _GRAPH = ("graph_url", "mailbox", "save_to_sent_items")
 
 
+def _describe_encryption(table: Table, encryption: Encryption) -> None:
+    others = {
+        WithoutCertificate.FAIL: "the email fails",
+        WithoutCertificate.SEND_UNENCRYPTED: "they get an unencrypted copy",
+    }[encryption.without_certificate]
+    table.add_row(
+        "encryption",
+        f"S/MIME AES-256, {len(encryption.certificates)} certificates; "
+        f"recipients without one: {others}",
+    )
+    for row in encryption.certificates:
+        certificate = row.x509
+        subject = certificate.subject.rfc4514_string()
+        table.add_row(
+            f"  {row.recipient}",
+            f"{subject}, valid until {certificate.not_valid_after_utc:%Y-%m-%d}",
+        )
+    for warning in encryption_warnings(encryption, now=utcnow()):
+        table.add_row("  warning", styled((warning, "yellow")))
+
+
 def describe_account(account: EmailAccount, hold: AccountHold | None = None) -> Table:
     table = Table("field", "value", show_header=False)
     graph = account.protocol is Protocol.GRAPH
@@ -91,6 +114,8 @@ def describe_account(account: EmailAccount, hold: AccountHold | None = None) -> 
         table.add_row(
             "dkim", f"d={account.dkim.domain} s={account.dkim.selector}, key •••••• (set)"
         )
+    if account.encryption is not None:
+        _describe_encryption(table, account.encryption)
     if hold is None:
         table.add_row("state", styled(("active", "green")))
     else:

@@ -7,7 +7,6 @@ environment variable ``NAME`` so that secrets stay out of the file.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,12 +16,21 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import Connection
 
 from postroom.accounts import EmailAccount, Protocol, Security
+from postroom.accounts.encryption import encryption_warnings
 from postroom.auth import GRAPH_SCOPE, MICROSOFT_HOSTS, AuthProfile, check_endpoint
 from postroom.auth.endpoints import check_token_host
 from postroom.cases.models import CaseType, RecipientKind
+from postroom.config.files import (
+    read_certificate_files,
+    read_dkim_key,
+    read_file_field,
+    read_keystore_file,
+)
 from postroom.correspondence import Correspondence, Renderer
+from postroom.db.types import utcnow
 from postroom.errors import ConfigurationError, TemplateError
 from postroom.keystores.inspection import describe
 from postroom.keystores.models import Keystore
@@ -118,20 +126,6 @@ def _expand(value: Any, where: str) -> Any:
     return value
 
 
-def _read_file_field(entry: dict[str, Any], key: str, base: Path, where: str) -> None:
-    # `truststore_file: ca.pem` and `html_file: letter.html` keep long text out of the YAML.
-    file_key = f"{key}_file"
-    if file_key not in entry:
-        return
-    if key in entry:
-        raise ConfigurationError(f"{where}: give {key} or {file_key}, not both")
-    path = base / str(entry.pop(file_key))
-    try:
-        entry[key] = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"{where}: cannot read {path}: {exc.strerror}") from None
-
-
 def _validate(model: type[BaseModel], entry: Any, where: str) -> Any:
     if not isinstance(entry, dict):
         raise ConfigurationError(f"{where}: expected a mapping of fields")
@@ -183,13 +177,14 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
                     )
                 entry = _expand(entry, where)
                 if section == "accounts":
-                    _read_file_field(entry, "truststore", base, where)
-                    _read_dkim_key(entry, base, where)
+                    read_file_field(entry, "truststore", base, where)
+                    read_dkim_key(entry, base, where)
+                    read_certificate_files(entry, base, where)
                 if section == "keystores":
-                    _read_keystore_file(entry, base, where)
+                    read_keystore_file(entry, base, where)
             elif section == "correspondence" and isinstance(entry, dict):
-                _read_file_field(entry, "html", base, where)
-                _read_file_field(entry, "text", base, where)
+                read_file_field(entry, "html", base, where)
+                read_file_field(entry, "text", base, where)
             record = _validate(model, entry, where)
             if isinstance(record, Keystore):
                 warnings.extend(f"{where}: {w}" for w in _check_keystore(record))
@@ -231,6 +226,7 @@ def write_records(
         keystores = {k.name: k for k in postroom.keystore_store.list(conn)}
         for account in records["accounts"]:
             report.warnings.extend(_check_signing(account, keystores))
+            report.warnings.extend(_check_encryption(account))
         profiles = {p.name: p for p in postroom.profile_store.list(conn)}
         changed_accounts = set()
         for account in records["accounts"]:
@@ -239,15 +235,7 @@ def write_records(
             report.changes.append(("account", account.name, change))
             if change != "unchanged":
                 changed_accounts.add(account.name)
-        # Edited credentials deserve a try at once: lift the holds they concern.
-        for hold in postroom.hold_store.list(conn):
-            account = postroom.account_store.get(conn, hold.account)
-            if account.name in changed_accounts or account.auth_profile in changed_profiles:
-                postroom.hold_store.lift(conn, account.name)
-                released = postroom.outbox_store.release_held(conn, account.name)
-                report.warnings.append(
-                    f"account {account.name}: hold lifted, {released} held emails queued again"
-                )
+        report.warnings.extend(_lift_holds(postroom, conn, changed_accounts, changed_profiles))
         for c in records["correspondence"]:
             report.changes.append(
                 ("correspondence", c.name, postroom.correspondence_store.put(conn, c))
@@ -285,6 +273,21 @@ def write_records(
                     f"operator {op.id} reports to {op.reports_to}, who is not an operator"
                 )
     return report
+
+
+def _lift_holds(
+    postroom: Postroom, conn: Connection, accounts: set[str], profiles: set[str]
+) -> list[str]:
+    """Edited credentials deserve a try at once: lift the holds they concern."""
+    notes = []
+    for hold in postroom.hold_store.list(conn):
+        account = postroom.account_store.get(conn, hold.account)
+        if account.name in accounts or account.auth_profile in profiles:
+            postroom.hold_store.lift(conn, account.name)
+            released = postroom.outbox_store.release_held(conn, account.name)
+            note = f"hold lifted, {released} held emails queued again"
+            notes.append(f"account {account.name}: {note}")
+    return notes
 
 
 def _check_endpoints(records: dict[str, list[Any]], allowed: frozenset[str]) -> None:
@@ -332,29 +335,17 @@ def _check_profile(account: EmailAccount, profiles: dict[str, AuthProfile]) -> l
     return []
 
 
-def _read_keystore_file(entry: dict[str, Any], base: Path, where: str) -> None:
-    # `file: signing.pfx` (binary, relative to the YAML file) becomes the base64 content.
-    if "file" not in entry:
-        return
-    path = base / str(entry.pop("file"))
-    try:
-        entry["content"] = base64.b64encode(path.read_bytes()).decode()
-    except OSError as exc:
-        raise ConfigurationError(f"{where}: cannot read {path}: {exc.strerror}") from None
-
-
-def _read_dkim_key(entry: dict[str, Any], base: Path, where: str) -> None:
-    dkim = entry.get("dkim")
-    if isinstance(dkim, dict) and "private_key_file" in dkim:
-        dkim = dict(dkim)
-        _read_file_field(dkim, "private_key", base, f"{where}: dkim")
-        entry["dkim"] = dkim
-
-
 def _check_keystore(keystore: Keystore) -> list[str]:
     """Open the store now (wrong password, alias): a bad keystore fails the apply."""
     info = describe(keystore.entry())
     return list(info.warnings)
+
+
+def _check_encryption(account: EmailAccount) -> list[str]:
+    if account.encryption is None:
+        return []
+    found = encryption_warnings(account.encryption, now=utcnow())
+    return [f"account {account.name}: {w}" for w in found]
 
 
 def _check_signing(account: EmailAccount, keystores: dict[str, Keystore]) -> list[str]:

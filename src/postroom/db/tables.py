@@ -53,6 +53,7 @@ accounts = Table(
     Column("signing", JSON, nullable=True),  # {"keystore", "alias"}
     Column("dkim", JSON, nullable=True),  # {"domain", "selector"}
     Column("dkim_private_key", Text, nullable=True),  # encrypted, see security.secrets
+    Column("encryption", JSON, nullable=True),  # {"certificates": [...], "without_certificate"}
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -44,8 +44,8 @@ def describe(
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    emails = _emails(cert)
-    warnings = _validity_warnings(cert, now)
+    emails = certificate_emails(cert)
+    warnings = validity_warnings(cert, now)
     if address is not None and address.casefold() not in {e.casefold() for e in emails}:
         warnings.append(
             f"the certificate does not cover {address}: recipients' clients will show a warning"
@@ -72,7 +72,7 @@ def describe(
     )
 
 
-def _emails(cert: x509.Certificate) -> tuple[str, ...]:
+def certificate_emails(cert: x509.Certificate) -> tuple[str, ...]:
     """rfc822Name entries of the SubjectAlternativeName, then the subject's emailAddress."""
     found: list[str] = []
     try:
@@ -88,7 +88,7 @@ def _emails(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(unique.values())
 
 
-def _validity_warnings(cert: x509.Certificate, now: datetime) -> list[str]:
+def validity_warnings(cert: x509.Certificate, now: datetime) -> list[str]:
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     if now < not_before:
         return [f"the certificate is not valid yet: it starts on {not_before:%Y-%m-%d %H:%M} UTC"]

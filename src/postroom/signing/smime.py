@@ -44,6 +44,21 @@ def _name(field: bytes) -> bytes:
     return field.split(b":", 1)[0].strip().lower()
 
 
+def content_and_headers(raw: bytes) -> tuple[list[bytes], bytes]:
+    """The outer header fields, and the MIME entity (content headers + body) to protect.
+
+    The entity ends without its final CRLF: in a multipart, that CRLF belongs to the
+    next boundary (RFC 2046), so a signature must not cover it.
+    """
+    fields, body = split_message(raw)
+    if any(b > 0x7F for b in body) or b"\r" in body.replace(CRLF, b""):
+        # 8-bit or bare CR/LF would be re-encoded by some relay and break the signature.
+        raise MessageError("only a 7-bit CRLF message can be signed or encrypted safely")
+    inner = [f for f in fields if _name(f) in _CONTENT_HEADERS]
+    outer = [f for f in fields if _name(f) not in (*_CONTENT_HEADERS, b"mime-version")]
+    return outer, CRLF.join(inner) + CRLF + CRLF + body.removesuffix(CRLF)
+
+
 def sign_smime(
     raw: bytes,
     *,
@@ -52,14 +67,7 @@ def sign_smime(
     chain: Sequence[x509.Certificate] = (),
 ) -> bytes:
     """``raw`` as a ``multipart/signed`` message with a detached SHA-256 signature."""
-    fields, body = split_message(raw)
-    if any(b > 0x7F for b in body) or b"\r" in body.replace(CRLF, b""):
-        # 8-bit or bare CR/LF would be re-encoded by some relay and break the signature.
-        raise MessageError("only a 7-bit CRLF message can be signed safely")
-    inner = [f for f in fields if _name(f) in _CONTENT_HEADERS]
-    outer = [f for f in fields if _name(f) not in (*_CONTENT_HEADERS, b"mime-version")]
-    # The signed content ends before the CRLF that precedes the next boundary (RFC 2046).
-    content = CRLF.join(inner) + CRLF + CRLF + body.removesuffix(CRLF)
+    outer, content = content_and_headers(raw)
     builder = pkcs7.PKCS7SignatureBuilder().set_data(content)
     builder = builder.add_signer(certificate, key, hashes.SHA256())
     for extra in chain:

@@ -107,8 +107,16 @@ class GraphTransport:
         )
 
     async def _send_mime(self, envelope: Envelope) -> None:
-        """A signed message goes as MIME, byte for byte: JSON would drop the signature."""
+        """A signed or encrypted message goes as MIME, byte for byte: JSON would undo it."""
         listed = {a.lower() for a in header_addresses(envelope.message, ("To", "Cc"))}
+        extra = sorted(listed - {r.lower() for r in envelope.recipients})
+        if extra:
+            # Graph would deliver to them too: never send a copy to whom it is not for.
+            raise PermanentDeliveryError(
+                f"Graph sends a MIME message to every address in its To and Cc headers, and "
+                f"{', '.join(extra)} are not recipients of this one",
+                stage="sendMail",
+            )
         bcc = [r for r in envelope.recipients if r.lower() not in listed]
         # Graph takes the recipients from the headers; Bcc goes outside the signed part.
         raw = (b"Bcc: " + ", ".join(bcc).encode() + b"\r\n" if bcc else b"") + envelope.message
