@@ -433,8 +433,11 @@ def batch_enqueue(postroom: Postroom, count: int, batch: int, deadline: Deadline
         size = min(batch, count - done)
         with postroom.engine.begin() as conn:
             emails = [
-                postroom.composer.compose(conn, letter_request(i), class_name=CLASS_NAME).email
+                email
                 for i in range(done, done + size)
+                for email in postroom.composer.compose(
+                    conn, letter_request(i), class_name=CLASS_NAME
+                ).emails
             ]
             done += len(postroom.outbox_store.enqueue_many(conn, emails))
     return Phase("batch enqueue", done, time.perf_counter() - start)
