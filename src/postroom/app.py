@@ -23,7 +23,7 @@ from postroom.accounts.holds import AccountHold, HoldStore
 from postroom.agent import AgentConfig, SenderAgent
 from postroom.agent.agent import new_agent_id
 from postroom.agent.immediate import deliver_claimed, run_in_own_loop
-from postroom.agent.registry import AgentInfo, list_agents
+from postroom.agent.registry import AgentInfo, list_agents, set_paused
 from postroom.auth import AuthProfile, AuthProfileStore, TokenCache
 from postroom.cases.emails import Composer, EmailRequest
 from postroom.cases.models import Recipient
@@ -33,6 +33,7 @@ from postroom.config.apply import ApplyReport, apply_config, write_records
 from postroom.correspondence import CorrespondenceStore, Renderer
 from postroom.db import create_db_engine, tables, upgrade
 from postroom.errors import MessageError
+from postroom.identity import Identity
 from postroom.keystores.models import Keystore
 from postroom.keystores.store import KeystoreStore
 from postroom.operators import OperatorStore
@@ -96,6 +97,7 @@ class Postroom:
         self.correspondence_store = CorrespondenceStore()
         self.case_type_store = CaseTypeStore()
         self.outbox_store = OutboxStore()
+        self.identity = Identity(self.engine)
         self._renderers = _RendererCache(self.correspondence_store)
         self.composer = Composer(
             accounts=self.account_store,
@@ -238,12 +240,14 @@ class Postroom:
         *,
         status: OutboxStatus | None = None,
         case_id: str | None = None,
+        account: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[OutboxEntry]:
+        """Outbox rows, newest first, filtered by status, case and account."""
         with self.engine.connect() as conn:
             return self.outbox_store.list(
-                conn, status=status, case_id=case_id, limit=limit, offset=offset
+                conn, status=status, case_id=case_id, account=account, limit=limit, offset=offset
             )
 
     def outbox_entry(self, outbox_id: int) -> OutboxEntry:
@@ -294,6 +298,7 @@ class Postroom:
         case_id: str | None = None,
         cc: Sequence[str] = (),
         bcc: Sequence[str] = (),
+        record: Callable[[Connection, list[int]], None] | None = None,
     ) -> int:
         """Queue an ad-hoc email; the account is resolved from the case's class or ``class_name``.
 
@@ -335,6 +340,8 @@ class Postroom:
                             f"{composed.resolution.account}: {composed.resolution.reason}"
                         ),
                     )
+            if record is not None:
+                record(conn, ids)  # in the same transaction: see CaseService.create
         return ids[0]
 
     def retry_policy(self) -> RetryPolicy:
@@ -370,6 +377,15 @@ class Postroom:
         stale_after = 3 * min(s.heartbeat_interval, s.lease_seconds / 3)
         with self.engine.connect() as conn:
             return list_agents(conn, stale_after=stale_after)
+
+    def pause_agent(self, agent_id: str, *, paused: bool = True) -> AgentInfo:
+        """Pause (or with ``paused=False`` resume) an agent, wherever it runs."""
+        s = self.settings
+        with self.engine.begin() as conn:
+            set_paused(conn, agent_id, paused=paused)
+            stale_after = 3 * min(s.heartbeat_interval, s.lease_seconds / 3)
+            [agent] = list_agents(conn, stale_after=stale_after, agent_id=agent_id)
+        return agent
 
     def deliver_now(self, outbox_ids: Sequence[int]) -> None:
         """Try these queued emails at once; whatever fails stays queued for the agent."""

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, insert, update
 from postroom.accounts.holds import HoldStore
 from postroom.agent.delivery import Deliverer, SenderLoader
 from postroom.agent.recording import record_outcomes
+from postroom.agent.registry import is_paused
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.outbox.models import ClaimedEmail
@@ -80,6 +81,7 @@ class SenderAgent:
             connections_per_account=config.connections_per_account,
         )
         self.stats = AgentStats()
+        self.paused = False
         # Leases are renewed with the heartbeat, so it must beat well inside a lease.
         self.beat_interval = min(config.heartbeat_interval, config.lease_seconds / 3)
 
@@ -136,6 +138,11 @@ class SenderAgent:
 
     def _claim(self) -> list[ClaimedEmail]:
         with self._engine.begin() as conn:
+            # Read in the claim's transaction: once a pause is committed, nothing more
+            # is claimed (what is in flight finishes).
+            self.paused = is_paused(conn, self.id)
+            if self.paused:
+                return []
             return self._outbox.claim(
                 conn,
                 owner=self.id,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from postroom.db import tables
 from postroom.db.types import utcnow
+from postroom.errors import NotFoundError
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,13 +25,19 @@ class AgentInfo:
     stopped_at: datetime | None
     sent: int
     failed: int
+    paused: bool = False
 
 
-def list_agents(conn: Connection, *, stale_after: float, limit: int = 100) -> list[AgentInfo]:
+def list_agents(
+    conn: Connection, *, stale_after: float, limit: int = 100, agent_id: str | None = None
+) -> list[AgentInfo]:
     """The newest agents first; a running agent silent for ``stale_after`` seconds is stale."""
     t = tables.agents
     cutoff = utcnow() - timedelta(seconds=stale_after)
-    rows = conn.execute(select(t).order_by(t.c.started_at.desc()).limit(limit))
+    query = select(t).order_by(t.c.started_at.desc()).limit(limit)
+    if agent_id is not None:
+        query = query.where(t.c.id == agent_id)
+    rows = conn.execute(query)
     agents = []
     for r in rows:
         # A killed agent cannot say so; silence past a few beats is how it shows.
@@ -46,6 +53,19 @@ def list_agents(conn: Connection, *, stale_after: float, limit: int = 100) -> li
                 stopped_at=r.stopped_at,
                 sent=r.sent,
                 failed=r.failed,
+                paused=r.paused,
             )
         )
     return agents
+
+
+def set_paused(conn: Connection, agent_id: str, *, paused: bool) -> None:
+    """Pause or resume an agent: it stops claiming (or starts again) at its next claim."""
+    t = tables.agents
+    if conn.execute(update(t).where(t.c.id == agent_id).values(paused=paused)).rowcount == 0:
+        raise NotFoundError(f"no agent with id {agent_id!r}")
+
+
+def is_paused(conn: Connection, agent_id: str) -> bool:
+    t = tables.agents
+    return bool(conn.execute(select(t.c.paused).where(t.c.id == agent_id)).scalar())

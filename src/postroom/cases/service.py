@@ -55,9 +55,18 @@ class CaseService:
         self._deliver_now = deliver_now
 
     def create(
-        self, case_type: str, *, data: dict[str, Any] | None = None, operator: str | None = None
+        self,
+        case_type: str,
+        *,
+        data: dict[str, Any] | None = None,
+        operator: str | None = None,
+        record: Callable[[Connection, str], None] | None = None,
     ) -> Case:
-        """Create a case, add its work parties and queue its ``on: created`` emails."""
+        """Create a case, add its work parties and queue its ``on: created`` emails.
+
+        ``record`` runs in the case's transaction with its id, before the commit: a
+        caller's own bookkeeping (an idempotency key) commits with the case or not at all.
+        """
         data = check_data(dict(data or {}))
         with self._engine.begin() as conn:
             ctype = self._types.get(conn, case_type)
@@ -88,6 +97,8 @@ class CaseService:
             immediate = self._fire(
                 conn, ctype, case_id, event="created", status=None, actor=creator
             )
+            if record is not None:
+                record(conn, case_id)
         self._deliver_now(immediate)
         return self.get(case_id)
 

@@ -222,4 +222,56 @@ agents = Table(
     Column("stopped_at", UTCDateTime, nullable=True),
     Column("sent", Integer, nullable=False, default=0),
     Column("failed", Integer, nullable=False, default=0),
+    # Set by an operator: the agent keeps beating but claims nothing until resumed.
+    Column("paused", Boolean, nullable=False, default=False, server_default="0"),
+)
+
+# Bearer tokens of the REST API; only a SHA-256 of the secret part is kept.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", JSON, nullable=False),  # ["send"] or ["admin"]
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# Admin Studio users; passwords are argon2id hashes.
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("username", String(255), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Admin Studio sessions: the cookie carries the secret, the row its SHA-256.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column(
+        "username",
+        String(255),
+        ForeignKey("admin_users.username", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# What a POST with an Idempotency-Key answered, so that a retried request gets the same.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
 )

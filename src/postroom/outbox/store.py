@@ -323,10 +323,13 @@ class OutboxStore:
         *,
         status: OutboxStatus | None = None,
         case_id: str | None = None,
+        account: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[OutboxEntry]:
         query = select(*_ENTRY_COLUMNS).order_by(t.c.id.desc()).limit(limit).offset(offset)
+        if account is not None:
+            query = query.where(t.c.account == account)
         if status is not None:
             query = query.where(t.c.status == status.value)
         if case_id is not None:
