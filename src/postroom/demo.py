@@ -9,8 +9,10 @@ email as an ``.eml`` attachment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,19 @@ class DemoResult:
     received: list[InboxMessage]
 
 
+@contextlib.contextmanager
+def demo_environment(
+    postroom: Postroom, *, config: Path, inbox_dir: Path, port: int = 1025
+) -> Iterator[tuple[DevInbox, ApplyReport]]:
+    """A running dev inbox and the example records applied, pointing at it."""
+    # The example reads the password from the environment; the dev inbox checks it.
+    password = os.environ.setdefault(PASSWORD_VARIABLE, secrets.token_urlsafe(16))
+    with DevInbox(inbox_dir, port=port, user=DEMO_USER, password=password) as inbox:
+        os.environ["POSTROOM_DEMO_SMTP_PORT"] = str(port)
+        os.environ["POSTROOM_DEMO_CA_FILE"] = str(inbox.ca_file.resolve())
+        yield inbox, postroom.apply(config)
+
+
 def run_demo(
     postroom: Postroom,
     *,
@@ -44,13 +59,11 @@ def run_demo(
     timeout: float = 30.0,
 ) -> DemoResult:
     """Run the scenario; raises if the email does not arrive within ``timeout``."""
-    # The example reads the password from the environment; the dev inbox checks it.
-    password = os.environ.setdefault(PASSWORD_VARIABLE, secrets.token_urlsafe(16))
-    with DevInbox(inbox_dir, port=port, user=DEMO_USER, password=password) as inbox:
-        os.environ["POSTROOM_DEMO_SMTP_PORT"] = str(port)
-        os.environ["POSTROOM_DEMO_CA_FILE"] = str(inbox.ca_file.resolve())
+    with demo_environment(postroom, config=config, inbox_dir=inbox_dir, port=port) as (
+        inbox,
+        applied,
+    ):
         before = {m.path for m in inbox.messages()}
-        applied = postroom.apply(config)
         case = postroom.cases.create(
             CASE_TYPE,
             data={

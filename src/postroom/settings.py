@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         "secrets, tokens and emails (token endpoints, Graph URLs).",
     )
 
+    # The service (`postroom serve`)
+    host: str = Field("127.0.0.1", description="Address the REST API and Admin Studio bind to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the REST API and Admin Studio.")
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postroom.cli import cases, devinbox, keystores, outbox, profiles, records
+from postroom.cli import cases, devinbox, keystores, outbox, profiles, records, service
 from postroom.cli.common import (
     DatabaseOption,
     KeyFileOption,
@@ -44,6 +44,9 @@ app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(outbox.agent_app, name="agent")
 app.add_typer(devinbox.inbox_app, name="dev-inbox")
 app.command()(devinbox.demo)
+app.command()(service.serve)
+app.add_typer(service.admin_app, name="admin")
+app.add_typer(service.tokens_app, name="tokens")
 
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

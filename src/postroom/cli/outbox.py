@@ -190,7 +190,7 @@ def list_agents() -> None:
                 a.id,
                 a.host,
                 str(a.pid),
-                a.state,
+                f"{a.state} (paused)" if a.paused else a.state,
                 f"{a.started_at:%Y-%m-%d %H:%M:%S}",
                 f"{a.last_beat_at:%H:%M:%S}",
                 str(a.sent),
@@ -199,3 +199,21 @@ def list_agents() -> None:
         console.print(table)
 
     run_command(body)
+
+
+@agent_app.command("pause")
+def pause_agent(agent_id: str) -> None:
+    """Pause an agent wherever it runs: it finishes its batch, then claims nothing more."""
+    run_command(lambda: _set_paused(agent_id, paused=True))
+
+
+@agent_app.command("resume")
+def resume_agent(agent_id: str) -> None:
+    """Resume a paused agent."""
+    run_command(lambda: _set_paused(agent_id, paused=False))
+
+
+def _set_paused(agent_id: str, *, paused: bool) -> None:
+    with opened() as postroom:
+        agent = postroom.pause_agent(agent_id, paused=paused)
+    console.print(f"agent {agent.id} on {agent.host}: {'paused' if agent.paused else 'resumed'}")

@@ -1,0 +1,193 @@
+"""``postroom serve``, ``postroom admin …`` and ``postroom tokens …``: the service."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from postroom.app import Postroom
+from postroom.cli.common import configure_logging, console, opened, run_command, state, styled
+from postroom.demo import demo_environment
+from postroom.devinbox.server import DEFAULT_DIRECTORY
+from postroom.errors import ConfigurationError
+from postroom.identity import Scope
+
+admin_app = typer.Typer(help="Admin Studio users: create, list, set a password.")
+tokens_app = typer.Typer(help="REST API tokens: create, list, revoke.", no_args_is_help=True)
+DEMO_ADMIN = "admin"
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (env POSTROOM_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env POSTROOM_PORT)")] = None,
+    no_agent: Annotated[
+        bool, typer.Option("--no-agent", help="Do not run a sender agent in this process")
+    ] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(help="Start the dev inbox, apply the example and print a login"),
+    ] = False,
+    config: Annotated[Path, typer.Option(help="Records applied with --demo")] = Path(
+        "examples/mortgage.yaml"
+    ),
+    inbox_dir: Annotated[Path, typer.Option(help="Dev inbox folder")] = DEFAULT_DIRECTORY,
+    inbox_port: Annotated[int, typer.Option(help="Dev inbox port")] = 1025,
+) -> None:
+    """Run the REST API (/api/v1), the Admin Studio (/) and a sender agent."""
+    # The web stack loads only for this command: other commands start faster without it.
+    import uvicorn  # noqa: PLC0415
+
+    from postroom.server import create_app  # noqa: PLC0415
+
+    def body() -> None:
+        configure_logging("INFO")
+        settings = state.settings(**{k: v for k, v in {"host": host, "port": port}.items() if v})
+        with opened() as postroom, contextlib.ExitStack() as stack:
+            if demo:
+                _, report = stack.enter_context(
+                    demo_environment(postroom, config=config, inbox_dir=inbox_dir, port=inbox_port)
+                )
+                console.print(f"applied {config}: {len(report.changes)} records")
+                console.print(f"dev inbox on 127.0.0.1:{inbox_port}, keeping mail in {inbox_dir}")
+                _print_demo_login(postroom)
+            elif not postroom.identity.admins():
+                console.print("no admin user yet: create one with `postroom admin create NAME`")
+            app = create_app(
+                postroom, run_agent=not no_agent, inbox_dir=inbox_dir if demo else None
+            )
+            url = f"http://{settings.host}:{settings.port}/"
+            console.print(
+                styled(("Admin Studio: ", "bold"), url, ("   REST API: ", "bold"), url + "api/v1")
+            )
+            console.print("agent: " + ("not in this process" if no_agent else "running"))
+            server = uvicorn.Server(
+                uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
+            )
+            server.run()
+
+    run_command(body)
+
+
+def _print_demo_login(postroom: Postroom) -> None:
+    if any(a.username == DEMO_ADMIN for a in postroom.identity.admins()):
+        console.print(
+            f"log in as {DEMO_ADMIN!r} with the password printed when it was created "
+            f"(a new one: postroom admin password {DEMO_ADMIN})"
+        )
+        return
+    password = secrets.token_urlsafe(12)
+    postroom.identity.create_admin(username=DEMO_ADMIN, password=password)
+    # Printed this once; only its argon2 hash is kept.
+    console.print(styled(("log in as ", "bold"), DEMO_ADMIN, (" password ", "bold"), password))
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = typer.prompt("password", hide_input=True)
+    if typer.prompt("again", hide_input=True) != first:
+        raise ConfigurationError("the two passwords differ")
+    return str(first)
+
+
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input")
+]
+
+
+@admin_app.command("create")
+def create_admin(username: str, password_stdin: PasswordStdin = False) -> None:
+    """Create an Admin Studio user (the password is asked for, never an argument)."""
+
+    def body() -> None:
+        password = _read_password(password_stdin)
+        with opened() as postroom:
+            user = postroom.identity.create_admin(username=username, password=password)
+        console.print(f"admin user {user.username} created")
+
+    run_command(body)
+
+
+@admin_app.command("password")
+def set_password(username: str, password_stdin: PasswordStdin = False) -> None:
+    """Set a new password for an Admin Studio user."""
+
+    def body() -> None:
+        password = _read_password(password_stdin)
+        with opened() as postroom, postroom.engine.begin() as conn:
+            postroom.identity.users.set_password(conn, username=username, password=password)
+        console.print(f"password of {username} changed")
+
+    run_command(body)
+
+
+@admin_app.command("list")
+def list_admins() -> None:
+    """List Admin Studio users."""
+
+    def body() -> None:
+        with opened() as postroom:
+            users = postroom.identity.admins()
+        table = Table("username", "created")
+        for u in users:
+            table.add_row(u.username, f"{u.created_at:%Y-%m-%d %H:%M}")
+        console.print(table)
+
+    run_command(body)
+
+
+@tokens_app.command("create")
+def create_token(
+    name: Annotated[str, typer.Argument(help="Who or what uses the token")],
+    scope: Annotated[list[Scope], typer.Option(help="send or admin (repeatable)")],
+) -> None:
+    """Create an API token; its value is printed once and only its hash is kept."""
+
+    def body() -> None:
+        with opened() as postroom:
+            issued = postroom.identity.create_token(name=name, scopes=set(scope))
+        console.print(f"token {issued.token.id} ({', '.join(sorted(issued.token.scopes))}):")
+        console.print(issued.value)
+        console.print("keep it now: it cannot be shown again")
+
+    run_command(body)
+
+
+@tokens_app.command("list")
+def list_tokens() -> None:
+    """List API tokens (never their values)."""
+
+    def body() -> None:
+        with opened() as postroom:
+            tokens = postroom.identity.list_tokens()
+        table = Table("id", "name", "scopes", "created", "last used", "state")
+        for t in tokens:
+            table.add_row(
+                t.id,
+                t.name,
+                ", ".join(sorted(t.scopes)),
+                f"{t.created_at:%Y-%m-%d %H:%M}",
+                f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
+                f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active",
+            )
+        console.print(table)
+
+    run_command(body)
+
+
+@tokens_app.command("revoke")
+def revoke_token(token_id: str) -> None:
+    """Revoke an API token: requests with it are refused from now on."""
+
+    def body() -> None:
+        with opened() as postroom:
+            token = postroom.identity.revoke_token(token_id)
+        console.print(f"token {token.id} ({token.name}) revoked")
+
+    run_command(body)
