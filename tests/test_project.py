@@ -46,6 +46,10 @@ def test_public_surface_is_exactly_all() -> None:
         "demo",
         "devinbox",
         "cli",
+        "identity",
+        "api",
+        "web",
+        "server",
     }
     assert public | {"__version__"} == set(postroom.__all__)
 
