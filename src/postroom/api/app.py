@@ -1,0 +1,39 @@
+"""The API's ASGI application, built on an opened :class:`~postroom.app.Postroom`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from postroom.api.auth import TokenAuthentication
+from postroom.api.problems import install_handlers
+from postroom.api.routes import cases, emails, ops, records, secured
+from postroom.app import Postroom
+
+DESCRIPTION = """\
+Postroom's REST API. Every route but `/healthz` and `/openapi.json` needs
+`Authorization: Bearer <token>`. A `send` token creates cases and emails and reads back
+what it created; an `admin` token may do everything. Errors are
+`application/problem+json` (RFC 9457). `POST /cases` and `POST /emails` accept an
+`Idempotency-Key` header: a retry with the same key replays the first answer.
+"""
+
+
+def create_api(postroom: Postroom) -> FastAPI:
+    """The REST API on ``postroom``; the server mounts it at ``/api/v1``."""
+    api = FastAPI(
+        title="Postroom API",
+        version="1",
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_handlers(api)
+    api.add_middleware(TokenAuthentication, postroom=postroom)
+    api.include_router(ops.router(postroom))
+    api.include_router(secured.router(postroom))
+    api.include_router(records.router(postroom))
+    api.include_router(cases.router(postroom))
+    api.include_router(emails.router(postroom))
+    api.state.postroom = postroom
+    return api

@@ -1,0 +1,36 @@
+"""What a ``send`` token may see: the cases and emails it created, and the emails of its cases."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from postroom.api import idempotency
+from postroom.errors import NotFoundError
+from postroom.identity import ApiToken, Scope
+from postroom.outbox import OutboxEntry
+
+
+def _hidden(what: str) -> NotFoundError:
+    # 404 rather than 403: another client's case ids are not this client's business.
+    return NotFoundError(f"no {what} (or not one this token created)")
+
+
+def check_case(engine: Engine, token: ApiToken, case_id: str) -> None:
+    if token.allows(Scope.ADMIN):
+        return
+    with engine.connect() as conn:
+        if not idempotency.owns(conn, token_id=token.id, kind="case", ident=case_id):
+            raise _hidden(f"case with id {case_id!r}")
+
+
+def check_email(engine: Engine, token: ApiToken, entry: OutboxEntry) -> None:
+    if token.allows(Scope.ADMIN):
+        return
+    with engine.connect() as conn:
+        if idempotency.owns(conn, token_id=token.id, kind="email", ident=str(entry.id)):
+            return
+        if entry.case_id and idempotency.owns(
+            conn, token_id=token.id, kind="case", ident=entry.case_id
+        ):
+            return
+    raise _hidden(f"outbox email with id {entry.id}")

@@ -1,0 +1,129 @@
+"""Cases: create (idempotently), read, change status, attach files."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from sqlalchemy import Connection
+
+from postroom.api.auth import SendToken, admin
+from postroom.api.idempotency import (
+    IdempotencyKey,
+    Stored,
+    once,
+    record_key,
+    record_owner,
+    request_hash,
+)
+from postroom.api.ownership import check_case
+from postroom.api.problems import ApiProblem, problem_responses, referenced
+from postroom.api.schemas.work import CaseCreate, StatusChange
+from postroom.app import Postroom
+from postroom.cases.models import Case
+from postroom.cases.service import MAX_ATTACHMENT_BYTES
+
+_CHANGE = problem_responses(401, 403, 404, 409, 422)
+
+
+def _location(request: Request, case_id: str) -> str:
+    return str(request.url_for("get_case", case_id=case_id))
+
+
+def router(postroom: Postroom) -> APIRouter:
+    api = APIRouter(tags=["cases"], responses=problem_responses(401, 403))
+    engine = postroom.engine
+
+    @api.post("/cases", status_code=201, responses=problem_responses(401, 403, 422))
+    def create_case(
+        body: CaseCreate,
+        request: Request,
+        response: Response,
+        token: SendToken,
+        key: IdempotencyKey = None,
+    ) -> Case:
+        """Create a case and queue its ``on: created`` emails, in one transaction."""
+        digest = request_hash("POST /cases", body.model_dump(mode="json"))
+
+        def record(conn: Connection, case_id: str) -> None:
+            record_owner(conn, token_id=token.id, kind="case", ident=case_id)
+            stored = Stored(201, {"case_id": case_id})
+            record_key(conn, token_id=token.id, key=key, digest=digest, stored=stored)
+
+        def create() -> Case:
+            with referenced():
+                return postroom.cases.create(
+                    body.case_type, data=body.data, operator=body.operator, record=record
+                )
+
+        result = once(engine, token_id=token.id, key=key, digest=digest, create=create)
+        if isinstance(result, Stored):
+            case = postroom.cases.get(str(result.body["case_id"]))
+            response.status_code = result.status_code
+            response.headers["Idempotent-Replayed"] = "true"
+        else:
+            case = result
+        response.headers["Location"] = _location(request, case.id)
+        return case
+
+    @api.get("/cases", dependencies=[admin], summary="The newest cases (admin)")
+    def recent_cases(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[Case]:
+        return postroom.cases.recent(limit=limit)
+
+    @api.get("/cases/{case_id}", responses=problem_responses(401, 403, 404))
+    def get_case(case_id: str, token: SendToken) -> Case:
+        check_case(engine, token, case_id)
+        return postroom.cases.get(case_id)
+
+    @api.post("/cases/{case_id}/status", responses=_CHANGE)
+    def set_status(case_id: str, body: StatusChange, token: SendToken) -> Case:
+        """Move the case to a status; entering it fires that status's emails."""
+        check_case(engine, token, case_id)
+        postroom.cases.get(case_id)  # 404 for the case; a missing operator is a 422
+        with referenced():
+            return postroom.cases.set_status(case_id, body.status, operator=body.operator)
+
+    @api.post("/cases/{case_id}/attachments", status_code=201, responses=_CHANGE)
+    def attach(
+        case_id: str,
+        file: Annotated[UploadFile, File(description="The file (25 MB at most)")],
+        token: SendToken,
+        name: Annotated[str | None, Form(max_length=255)] = None,
+    ) -> Case:
+        check_case(engine, token, case_id)
+        postroom.cases.get(case_id)  # 404 before reading a large upload
+        content = file.file.read(MAX_ATTACHMENT_BYTES + 1)
+        if len(content) > MAX_ATTACHMENT_BYTES:
+            raise ApiProblem(413, "the attachment is larger than 25 MB", kind="too-large")
+        return postroom.cases.attach(
+            case_id,
+            name=name or file.filename or "",
+            content=content,
+            content_type=file.content_type,
+        )
+
+    @api.get(
+        "/cases/{case_id}/attachments/{name}",
+        response_class=Response,
+        responses={
+            **problem_responses(401, 403, 404),
+            200: {"content": {"application/octet-stream": {}}},
+        },
+    )
+    def attachment(case_id: str, name: str, token: SendToken) -> Response:
+        check_case(engine, token, case_id)
+        content_type, content = postroom.cases.attachment(case_id, name)
+        quoted = quote(name, safe="")
+        return Response(
+            content,
+            media_type=content_type,
+            headers={
+                # Uploaded by a client: never rendered in the browser of whoever opens it.
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quoted}",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; sandbox",
+            },
+        )
+
+    return api

@@ -1,0 +1,177 @@
+"""Cases, emails and agents as the API takes and shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from postroom.accounts.connectivity import ConnectivityReport
+from postroom.agent.registry import AgentInfo
+from postroom.outbox import OutboxEntry, OutboxStatus
+from postroom.outbox.models import RecipientState
+from postroom.outbox.status import Hold
+
+_STATUS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$"
+Address = Annotated[str, Field(min_length=3, max_length=320, examples=["someone@example.com"])]
+
+
+class CaseCreate(BaseModel):
+    """A new case of a case type, with its data and the operator creating it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "case_type": "MyOrg-Mortgage-Work-MortgageRequest",
+                    "data": {"applicant": "Zoë Ångström", "amount": 250000},
+                    "operator": "alice",
+                }
+            ]
+        },
+    )
+
+    case_type: str = Field(min_length=1, max_length=255, description="The case type's class")
+    data: dict[str, Any] = Field(default_factory=dict)
+    operator: str | None = Field(None, min_length=1, max_length=255)
+
+
+class StatusChange(BaseModel):
+    """A case's new status; entering it fires the case type's steps for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: str = Field(pattern=_STATUS_PATTERN, examples=["Resolved-Completed"])
+    operator: str | None = Field(None, min_length=1, max_length=255)
+
+
+class EmailCreate(BaseModel):
+    """An ad-hoc email for a case (its class's account) or for a class."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "to": ["customer@example.com"],
+                    "subject": "Your request",
+                    "body": "<p>We received it.</p>",
+                    "case_id": "M-1",
+                }
+            ]
+        },
+    )
+
+    to: list[Address] = Field(min_length=1, max_length=100)
+    cc: list[Address] = Field(default_factory=list, max_length=100)
+    bcc: list[Address] = Field(default_factory=list, max_length=100)
+    subject: str | None = Field(None, max_length=998)
+    body: str | None = Field(None, description="HTML; the text part is derived from it")
+    correspondence: str | None = Field(None, max_length=255)
+    class_name: str | None = Field(
+        None, max_length=255, description="Class whose account sends when there is no case"
+    )
+    case_id: str | None = Field(None, max_length=64)
+
+
+class RecipientView(BaseModel):
+    """One envelope recipient and how far its delivery got."""
+
+    address: str
+    state: RecipientState
+    code: int | None
+    text: str
+
+
+class EmailView(BaseModel):
+    """An outbox email: its status, attempts and the server's last reply."""
+
+    id: int
+    message_id: str
+    case_id: str | None
+    account: str | None
+    subject: str
+    mail_from: str
+    recipients: list[RecipientView]
+    status: OutboxStatus
+    hold: Hold | None
+    attempts: int
+    next_attempt_at: datetime
+    last_code: int | None
+    last_enhanced: str | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+    @classmethod
+    def of(cls, entry: OutboxEntry) -> EmailView:
+        fields = {name: getattr(entry, name) for name in cls.model_fields if name != "recipients"}
+        recipients = [RecipientView(**r.to_json()) for r in entry.recipients]
+        return cls(**fields, recipients=recipients)
+
+
+class QueuedEmails(BaseModel):
+    """What an ad-hoc email became: one outbox row, or two when only some are encrypted."""
+
+    ids: list[int]
+    emails: list[EmailView]
+
+
+class EmailPage(BaseModel):
+    """One page of emails, newest first; ``next`` is the following page's URL."""
+
+    items: list[EmailView]
+    next: str | None = Field(None, description="URL of the next page; null on the last")
+
+
+class AgentView(BaseModel):
+    """A sender agent's heartbeat row."""
+
+    id: str
+    host: str
+    pid: int
+    state: str = Field(examples=["running", "stale", "stopped"])
+    paused: bool
+    started_at: datetime
+    last_beat_at: datetime
+    stopped_at: datetime | None
+    sent: int
+    failed: int
+
+    @classmethod
+    def of(cls, agent: AgentInfo) -> AgentView:
+        return cls(**{name: getattr(agent, name) for name in cls.model_fields})
+
+
+class StepView(BaseModel):
+    """One stage of a connectivity test."""
+
+    name: str
+    ok: bool
+    detail: str
+    explanation: str
+
+
+class ConnectivityView(BaseModel):
+    """The result of testing an account's connection as the agent would connect."""
+
+    account: str
+    ok: bool
+    steps: list[StepView]
+
+    @classmethod
+    def of(cls, account: str, report: ConnectivityReport) -> ConnectivityView:
+        steps = [
+            StepView(name=s.name, ok=s.ok, detail=s.detail, explanation=s.explanation)
+            for s in report.steps
+        ]
+        return cls(account=account, ok=report.ok, steps=steps)
+
+
+class Health(BaseModel):
+    """The service answers and its database too."""
+
+    status: str = Field(examples=["ok"])
