@@ -13,7 +13,7 @@ import pytest
 from postroom import Postroom
 from postroom.agent import AgentStats
 from postroom.db.types import utcnow
-from postroom.errors import ConfigurationError, StateError
+from postroom.errors import ConfigurationError, MessageError, StateError
 from postroom.outbox import OutboxStatus
 from postroom.outbox.models import RecipientState
 from tests.conftest import make_settings
@@ -502,3 +502,11 @@ def test_cancelling_a_sent_row_is_refused(postroom: Postroom) -> None:
     with pytest.raises(StateError):
         postroom.retry(oid)
     assert postroom.outbox_entry(oid).status is OutboxStatus.SENT
+
+
+def test_an_email_without_content_is_refused(database_url: str) -> None:
+    with Postroom(make_settings(database_url)) as pr:
+        pr.apply({"accounts": [account(2525)]})
+        with pytest.raises(MessageError, match="has no content"):
+            pr.send(to=[ALICE], class_name="Default")
+        assert pr.outbox() == []

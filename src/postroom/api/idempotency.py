@@ -24,7 +24,6 @@ from postroom.db.types import utcnow
 
 T = TypeVar("T")
 
-# Client keys cannot contain ':'; the API's own rows (see ownership) use it.
 KEY_PATTERN = r"^[A-Za-z0-9_.~+/=-]{1,200}$"
 
 IdempotencyKey = Annotated[
@@ -111,15 +110,3 @@ def once(
         if stored is None:
             raise
         return stored
-
-
-def record_owner(conn: Connection, *, token_id: str, kind: str, ident: str) -> None:
-    """Remember that a token created a case or email, so a send token may read it back."""
-    _insert(conn, token_id, f"owns:{kind}:{ident}", "", Stored(0, {}))
-
-
-def owns(conn: Connection, *, token_id: str, kind: str, ident: str) -> bool:
-    t = tables.idempotency_keys
-    key = f"owns:{kind}:{ident}"
-    query = select(t.c.key).where(t.c.token_id == token_id, t.c.key == key)
-    return conn.execute(query).first() is not None

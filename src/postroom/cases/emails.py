@@ -104,6 +104,8 @@ class Composer:
         bcc = self._mailboxes(conn, request.bcc, case)
         if not (to or cc or bcc):
             raise MessageError("the email has no recipient")
+        if not request.correspondence and not (request.subject or request.body):
+            raise MessageError("the email has no content: name a correspondence, or give a subject")
         context = _context(
             case,
             label=label,

@@ -264,6 +264,16 @@ web_sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# Which API token created which case or email: a `send` token reads back only its own.
+token_resources = Table(
+    "token_resources",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # "case" or "email"
+    Column("resource_id", String(64), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 # What a POST with an Idempotency-Key answered, so that a retried request gets the same.
 idempotency_keys = Table(
     "idempotency_keys",

@@ -42,6 +42,7 @@ class Keystore(BaseModel):
 
     @model_validator(mode="after")
     def _kind(self) -> Keystore:
+        self.data  # noqa: B018 - raises a clear error for content that is not base64
         if self.kind is None:
             object.__setattr__(self, "kind", detect_kind(self.data))
         return self

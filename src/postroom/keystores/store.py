@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 
 from postroom.db import tables
 from postroom.db.types import utcnow
@@ -65,3 +65,7 @@ class KeystoreStore:
         return upsert(
             conn, t, key=t.c.name, same=same, values=values, on_insert={"created_at": now}
         )
+
+    def delete(self, conn: Connection, name: str) -> None:
+        if conn.execute(delete(t).where(t.c.name == name)).rowcount == 0:
+            raise NotFoundError(f"no keystore named {name!r}")

@@ -14,10 +14,9 @@ from postroom.api.idempotency import (
     Stored,
     once,
     record_key,
-    record_owner,
     request_hash,
 )
-from postroom.api.ownership import check_case
+from postroom.api.ownership import check_case, record_owner
 from postroom.api.problems import ApiProblem, problem_responses, referenced
 from postroom.api.schemas.work import CaseCreate, StatusChange
 from postroom.app import Postroom

@@ -13,10 +13,9 @@ from postroom.api.idempotency import (
     Stored,
     once,
     record_key,
-    record_owner,
     request_hash,
 )
-from postroom.api.ownership import check_case, check_email
+from postroom.api.ownership import check_case, check_email, record_owner
 from postroom.api.problems import problem_responses, referenced
 from postroom.api.schemas.work import EmailCreate, EmailPage, EmailView, QueuedEmails
 from postroom.app import Postroom

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from postroom.accounts import EmailAccount
 from postroom.api.auth import admin
@@ -29,7 +29,6 @@ from postroom.api.writes import (
 from postroom.app import Postroom
 from postroom.auth import AuthProfile
 from postroom.db import tables
-from postroom.errors import NotFoundError
 from postroom.keystores.models import Keystore
 from postroom.outbox import OutboxStatus
 
@@ -164,7 +163,6 @@ def _keystores(api: APIRouter, postroom: Postroom) -> None:
 
     @api.delete("/keystores/{name}", tags=["keystores"], status_code=204, responses=_WRITE)
     def delete_keystore(name: str) -> Response:
-        k = tables.keystores
         with postroom.engine.begin() as conn:
             # Signing settings are JSON: compared here rather than in SQL.
             for account in postroom.account_store.list(conn):
@@ -172,7 +170,5 @@ def _keystores(api: APIRouter, postroom: Postroom) -> None:
                     raise ApiProblem(
                         409, f"keystore {name} is still used by {account.name}", kind="in-use"
                     )
-            # KeystoreStore has no delete; the row is all there is to a keystore.
-            if conn.execute(delete(k).where(k.c.name == name)).rowcount == 0:
-                raise NotFoundError(f"no keystore named {name!r}")
+            postroom.keystore_store.delete(conn, name)
         return Response(status_code=204)

@@ -1,4 +1,5 @@
-"""the service: API tokens, Admin Studio users and sessions, idempotency keys, agent pause
+"""the service: API tokens and what they created, Admin Studio users and sessions,
+idempotency keys, agent pause
 
 Revision ID: 0005
 Revises: 0004
@@ -71,9 +72,18 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_idempotency_keys_created_at"), "idempotency_keys", ["created_at"], unique=False
     )
+    op.create_table(
+        "token_resources",
+        sa.Column("token_id", sa.String(length=32), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("resource_id", sa.String(length=64), nullable=False),
+        sa.Column("created_at", _DATETIME, nullable=False),
+        sa.PrimaryKeyConstraint("token_id", "kind", "resource_id", name=op.f("pk_token_resources")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("token_resources")
     op.drop_index(op.f("ix_idempotency_keys_created_at"), table_name="idempotency_keys")
     op.drop_table("idempotency_keys")
     op.drop_table("web_sessions")
