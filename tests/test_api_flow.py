@@ -225,3 +225,34 @@ def test_database_unavailable_is_503_never_2xx(tmp_path: Path) -> None:
             (tmp_path / "moved").rename(folder)
             assert c.get("/api/v1/healthz").status_code == 200
             assert c.get("/api/v1/cases", headers=tokens.admin).json() == []  # nothing created
+
+
+def test_emails_take_priority_schedule_and_expiry(tmp_path: Path) -> None:
+    with Postroom(make_settings(f"sqlite:///{tmp_path / 'p.db'}")) as pr:
+        pr.apply({"accounts": [account(2525)]})
+        tokens = issue_tokens(pr)
+        api = client(pr)
+        body = {
+            "to": ["a@example.org"], "subject": "s", "body": "<p>b</p>", "priority": "high",
+            "send_after": "2099-01-01T09:00:00+01:00", "expires_at": "2099-01-02T09:00:00Z",
+        }  # fmt: skip
+        created = api.post("/api/v1/emails", json=body, headers=tokens.send)
+        assert created.status_code == 201, created.text
+        [email] = created.json()["emails"]
+        assert email["priority"] == "high"
+        assert email["next_attempt_at"].startswith("2099-01-01T08:00:00")
+        assert email["expires_at"].startswith("2099-01-02T09:00:00")
+        naive = api.post(
+            "/api/v1/emails",
+            json={**body, "expires_at": "2099-01-02T09:00:00"},
+            headers=tokens.send,
+        )
+        assert naive.status_code == 422
+        assert naive.json()["errors"][0]["field"].endswith("expires_at")
+        late = api.post(
+            "/api/v1/emails",
+            json={**body, "send_after": "2099-01-03T00:00:00Z"},
+            headers=tokens.send,
+        )
+        assert late.status_code == 422
+        assert "must come before expires_at" in late.json()["detail"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -37,7 +37,7 @@ from postroom.identity import Identity
 from postroom.keystores.models import Keystore
 from postroom.keystores.store import KeystoreStore
 from postroom.operators import OperatorStore
-from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, RetryPolicy
+from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, Priority, RetryPolicy
 from postroom.records import Change
 from postroom.security import SecretBox, load_secret_box
 from postroom.settings import Settings
@@ -298,6 +298,9 @@ class Postroom:
         case_id: str | None = None,
         cc: Sequence[str] = (),
         bcc: Sequence[str] = (),
+        priority: Priority = Priority.NORMAL,
+        send_after: datetime | None = None,
+        expires_at: datetime | None = None,
         record: Callable[[Connection, list[int]], None] | None = None,
     ) -> int:
         """Queue an ad-hoc email; the account is resolved from the case's class or ``class_name``.
@@ -314,6 +317,9 @@ class Postroom:
                 correspondence=correspondence,
                 subject=subject,
                 body=body,
+                priority=priority,
+                send_after=send_after,
+                expires_at=expires_at,
             )
         except ValidationError as exc:
             raise MessageError(

@@ -20,6 +20,7 @@ from postroom.accounts.holds import HoldStore
 from postroom.agent.delivery import Deliverer, SenderLoader
 from postroom.agent.recording import record_outcomes
 from postroom.agent.registry import is_paused
+from postroom.cases.store import add_history
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.outbox.models import ClaimedEmail
@@ -143,6 +144,9 @@ class SenderAgent:
             self.paused = is_paused(conn, self.id)
             if self.paused:
                 return []
+            # Cheap (a partial index holds only waiting rows with an expiry), and done
+            # here so that an expired email shows as such as soon as its turn would come.
+            self._expire(conn)
             return self._outbox.claim(
                 conn,
                 owner=self.id,
@@ -192,6 +196,18 @@ class SenderAgent:
             if state == "running":
                 self._outbox.renew(conn, owner=self.id, lease=self._config.lease_seconds)
                 self._recheck_holds(conn)
+
+    def _expire(self, conn: Connection) -> None:
+        for outbox_id, case_id, subject in self._outbox.expire_due(conn):
+            log.info("outbox #%s expired before it could be sent", outbox_id)
+            if case_id is not None:
+                add_history(
+                    conn,
+                    case_id,
+                    actor="agent",
+                    action="email-expired",
+                    detail=f"outbox #{outbox_id} '{subject}' not sent: it expired first",
+                )
 
     def _recheck_holds(self, conn: Connection) -> None:
         # A held account's emails are queued again when its check is due, so that the

@@ -17,7 +17,7 @@ from postroom.errors import (
     TransientDeliveryError,
 )
 from postroom.outbox.models import ClaimedEmail, DeliveryReport, Outcome
-from postroom.outbox.outcome import HELD_STAGE, decide
+from postroom.outbox.outcome import HELD_STAGE, decide, expired
 from postroom.outbox.retry import RetryPolicy
 from postroom.transports.base import Envelope, Sender, Transport, TransportFactory
 
@@ -112,6 +112,11 @@ class Deliverer:
             try:
                 while not queue.empty():
                     row = queue.get_nowait()
+                    now = utcnow()
+                    if row.expires_at is not None and row.expires_at <= now:
+                        # It waited for a connection past its time: never sent late.
+                        outcomes.append(expired(row, now))
+                        continue
                     result = await self._send(transport, row)
                     if isinstance(result, CredentialsRejectedError) or (
                         isinstance(result, DeliveryError) and result.stage in CONNECTION_STAGES

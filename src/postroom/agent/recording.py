@@ -70,6 +70,7 @@ def _bucket(status: OutboxStatus) -> str:
     return {
         OutboxStatus.SENT: "sent",
         OutboxStatus.FAILED: "failed",
+        OutboxStatus.EXPIRED: "failed",  # not delivered, and never will be
         OutboxStatus.HELD: "held",
     }.get(status, "retried")
 
@@ -140,4 +141,12 @@ def annotate_case(conn: Connection, outcome: Outcome, row: ClaimedEmail) -> None
             actor="agent",
             action="email-failed",
             detail=f"outbox #{row.id} '{row.subject}' failed: {outcome.last_error}",
+        )
+    elif outcome.status is OutboxStatus.EXPIRED:
+        case_store.add_history(
+            conn,
+            row.case_id,
+            actor="agent",
+            action="email-expired",
+            detail=f"outbox #{row.id} '{row.subject}' not sent: {outcome.last_error}",
         )

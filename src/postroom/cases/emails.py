@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from cryptography import x509
@@ -19,6 +20,7 @@ from postroom.db.types import utcnow
 from postroom.errors import ConfigurationError, MessageError
 from postroom.operators import Operator, OperatorStore
 from postroom.outbox.models import NewEmail
+from postroom.outbox.status import Priority
 from postroom.validation import check_address
 
 
@@ -33,6 +35,9 @@ class EmailRequest:
     subject: str | None = None
     body: str | None = None
     include_attachments: bool = False
+    priority: Priority = Priority.NORMAL
+    send_after: datetime | None = None  # a scheduled send: not before this time
+    expires_at: datetime | None = None  # never sent at or after this time
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,7 @@ class Composer:
             raise MessageError("the email has no recipient")
         if not request.correspondence and not (request.subject or request.body):
             raise MessageError("the email has no content: name a correspondence, or give a subject")
+        _check_timing(request, utcnow())
         context = _context(
             case,
             label=label,
@@ -168,6 +174,9 @@ class Composer:
                     recipients=tuple(outgoing.envelope_recipients),
                     message=message,
                     case_id=case.id if case is not None else None,
+                    priority=request.priority,
+                    send_after=request.send_after,
+                    expires_at=request.expires_at,
                 )
             )
         return ComposedEmail(
@@ -210,6 +219,19 @@ class Composer:
                 except ValueError as exc:
                     raise MessageError(str(exc)) from None
         return boxes
+
+
+def _check_timing(request: EmailRequest, now: datetime) -> None:
+    for name in ("send_after", "expires_at"):
+        value = getattr(request, name)
+        if value is not None and value.tzinfo is None:
+            raise MessageError(f"{name} needs a time zone (e.g. 2026-12-01T09:00:00+01:00)")
+    if request.expires_at is None:
+        return
+    if request.expires_at <= now:
+        raise MessageError(f"expires_at {request.expires_at.isoformat()} has already passed")
+    if request.send_after is not None and request.send_after >= request.expires_at:
+        raise MessageError("send_after must come before expires_at: it would never be sent")
 
 
 def _first_party(request: EmailRequest, case: Case | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from postroom.outbox.status import Priority
 from postroom.validation import check_address, check_record_name
 
 _PARTY_SOURCE = re.compile(r"^(creator|creator\.reports_to|operator:[A-Za-z0-9_.\-]+|data\.\w+)$")
@@ -125,6 +126,22 @@ class SendEmailStep(BaseModel):
     body: str | None = None
     include_attachments: bool = False
     mode: DeliveryMode = DeliveryMode.QUEUED
+    priority: Priority = Priority.NORMAL
+    delay_seconds: int | None = Field(
+        None, ge=1, le=366 * 86400, description="Send this long after the event, not at once"
+    )
+    expire_after_seconds: int | None = Field(
+        None, ge=1, le=366 * 86400, description="Never send later than this after the event"
+    )
+
+    @model_validator(mode="after")
+    def _timing(self) -> SendEmailStep:
+        delay, expiry = self.delay_seconds or 0, self.expire_after_seconds
+        if expiry is not None and expiry <= delay:
+            raise ValueError("expire_after_seconds must be longer than delay_seconds")
+        if self.delay_seconds and self.mode is DeliveryMode.IMMEDIATE:
+            raise ValueError("a delayed step cannot be sent immediately: use mode queued")
+        return self
 
     @model_validator(mode="after")
     def _content(self) -> SendEmailStep:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -242,6 +243,7 @@ class CaseService:
         actor: Operator | None,
     ) -> list[int]:
         label = step.name or step.correspondence or "send email"
+        now = utcnow()
         request = EmailRequest(
             to=step.to,
             cc=step.cc,
@@ -250,6 +252,13 @@ class CaseService:
             subject=step.subject,
             body=step.body,
             include_attachments=step.include_attachments,
+            priority=step.priority,
+            send_after=now + timedelta(seconds=step.delay_seconds) if step.delay_seconds else None,
+            expires_at=(
+                now + timedelta(seconds=step.expire_after_seconds)
+                if step.expire_after_seconds
+                else None
+            ),
         )
         try:
             composed = self._composer.compose(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from postroom.cases import Case
 from postroom.cli.common import console, opened, run_command, styled
 from postroom.errors import ConfigurationError
+from postroom.outbox import Priority
 
 cases_app = typer.Typer(
     help="Cases: create, show, change status, attach files.", no_args_is_help=True
@@ -152,12 +154,23 @@ def send(
     ] = None,
     cc: Annotated[list[str] | None, typer.Option("--cc")] = None,
     bcc: Annotated[list[str] | None, typer.Option("--bcc")] = None,
+    priority: Annotated[Priority, typer.Option(help="Due emails go out high first")] = (
+        Priority.NORMAL
+    ),
+    send_after: Annotated[
+        str | None, typer.Option(help="Not before this time (ISO 8601 with a time zone)")
+    ] = None,
+    expires_at: Annotated[
+        str | None, typer.Option(help="Never at or after this time (ISO 8601 with a time zone)")
+    ] = None,
 ) -> None:
     """Queue an ad-hoc email, sent from the account resolved for the case or class."""
 
     def body() -> None:
         if correspondence is None and (subject is None or body_html is None):
             raise ConfigurationError("give --correspondence, or both --subject and --body")
+        after = _moment(send_after, "--send-after")
+        expiry = _moment(expires_at, "--expires-at")
         with opened() as postroom:
             outbox_id = postroom.send(
                 to=to,
@@ -168,6 +181,9 @@ def send(
                 correspondence=correspondence,
                 case_id=case_id,
                 class_name=class_name,
+                priority=priority,
+                send_after=after,
+                expires_at=expiry,
             )
             entry = postroom.outbox_entry(outbox_id)
         console.print(
@@ -175,3 +191,15 @@ def send(
         )
 
     run_command(body)
+
+
+def _moment(value: str | None, flag: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigurationError(f"{flag} {value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ConfigurationError(f"{flag} needs a time zone, e.g. {value}+00:00")
+    return moment

@@ -43,8 +43,10 @@ def print_entry(e: OutboxEntry) -> None:
         ("case", e.case_id or "-"),
         ("account", e.account or "-"),
         ("from", e.mail_from),
+        ("priority", str(e.priority)),
         ("attempts", str(e.attempts)),
         ("next attempt", f"{e.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"),
+        ("expires", f"{e.expires_at:%Y-%m-%d %H:%M:%S} UTC" if e.expires_at else "-"),
         ("sent", f"{e.sent_at:%Y-%m-%d %H:%M:%S} UTC" if e.sent_at else "-"),
         (
             "last error",

@@ -11,12 +11,16 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
+    text,
 )
 
 from postroom.db.types import UTCDateTime
+
+_WAITING_WITH_EXPIRY = "expires_at IS NOT NULL AND status IN ('queued', 'retry', 'held')"
 
 metadata = MetaData(
     naming_convention={
@@ -206,7 +210,18 @@ outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
-    Index("ix_outbox_due", "status", "next_attempt_at"),
+    # 0 high, 1 normal, 2 low: claims take the lowest first (see outbox.status.Priority).
+    Column("priority", SmallInteger, nullable=False, default=1, server_default="1"),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Index("ix_outbox_claim", "status", "priority", "next_attempt_at", "id"),
+    # The expiry sweep reads only waiting rows that have an expiry: a small index, however
+    # much history the table keeps.
+    Index(
+        "ix_outbox_expires",
+        "expires_at",
+        postgresql_where=text(_WAITING_WITH_EXPIRY),
+        sqlite_where=text(_WAITING_WITH_EXPIRY),
+    ),
     Index("ix_outbox_lease", "status", "lease_expires_at"),
 )
 

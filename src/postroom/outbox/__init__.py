@@ -12,7 +12,7 @@ from postroom.outbox.models import (
     Refusal,
 )
 from postroom.outbox.retry import RetryPolicy
-from postroom.outbox.status import OutboxStatus
+from postroom.outbox.status import OutboxStatus, Priority
 from postroom.outbox.store import OutboxStore
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "OutboxStatus",
     "OutboxStore",
     "Outcome",
+    "Priority",
     "Recipient",
     "RecipientState",
     "Refusal",

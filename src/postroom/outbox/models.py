@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from postroom.outbox.classify import Verdict
-from postroom.outbox.status import Hold, OutboxStatus
+from postroom.outbox.status import Hold, OutboxStatus, Priority
 
 
 class RecipientState(StrEnum):
@@ -60,6 +60,9 @@ class NewEmail:
     recipients: tuple[str, ...]
     message: bytes
     case_id: str | None = None
+    priority: Priority = Priority.NORMAL
+    send_after: datetime | None = None  # not claimed before (a scheduled send)
+    expires_at: datetime | None = None  # never sent at or after; then status 'expired'
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ class ClaimedEmail:
     message: bytes
     attempts: int
     created_at: datetime
+    expires_at: datetime | None = None
 
     @property
     def open_recipients(self) -> list[str]:
@@ -146,3 +150,5 @@ class OutboxEntry:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    priority: Priority = Priority.NORMAL
+    expires_at: datetime | None = None

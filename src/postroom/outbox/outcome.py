@@ -37,8 +37,42 @@ def decide(
     """The outcome of one attempt: per-recipient states, status and next attempt.
 
     ``hold_unknown``: an attempt whose outcome is unknown waits for a person instead of
-    being retried (the account's ``on_unknown_outcome: hold``).
+    being retried (the account's ``on_unknown_outcome: hold``). An email whose next
+    attempt would come at or after its ``expires_at`` expires instead.
     """
+    outcome = _decide(email, result, policy=policy, now=now, hold_unknown=hold_unknown)
+    waits = outcome.status in (OutboxStatus.RETRY, OutboxStatus.HELD)
+    if waits and email.expires_at is not None and outcome.next_attempt_at >= email.expires_at:
+        return replace(
+            outcome,
+            status=OutboxStatus.EXPIRED,
+            hold=None,
+            last_error=f"expired at {email.expires_at:%Y-%m-%d %H:%M:%S} UTC before its next "
+            f"attempt; last error: {outcome.last_error}",
+        )
+    return outcome
+
+
+def expired(email: ClaimedEmail, now: datetime) -> Outcome:
+    """A claimed email whose time ran out before its turn came: not sent, never will be."""
+    return Outcome(
+        id=email.id,
+        status=OutboxStatus.EXPIRED,
+        recipients=email.recipients,
+        next_attempt_at=now,
+        last_error=f"expired at {email.expires_at:%Y-%m-%d %H:%M:%S} UTC before it was sent",
+        refund=True,
+    )
+
+
+def _decide(
+    email: ClaimedEmail,
+    result: DeliveryReport | DeliveryError,
+    *,
+    policy: RetryPolicy,
+    now: datetime,
+    hold_unknown: bool,
+) -> Outcome:
     if isinstance(result, CredentialsRejectedError):
         # Nothing is wrong with the email: it waits for the account, uncounted.
         held = _waiting(email, now, OutboxStatus.HELD, f"held: {result.text}", hold=Hold.ACCOUNT)

@@ -17,6 +17,28 @@ class OutboxStatus(StrEnum):
     # Waits for something other than time: its account's credentials to work again
     # (released automatically) or a person (an outcome nobody knows). Never claimed.
     HELD = "held"
+    # Its expires_at came before it could be delivered: never sent late. Final.
+    EXPIRED = "expired"
+
+
+class Priority(StrEnum):
+    """Which due emails an agent claims first."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """Stored in the row: claims order by it, ascending."""
+        return _RANKS[self]
+
+    @classmethod
+    def of_rank(cls, rank: int) -> Priority:
+        return next(p for p, r in _RANKS.items() if r == rank)
+
+
+_RANKS = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
 
 
 class Hold(StrEnum):
@@ -29,14 +51,15 @@ class Hold(StrEnum):
 S = OutboxStatus
 
 TRANSITIONS: dict[OutboxStatus, frozenset[OutboxStatus]] = {
-    S.QUEUED: frozenset({S.SENDING, S.CANCELLED}),
+    S.QUEUED: frozenset({S.SENDING, S.CANCELLED, S.EXPIRED}),
     # SENDING -> SENDING: another agent re-claims a row whose lease expired.
-    S.SENDING: frozenset({S.SENT, S.RETRY, S.FAILED, S.SENDING, S.QUEUED, S.HELD}),
-    S.RETRY: frozenset({S.SENDING, S.QUEUED, S.CANCELLED}),
-    S.HELD: frozenset({S.QUEUED, S.CANCELLED}),
+    S.SENDING: frozenset({S.SENT, S.RETRY, S.FAILED, S.SENDING, S.QUEUED, S.HELD, S.EXPIRED}),
+    S.RETRY: frozenset({S.SENDING, S.QUEUED, S.CANCELLED, S.EXPIRED}),
+    S.HELD: frozenset({S.QUEUED, S.CANCELLED, S.EXPIRED}),
     S.FAILED: frozenset({S.QUEUED, S.CANCELLED}),
     S.CANCELLED: frozenset({S.QUEUED}),
     S.SENT: frozenset(),
+    S.EXPIRED: frozenset(),
 }
 
 DUE = (S.QUEUED, S.RETRY)

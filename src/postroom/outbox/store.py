@@ -24,7 +24,14 @@ from postroom.outbox.models import (
     Recipient,
     RecipientState,
 )
-from postroom.outbox.status import DUE, Hold, OutboxStatus, check_transition, sources_of
+from postroom.outbox.status import (
+    DUE,
+    Hold,
+    OutboxStatus,
+    Priority,
+    check_transition,
+    sources_of,
+)
 
 t = tables.outbox
 
@@ -39,6 +46,7 @@ _CLAIM_COLUMNS = (
     t.c.message,
     t.c.attempts,
     t.c.created_at,
+    t.c.expires_at,
 )
 _ENTRY_COLUMNS = [c for c in t.c if c.name != "message"]
 
@@ -55,6 +63,7 @@ def _claimed(row: Any) -> ClaimedEmail:
         message=bytes(row.message),
         attempts=row.attempts,
         created_at=row.created_at,
+        expires_at=row.expires_at,
     )
 
 
@@ -64,11 +73,12 @@ def _entry(row: Any) -> OutboxEntry:
         **{
             k: m[k]
             for k in OutboxEntry.__dataclass_fields__
-            if k not in ("recipients", "status", "hold")
+            if k not in ("recipients", "status", "hold", "priority")
         },
         recipients=tuple(Recipient.from_json(r) for r in m["recipients"]),
         status=OutboxStatus(m["status"]),
         hold=Hold(m["hold"]) if m["hold"] else None,
+        priority=Priority.of_rank(m["priority"]),
     )
 
 
@@ -94,7 +104,9 @@ class OutboxStore:
                 "message": e.message,
                 "status": OutboxStatus.QUEUED.value,
                 "attempts": 0,
-                "next_attempt_at": now,
+                "next_attempt_at": max(e.send_after, now) if e.send_after else now,
+                "priority": e.priority.rank,
+                "expires_at": e.expires_at,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -148,8 +160,34 @@ class OutboxStore:
             and_(t.c.status.in_([s.value for s in DUE]), t.c.next_attempt_at <= now),
             and_(t.c.status == OutboxStatus.SENDING.value, t.c.lease_expires_at <= now),
         )
-        pick = select(t.c.id).where(due).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
+        # An expired email is never claimed; expire_due() gives it its final status.
+        live = or_(t.c.expires_at.is_(None), t.c.expires_at > now)
+        pick = (
+            select(t.c.id)
+            .where(due, live)
+            .order_by(t.c.priority, t.c.next_attempt_at, t.c.id)
+            .limit(limit)
+        )
         return self._claim_where(conn, pick, owner=owner, lease=lease, now=now)
+
+    def expire_due(
+        self, conn: Connection, *, now: datetime | None = None
+    ) -> list[tuple[int, str | None, str]]:
+        """Expire every waiting email whose ``expires_at`` has come: (id, case, subject)."""
+        now = now or utcnow()
+        waiting = [s.value for s in sources_of(OutboxStatus.EXPIRED) if s != OutboxStatus.SENDING]
+        result = conn.execute(
+            update(t)
+            .where(t.c.status.in_(waiting), t.c.expires_at <= now)
+            .values(
+                status=OutboxStatus.EXPIRED.value,
+                hold=None,
+                last_error=func.coalesce(t.c.last_error + "; ", "") + "expired before delivery",
+                updated_at=now,
+            )
+            .returning(t.c.id, t.c.case_id, t.c.subject)
+        )
+        return [(r.id, r.case_id, r.subject) for r in result]
 
     def claim_ids(
         self, conn: Connection, ids: Iterable[int], *, owner: str, lease: float

@@ -63,6 +63,9 @@ def router(postroom: Postroom) -> APIRouter:
                     correspondence=body.correspondence,
                     class_name=body.class_name,
                     case_id=body.case_id,
+                    priority=body.priority,
+                    send_after=body.send_after,
+                    expires_at=body.expires_at,
                     record=record,
                 )
             return created

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from postroom.accounts.connectivity import ConnectivityReport
 from postroom.agent.registry import AgentInfo
 from postroom.outbox import OutboxEntry, OutboxStatus
 from postroom.outbox.models import RecipientState
-from postroom.outbox.status import Hold
+from postroom.outbox.status import Hold, Priority
 
 _STATUS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$"
 Address = Annotated[str, Field(min_length=3, max_length=320, examples=["someone@example.com"])]
@@ -74,6 +74,13 @@ class EmailCreate(BaseModel):
         None, max_length=255, description="Class whose account sends when there is no case"
     )
     case_id: str | None = Field(None, max_length=64)
+    priority: Priority = Field(Priority.NORMAL, description="Due emails go out high first")
+    send_after: AwareDatetime | None = Field(
+        None, description="Scheduled send: not before this time (with a time zone)"
+    )
+    expires_at: AwareDatetime | None = Field(
+        None, description="Never sent at or after this time; then its status is 'expired'"
+    )
 
 
 class RecipientView(BaseModel):
@@ -105,6 +112,8 @@ class EmailView(BaseModel):
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    priority: Priority
+    expires_at: datetime | None
 
     @classmethod
     def of(cls, entry: OutboxEntry) -> EmailView:
