@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import email.policy
@@ -42,6 +43,8 @@ class SmtpSink:
     - ``data_replies``: replies for the next DATA commands, in order ("451 4.3.0 later").
     - ``disconnect_on_data``: how many next DATA commands drop the connection instead.
     - ``mail_replies``: replies for the next MAIL FROM commands.
+    - ``data_delay``: seconds each DATA takes (as a slow server's); ``max_in_data`` is the
+      most DATA commands that were in progress at once, i.e. concurrent deliveries.
     """
 
     rcpt_replies: dict[str, str] = field(default_factory=dict)
@@ -53,6 +56,9 @@ class SmtpSink:
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     on_data: Callable[[], None] | None = None
+    data_delay: float = 0.0
+    in_data: int = 0
+    max_in_data: int = 0
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -74,6 +80,13 @@ class SmtpSink:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_delay:
+            with self.lock:
+                self.in_data += 1
+                self.max_in_data = max(self.max_in_data, self.in_data)
+            await asyncio.sleep(self.data_delay)
+            with self.lock:
+                self.in_data -= 1
         with self.lock:
             self.data_commands += 1
             if self.on_data is not None:

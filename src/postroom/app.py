@@ -21,8 +21,7 @@ from postroom.accounts.connectivity import ConnectivityReport, Step
 from postroom.accounts.graph_check import token_step
 from postroom.accounts.holds import AccountHold, HoldStore
 from postroom.agent import AgentConfig, SenderAgent
-from postroom.agent.agent import new_agent_id
-from postroom.agent.immediate import deliver_claimed, run_in_own_loop
+from postroom.agent.immediate import deliver_ids, run_in_own_loop
 from postroom.agent.registry import AgentInfo, list_agents, set_paused
 from postroom.auth import AuthProfile, AuthProfileStore, TokenCache
 from postroom.cases.emails import Composer, EmailRequest
@@ -375,6 +374,7 @@ class Postroom:
                 connections_per_account=s.connections_per_account,
             ),
             agent_id=agent_id,
+            limits_of=lambda conn, name: self.account_store.get(conn, name).effective_limits,
         )
 
     def agents(self) -> list[AgentInfo]:
@@ -395,28 +395,14 @@ class Postroom:
 
     def deliver_now(self, outbox_ids: Sequence[int]) -> None:
         """Try these queued emails at once; whatever fails stays queued for the agent."""
-        if not outbox_ids:
-            return
-        owner = f"immediate:{new_agent_id()}"
-        with self.engine.begin() as conn:
-            rows = self.outbox_store.claim_ids(
-                conn, outbox_ids, owner=owner, lease=self.settings.lease_seconds
-            )
-        if not rows:
-            return
-
-        try:
-            deliver_claimed(
-                rows,
-                engine=self.engine,
-                outbox=self.outbox_store,
-                factory=self.transport_factory,
-                policy=self.retry_policy(),
-                connections_per_account=self.settings.connections_per_account,
-                load_sender=self.sender,
-                owner=owner,
-            )
-        except Exception:
-            # The case is committed and its emails are in the outbox: the agent sends them
-            # once the lease passes. Immediate delivery is a courtesy, not a promise.
-            log.exception("immediate delivery failed; the sender agent will take over")
+        deliver_ids(
+            outbox_ids,
+            engine=self.engine,
+            outbox=self.outbox_store,
+            limits_of=lambda conn, name: self.account_store.get(conn, name).effective_limits,
+            factory=self.transport_factory,
+            policy=self.retry_policy(),
+            connections_per_account=self.settings.connections_per_account,
+            lease=self.settings.lease_seconds,
+            load_sender=self.sender,
+        )

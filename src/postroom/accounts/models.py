@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from postroom.accounts.advanced import TLS_VERSIONS, parse_advanced
 from postroom.accounts.encryption import Encryption
+from postroom.accounts.limits import Limits, effective_limits
 from postroom.accounts.presets import PRESETS, Provider, Security, preset_warnings
 from postroom.auth.models import check_base_url
 from postroom.validation import check_address, check_display_name, check_record_name
@@ -112,6 +113,7 @@ class EmailAccount(BaseModel):
     signing: Signing | None = None
     dkim: Dkim | None = None
     encryption: Encryption | None = None
+    limits: Limits | None = None
 
     @field_validator("name")
     @classmethod
@@ -240,6 +242,13 @@ class EmailAccount(BaseModel):
     def mailbox(self) -> str:
         """The Graph mailbox that sends: ``user_principal_name``, else the address."""
         return self.user_principal_name or self.address
+
+    @property
+    def effective_limits(self) -> Limits:
+        """``limits``, with what the provider documents for the ones not given."""
+        return effective_limits(
+            provider=self.provider, graph=self.protocol is Protocol.GRAPH, given=self.limits
+        )
 
     @property
     def login(self) -> str:

@@ -12,17 +12,21 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, insert, update
 
 from postroom.accounts.holds import HoldStore
+from postroom.accounts.limits import Limits
 from postroom.agent.delivery import Deliverer, SenderLoader
 from postroom.agent.recording import record_outcomes
 from postroom.agent.registry import is_paused
+from postroom.agent.throttle import admit, release_slots, renew_slots
 from postroom.cases.store import add_history
 from postroom.db import tables
 from postroom.db.types import utcnow
+from postroom.errors import PostroomError
 from postroom.outbox.models import ClaimedEmail
 from postroom.outbox.retry import RetryPolicy
 from postroom.outbox.store import OutboxStore
@@ -69,8 +73,12 @@ class SenderAgent:
         policy: RetryPolicy,
         config: AgentConfig,
         agent_id: str | None = None,
+        limits_of: Callable[[Connection, str], Limits] | None = None,
     ) -> None:
         self.id = agent_id or new_agent_id()
+        # Read in the claim's own transaction: on SQLite a second connection would wait
+        # for the write lock that transaction holds.
+        self._account_limits = limits_of or (lambda conn, name: Limits())
         self._engine = engine
         self._load_sender = load_sender
         self._config = config
@@ -83,6 +91,7 @@ class SenderAgent:
         )
         self.stats = AgentStats()
         self.paused = False
+        self._connections: dict[str, int] = {}  # this batch's connection slots per account
         # Leases are renewed with the heartbeat, so it must beat well inside a lease.
         self.beat_interval = min(config.heartbeat_interval, config.lease_seconds / 3)
 
@@ -112,7 +121,15 @@ class SenderAgent:
         return self.stats
 
     async def _process(self, rows: list[ClaimedEmail]) -> None:
-        outcomes = await self._deliverer.deliver(rows, self._load_sender)
+        limited = dict(self._connections)
+        try:
+            outcomes = await self._deliverer.deliver(rows, self._load_sender, connections=limited)
+        finally:
+            if limited:
+                # Connections count against the account's limit while open: an agent
+                # between batches holds none, so other agents may have them.
+                await self._deliverer.close_accounts(limited)
+                await asyncio.to_thread(self._release_slots)
         claimed = {r.id: r for r in rows}
         tally = await asyncio.to_thread(
             record_outcomes,
@@ -138,6 +155,7 @@ class SenderAgent:
         )
 
     def _claim(self) -> list[ClaimedEmail]:
+        """Claim a batch and apply account limits to it, in one transaction."""
         with self._engine.begin() as conn:
             # Read in the claim's transaction: once a pause is committed, nothing more
             # is claimed (what is in flight finishes).
@@ -147,12 +165,36 @@ class SenderAgent:
             # Cheap (a partial index holds only waiting rows with an expiry), and done
             # here so that an expired email shows as such as soon as its turn would come.
             self._expire(conn)
-            return self._outbox.claim(
+            rows = self._outbox.claim(
                 conn,
                 owner=self.id,
                 limit=self._config.batch_size,
                 lease=self._config.lease_seconds,
             )
+            admission = admit(
+                conn,
+                rows,
+                limits_of=lambda name: self._limits_of(conn, name),
+                owner=self.id,
+                connections_per_account=self._config.connections_per_account,
+                lease=self._config.lease_seconds,
+                now=utcnow(),
+            )
+            for until, ids in admission.deferred.items():
+                if ids:
+                    self._outbox.defer(conn, ids, owner=self.id, until=until)
+            self._connections = admission.connections
+            return admission.rows
+
+    def _release_slots(self) -> None:
+        with self._engine.begin() as conn:
+            release_slots(conn, owner=self.id)
+
+    def _limits_of(self, conn: Connection, account: str) -> Limits:
+        try:
+            return self._account_limits(conn, account)
+        except PostroomError:
+            return Limits()  # the deliverer reports what is wrong with the account
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -193,8 +235,11 @@ class SenderAgent:
                     **({"stopped_at": now} if state == "stopped" else {}),
                 )
             )
+            if state == "stopped":
+                release_slots(conn, owner=self.id)
             if state == "running":
                 self._outbox.renew(conn, owner=self.id, lease=self._config.lease_seconds)
+                renew_slots(conn, owner=self.id, lease=self._config.lease_seconds, now=now)
                 self._recheck_holds(conn)
 
     def _expire(self, conn: Connection) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from postroom.accounts.models import UnknownOutcome
@@ -55,8 +55,19 @@ class Deliverer:
         self._limit = connections_per_account
         self._pools: dict[str, _AccountPool] = {}
 
-    async def deliver(self, rows: Sequence[ClaimedEmail], load: SenderLoader) -> list[Outcome]:
-        """One attempt for every row; rows of one account share its connections."""
+    async def deliver(
+        self,
+        rows: Sequence[ClaimedEmail],
+        load: SenderLoader,
+        *,
+        connections: Mapping[str, int] | None = None,
+    ) -> list[Outcome]:
+        """One attempt for every row; rows of one account share its connections.
+
+        ``connections`` caps the connections of some accounts below the pool's limit
+        (the slots of a limited account this agent holds).
+        """
+        caps = connections or {}
         by_account: dict[str, list[ClaimedEmail]] = defaultdict(list)
         for row in rows:
             by_account[row.account].append(row)
@@ -78,7 +89,7 @@ class Deliverer:
             queue: asyncio.Queue[ClaimedEmail] = asyncio.Queue()
             for r in account_rows:
                 queue.put_nowait(r)
-            workers = min(self._limit, len(account_rows))
+            workers = min(self._limit, caps.get(name, self._limit), len(account_rows))
             jobs.extend(self._worker(pool, queue, outcomes) for _ in range(workers))
         await asyncio.gather(*jobs)
         return outcomes
@@ -161,6 +172,13 @@ class Deliverer:
         hold_unknown: bool = False,
     ) -> Outcome:
         return decide(row, result, policy=self._policy, now=utcnow(), hold_unknown=hold_unknown)
+
+    async def close_accounts(self, names: Iterable[str]) -> None:
+        """Close the idle connections of these accounts (their slots are given back)."""
+        for name in names:
+            pool = self._pools.pop(name, None)
+            if pool is not None:
+                await self._close_pool(pool)
 
     async def close(self) -> None:
         pools, self._pools = list(self._pools.values()), {}

@@ -58,6 +58,7 @@ accounts = Table(
     Column("dkim", JSON, nullable=True),  # {"domain", "selector"}
     Column("dkim_private_key", Text, nullable=True),  # encrypted, see security.secrets
     Column("encryption", JSON, nullable=True),  # {"certificates": [...], "without_certificate"}
+    Column("limits", JSON, nullable=True),  # {"max_connections", "messages_per_minute"}
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -239,6 +240,25 @@ agents = Table(
     Column("failed", Integer, nullable=False, default=0),
     # Set by an operator: the agent keeps beating but claims nothing until resumed.
     Column("paused", Boolean, nullable=False, default=False, server_default="0"),
+)
+
+# An account's messages-per-minute budget, shared by every agent: a fixed one-minute window.
+account_budgets = Table(
+    "account_budgets",
+    metadata,
+    Column("account", String(255), primary_key=True),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("used", Integer, nullable=False),
+)
+
+# An account's connection slots, leased by agents: at most max_connections rows are live.
+account_slots = Table(
+    "account_slots",
+    metadata,
+    Column("account", String(255), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 # Bearer tokens of the REST API; only a SHA-256 of the secret part is kept.

@@ -289,6 +289,26 @@ class OutboxStore:
             conn.execute(statement, params)
         return held
 
+    def defer(self, conn: Connection, ids: Iterable[int], *, owner: str, until: datetime) -> int:
+        """Put claimed rows back, uncounted, due at ``until`` (an account limit was reached)."""
+        result = conn.execute(
+            update(t)
+            .where(
+                t.c.id.in_(list(ids)),
+                t.c.lease_owner == owner,
+                t.c.status == OutboxStatus.SENDING.value,
+            )
+            .values(
+                status=OutboxStatus.QUEUED.value,
+                lease_owner=None,
+                lease_expires_at=None,
+                attempts=t.c.attempts - 1,
+                next_attempt_at=until,
+                updated_at=utcnow(),
+            )
+        )
+        return result.rowcount
+
     def release(self, conn: Connection, ids: Iterable[int], *, owner: str) -> int:
         """Give back rows claimed but not attempted (on shutdown), undoing the attempt count."""
         result = conn.execute(
