@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/postroom demo
+	$(BIN)/postroom serve --demo
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -30,4 +30,4 @@ bench: setup
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) postroom.db postroom.db-wal postroom.db-shm postroom.key postroom-inbox
+	rm -rf $(VENV) postroom.db postroom.db-wal postroom.db-shm postroom.key postroom-inbox test-artifacts

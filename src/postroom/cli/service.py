@@ -69,7 +69,10 @@ def serve(
             server = uvicorn.Server(
                 uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
             )
-            server.run()
+            # uvicorn shuts down gracefully, then re-raises the Ctrl-C it captured.
+            with contextlib.suppress(KeyboardInterrupt):
+                server.run()
+            console.print("stopped")
 
     run_command(body)
 

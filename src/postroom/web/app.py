@@ -1,0 +1,107 @@
+"""The Admin Studio application: routes, static files, and how errors are shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from postroom.app import Postroom
+from postroom.errors import NotFoundError
+from postroom.web.pages import (
+    accounts,
+    agents,
+    auth,
+    cases,
+    correspondence,
+    dashboard,
+    devinbox,
+    keystores,
+    outbox,
+    profiles,
+    records,
+)
+from postroom.web.render import page
+from postroom.web.session import LoginRequiredError
+
+STATIC = Path(__file__).parent / "static"
+# Studio pages load only their own scripts and styles; email bodies are framed from
+# same-origin URLs that carry their own, stricter policy (see web.mail.BODY_POLICY).
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'; "
+    "object-src 'none'"
+)
+
+
+async def _security_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    response = await call_next(request)
+    response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.headers.get("content-type", "").startswith("text/html"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequiredError)
+    return RedirectResponse(exc.target, status_code=303)
+
+
+def _not_found(request: Request, exc: Exception) -> Response:
+    return page(request, "error.html", None, status_code=404, title="Not found", message=str(exc))
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    title = "Forbidden" if exc.status_code == 403 else "Error"
+    return page(
+        request,
+        "error.html",
+        None,
+        status_code=exc.status_code,
+        title=title,
+        message=str(exc.detail),
+    )
+
+
+def create_studio(postroom: Postroom, *, inbox_dir: Path | None = None) -> FastAPI:
+    """The Admin Studio as an ASGI app serving ``/`` (mounted by the Postroom service)."""
+    studio = FastAPI(
+        title="Postroom Admin Studio",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    studio.state.postroom = postroom
+    studio.state.inbox_dir = inbox_dir
+    studio.add_middleware(BaseHTTPMiddleware, dispatch=_security_headers)
+    studio.add_exception_handler(LoginRequiredError, _login_required)
+    studio.add_exception_handler(NotFoundError, _not_found)
+    studio.add_exception_handler(HTTPException, _http_error)
+    studio.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for module in (
+        auth,
+        dashboard,
+        accounts,
+        profiles,
+        keystores,
+        records,
+        correspondence,
+        cases,
+        outbox,
+        agents,
+        devinbox,
+    ):
+        studio.include_router(module.router)
+
+    @studio.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return RedirectResponse("/static/favicon.svg", status_code=308)
+
+    return studio

@@ -1,0 +1,75 @@
+"""Logging in and out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from postroom.web import forms
+from postroom.web.render import page, redirect
+from postroom.web.session import (
+    Form,
+    LoggedIn,
+    check_login_csrf,
+    clear_session_cookie,
+    new_login_token,
+    postroom_of,
+    safe_next,
+    set_login_cookie,
+    set_session_cookie,
+)
+
+router = APIRouter()
+
+
+def _login_page(
+    request: Request, *, error: str | None = None, username: str = "", status_code: int = 200
+) -> Response:
+    token = new_login_token()
+    response = page(
+        request,
+        "login.html",
+        None,
+        status_code=status_code,
+        title="Log in",
+        login_token=token,
+        error=error,
+        username=username,
+        next=safe_next(request.query_params.get("next")),
+    )
+    set_login_cookie(response, request, token)
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    return _login_page(request)
+
+
+@router.post("/login")
+async def log_in(request: Request) -> Response:
+    form = await request.form()
+    check_login_csrf(request, form)
+    username = forms.text(form, "username")
+    password = forms.raw(form, "password")
+    # Password hashing is slow on purpose: keep it off the event loop.
+    opened = await run_in_threadpool(
+        postroom_of(request).identity.log_in, username=username, password=password
+    )
+    if opened is None:
+        return _login_page(
+            request, error="Wrong user name or password.", username=username, status_code=401
+        )
+    session_id, _ = opened
+    response = redirect(request, safe_next(forms.text(form, "next")))
+    set_session_cookie(response, request, session_id)
+    return response
+
+
+@router.post("/logout")
+def log_out(request: Request, auth: LoggedIn, form: Form) -> Response:
+    postroom_of(request).identity.log_out(auth.session_id)
+    response = redirect(request, "/login")
+    clear_session_cookie(response, request)
+    return response

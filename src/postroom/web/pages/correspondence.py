@@ -1,0 +1,176 @@
+"""Correspondence: list, edit and save templates, with a live preview against a case."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from postroom.accounts import resolve_account
+from postroom.app import Postroom
+from postroom.cases.emails import EmailRequest, _context, _first_party
+from postroom.cases.store import load_case
+from postroom.correspondence import Correspondence, Renderer
+from postroom.correspondence.render import Rendered
+from postroom.errors import PostroomError
+from postroom.web import forms
+from postroom.web.mail import BODY_POLICY
+from postroom.web.render import page, redirect, templates
+from postroom.web.session import Auth, Form, LoggedIn, postroom_of
+
+router = APIRouter()
+_FIELDS = ("name", "subject", "html", "text")
+
+
+@router.get("/correspondence")
+def list_correspondence(request: Request, auth: LoggedIn) -> Response:
+    pr = postroom_of(request)
+    with pr.engine.connect() as conn:
+        records = sorted(pr.correspondence_store.all(conn).values(), key=lambda r: r.name)
+    return page(request, "correspondence.html", auth, title="Correspondence", records=records)
+
+
+def _editor(
+    request: Request,
+    auth: Auth,
+    *,
+    values: dict[str, str],
+    existing: bool,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    return page(
+        request,
+        "correspondence_form.html",
+        auth,
+        status_code=status_code,
+        title=f"Correspondence {values['name']}" if existing else "New correspondence",
+        v=values,
+        existing=existing,
+        error=error,
+        cases=postroom_of(request).cases.recent(limit=30),
+        case_id=request.query_params.get("case", ""),
+    )
+
+
+@router.get("/correspondence/new")
+def new_correspondence(request: Request, auth: LoggedIn) -> Response:
+    return _editor(request, auth, values=dict.fromkeys(_FIELDS, ""), existing=False)
+
+
+@router.get("/correspondence/edit")
+def edit_correspondence(request: Request, auth: LoggedIn, name: str) -> Response:
+    pr = postroom_of(request)
+    with pr.engine.connect() as conn:
+        record = pr.correspondence_store.get(conn, name)
+    values = {
+        "name": record.name,
+        "subject": record.subject or "",
+        "html": record.html,
+        "text": record.text or "",
+    }
+    return _editor(request, auth, values=values, existing=True)
+
+
+def _typed(form: Any) -> dict[str, str]:
+    return {
+        "name": forms.text(form, "name"),
+        "subject": forms.raw(form, "subject"),
+        "html": forms.raw(form, "html"),
+        "text": forms.raw(form, "text"),
+    }
+
+
+def _record(values: dict[str, str]) -> Correspondence:
+    return Correspondence(
+        name=values["name"],
+        subject=values["subject"] or None,  # no subject: a fragment for other templates
+        html=values["html"],
+        text=values["text"] or None,
+    )
+
+
+@router.post("/correspondence")
+def save_correspondence(request: Request, auth: LoggedIn, form: Form) -> Response:
+    values = _typed(form)
+    existing = forms.checked(form, "existing")
+    try:
+        record = _record(values)
+        # The same validation as `postroom apply`: every template must still compile.
+        report = postroom_of(request).apply(
+            {"correspondence": [record.model_dump(exclude_none=True)]}
+        )
+    except (ValidationError, PostroomError, ValueError) as exc:
+        return _editor(
+            request,
+            auth,
+            values=values,
+            existing=existing,
+            error=forms.problem(exc),
+            status_code=422,
+        )
+    [(_, name, change)] = report.changes
+    return redirect(
+        request,
+        f"/correspondence/edit?name={quote(name, safe='')}",
+        f"Correspondence {name}: {change}.",
+    )
+
+
+def _preview(pr: Postroom, record: Correspondence, case_id: str) -> Rendered:
+    """Render ``record`` as an email of the chosen case would be (or with no case)."""
+    with pr.engine.connect() as conn:
+        records = pr.correspondence_store.all(conn)
+        records[record.name] = record
+        renderer = Renderer(records)
+        renderer.check_source(record.html, what="html")
+        # One connection throughout: on SQLite a second one would wait for this one's lock.
+        case = load_case(conn, case_id) if case_id else None
+        ctype = pr.case_type_store.get(conn, case.case_type) if case else None
+        names = {a.name for a in pr.account_store.list(conn)}
+        class_name = ctype.class_name if ctype else "Default"
+        resolution = resolve_account(
+            class_name, names.__contains__, class_group=ctype.class_group if ctype else None
+        )
+        account = pr.account_store.get(conn, resolution.account)
+        actor = None
+        if case is not None and case.created_by:
+            actor = pr.operator_store.find(conn, case.created_by)
+        party: dict[str, Any] = {}
+        if ctype is not None:
+            # The party of the first step sending this correspondence, as the step would.
+            step = next((s for s in ctype.steps if s.correspondence == record.name), None)
+            if step is not None:
+                request = EmailRequest(to=step.to, cc=step.cc, bcc=step.bcc)
+                party = _first_party(request, case)
+        context = _context(
+            case,
+            label=ctype.label if ctype else "",
+            class_name=class_name,
+            actor=actor,
+            account=account,
+            party=party,
+        )
+    if record.is_fragment:
+        return renderer.render_inline(subject="(a fragment)", body=record.html, context=context)
+    return renderer.render(record.name, context)
+
+
+@router.post("/correspondence/preview")
+def preview(request: Request, auth: LoggedIn, form: Form) -> Response:
+    values = _typed(form)
+    rendered: Rendered | None = None
+    error = None
+    try:
+        record = _record({**values, "name": values["name"] or "(unsaved)"})
+        rendered = _preview(postroom_of(request), record, forms.text(form, "case_id"))
+    except (ValidationError, PostroomError, ValueError) as exc:
+        error = forms.problem(exc)
+    response: HTMLResponse = templates.TemplateResponse(
+        request, "preview.html", {"rendered": rendered, "error": error}
+    )
+    response.headers["Content-Security-Policy"] = BODY_POLICY
+    return response

@@ -1,0 +1,127 @@
+"""The outbox: filter, open a message, retry, cancel, and retry every failed email."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from postroom.errors import PostroomError
+from postroom.outbox import OutboxStatus
+from postroom.web import forms, mail
+from postroom.web.render import page, redirect
+from postroom.web.session import Form, LoggedIn, postroom_of
+
+router = APIRouter()
+PAGE_SIZE = 50
+# Bulk retry works in bounded batches so one click cannot run unbounded.
+BULK_BATCH = 200
+BULK_LIMIT = 10_000
+
+
+@router.get("/outbox")
+def list_outbox(
+    request: Request,
+    auth: LoggedIn,
+    *,
+    status: str = "",
+    account: str = "",
+    case: str = "",
+    page_number: int = 1,
+) -> Response:
+    pr = postroom_of(request)
+    chosen = OutboxStatus(status) if status in {s.value for s in OutboxStatus} else None
+    page_number = max(page_number, 1)
+    entries = pr.outbox(
+        status=chosen,
+        account=account or None,
+        case_id=case.strip() or None,
+        limit=PAGE_SIZE + 1,
+        offset=(page_number - 1) * PAGE_SIZE,
+    )
+    filters = {"status": status, "account": account, "case": case}
+    return page(
+        request,
+        "outbox.html",
+        auth,
+        title="Outbox",
+        entries=entries[:PAGE_SIZE],
+        more=len(entries) > PAGE_SIZE,
+        page_number=page_number,
+        statuses=[s.value for s in OutboxStatus],
+        account_names=[a.name for a in pr.accounts()],
+        f=filters,
+        query=urlencode({k: v for k, v in filters.items() if v}),
+        counts=pr.outbox_counts(),
+    )
+
+
+@router.get("/outbox/{outbox_id}")
+def show_entry(request: Request, auth: LoggedIn, outbox_id: int) -> Response:
+    pr = postroom_of(request)
+    entry = pr.outbox_entry(outbox_id)
+    with pr.engine.connect() as conn:
+        raw = pr.outbox_store.message_bytes(conn, outbox_id)
+    return page(
+        request,
+        "outbox_entry.html",
+        auth,
+        title=f"Outbox #{outbox_id}",
+        entry=entry,
+        message=mail.view(raw) if raw else None,
+        body_url=f"/outbox/{outbox_id}/body",
+    )
+
+
+@router.get("/outbox/{outbox_id}/body")
+def entry_body(request: Request, auth: LoggedIn, outbox_id: int) -> Response:
+    pr = postroom_of(request)
+    with pr.engine.connect() as conn:
+        raw = pr.outbox_store.message_bytes(conn, outbox_id)
+    return mail.html_body(raw)
+
+
+def _steer(request: Request, outbox_id: int, action: str) -> Response:
+    pr = postroom_of(request)
+    try:
+        entry = pr.retry(outbox_id) if action == "retry" else pr.cancel(outbox_id)
+    except PostroomError as exc:
+        return redirect(request, f"/outbox/{outbox_id}", f"Not done: {exc}")
+    return redirect(request, f"/outbox/{outbox_id}", f"Email #{outbox_id} is {entry.status}.")
+
+
+@router.post("/outbox/{outbox_id}/retry")
+def retry(request: Request, auth: LoggedIn, form: Form, outbox_id: int) -> Response:
+    return _steer(request, outbox_id, "retry")
+
+
+@router.post("/outbox/{outbox_id}/cancel")
+def cancel(request: Request, auth: LoggedIn, form: Form, outbox_id: int) -> Response:
+    return _steer(request, outbox_id, "cancel")
+
+
+@router.post("/outbox/retry-failed")
+def retry_failed(request: Request, auth: LoggedIn, form: Form) -> Response:
+    pr = postroom_of(request)
+    account = forms.text(form, "account") or None
+    retried, skipped, seen = 0, 0, 0
+    offset = 0
+    while seen < BULK_LIMIT:
+        batch = pr.outbox(
+            status=OutboxStatus.FAILED, account=account, limit=BULK_BATCH, offset=offset
+        )
+        if not batch:
+            break
+        seen += len(batch)
+        for entry in batch:
+            try:
+                pr.retry(entry.id)
+                retried += 1
+            except PostroomError:
+                skipped += 1  # never built, or moved meanwhile: it stays failed
+        offset = skipped  # retried rows left the failed list; skipped ones are still in it
+    notice = f"{retried} failed emails queued again."
+    if skipped:
+        notice += f" {skipped} could not be retried (open them for the reason)."
+    return redirect(request, "/outbox?status=failed", notice)

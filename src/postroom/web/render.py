@@ -1,0 +1,109 @@
+"""Rendering studio pages: the Jinja2 environment, shared page context and notices."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from postroom.web.session import CSRF_FIELD, Auth
+
+TEMPLATES = Path(__file__).parent / "templates"
+NOTICE_COOKIE = "postroom_notice"
+
+NAV = (
+    ("/", "Dashboard"),
+    ("/accounts", "Email accounts"),
+    ("/auth-profiles", "Auth profiles"),
+    ("/keystores", "Keystores"),
+    ("/operators", "Operators"),
+    ("/case-types", "Case types"),
+    ("/correspondence", "Correspondence"),
+    ("/cases", "Cases"),
+    ("/outbox", "Outbox"),
+    ("/agents", "Agents"),
+    ("/inbox", "Dev inbox"),
+)
+
+
+def _when(value: datetime | float | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ago(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    seconds = int((datetime.now(UTC) - value).total_seconds())
+    if seconds < 60:
+        return f"{max(seconds, 0)} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,  # every value is escaped unless a template marks it safe
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["ago"] = _ago
+    env.filters["urlpart"] = lambda v: quote(str(v), safe="")
+    return env
+
+
+templates = Jinja2Templates(env=_environment())
+
+
+def page(
+    request: Request,
+    template: str,
+    auth: Auth | None,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """A full page: the template with the user, CSRF token, navigation and any notice."""
+    notice = request.cookies.get(NOTICE_COOKIE)
+    values = {
+        "auth": auth,
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": auth.csrf_token if auth else "",
+        "nav": NAV,
+        "path": request.url.path,
+        "notice": unquote(notice) if notice else None,
+        "title": "",
+        **context,
+    }
+    response = templates.TemplateResponse(request, template, values, status_code=status_code)
+    if notice:
+        response.delete_cookie(NOTICE_COOKIE, path="/")
+    return response
+
+
+def redirect(request: Request, url: str, notice: str | None = None) -> RedirectResponse:
+    """303 to ``url`` (after a form post), carrying a one-time notice for the next page."""
+    response = RedirectResponse(url, status_code=303)
+    if notice:
+        response.set_cookie(
+            NOTICE_COOKIE,
+            quote(notice[:500]),
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+    return response

@@ -1,0 +1,134 @@
+"""Studio sessions: the login cookie, the logged-in user, and CSRF checks on forms."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request, Response
+from starlette.datastructures import FormData
+
+from postroom.app import Postroom
+from postroom.identity.sessions import SESSION_LIFETIME, Session
+
+SESSION_COOKIE = "postroom_session"
+# Before login there is no session to hold a CSRF token: the login form uses a
+# double-submit cookie instead, so another site cannot log a browser into its account.
+LOGIN_COOKIE = "postroom_login_csrf"
+CSRF_FIELD = "csrf_token"
+
+
+class LoginRequiredError(Exception):
+    """The request has no valid session; the studio answers with a redirect to /login."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """The logged-in user of a request, with the session's id and CSRF token."""
+
+    session_id: str
+    username: str
+    csrf_token: str
+
+
+def postroom_of(request: Request) -> Postroom:
+    pr: Postroom = request.app.state.postroom
+    return pr
+
+
+def _login_target(request: Request) -> str:
+    path = request.url.path
+    if request.url.query:
+        path += "?" + request.url.query
+    return "/login" if path in ("/", "") else f"/login?next={quote(path, safe='')}"
+
+
+def current_auth(request: Request) -> Auth:
+    """The request's session, or :class:`LoginRequiredError` (a redirect to the login)."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    session: Session | None = None
+    if session_id:
+        session = postroom_of(request).identity.session(session_id)
+    if session_id is None or session is None:
+        raise LoginRequiredError(_login_target(request))
+    return Auth(session_id, session.username, session.csrf_token)
+
+
+def _same(given: Any, expected: str) -> bool:
+    return isinstance(given, str) and bool(given) and secrets.compare_digest(given, expected)
+
+
+def _authenticated(request: Request) -> Auth:
+    # Sync: the session lookup reads the database, so FastAPI runs it in a worker thread.
+    return current_auth(request)
+
+
+async def checked_form(
+    request: Request, auth: Annotated[Auth, Depends(_authenticated)]
+) -> FormData:
+    """The posted form, after checking its CSRF field against the session's token."""
+    form = await request.form()
+    if not _same(form.get(CSRF_FIELD), auth.csrf_token):
+        raise HTTPException(status_code=403, detail="the form's security token is missing or wrong")
+    return form
+
+
+LoggedIn = Annotated[Auth, Depends(_authenticated)]
+Form = Annotated[FormData, Depends(checked_form)]
+
+
+def check_login_csrf(request: Request, form: FormData) -> None:
+    if not _same(form.get(CSRF_FIELD), request.cookies.get(LOGIN_COOKIE, "") or ""):
+        raise HTTPException(status_code=403, detail="the login form's security token is wrong")
+
+
+def new_login_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def set_login_cookie(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/login",
+    )
+
+
+def set_session_cookie(response: Response, request: Request, session_id: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
+    )
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+
+
+def clear_session_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=_secure(request)
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go to after login; anything else (another site) becomes /."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
