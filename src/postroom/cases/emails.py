@@ -112,13 +112,13 @@ class Composer:
         if not request.correspondence and not (request.subject or request.body):
             raise MessageError("the email has no content: name a correspondence, or give a subject")
         _check_timing(request, utcnow())
-        context = _context(
+        context = render_context(
             case,
             label=label,
             class_name=class_name,
             actor=actor,
             account=account,
-            party=_first_party(request, case),
+            party=first_party(request, case),
         )
         renderer = self._renderer(conn)
         if request.correspondence:
@@ -234,7 +234,8 @@ def _check_timing(request: EmailRequest, now: datetime) -> None:
         raise MessageError("send_after must come before expires_at: it would never be sent")
 
 
-def _first_party(request: EmailRequest, case: Case | None) -> dict[str, Any]:
+def first_party(request: EmailRequest, case: Case | None) -> dict[str, Any]:
+    """The first work party the request sends to: ``party`` in the templates."""
     if case is None:
         return {}
     for r in (*request.to, *request.cc, *request.bcc):
@@ -245,7 +246,7 @@ def _first_party(request: EmailRequest, case: Case | None) -> dict[str, Any]:
     return {}
 
 
-def _context(
+def render_context(
     case: Case | None,
     *,
     label: str,
@@ -254,6 +255,7 @@ def _context(
     account: EmailAccount,
     party: dict[str, Any],
 ) -> dict[str, Any]:
+    """What templates see (case, party, operator, account); the preview uses it too."""
     # Plain data only: the sandbox sees dicts and strings, never live objects.
     case_view: dict[str, Any] = {"class_name": class_name, "type": label or class_name}
     if case is not None:

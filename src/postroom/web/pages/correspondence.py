@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from postroom.accounts import resolve_account
 from postroom.app import Postroom
-from postroom.cases.emails import EmailRequest, _context, _first_party
+from postroom.cases.emails import EmailRequest, first_party, render_context
 from postroom.cases.store import load_case
 from postroom.correspondence import Correspondence, Renderer
 from postroom.correspondence.render import Rendered
@@ -145,8 +145,8 @@ def _preview(pr: Postroom, record: Correspondence, case_id: str) -> Rendered:
             step = next((s for s in ctype.steps if s.correspondence == record.name), None)
             if step is not None:
                 request = EmailRequest(to=step.to, cc=step.cc, bcc=step.bcc)
-                party = _first_party(request, case)
-        context = _context(
+                party = first_party(request, case)
+        context = render_context(
             case,
             label=ctype.label if ctype else "",
             class_name=class_name,
