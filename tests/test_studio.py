@@ -61,7 +61,7 @@ def page_paths(pr: Postroom) -> list[str]:
         "/", "/?hours=24", "/accounts", "/accounts/new", "/auth-profiles", "/auth-profiles/new",
         "/keystores", "/keystores/new", "/operators", "/operators?edit=alice", "/case-types",
         "/correspondence", "/correspondence/new", "/correspondence/edit?name=Signature",
-        "/cases", "/outbox", "/outbox?status=failed", "/agents", "/inbox",
+        "/cases", "/outbox", "/outbox?status=failed", "/agents", "/tokens", "/inbox",
     ]  # fmt: skip
     paths += [f"/accounts/{a.name}" for a in pr.accounts()]
     paths += [f"/auth-profiles/{p.name}" for p in pr.auth_profiles()]
@@ -170,6 +170,7 @@ def test_forms_without_or_with_a_wrong_csrf_token_are_refused(
         ("/outbox/retry-failed", {}),
         ("/cases", {"case_type": MORTGAGE, "data": "applicant = X"}),
         ("/correspondence", {"name": "Forged", "subject": "s", "html": "<p>x</p>"}),
+        ("/tokens", {"name": "forged", "scope": "admin"}),
         ("/logout", {}),
     ]
     for path, data in attempts:
@@ -185,6 +186,7 @@ def test_forms_without_or_with_a_wrong_csrf_token_are_refused(
     assert [a.name for a in pr.accounts()] == ["Default"]
     assert pr.outbox_entry(outbox_id).status is OutboxStatus.QUEUED
     assert pr.cases.recent() == []
+    assert pr.identity.list_tokens() == []
     assert client.get("/", follow_redirects=False).status_code == 200  # still logged in
 
 
@@ -414,3 +416,25 @@ def test_activity_counts_sent_and_failed_per_minute(database_url: str) -> None:
         assert (minutes[-3].sent, minutes[-3].failed) == (1, 1)
         assert sum(m.sent for m in minutes) == 3
         assert sum(m.failed for m in minutes) == 1
+
+
+def test_api_tokens_are_created_shown_once_and_revoked(client: TestClient, pr: Postroom) -> None:
+    csrf = log_in(client)
+    bad = client.post("/tokens", data={"csrf_token": csrf, "name": "crm", "scope": "root"})
+    assert bad.status_code == 422
+    assert "root" in bad.text
+    made = client.post("/tokens", data={"csrf_token": csrf, "name": "crm", "scope": "send"})
+    assert made.status_code == 201
+    assert made.headers["cache-control"] == "no-store"
+    [token] = pr.identity.list_tokens()
+    value = made.text.split('id="token-value"', 1)[1].split('value="', 1)[1].split('"', 1)[0]
+    assert pr.identity.authenticate(value) is not None  # the value shown is the token
+    listed = client.get("/tokens")
+    assert "crm" in listed.text
+    assert value not in listed.text  # shown once, never again
+    assert value.rsplit("_", 1)[1] not in listed.text
+    revoked = client.post(
+        f"/tokens/{token.id}/revoke", data={"csrf_token": csrf}, follow_redirects=False
+    )
+    assert revoked.status_code == 303
+    assert pr.identity.authenticate(value) is None

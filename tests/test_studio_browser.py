@@ -241,6 +241,11 @@ def test_studio_end_to_end_in_chromium(world: tuple[Postroom, ServerInfo, str]) 
             page.locator("#agents").get_by_role("button", name=re.compile("^Resume")).click()
             expect(page.locator(".notice")).to_contain_text("resumed")
             shot(page, "14-agents")
+            page.goto(base + "/tokens")
+            page.get_by_label("Name (who or what uses it)").fill("case app")
+            page.get_by_role("button", name="Create token").click()
+            expect(page.locator("#token-value")).to_have_value(re.compile(r"^prt_"))
+            shot(page, "22-api-token-created")
             for path, name in (
                 ("/", "15-dashboard-after"),
                 ("/auth-profiles", "16-auth-profiles"),

@@ -24,6 +24,7 @@ from postroom.web.pages import (
     outbox,
     profiles,
     records,
+    tokens,
 )
 from postroom.web.render import page
 from postroom.web.session import LoginRequiredError
@@ -96,6 +97,7 @@ def create_studio(postroom: Postroom, *, inbox_dir: Path | None = None) -> FastA
         cases,
         outbox,
         agents,
+        tokens,
         devinbox,
     ):
         studio.include_router(module.router)

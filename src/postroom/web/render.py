@@ -28,6 +28,7 @@ NAV = (
     ("/cases", "Cases"),
     ("/outbox", "Outbox"),
     ("/agents", "Agents"),
+    ("/tokens", "API tokens"),
     ("/inbox", "Dev inbox"),
 )
 
