@@ -6,6 +6,7 @@ import asyncio
 import ssl
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 
 from postroom import Postroom
 from postroom.db import tables
+from postroom.db.types import utcnow
 from tests.apikit import client, http, issue_tokens, mounted, serve
 from tests.conftest import make_settings
 from tests.fakes import ServerInfo, smtp_server
@@ -256,3 +258,28 @@ def test_emails_take_priority_schedule_and_expiry(tmp_path: Path) -> None:
         )
         assert late.status_code == 422
         assert "must come before expires_at" in late.json()["detail"]
+
+
+def test_idempotency_keys_are_kept_a_day(tmp_path: Path) -> None:
+    with Postroom(make_settings(f"sqlite:///{tmp_path / 'p.db'}")) as pr:
+        pr.apply({"accounts": [account(2525)]})
+        tokens = issue_tokens(pr)
+        api = client(pr)
+        body = {"to": ["a@example.org"], "subject": "s", "body": "<p>b</p>"}
+
+        def post(key: str) -> int:
+            got = api.post(
+                "/api/v1/emails", json=body, headers={**tokens.send, "Idempotency-Key": key}
+            )
+            assert got.status_code == 201, got.text
+            return int(got.json()["ids"][0])
+
+        first = post("k1")
+        assert post("k1") == first  # replayed
+        keys = tables.idempotency_keys
+        with pr.engine.begin() as conn:
+            conn.execute(keys.update().values(created_at=utcnow() - timedelta(hours=25)))
+        post("k2")  # recording a key sweeps the ones older than a day
+        with pr.engine.connect() as conn:
+            assert conn.execute(select(keys.c.key)).scalars().all() == ["k2"]
+        assert post("k1") != first  # a day later the key is new again

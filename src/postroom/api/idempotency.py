@@ -12,10 +12,11 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Header
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from postroom.api.problems import ApiProblem
@@ -23,6 +24,7 @@ from postroom.db import tables
 from postroom.db.types import utcnow
 
 T = TypeVar("T")
+KEEP_KEYS = timedelta(hours=24)
 
 KEY_PATTERN = r"^[A-Za-z0-9_.~+/=-]{1,200}$"
 
@@ -84,6 +86,10 @@ def record_key(
 ) -> None:
     """Inside the creating transaction: remember the key (no-op without one)."""
     if key is not None:
+        # Keys are kept a day, as clients retry within minutes; the old ones go here,
+        # by the created_at index, so that the table does not grow without end.
+        t = tables.idempotency_keys
+        conn.execute(delete(t).where(t.c.created_at < utcnow() - KEEP_KEYS))
         _insert(conn, token_id, key, digest, stored)
 
 
