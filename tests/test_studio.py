@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -62,11 +63,15 @@ def page_paths(pr: Postroom) -> list[str]:
         "/keystores", "/keystores/new", "/operators", "/operators?edit=alice", "/case-types",
         "/correspondence", "/correspondence/new", "/correspondence/edit?name=Signature",
         "/cases", "/outbox", "/outbox?status=failed", "/agents", "/tokens", "/inbox",
+        "/case-types/edit",
     ]  # fmt: skip
     paths += [f"/accounts/{a.name}" for a in pr.accounts()]
     paths += [f"/auth-profiles/{p.name}" for p in pr.auth_profiles()]
     paths += [f"/keystores/{k.name}" for k in pr.keystores()]
     paths += [f"/cases/{c.id}" for c in pr.cases.recent()]
+    with pr.engine.connect() as conn:
+        types = pr.case_type_store.list(conn)
+    paths += [f"/case-types/edit?class_name={t.class_name}" for t in types]
     for entry in pr.outbox():
         paths += [f"/outbox/{entry.id}", f"/outbox/{entry.id}/body"]
     return paths
@@ -171,6 +176,7 @@ def test_forms_without_or_with_a_wrong_csrf_token_are_refused(
         ("/cases", {"case_type": MORTGAGE, "data": "applicant = X"}),
         ("/correspondence", {"name": "Forged", "subject": "s", "html": "<p>x</p>"}),
         ("/tokens", {"name": "forged", "scope": "admin"}),
+        ("/case-types", {"yaml": "class: A-B-C\nclass_group: A-B\nid_prefix: X-\n"}),
         ("/logout", {}),
     ]
     for path, data in attempts:
@@ -187,6 +193,8 @@ def test_forms_without_or_with_a_wrong_csrf_token_are_refused(
     assert pr.outbox_entry(outbox_id).status is OutboxStatus.QUEUED
     assert pr.cases.recent() == []
     assert pr.identity.list_tokens() == []
+    with pr.engine.connect() as conn:
+        assert "A-B-C" not in {t.class_name for t in pr.case_type_store.list(conn)}
     assert client.get("/", follow_redirects=False).status_code == 200  # still logged in
 
 
@@ -438,3 +446,35 @@ def test_api_tokens_are_created_shown_once_and_revoked(client: TestClient, pr: P
     )
     assert revoked.status_code == 303
     assert pr.identity.authenticate(value) is None
+
+
+def test_case_types_are_edited_as_yaml_and_validated_like_apply(
+    client: TestClient, pr: Postroom
+) -> None:
+    pr.apply(mortgage_records())
+    csrf = log_in(client)
+    editor = client.get(f"/case-types/edit?class_name={MORTGAGE}")
+    text = editor.text.split('name="yaml"', 1)[1].split(">", 1)[1].split("</textarea>", 1)[0]
+    text = html.unescape(text)
+    assert "Notify the case manager" in text
+    edited = text.replace("label: Mortgage Request", "label: Mortgage Application")
+    saved = client.post(
+        "/case-types", data={"csrf_token": csrf, "yaml": edited}, follow_redirects=False
+    )
+    assert saved.status_code == 303
+    with pr.engine.connect() as conn:
+        case_type = pr.case_type_store.get(conn, MORTGAGE)
+    assert case_type.label == "Mortgage Application"
+    assert [s.name for s in case_type.steps] == ["Notify the case manager", "Tell the customer"]
+    broken = edited.replace("correspondence: Mortgage case creation", "correspondence: Nope")
+    for bad, message in [
+        (broken, "names correspondence &#39;Nope&#39;, which does not exist"),
+        ("class: [unclosed", "not valid YAML"),
+        ("- just a list", "a mapping of fields"),
+    ]:
+        refused = client.post("/case-types", data={"csrf_token": csrf, "yaml": bad})
+        assert refused.status_code == 422, bad
+        assert message in refused.text
+        assert html.escape(bad.splitlines()[0]) in refused.text  # what was typed is kept
+    with pr.engine.connect() as conn:
+        assert pr.case_type_store.get(conn, MORTGAGE).steps[0].correspondence != "Nope"

@@ -1,14 +1,17 @@
-"""Operators (create and edit) and case types (read-only, with their account resolution)."""
+"""Operators (create and edit) and case types (their account resolution; edited as YAML)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from postroom.accounts import candidate_accounts, resolve_account
-from postroom.errors import NoAccountError, PostroomError
+from postroom.cases.models import CaseType
+from postroom.config.apply import parse_yaml
+from postroom.errors import ConfigurationError, NoAccountError, PostroomError
 from postroom.web import forms
 from postroom.web.render import page, redirect
 from postroom.web.session import Auth, Form, LoggedIn, postroom_of
@@ -99,3 +102,79 @@ def case_type_rows(request: Request) -> list[dict[str, Any]]:
 @router.get("/case-types")
 def list_case_types(request: Request, auth: LoggedIn) -> Response:
     return page(request, "case_types.html", auth, title="Case types", rows=case_type_rows(request))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line text (template bodies), so the YAML reads as written."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+NEW_CASE_TYPE = """\
+class: MyOrg-Claims-Work-Claim
+class_group: MyOrg-Claims-Work
+label: Claim
+id_prefix: C-
+parties:
+  Owner: creator
+steps:
+- name: Notify the owner
+  'on': created
+  to:
+  - party: Owner
+  subject: Claim {{ case.id }} registered
+  body: <p>Claim {{ case.id }} was registered.</p>
+"""
+
+
+def as_yaml(case_type: CaseType) -> str:
+    data = case_type.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+def _editor(
+    request: Request, auth: Auth, *, text: str, error: str | None = None, status_code: int = 200
+) -> Response:
+    return page(
+        request,
+        "case_type_form.html",
+        auth,
+        title="Edit case type",
+        text=text,
+        error=error,
+        status_code=status_code,
+    )
+
+
+@router.get("/case-types/edit")
+def edit_case_type(request: Request, auth: LoggedIn, class_name: str = "") -> Response:
+    if not class_name:
+        return _editor(request, auth, text=NEW_CASE_TYPE)
+    pr = postroom_of(request)
+    with pr.engine.connect() as conn:
+        case_type = pr.case_type_store.get(conn, class_name)
+    return _editor(request, auth, text=as_yaml(case_type))
+
+
+@router.post("/case-types")
+def save_case_type(request: Request, auth: LoggedIn, form: Form) -> Response:
+    text = forms.raw(form, "yaml")
+    try:
+        try:
+            data = parse_yaml(text)
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigurationError("a case type is a mapping of fields (class, steps...)")
+        # The same validation and write as `postroom apply` of a case_types section.
+        report = postroom_of(request).apply({"case_types": [data]})
+    except PostroomError as exc:
+        return _editor(request, auth, text=text, error=forms.problem(exc), status_code=422)
+    [(_, name, change)] = report.changes
+    notice = f"Case type {name}: {change}." + "".join(f" {w}." for w in report.warnings)
+    return redirect(request, "/case-types", notice)
