@@ -253,3 +253,29 @@ def test_internationalised_addresses_are_refused_clearly(postroom: Postroom) -> 
     postroom.apply(records(25, steps=[], accounts=["Default"]))
     with pytest.raises(MessageError, match="internationalised addresses are not supported"):
         postroom.send(to=["ü@exämple.com"], subject="s", body="b")
+
+
+def test_attachment_names_are_unique_and_sent_email_names_are_reserved(
+    postroom: Postroom,
+) -> None:
+    postroom.apply(records(25, steps=[]))
+    case = postroom.cases.create(CLASS, operator="alice")
+    postroom.cases.attach(case.id, name="dup.txt", content=b"first")
+    with pytest.raises(ConfigurationError, match=r"already has an attachment named dup\.txt"):
+        postroom.cases.attach(case.id, name="dup.txt", content=b"second")
+    for forged in ("email-18.eml", "EMAIL-1.EML"):
+        with pytest.raises(ConfigurationError, match="kept for the emails Postroom sends"):
+            postroom.cases.attach(case.id, name=forged, content=b"From: me\r\n\r\nfake")
+    with pytest.raises(ConfigurationError, match="at most 200 characters"):
+        postroom.cases.attach(case.id, name="x" * 201 + ".txt", content=b"x")
+    assert postroom.cases.attachment(case.id, "dup.txt")[1] == b"first"
+    assert [a.name for a in postroom.cases.get(case.id).attachments] == ["dup.txt"]
+
+
+def test_case_data_is_bounded_and_json(postroom: Postroom) -> None:
+    postroom.apply(records(25, steps=[]))
+    with pytest.raises(ConfigurationError, match="at most 256 KB"):
+        postroom.cases.create(CLASS, data={"note": "x" * 300_000}, operator="alice")
+    with pytest.raises(ConfigurationError, match="NaN or Infinity"):
+        postroom.cases.create(CLASS, data={"amount": float("nan")}, operator="alice")
+    assert postroom.cases.recent() == []

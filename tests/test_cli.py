@@ -109,7 +109,7 @@ def test_errors_are_messages_with_exit_codes(
 
     result = runner.invoke(app, [*db, "cases", "create", "X", "--data", "novalue"])
     assert result.exit_code == 2
-    assert "key=value" in result.output
+    assert "case data takes name=value" in result.output
 
 
 def test_retry_and_cancel(cli: tuple[CliRunner, list[str]], tmp_path: Path) -> None:

@@ -504,9 +504,10 @@ def test_cancelling_a_sent_row_is_refused(postroom: Postroom) -> None:
     assert postroom.outbox_entry(oid).status is OutboxStatus.SENT
 
 
-def test_an_email_without_content_is_refused(database_url: str) -> None:
+def test_an_email_without_a_subject_is_refused(database_url: str) -> None:
     with Postroom(make_settings(database_url)) as pr:
         pr.apply({"accounts": [account(2525)]})
-        with pytest.raises(MessageError, match="has no content"):
-            pr.send(to=[ALICE], class_name="Default")
+        for body in (None, "<p>only a body</p>"):
+            with pytest.raises(MessageError, match="has no subject"):
+                pr.send(to=[ALICE], body=body, subject=" ", class_name="Default")
         assert pr.outbox() == []

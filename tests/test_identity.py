@@ -141,3 +141,18 @@ def test_cli_creates_tokens_and_admins_without_echoing_secrets(tmp_path: Path) -
     assert "at least 12 characters" in short.output
     with Postroom(make_settings(f"sqlite:///{tmp_path / 'p.db'}")) as pr:
         assert pr.identity.log_in(username="ops", password=PASSWORD) is not None
+
+
+def test_a_new_password_ends_the_user_s_sessions(postroom: Postroom) -> None:
+    postroom.identity.create_admin(username="alice", password=PASSWORD)
+    postroom.identity.create_admin(username="bob", password=PASSWORD)
+    opened = postroom.identity.log_in(username="alice", password=PASSWORD)
+    other = postroom.identity.log_in(username="bob", password=PASSWORD)
+    assert opened is not None
+    assert other is not None
+    with postroom.engine.begin() as conn:
+        postroom.identity.users.set_password(conn, username="alice", password=PASSWORD + "!")
+    assert postroom.identity.session(opened[0]) is None
+    assert postroom.identity.session(other[0]) is not None  # only hers
+    with postroom.engine.begin() as conn, pytest.raises(NotFoundError):
+        postroom.identity.users.set_password(conn, username="nobody", password="short")

@@ -132,10 +132,10 @@ def test_serve_demo_prints_the_url_and_a_login_once(tmp_path: Path) -> None:
 
     first = run_once()
     assert f"Admin Studio: http://127.0.0.1:{port}/" in first
-    assert "log in as admin password " in first
+    assert "Log in as:    admin  password: " in first
     second = run_once()
     assert "log in as 'admin' with the password printed when it was created" in second
-    password = first.split("log in as admin password ", 1)[1].split()[0]
+    password = first.split("password: ", 1)[1].split()[0]
     assert password not in second
 
 

@@ -478,3 +478,23 @@ def test_case_types_are_edited_as_yaml_and_validated_like_apply(
         assert html.escape(bad.splitlines()[0]) in refused.text  # what was typed is kept
     with pr.engine.connect() as conn:
         assert pr.case_type_store.get(conn, MORTGAGE).steps[0].correspondence != "Nope"
+
+
+def test_a_sent_email_offers_no_retry_or_cancel_and_case_data_keeps_types(
+    client: TestClient, pr: Postroom
+) -> None:
+    pr.apply({"accounts": [{"name": "Default", "address": "a@example.com", "host": "h.x"}]})
+    queued = pr.send(to=["a@example.net"], subject="s", body="b", class_name="Default")
+    with pr.engine.begin() as conn:
+        conn.execute(
+            tables.outbox.update().where(tables.outbox.c.id == queued).values(status="sent")
+        )
+    csrf = log_in(client)
+    page = client.get(f"/outbox/{queued}").text
+    assert 'id="retry"' not in page
+    assert 'id="cancel"' not in page
+    data = "applicant = Jo\namount = 250000\ncustomer_email = jo@example.net"
+    client.post("/cases", data={"csrf_token": csrf, "case_type": MORTGAGE, "data": data})
+    [case] = pr.cases.recent()
+    assert case.data["amount"] == 250000  # a number, as on the command line
+    assert case.data["applicant"] == "Jo"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,8 @@ from postroom.operators import Operator, OperatorStore
 from postroom.outbox.models import NewEmail
 from postroom.outbox.status import Priority
 from postroom.validation import check_address
+
+MAX_CASE_DATA_BYTES = 256 * 1024  # data to render letters from; documents are attachments
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +112,8 @@ class Composer:
         bcc = self._mailboxes(conn, request.bcc, case)
         if not (to or cc or bcc):
             raise MessageError("the email has no recipient")
-        if not request.correspondence and not (request.subject or request.body):
-            raise MessageError("the email has no content: name a correspondence, or give a subject")
+        if not request.correspondence and not (request.subject or "").strip():
+            raise MessageError("the email has no subject: give one, or name a correspondence")
         _check_timing(request, utcnow())
         context = render_context(
             case,
@@ -283,4 +286,32 @@ def check_data(data: dict[str, Any]) -> dict[str, Any]:
     for key in data:
         if not isinstance(key, str) or not key.isidentifier():
             raise ConfigurationError(f"case data field {key!r} must be a plain identifier")
+    try:
+        size = len(json.dumps(data, allow_nan=False, ensure_ascii=False).encode())
+    except ValueError:
+        raise ConfigurationError("case data cannot hold NaN or Infinity (not JSON)") from None
+    except TypeError as exc:
+        raise ConfigurationError(f"case data must be JSON values: {exc}") from None
+    if size > MAX_CASE_DATA_BYTES:
+        raise ConfigurationError(
+            f"case data is {size // 1024} KB; at most {MAX_CASE_DATA_BYTES // 1024} KB "
+            "(attach documents instead)"
+        )
+    return data
+
+
+def parse_data(pairs: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; a value that parses as JSON (numbers, true, lists) keeps its type."""
+    data: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"case data takes name=value, not {pair!r}")
+        try:
+            value: Any = json.loads(raw)
+            if isinstance(value, dict):
+                value = raw
+        except ValueError:
+            value = raw
+        data[key.strip()] = value
     return data

@@ -7,6 +7,7 @@ both are committed or neither is.
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,8 @@ from postroom.outbox.store import OutboxStore
 from postroom.validation import check_address, single_line
 
 MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
+MAX_ATTACHMENT_NAME = 200
+SENT_EMAIL_NAME = re.compile(r"email-\d+\.eml", re.IGNORECASE)
 
 
 class CaseService:
@@ -142,6 +145,16 @@ class CaseService:
         clean = single_line(name).replace("/", "_").replace("\\", "_")
         if not clean or clean in (".", ".."):
             raise ConfigurationError("an attachment needs a file name")
+        if len(clean) > MAX_ATTACHMENT_NAME:
+            raise ConfigurationError(
+                f"an attachment name may have at most {MAX_ATTACHMENT_NAME} characters"
+            )
+        if SENT_EMAIL_NAME.fullmatch(clean):
+            # The sent emails are attached under these names: a file uploaded under one
+            # could pass for what Postroom sent.
+            raise ConfigurationError(
+                f"{clean}: names email-<n>.eml are kept for the emails Postroom sends"
+            )
         if len(content) > MAX_ATTACHMENT_BYTES:
             raise ConfigurationError(
                 f"attachment {clean} is larger than {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB"
@@ -149,6 +162,10 @@ class CaseService:
         ctype = content_type or mimetypes.guess_type(clean)[0] or "application/octet-stream"
         with self._engine.begin() as conn:
             store.load_case(conn, case_id, details=False)
+            if store.has_attachment(conn, case_id, clean):
+                raise ConfigurationError(
+                    f"case {case_id} already has an attachment named {clean}; choose another name"
+                )
             store.add_attachment(conn, case_id, name=clean, content_type=ctype, content=content)
             store.add_history(
                 conn,

@@ -121,6 +121,12 @@ def add_history(conn: Connection, case_id: str, *, actor: str, action: str, deta
     )
 
 
+def has_attachment(conn: Connection, case_id: str, name: str) -> bool:
+    t = tables.case_attachments
+    query = select(t.c.id).where(t.c.case_id == case_id, t.c.name == name)
+    return conn.execute(query.limit(1)).first() is not None
+
+
 def add_attachment(
     conn: Connection,
     case_id: str,

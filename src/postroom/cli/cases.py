@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from postroom.cases import Case
+from postroom.cases.emails import parse_data
 from postroom.cli.common import console, opened, run_command, styled
 from postroom.errors import ConfigurationError
 from postroom.outbox import Priority
@@ -18,23 +19,6 @@ from postroom.outbox import Priority
 cases_app = typer.Typer(
     help="Cases: create, show, change status, attach files.", no_args_is_help=True
 )
-
-
-def parse_data(pairs: list[str]) -> dict[str, Any]:
-    """``k=v`` pairs; a value that parses as JSON (numbers, true, lists) keeps its type."""
-    data: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ConfigurationError(f"--data takes key=value, not {pair!r}")
-        try:
-            value: Any = json.loads(raw)
-            if isinstance(value, dict):
-                value = raw
-        except ValueError:
-            value = raw
-        data[key.strip()] = value
-    return data
 
 
 def print_case(case: Case) -> None:

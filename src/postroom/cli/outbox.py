@@ -7,7 +7,7 @@ import signal
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from postroom.cli.common import (
     configure_logging,
@@ -186,7 +186,10 @@ def list_agents() -> None:
     def body() -> None:
         with opened() as postroom:
             agents = postroom.agents()
-        table = Table("id", "host", "pid", "state", "started", "last beat", "sent", "failed")
+        # Ids are never cut short: they are what `agent pause` takes.
+        width = max((len(a.id) for a in agents), default=2)
+        table = Table(Column("id", no_wrap=True, min_width=width),
+                      "host", "pid", "state", "started", "last beat", "sent", "failed")  # fmt: skip
         for a in agents:
             table.add_row(
                 a.id,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from postroom.app import Postroom
 from postroom.cli.common import configure_logging, console, opened, run_command, state, styled
@@ -62,9 +62,8 @@ def serve(
                 postroom, run_agent=not no_agent, inbox_dir=inbox_dir if demo else None
             )
             url = f"http://{settings.host}:{settings.port}/"
-            console.print(
-                styled(("Admin Studio: ", "bold"), url, ("   REST API: ", "bold"), url + "api/v1")
-            )
+            console.print(styled(("Admin Studio: ", "bold"), url))
+            console.print(styled(("REST API:     ", "bold"), url + "api/v1"))
             console.print("agent: " + ("not in this process" if no_agent else "running"))
             server = uvicorn.Server(
                 uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
@@ -87,7 +86,9 @@ def _print_demo_login(postroom: Postroom) -> None:
     password = secrets.token_urlsafe(12)
     postroom.identity.create_admin(username=DEMO_ADMIN, password=password)
     # Printed this once; only its argon2 hash is kept.
-    console.print(styled(("log in as ", "bold"), DEMO_ADMIN, (" password ", "bold"), password))
+    console.print(
+        styled(("Log in as:    ", "bold"), f"{DEMO_ADMIN}  password: {password}  (shown once)")
+    )
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -169,7 +170,9 @@ def list_tokens() -> None:
     def body() -> None:
         with opened() as postroom:
             tokens = postroom.identity.list_tokens()
-        table = Table("id", "name", "scopes", "created", "last used", "state")
+        # Ids are never cut short: they are what `tokens revoke` takes.
+        table = Table(Column("id", no_wrap=True, min_width=16), "name", "scopes", "created",
+                      "last used", "state")  # fmt: skip
         for t in tokens:
             table.add_row(
                 t.id,

@@ -230,7 +230,8 @@ class Renderer:
             ) from None
         except UndefinedError as exc:
             raise TemplateError(
-                f"{what}: {exc.message}; use '| default(...)' for optional fields"
+                f"{what}: the template uses a value this email does not have ({exc.message}); "
+                "give it in the case data, or use '| default(...)' for optional fields"
             ) from None
         except TemplateNotFound as exc:
             raise TemplateError(f"{what}: includes unknown correspondence {exc.name!r}") from None

@@ -47,15 +47,18 @@ class UserStore:
         return AdminUser(username, now)
 
     def set_password(self, conn: Connection, *, username: str, password: str) -> None:
+        """A new password; every session the user had ends (a reset locks out a thief)."""
+        if not self.exists(conn, username):
+            raise NotFoundError(f"no admin user named {username!r}")
         _check_password(password)
         t = tables.admin_users
-        result = conn.execute(
+        conn.execute(
             update(t)
             .where(t.c.username == username)
             .values(password_hash=self._hasher.hash(password))
         )
-        if result.rowcount == 0:
-            raise NotFoundError(f"no admin user named {username!r}")
+        sessions = tables.web_sessions
+        conn.execute(delete(sessions).where(sessions.c.username == username))
 
     def verify(self, conn: Connection, *, username: str, password: str) -> AdminUser | None:
         """The user when ``password`` is theirs, else None (same time either way)."""

@@ -89,7 +89,14 @@ def _accounts(api: APIRouter, postroom: Postroom) -> None:
         with postroom.engine.begin() as conn:
             postroom.account_store.get(conn, name)
             query = select(o.c.id).where(o.c.account == name, o.c.status.in_(_WAITING))
-            in_use(conn, query, f"account {name} (emails waiting: outbox #")
+            waiting = conn.execute(query.limit(1)).first()
+            if waiting is not None:
+                raise ApiProblem(
+                    409,
+                    f"account {name} still has emails waiting to be sent (outbox #{waiting[0]}); "
+                    "cancel or send them first",
+                    kind="in-use",
+                )
             postroom.hold_store.lift(conn, name)
             postroom.account_store.delete(conn, name)
         return Response(status_code=204)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from postroom.cases.emails import parse_data
 from postroom.cases.service import MAX_ATTACHMENT_BYTES
 from postroom.errors import PostroomError
 from postroom.web import forms, mail
@@ -29,7 +30,8 @@ def _data(value: str) -> dict[str, Any]:
         if not isinstance(parsed, dict):
             raise ValueError("case data must be a JSON object")
         return parsed
-    return dict(forms.pairs(value, what="case data"))
+    # As on the command line: a value that reads as JSON (a number, true) keeps its type.
+    return parse_data([f"{k}={v}" for k, v in forms.pairs(value, what="case data").items()])
 
 
 def _cases_page(
@@ -85,7 +87,12 @@ def create_case(request: Request, auth: LoggedIn, form: Form) -> Response:
         )
     except (PostroomError, ValueError) as exc:
         return _cases_page(request, auth, values=values, error=str(exc), status_code=422)
-    return redirect(request, f"/cases/{quote(case.id, safe='')}", f"Case {case.id} created.")
+    notice = f"Case {case.id} created."
+    failed = [h.detail for h in case.history if h.action == "email-failed"]
+    if failed:
+        # The case stands; an email its steps could not build is a failed outbox row.
+        notice += f" Its email could not be built: {'; '.join(failed)}"
+    return redirect(request, f"/cases/{quote(case.id, safe='')}", notice)
 
 
 @router.get("/cases/{case_id}")

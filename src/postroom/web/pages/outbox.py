@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from postroom.errors import PostroomError
 from postroom.outbox import OutboxStatus
+from postroom.outbox.status import TRANSITIONS
 from postroom.web import forms, mail
 from postroom.web.render import page, redirect
 from postroom.web.session import Form, LoggedIn, postroom_of
@@ -71,6 +72,10 @@ def show_entry(request: Request, auth: LoggedIn, outbox_id: int) -> Response:
         entry=entry,
         message=mail.view(raw) if raw else None,
         body_url=f"/outbox/{outbox_id}/body",
+        # Offered only where the transition table allows it (never on a sent email).
+        can_retry=entry.status is not OutboxStatus.SENDING
+        and OutboxStatus.QUEUED in TRANSITIONS[entry.status],
+        can_cancel=OutboxStatus.CANCELLED in TRANSITIONS[entry.status],
     )
 
 
