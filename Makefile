@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test check bench clean
+.PHONY: setup run test check bench bench-detail clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Postroom needs Python 3.11 or newer")'
@@ -27,6 +27,9 @@ check: setup
 	$(BIN)/mypy
 
 bench: setup
+	$(BIN)/python bench/compare.py $(BENCH_ARGS)
+
+bench-detail: setup
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 clean:
