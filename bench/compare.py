@@ -7,7 +7,9 @@ For N messages each, in this order:
   end is enqueue start to the agent's return; then ``Postroom.send`` one by one (a
   sample of 2,000, not delivered);
 * django-post-office 3.12 in its own virtual environment: ``send_many``, then
-  ``send_queued_mail``.
+  ``send_queued_mail``;
+* Postroom delivery to a slow server (Postroom's own sink taking 20 ms to accept each
+  message: smtp-sink delays only in whole seconds), through many connections.
 
 Every phase must leave exactly N more messages in smtp-sink's counter. The figures drift
 between runs on a shared machine: only ratios within one run mean something.
@@ -41,6 +43,7 @@ DOCS = Path(__file__).parent.parent / "docs" / "benchmarks.md"
 SOURCE_SESSIONS = 10
 MESSAGE_BYTES = 2048
 SINGLE_SAMPLE = 2000
+SLOW_CONNECTIONS = 64  # connections per account: what hides a slow server's latency
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,24 @@ def postroom_run(sink: SmtpSink, count: int, work: Path, timeout: float) -> list
     ]
 
 
+def slow_server_run(count: int, work: Path, timeout: float, *, delay: float) -> Figure:
+    """Postroom delivery to a server that takes ``delay`` to accept each message."""
+    options = throughput.parse_args(["--count", str(count), "--connections", str(SLOW_CONNECTIONS)])
+    deadline = throughput.Deadline(time.monotonic() + timeout)
+    url = f"sqlite:///{work / f'slow-{time.monotonic_ns()}.db'}"
+    with throughput.running_sink(timeout, data_delay=delay) as sink:
+        with throughput.open_postroom(url, options) as postroom:
+            postroom.apply(throughput.records(sink.port))
+            throughput.warm_up(postroom)
+            throughput.batch_enqueue(postroom, count, options.enqueue_batch, deadline)
+            delivery = throughput.deliver(postroom, count, deadline).phase
+        stats = sink.stats()
+    if stats["messages"] != count or stats["distinct_message_ids"] != count:
+        raise throughput.BenchFailure(f"slow server: the sink counted {stats}, not {count}")
+    name = f"Postroom delivery, {delay * 1000:.0f} ms server"
+    return Figure(name, count, delivery.seconds)
+
+
 def peer_run(sink: SmtpSink, count: int, work: Path, timeout: float) -> list[Figure]:
     before = sink.count()
     database = work / f"dpo-{time.monotonic_ns()}.db"
@@ -225,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=throughput.positive, default=20_000)
     parser.add_argument("--rounds", type=throughput.positive, default=1)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per phase")
+    parser.add_argument(
+        "--slow-delay", type=float, default=0.02, help="the slow server's seconds per message"
+    )
     args = parser.parse_args(argv)
     console = Console()
     tools = postfix_tools()
@@ -237,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             figures.append(ceiling(tools, sink, args.count, args.timeout))
             figures.extend(postroom_run(sink, args.count, work, args.timeout))
             figures.extend(peer_run(sink, args.count, work, args.timeout))
+            slow = min(args.count, 10_000)
+            figures.append(slow_server_run(slow, work, args.timeout, delay=args.slow_delay))
     chosen = best(figures)
     console.print(table(chosen))
     line = final_line(chosen)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,8 +74,12 @@ def message_id(message: bytes) -> bytes | None:
 class SmtpSession(asyncio.Protocol):
     """One client connection: parses pipelined commands and DATA out of a byte buffer."""
 
-    def __init__(self, stats: SinkStats) -> None:
+    def __init__(self, stats: SinkStats, data_delay: float = 0.0) -> None:
         self._stats = stats
+        self._data_delay = data_delay
+        # Replies wait in order: one held back (a slow DATA) holds back those after it.
+        self._pending: deque[tuple[float, bytes]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._in_data = False
@@ -98,9 +103,29 @@ class SmtpSession(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
 
-    def _reply(self, reply: bytes) -> None:
-        if self._transport is not None:
+    def _reply(self, reply: bytes, delay: float = 0.0) -> None:
+        if self._transport is None:
+            return
+        if not delay and not self._pending:
             self._transport.write(reply)
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + delay
+        if self._pending:
+            at = max(at, self._pending[-1][0])
+        self._pending.append((at, reply))
+        if self._timer is None:
+            self._timer = loop.call_at(self._pending[0][0], self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        while self._pending and self._pending[0][0] <= loop.time():
+            _, reply = self._pending.popleft()
+            if self._transport is not None:
+                self._transport.write(reply)
+        if self._pending:
+            self._timer = loop.call_at(self._pending[0][0], self._flush)
 
     def _take_command(self) -> bool:
         end = self._buffer.find(b"\r\n")
@@ -143,7 +168,8 @@ class SmtpSession(asyncio.Protocol):
         else:
             stats.message_ids.add(found)
         self._reset()
-        self._reply(f"250 2.0.0 queued as {stats.messages}\r\n".encode())
+        # A real server takes a while to accept a message (spam checks, disk): --data-delay.
+        self._reply(f"250 2.0.0 queued as {stats.messages}\r\n".encode(), self._data_delay)
 
     def _command(self, line: bytes) -> None:
         verb, _, argument = line.partition(b" ")
@@ -209,11 +235,11 @@ async def answer_parent(stats: SinkStats) -> None:
             report(stats.as_json())
 
 
-async def serve(port: int, max_seconds: float) -> None:
+async def serve(port: int, max_seconds: float, data_delay: float = 0.0) -> None:
     stats = SinkStats()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SmtpSession(stats), host="127.0.0.1", port=port, backlog=512
+        lambda: SmtpSession(stats, data_delay), host="127.0.0.1", port=port, backlog=512
     )
     report({"port": server.sockets[0].getsockname()[1]})
     async with server:
@@ -227,8 +253,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="stop after this long")
+    parser.add_argument(
+        "--data-delay", type=float, default=0.0, help="seconds before accepting each message"
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.max_seconds))
+    asyncio.run(serve(args.port, args.max_seconds, args.data_delay))
 
 
 if __name__ == "__main__":

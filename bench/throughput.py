@@ -315,9 +315,16 @@ def case_data(i: int) -> dict[str, Any]:
 class Sink:
     """The counting SMTP sink in its own process, spoken to over its stdio."""
 
-    def __init__(self, max_seconds: float) -> None:
+    def __init__(self, max_seconds: float, data_delay: float = 0.0) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, str(SINK_SCRIPT), "--max-seconds", f"{max_seconds:.0f}"],
+            [
+                sys.executable,
+                str(SINK_SCRIPT),
+                "--max-seconds",
+                f"{max_seconds:.0f}",
+                "--data-delay",
+                str(data_delay),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -355,8 +362,8 @@ class Sink:
 
 
 @contextlib.contextmanager
-def running_sink(max_seconds: float) -> Iterator[Sink]:
-    sink = Sink(max_seconds)
+def running_sink(max_seconds: float, data_delay: float = 0.0) -> Iterator[Sink]:
+    sink = Sink(max_seconds, data_delay)
     try:
         yield sink
     finally:
