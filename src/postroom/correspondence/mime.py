@@ -1,11 +1,10 @@
 """Building RFC 5322 message bytes from a rendered email: pure, no I/O.
 
-The standard library's header classes refuse CR and LF in header values; on top of
-that, every address and display name is validated before it gets here and the
-subject is folded to one line, so no input can add a header or a recipient.
-The stdlib decodes RFC 2047 encoded words in the values it is given (``=?utf-8?q?=0D=0A?=``
-is a line break) and, before CPython 3.11.10 and 3.12.5 (CVE-2024-6923), writes the
-result as it is; so every header is checked once more, as written and as a reader
+The bytes are written by :mod:`postroom.correspondence.wire`. Every address and display
+name is validated before it gets there and the subject is folded to one line, so no
+input can add a header or a recipient. An RFC 2047 encoded word in a value
+(``=?utf-8?q?=0D=0A?=`` is a line break) is decoded as a reader would and refused when
+it hides a control; and every header is checked once more, as written and as a reader
 decodes it, before the message leaves here.
 """
 
@@ -15,14 +14,13 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import errors as email_errors
 from email import policy
 from email.header import decode_header
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
+from postroom.correspondence import wire
 from postroom.errors import MessageError
 from postroom.validation import check_address, check_display_name, single_line
 
@@ -91,62 +89,122 @@ def new_message_id(sender_address: str) -> str:
 
 
 def build_message(email: OutgoingEmail) -> bytes:
-    """The message as CRLF-terminated bytes, ready for SMTP DATA."""
+    """The message as CRLF-terminated, 7-bit bytes, ready for SMTP DATA."""
     if not email.to and not email.cc and not email.bcc:
         raise MessageError("the email has no recipient")
-    msg = EmailMessage(policy=_SMTP)
+    # Every address and display name is validated; Bcc only for that, never written.
+    sender = _box(email.sender)
+    to, cc = [_box(b) for b in email.to], [_box(b) for b in email.cc]
+    for box in email.bcc:
+        _box(box)
+    head = [wire.addresses("From", [sender])]
+    if to:
+        head.append(wire.addresses("To", to))
+    if cc:
+        head.append(wire.addresses("Cc", cc))
+    if email.reply_to:
+        head.append(wire.addresses("Reply-To", [_box(Mailbox(email.reply_to))]))
+    head.append(wire.unstructured("Subject", single_line(email.subject)))
+    head.append(b"Date: " + format_datetime(email.date).encode("ascii"))
+    if not _MESSAGE_ID.fullmatch(email.message_id):
+        raise MessageError(f"{email.message_id!r} is not a Message-ID")
+    head.append(b"Message-ID: " + email.message_id.encode("ascii"))
+    for name, value in email.headers:
+        head.append(wire.unstructured(name, single_line(value)))
+    head.append(b"MIME-Version: 1.0")
+    alternative = wire.new_boundary()
+    body = _multipart(
+        alternative,
+        [
+            _text_part("plain", email.text),
+            _text_part("html", email.html),
+        ],
+    )
+    if email.attachments:
+        mixed = wire.new_boundary()
+        parts = [_content_type_alternative(alternative) + CRLF + CRLF + body]
+        parts.extend(_attachment_part(item) for item in email.attachments)
+        head.append(b'Content-Type: multipart/mixed;\r\n boundary="' + mixed + b'"')
+        body = _multipart(mixed, parts)
+    else:
+        head.append(_content_type_alternative(alternative))
+    raw = CRLF.join(head) + CRLF + CRLF + body
+    _check_header_lines(raw)
+    _check_decoded_headers(raw)
+    return raw
+
+
+CRLF = b"\r\n"
+_MESSAGE_ID = re.compile(r"<[!-=?-~]+@[!-=?-~]+>")
+
+
+def _box(box: Mailbox) -> tuple[str, str]:
     try:
-        msg["From"] = email.sender.header()
-        if email.to:
-            msg["To"] = [box.header() for box in email.to]
-        if email.cc:
-            msg["Cc"] = [box.header() for box in email.cc]
-        # Bcc recipients are only in the envelope, never in the headers.
-        for box in email.bcc:
-            box.header()
-        if email.reply_to:
-            msg["Reply-To"] = Mailbox(email.reply_to).header()
-        msg["Subject"] = single_line(email.subject)
-        msg["Date"] = format_datetime(email.date)
-        msg["Message-ID"] = email.message_id
-        for name, value in email.headers:
-            msg[name] = single_line(value)
-        msg.set_content(email.text, subtype="plain", cte="quoted-printable")
-        msg.add_alternative(email.html, subtype="html", cte="quoted-printable")
-        for item in email.attachments:
-            maintype, _, subtype = item.content_type.partition("/")
-            msg.add_attachment(
-                item.content,
-                maintype=maintype or "application",
-                subtype=subtype or "octet-stream",
-                filename=single_line(item.filename) or "attachment",
-            )
-        # The stdlib repeats MIME-Version on parts it creates; only the top level needs it.
-        for part in msg.walk():
-            if part is not msg:
-                del part["MIME-Version"]
-        _check_folded_headers(msg)
-        raw = msg.as_bytes(policy=_SMTP)
-        _check_decoded_headers(raw)
-        return raw
-    except MessageError:
-        raise
-    except (ValueError, TypeError, email_errors.MessageError) as exc:
-        raise MessageError(f"the email cannot be built safely: {exc}") from None
+        name = check_display_name(box.name, what=f"display name of {box.address}")
+        address = check_address(box.address)
+    except ValueError as exc:
+        raise MessageError(str(exc)) from None
+    return name, address
 
 
-def _check_folded_headers(msg: EmailMessage) -> None:
-    """Refuse a header that would come out as more than one header, or with controls."""
-    for part in msg.walk():
-        for name, value in part.items():
-            lines = _SMTP.fold_binary(name, value).removesuffix(b"\r\n").split(b"\r\n")
-            continued = all(line[:1] in (b" ", b"\t") for line in lines[1:])
-            if not continued or any(_UNSAFE_IN_HEADER.search(line) for line in lines):
-                raise _unsafe_header(name)
-        # A file name may be written percent-encoded (RFC 2231): check it as decoded.
-        filename = part.get_filename()
-        if filename is not None and _UNSAFE_DECODED.search(filename):
-            raise _unsafe_header("Content-Disposition")
+def _content_type_alternative(boundary: bytes) -> bytes:
+    return b'Content-Type: multipart/alternative;\r\n boundary="' + boundary + b'"'
+
+
+def _text_part(subtype: str, text: str) -> bytes:
+    if not text.endswith(("\n", "\r")):
+        text += "\n"  # a text part ends with a line break, as the standard library's do
+    return CRLF.join(
+        [
+            f'Content-Type: text/{subtype}; charset="utf-8"'.encode(),
+            b"Content-Transfer-Encoding: quoted-printable",
+            b"",
+            wire.quoted_printable(text),
+        ]
+    )
+
+
+def _attachment_part(item: Attachment) -> bytes:
+    maintype, _, subtype = item.content_type.partition("/")
+    content_type = f"{maintype or 'application'}/{subtype or 'octet-stream'}"
+    if not _MIME_TYPE.fullmatch(content_type):
+        raise MessageError(f"{item.content_type!r} is not a MIME type")
+    filename = single_line(item.filename) or "attachment"
+    disposition = wire.fold(
+        "Content-Disposition",
+        ["attachment;", *[p + ";" for p in wire.filename_parameters(filename)]],
+        separator=" ",
+    ).removesuffix(b";")
+    return CRLF.join(
+        [
+            f"Content-Type: {content_type}".encode(),
+            b"Content-Transfer-Encoding: base64",
+            disposition,
+            b"",
+            wire.base64_lines(item.content),
+        ]
+    )
+
+
+_MIME_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MIME_TYPE = re.compile(f"{_MIME_NAME}/{_MIME_NAME}")
+
+
+def _multipart(boundary: bytes, parts: list[bytes]) -> bytes:
+    out = []
+    for part in parts:
+        # The CRLF before the next delimiter belongs to it, not to the part (RFC 2046).
+        out.append(b"--" + boundary + CRLF + part + CRLF)
+    out.append(b"--" + boundary + b"--" + CRLF)
+    return b"".join(out)
+
+
+def _check_header_lines(raw: bytes) -> None:
+    """Every header line starts a header or continues one; nothing else is in them."""
+    head = raw.partition(CRLF + CRLF)[0]
+    for line in head.split(CRLF):
+        if _UNSAFE_IN_HEADER.search(line) or not (line[:1] in (b" ", b"\t") or b":" in line):
+            raise wire.unsafe_header(line.partition(b":")[0].decode("ascii", "replace"))
 
 
 def _check_decoded_headers(raw: bytes) -> None:
@@ -167,7 +225,4 @@ def _check_decoded_headers(raw: bytes) -> None:
 
 
 def _unsafe_header(name: str) -> MessageError:
-    return MessageError(
-        f"the {name} header would contain a line break or control character "
-        "(an RFC 2047 encoded word in a subject, name or file name?)"
-    )
+    return wire.unsafe_header(name)
