@@ -23,6 +23,8 @@ WORK = Path(__file__).with_name(".work")
 TOOLS = WORK / "postfix"
 PEER_VENV = WORK / "dpo-venv"
 PEER_REQUIREMENTS = ("django>=5.2,<6", "django-post-office==3.12.0")
+PLOT_VENV = WORK / "plot-venv"
+PLOT_REQUIREMENTS = ("matplotlib>=3.8,<4",)
 INSTALL_TIMEOUT = 600.0
 
 
@@ -66,17 +68,27 @@ def postfix_tools() -> Postfix:
 
 def peer_python() -> Path:
     """The interpreter of django-post-office's own virtual environment (made on first use)."""
-    python = PEER_VENV / "bin" / "python"
-    marker = PEER_VENV / ".installed"
-    if marker.exists() and marker.read_text() == "\n".join(PEER_REQUIREMENTS):
+    return _venv_python(PEER_VENV, PEER_REQUIREMENTS, what="django-post-office")
+
+
+def plot_python() -> Path:
+    """An interpreter with matplotlib, for the chart (kept out of Postroom's environment)."""
+    return _venv_python(PLOT_VENV, PLOT_REQUIREMENTS, what="matplotlib")
+
+
+def _venv_python(folder: Path, requirements: tuple[str, ...], *, what: str) -> Path:
+    python = folder / "bin" / "python"
+    marker = folder / ".installed"
+    if marker.exists() and marker.read_text() == "\n".join(requirements):
         return python
-    venv.EnvBuilder(with_pip=True, clear=True).create(PEER_VENV)
+    WORK.mkdir(parents=True, exist_ok=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(folder)
     _run(
-        [str(python), "-m", "pip", "install", "--quiet", *PEER_REQUIREMENTS],
+        [str(python), "-m", "pip", "install", "--quiet", *requirements],
         cwd=WORK,
-        what="pip install django-post-office",
+        what=f"pip install {what}",
     )
-    marker.write_text("\n".join(PEER_REQUIREMENTS))
+    marker.write_text("\n".join(requirements))
     return python
 
 
@@ -103,3 +115,4 @@ if __name__ == "__main__":
     found = postfix_tools()
     print(f"smtp-sink: {found.sink}\nsmtp-source: {found.source}")
     print(f"django-post-office: {peer_python()}", file=sys.stdout)
+    print(f"matplotlib: {plot_python()}", file=sys.stdout)
