@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -12,8 +13,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _RECORD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
 
 
+@functools.lru_cache(maxsize=8192)
 def check_address(value: str, *, what: str = "address") -> str:
-    """A normalised email address, or ``ValueError`` saying why it is not one."""
+    """A normalised email address, or ``ValueError`` saying why it is not one.
+
+    Pure, so its answers are kept: composing one email checks the sender, the reply-to
+    and each recipient, and a batch repeats the same few addresses.
+    """
     if _CONTROL.search(value):
         raise ValueError(f"{what} contains a control character (line breaks are not allowed)")
     try:
