@@ -55,11 +55,12 @@ def wait_until_due(pr: Postroom, outbox_id: int, *, limit: float = 5.0) -> None:
 
 @pytest.fixture
 def patient(database_url: str) -> Iterator[Postroom]:
-    """Postroom on the same database, waiting 0.25-0.5 s before a retry.
+    """Postroom on the same database, waiting 0.75-1.5 s before a retry.
 
-    With no backoff an agent retries at once, so a ``retry`` row is never seen.
+    With no backoff an agent retries at once, so a ``retry`` row is never seen; the wait
+    must outlast the agent's next claim even on a loaded machine, or that claim retries.
     """
-    pr = Postroom(make_settings(database_url, backoff_base=0.5, backoff_max=0.5))
+    pr = Postroom(make_settings(database_url, backoff_base=1.5, backoff_max=1.5))
     try:
         yield pr
     finally:
