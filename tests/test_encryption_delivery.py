@@ -32,6 +32,7 @@ from tests.test_signing_delivery import (
     EXAMPLES,
     PFX_PASSWORD,
     dkim_keys,  # noqa: F401 - a fixture
+    point_example_at,
     signer,  # noqa: F401 - a fixture
     signing_overlay,
 )
@@ -72,13 +73,7 @@ def test_reference_scenario_signed_and_encrypted(
     }
     (tmp_path / "secure.yaml").write_text(yaml.safe_dump(overlay))
     with smtp_server(starttls=server_tls, credentials=(ADDRESS, "pw-demo")) as srv:
-        for env, value in {
-            "POSTROOM_DEMO_SMTP_PASSWORD": "pw-demo",
-            "POSTROOM_DEMO_SMTP_PORT": str(srv.port),
-            "POSTROOM_DEMO_CA_FILE": str(tmp_path / "ca.pem"),
-            "PFX_PASSWORD": PFX_PASSWORD,
-        }.items():
-            monkeypatch.setenv(env, value)
+        point_example_at(monkeypatch, port=srv.port, ca_file=tmp_path / "ca.pem")
         with Postroom(make_settings(f"sqlite:///{tmp_path / 'p.db'}")) as postroom:
             postroom.apply(EXAMPLES / "mortgage.yaml")
             postroom.apply(tmp_path / "secure.yaml")

@@ -76,6 +76,17 @@ def signing_overlay(tmp_path: Path, signer: Signer, dkim_private: bytes) -> dict
     }
 
 
+def point_example_at(monkeypatch: pytest.MonkeyPatch, *, port: int, ca_file: Path) -> None:
+    """The environment examples/mortgage.yaml and the signing overlay read."""
+    for env, value in {
+        "POSTROOM_DEMO_SMTP_PASSWORD": "pw-demo",
+        "POSTROOM_DEMO_SMTP_PORT": str(port),
+        "POSTROOM_DEMO_CA_FILE": str(ca_file),
+        "PFX_PASSWORD": PFX_PASSWORD,
+    }.items():
+        monkeypatch.setenv(env, value)
+
+
 @needs_openssl
 def test_reference_scenario_with_signing_verifies(
     tmp_path: Path,
@@ -91,13 +102,7 @@ def test_reference_scenario_with_signing_verifies(
         yaml.safe_dump(signing_overlay(tmp_path, signer, private))
     )
     with smtp_server(starttls=server_tls, credentials=(ADDRESS, "pw-demo")) as srv:
-        for env, value in {
-            "POSTROOM_DEMO_SMTP_PASSWORD": "pw-demo",
-            "POSTROOM_DEMO_SMTP_PORT": str(srv.port),
-            "POSTROOM_DEMO_CA_FILE": str(tmp_path / "ca.pem"),
-            "PFX_PASSWORD": PFX_PASSWORD,
-        }.items():
-            monkeypatch.setenv(env, value)
+        point_example_at(monkeypatch, port=srv.port, ca_file=tmp_path / "ca.pem")
         with Postroom(make_settings(f"sqlite:///{tmp_path / 'p.db'}")) as postroom:
             postroom.apply(EXAMPLES / "mortgage.yaml")
             report = postroom.apply(tmp_path / "signing.yaml")

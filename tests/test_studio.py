@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from httpx2 import Response
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
@@ -92,6 +93,21 @@ def test_every_page_without_a_session_redirects_to_login(client: TestClient, pr:
         assert pr.operator_store.find(conn, "x") is None
 
 
+def log_in_then(client: TestClient, next_url: str) -> Response:
+    """The answer to a login form posted with ``next``."""
+    form = client.get("/login", params={"next": next_url})
+    return client.post(
+        "/login",
+        data={
+            "csrf_token": csrf_of(form.text),
+            "username": "admin",
+            "password": "correct-horse-battery",
+            "next": next_url,
+        },
+        follow_redirects=False,
+    )
+
+
 def test_login_redirects_back_and_wrong_password_is_refused(client: TestClient) -> None:
     bounced = client.get("/outbox?status=failed", follow_redirects=False)
     assert bounced.headers["location"] == "/login?next=%2Foutbox%3Fstatus%3Dfailed"
@@ -103,17 +119,7 @@ def test_login_redirects_back_and_wrong_password_is_refused(client: TestClient) 
     assert wrong.status_code == 401
     assert "Wrong user name or password" in wrong.text
     assert "nope-nope-nope" not in wrong.text
-    form = client.get("/login?next=/outbox%3Fstatus%3Dfailed")
-    done = client.post(
-        "/login",
-        data={
-            "csrf_token": csrf_of(form.text),
-            "username": "admin",
-            "password": "correct-horse-battery",
-            "next": "/outbox?status=failed",
-        },
-        follow_redirects=False,
-    )
+    done = log_in_then(client, "/outbox?status=failed")
     assert done.status_code == 303
     assert done.headers["location"] == "/outbox?status=failed"
     cookie = done.headers["set-cookie"]
@@ -125,17 +131,7 @@ def test_login_redirects_back_and_wrong_password_is_refused(client: TestClient) 
 
 
 def test_login_never_redirects_to_another_site(client: TestClient) -> None:
-    form = client.get("/login")
-    done = client.post(
-        "/login",
-        data={
-            "csrf_token": csrf_of(form.text),
-            "username": "admin",
-            "password": "correct-horse-battery",
-            "next": "//evil.example/",
-        },
-        follow_redirects=False,
-    )
+    done = log_in_then(client, "//evil.example/")
     assert done.headers["location"] == "/"
 
 

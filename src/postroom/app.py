@@ -379,19 +379,21 @@ class Postroom:
 
     def agents(self) -> list[AgentInfo]:
         """Agents that ran on this database, newest first, with their heartbeat state."""
-        s = self.settings
-        stale_after = 3 * min(s.heartbeat_interval, s.lease_seconds / 3)
         with self.engine.connect() as conn:
-            return list_agents(conn, stale_after=stale_after)
+            return list_agents(conn, stale_after=self._stale_after)
 
     def pause_agent(self, agent_id: str, *, paused: bool = True) -> AgentInfo:
         """Pause (or with ``paused=False`` resume) an agent, wherever it runs."""
-        s = self.settings
         with self.engine.begin() as conn:
             set_paused(conn, agent_id, paused=paused)
-            stale_after = 3 * min(s.heartbeat_interval, s.lease_seconds / 3)
-            [agent] = list_agents(conn, stale_after=stale_after, agent_id=agent_id)
+            [agent] = list_agents(conn, stale_after=self._stale_after, agent_id=agent_id)
         return agent
+
+    @property
+    def _stale_after(self) -> float:
+        # Three missed beats (an agent beats at least three times per lease).
+        s = self.settings
+        return 3 * min(s.heartbeat_interval, s.lease_seconds / 3)
 
     def deliver_now(self, outbox_ids: Sequence[int]) -> None:
         """Try these queued emails at once; whatever fails stays queued for the agent."""

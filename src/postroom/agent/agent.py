@@ -174,15 +174,13 @@ class SenderAgent:
             admission = admit(
                 conn,
                 rows,
+                outbox=self._outbox,
                 limits_of=lambda name: self._limits_of(conn, name),
                 owner=self.id,
                 connections_per_account=self._config.connections_per_account,
                 lease=self._config.lease_seconds,
                 now=utcnow(),
             )
-            for until, ids in admission.deferred.items():
-                if ids:
-                    self._outbox.defer(conn, ids, owner=self.id, until=until)
             self._connections = admission.connections
             return admission.rows
 

@@ -110,18 +110,17 @@ def deliver_ids(
     owner = f"immediate:{new_agent_id()}"
     with engine.begin() as conn:
         claimed = outbox.claim_ids(conn, outbox_ids, owner=owner, lease=lease)
-        # Account limits hold here too: what they put off waits for the agent.
+        # Account limits hold here too: what they put off goes back for the agent.
         admission = admit(
             conn,
             claimed,
+            outbox=outbox,
             limits_of=lambda name: limits_of(conn, name),
             owner=owner,
             connections_per_account=connections_per_account,
             lease=lease,
             now=utcnow(),
         )
-        for until, ids in admission.deferred.items():
-            outbox.defer(conn, ids, owner=owner, until=until)
     if not admission.rows:
         return
     try:

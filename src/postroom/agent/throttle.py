@@ -17,12 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from postroom.accounts.limits import Limits
 from postroom.db import tables
 from postroom.outbox.models import ClaimedEmail
+from postroom.outbox.store import OutboxStore
 
 WINDOW = timedelta(minutes=1)
 NO_SLOT_DELAY = timedelta(seconds=1)  # when every connection slot is taken, look again soon
@@ -38,11 +39,8 @@ def take_messages(
         query = query.with_for_update()
     row = conn.execute(query).first()
     if row is None:
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(t).values(account=account, window_start=now, used=0))
-        except IntegrityError:  # another agent made it first: use theirs
-            pass
+        # Another agent may make it first: then theirs is used.
+        _insert_if_absent(conn, t, account=account, window_start=now, used=0)
         row = conn.execute(query).one()
     start, used = row.window_start, row.used
     if now >= start + WINDOW:
@@ -81,17 +79,21 @@ def acquire_slots(
             )
             .values(owner=owner, expires_at=until)
         ).rowcount
-        if not taken:
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        insert(t).values(account=account, slot=slot, owner=owner, expires_at=until)
-                    )
-                taken = 1
-            except IntegrityError:  # held by a live agent
-                taken = 0
+        if not taken:  # a new slot, unless a live agent holds it
+            taken = _insert_if_absent(conn, t, account=account, slot=slot, owner=owner,
+                                      expires_at=until)  # fmt: skip
         held += taken
     return held
+
+
+def _insert_if_absent(conn: Connection, table: Table, **values: object) -> bool:
+    """Insert the row unless its key exists (a concurrent writer's row stands)."""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(table).values(**values))
+    except IntegrityError:
+        return False
+    return True
 
 
 def release_slots(conn: Connection, *, owner: str) -> None:
@@ -121,13 +123,17 @@ def admit(
     conn: Connection,
     rows: Sequence[ClaimedEmail],
     *,
+    outbox: OutboxStore,
     limits_of: Callable[[str], Limits],
     owner: str,
     connections_per_account: int,
     lease: float,
     now: datetime,
 ) -> Admission:
-    """Apply each account's limits to a claimed batch, in the caller's transaction."""
+    """Apply each account's limits to a claimed batch, in the caller's transaction.
+
+    The rows a limit puts off go back to the outbox here, due when the limit allows.
+    """
     by_account: dict[str, list[ClaimedEmail]] = defaultdict(list)
     for row in rows:
         by_account[row.account].append(row)
@@ -153,4 +159,7 @@ def admit(
             admission.deferred[window_end].extend(r.id for r in allowed[granted:])
             allowed = allowed[:granted]
         admission.rows.extend(allowed)
+    for until, ids in admission.deferred.items():
+        if ids:
+            outbox.defer(conn, ids, owner=owner, until=until)
     return admission

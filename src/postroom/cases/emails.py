@@ -300,18 +300,22 @@ def check_data(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def typed_value(raw: str) -> Any:
+    """A case data value typed as text: what reads as JSON (a number, true, a list) keeps
+    its type; anything else, and a JSON object, stays text."""
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        return raw
+    return raw if isinstance(value, dict) else value
+
+
 def parse_data(pairs: list[str]) -> dict[str, Any]:
-    """``k=v`` pairs; a value that parses as JSON (numbers, true, lists) keeps its type."""
+    """``k=v`` pairs, each value typed by :func:`typed_value`."""
     data: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ConfigurationError(f"case data takes name=value, not {pair!r}")
-        try:
-            value: Any = json.loads(raw)
-            if isinstance(value, dict):
-                value = raw
-        except ValueError:
-            value = raw
-        data[key.strip()] = value
+        data[key.strip()] = typed_value(raw)
     return data

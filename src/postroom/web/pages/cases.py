@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from postroom.cases.emails import parse_data
+from postroom.cases.emails import typed_value
 from postroom.cases.service import MAX_ATTACHMENT_BYTES
 from postroom.errors import PostroomError
 from postroom.web import forms, mail
@@ -31,7 +31,7 @@ def _data(value: str) -> dict[str, Any]:
             raise ValueError("case data must be a JSON object")
         return parsed
     # As on the command line: a value that reads as JSON (a number, true) keeps its type.
-    return parse_data([f"{k}={v}" for k, v in forms.pairs(value, what="case data").items()])
+    return {k: typed_value(v) for k, v in forms.pairs(value, what="case data").items()}
 
 
 def _cases_page(
