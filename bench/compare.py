@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import pwd
+import secrets
 import socket
 import subprocess
 import sys
@@ -33,10 +34,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import harness
 import throughput
+import workload
 from rich.console import Console
 from rich.table import Table
 from tools import Postfix, peer_python, plot_python, postfix_tools, sink_count
+
+from postroom import Postroom, Settings
+from postroom.outbox import OutboxStatus
 
 PEER_SCRIPT = Path(__file__).with_name("peer_dpo.py")
 DOCS = Path(__file__).parent.parent / "docs" / "benchmarks.md"
@@ -78,7 +84,7 @@ class SmtpSink:
         deadline = time.monotonic() + 10
         while not _listening(self.port):
             if time.monotonic() > deadline or self._process.poll() is not None:
-                raise throughput.BenchFailure("smtp-sink did not start: " + self._tail())
+                raise harness.BenchFailure("smtp-sink did not start: " + self._tail())
             time.sleep(0.05)
 
     def count(self) -> int:
@@ -128,7 +134,7 @@ def smtp_sink(tools: Postfix, work: Path) -> Iterator[SmtpSink]:
 def expect(sink: SmtpSink, before: int, count: int, what: str) -> None:
     seen = sink.wait_for(before + count) - before
     if seen != count:
-        raise throughput.BenchFailure(f"{what}: smtp-sink counted {seen} messages, not {count}")
+        raise harness.BenchFailure(f"{what}: smtp-sink counted {seen} messages, not {count}")
 
 
 def ceiling(tools: Postfix, sink: SmtpSink, count: int, timeout: float) -> Figure:
@@ -146,12 +152,12 @@ def ceiling(tools: Postfix, sink: SmtpSink, count: int, timeout: float) -> Figur
 
 def postroom_run(sink: SmtpSink, count: int, work: Path, timeout: float) -> list[Figure]:
     options = throughput.parse_args(["--count", str(count)])
-    deadline = throughput.Deadline(time.monotonic() + timeout)
+    deadline = harness.Deadline(time.monotonic() + timeout)
     url = f"sqlite:///{work / f'postroom-{time.monotonic_ns()}.db'}"
     before = sink.count()
     with throughput.open_postroom(url, options) as postroom:
-        postroom.apply(throughput.records(sink.port))
-        throughput.warm_up(postroom)
+        postroom.apply(workload.records(sink.port))
+        workload.warm_up(postroom)
         enqueue = throughput.batch_enqueue(postroom, count, options.enqueue_batch, deadline)
         delivery = throughput.deliver(postroom, count, deadline).phase
         expect(sink, before, count, "Postroom")
@@ -166,20 +172,82 @@ def postroom_run(sink: SmtpSink, count: int, work: Path, timeout: float) -> list
     ]
 
 
+def postroom_alongside_run(sink: SmtpSink, count: int, work: Path, timeout: float) -> Figure:
+    """End to end as Postroom runs: an agent process delivers while the application enqueues.
+
+    The clock starts once the agent has registered and stops when the last row is sent.
+    """
+    options = throughput.parse_args(["--count", str(count)])
+    deadline = harness.Deadline(time.monotonic() + timeout)
+    url = f"sqlite:///{work / f'alongside-{time.monotonic_ns()}.db'}"
+    key = secrets.token_urlsafe(32)
+    settings = Settings(
+        database_url=url,
+        secret_key=key,
+        batch_size=options.agent_batch,
+        connections_per_account=options.connections,
+    )
+    before = sink.count()
+    with Postroom(settings) as postroom, agent_process(url, key, options, work) as agent:
+        postroom.apply(workload.records(sink.port))
+        workload.warm_up(postroom)
+        while not postroom.agents():
+            deadline.check("the agent process to start")
+            if agent.poll() is not None:
+                raise harness.BenchFailure(f"the agent process exited with {agent.returncode}")
+            time.sleep(0.05)
+        start = time.perf_counter()
+        throughput.batch_enqueue(postroom, count, options.enqueue_batch, deadline)
+        while postroom.outbox_counts().get(OutboxStatus.SENT, 0) < count:
+            deadline.check("the agent process to deliver")
+            time.sleep(0.01)
+        seconds = time.perf_counter() - start
+    expect(sink, before, count, "Postroom, agent alongside")
+    return Figure("Postroom end to end, agent process alongside", count, seconds)
+
+
+@contextmanager
+def agent_process(
+    url: str, key: str, options: throughput.Options, work: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``postroom agent run`` on ``url``, stopped with SIGTERM (killed if it hangs)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
+    env.update(
+        POSTROOM_DATABASE_URL=url,
+        POSTROOM_SECRET_KEY=key,
+        POSTROOM_BATCH_SIZE=str(options.agent_batch),
+        POSTROOM_CONNECTIONS_PER_ACCOUNT=str(options.connections),
+        POSTROOM_POLL_INTERVAL="0.02",
+        POSTROOM_LOG_LEVEL="WARNING",
+    )
+    command = [str(Path(sys.executable).with_name("postroom")), "agent", "run"]
+    with (work / "agent.log").open("ab") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 def slow_server_run(count: int, work: Path, timeout: float, *, delay: float) -> Figure:
     """Postroom delivery to a server that takes ``delay`` to accept each message."""
     options = throughput.parse_args(["--count", str(count), "--connections", str(SLOW_CONNECTIONS)])
-    deadline = throughput.Deadline(time.monotonic() + timeout)
+    deadline = harness.Deadline(time.monotonic() + timeout)
     url = f"sqlite:///{work / f'slow-{time.monotonic_ns()}.db'}"
-    with throughput.running_sink(timeout, data_delay=delay) as sink:
+    with harness.running_sink(timeout, data_delay=delay) as sink:
         with throughput.open_postroom(url, options) as postroom:
-            postroom.apply(throughput.records(sink.port))
-            throughput.warm_up(postroom)
+            postroom.apply(workload.records(sink.port))
+            workload.warm_up(postroom)
             throughput.batch_enqueue(postroom, count, options.enqueue_batch, deadline)
             delivery = throughput.deliver(postroom, count, deadline).phase
         stats = sink.stats()
     if stats["messages"] != count or stats["distinct_message_ids"] != count:
-        raise throughput.BenchFailure(f"slow server: the sink counted {stats}, not {count}")
+        raise harness.BenchFailure(f"slow server: the sink counted {stats}, not {count}")
     name = f"Postroom delivery, {delay * 1000:.0f} ms server"
     return Figure(name, count, delivery.seconds)
 
@@ -255,8 +323,8 @@ def write_docs(figures: list[Figure], line: str, *, count: int, rounds: int) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--count", type=throughput.positive, default=20_000)
-    parser.add_argument("--rounds", type=throughput.positive, default=2)
+    parser.add_argument("--count", type=harness.positive, default=20_000)
+    parser.add_argument("--rounds", type=harness.positive, default=2)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per phase")
     parser.add_argument(
         "--slow-delay", type=float, default=0.02, help="the slow server's seconds per message"
@@ -273,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"round {round_number + 1} of {args.rounds}")
             figures.append(ceiling(tools, sink, args.count, args.timeout))
             figures.extend(postroom_run(sink, args.count, work, args.timeout))
+            figures.append(postroom_alongside_run(sink, args.count, work, args.timeout))
             figures.extend(peer_run(sink, args.count, work, args.timeout))
             slow = min(args.count, 10_000)
             figures.append(slow_server_run(slow, work, args.timeout, delay=args.slow_delay))

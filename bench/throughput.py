@@ -27,102 +27,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
 import faulthandler
 import hashlib
-import json
-import pstats
-import re
 import secrets
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from harness import (
+    BenchFailure,
+    BenchTimeout,
+    Deadline,
+    Phase,
+    positive,
+    profiled,
+    running_sink,
+    scratch_postgres,
+)
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, func, make_url, select
-from sqlalchemy.pool import NullPool
+from sqlalchemy import func, select
+from workload import CLASS_NAME, LETTER, case_data, letter_request, recipient, records, warm_up
 
-import postroom
 from postroom.agent.agent import AgentStats
 from postroom.app import Postroom
-from postroom.cases.emails import EmailRequest
-from postroom.cases.models import Recipient
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.outbox import OutboxStatus
 from postroom.settings import Settings
-
-CLASS_GROUP = "Bench-Letters"
-CLASS_NAME = f"{CLASS_GROUP}-Notice"
-LETTER = "Bench notice"
-SIGNATURE = "Bench signature"
-SENDER = "notices@example.com"
-SINK_SCRIPT = Path(__file__).with_name("sink.py")
-POSTROOM_CODE = re.escape(str(Path(postroom.__file__).parent))
-
-SIGNATURE_HTML = """\
-<p style="margin-top: 24px;">Kind regards,<br>
-<strong>{{ account.display_name }}</strong><br>
-<a href="mailto:{{ account.address }}">{{ account.address }}</a></p>
-<p style="font-size: 11px; color: #777;">You receive this message because a request was
-registered in your name. Please do not reply to this address; use the contact details
-of your branch instead.</p>
-"""
-
-LETTER_SUBJECT = "Request {{ case.id | default('notice') }} registered: {{ account.display_name }}"
-
-LETTER_HTML = """\
-{% set data = case.data | default({}) %}
-<div style="font-family: Arial, Helvetica, sans-serif; font-size: 14px; color: #222;">
-<p>Dear {{ data.applicant | default("customer") }},</p>
-<p>Thank you for your request. We have registered it under reference
-<strong>{{ data.reference | default(case.class_name) }}</strong> and a case worker of our
-{{ data.branch | default("central") }} branch will look at it shortly. Below is a summary
-of what we received; please check it and tell us at once if anything is wrong.</p>
-<table style="border-collapse: collapse; margin: 16px 0;">
-  <tr><td style="padding: 4px 12px; color: #555;">Reference</td>
-      <td style="padding: 4px 12px;">{{ data.reference | default("-") }}</td></tr>
-  <tr><td style="padding: 4px 12px; color: #555;">Applicant</td>
-      <td style="padding: 4px 12px;">{{ data.applicant | default("-") }}</td></tr>
-  <tr><td style="padding: 4px 12px; color: #555;">Amount</td>
-      <td style="padding: 4px 12px;">{{ data.amount | default(0) }}
-          {{ data.currency | default("EUR") }}</td></tr>
-  <tr><td style="padding: 4px 12px; color: #555;">Term</td>
-      <td style="padding: 4px 12px;">{{ data.term_years | default(20) }} years</td></tr>
-  <tr><td style="padding: 4px 12px; color: #555;">Answer expected by</td>
-      <td style="padding: 4px 12px;">{{ data.due_date | default("two weeks") }}</td></tr>
-  <tr><td style="padding: 4px 12px; color: #555;">Status</td>
-      <td style="padding: 4px 12px;">{{ case.status | default("New") }}</td></tr>
-</table>
-<p>What happens next:</p>
-<ol>
-  <li>We check the documents you sent with your request and ask for anything missing.</li>
-  <li>Your case worker calls you to go through the details and answer your questions.</li>
-  <li>You receive our decision in writing, together with the conditions of the offer.</li>
-</ol>
-<p>You can follow your request at any time in the customer portal under
-<em>My requests</em>; keep the reference above at hand when you contact us, it lets us
-find your file at once. Documents can be uploaded there as well: a scan or a clear
-photo is enough, and you do not need to send the originals by post.</p>
-{% include "Bench signature" %}
-</div>
-"""
-
-
-class BenchFailure(Exception):
-    """The benchmark ran but its result cannot be trusted."""
-
-
-class BenchTimeout(Exception):
-    """The benchmark ran out of time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,32 +76,6 @@ class Options:
 
 
 @dataclass(frozen=True, slots=True)
-class Deadline:
-    at: float
-
-    def remaining(self, what: str) -> float:
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise BenchTimeout(f"timed out during {what}")
-        return left
-
-    def check(self, what: str) -> None:
-        self.remaining(what)
-
-
-@dataclass(frozen=True, slots=True)
-class Phase:
-    name: str
-    count: int
-    seconds: float
-    unit: str = "msg"
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.seconds if self.seconds > 0 else float("inf")
-
-
-@dataclass(frozen=True, slots=True)
 class Delivery:
     phase: Phase
     stats: AgentStats
@@ -172,13 +83,6 @@ class Delivery:
 
 
 # --- command line ----------------------------------------------------------------------
-
-
-def positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return number
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -217,24 +121,6 @@ def parse_args(argv: list[str] | None) -> Options:
 
 
 @contextlib.contextmanager
-def scratch_postgres(server_url: str) -> Iterator[str]:
-    """A new, empty database on ``server_url``'s server, dropped afterwards."""
-    url = make_url(server_url).set(drivername="postgresql+psycopg")
-    name = f"postroom_bench_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
-@contextlib.contextmanager
 def scratch_database(server_url: str | None) -> Iterator[str]:
     """The URL of a fresh database: SQLite in a temporary directory unless a server is given."""
     if server_url:
@@ -255,198 +141,18 @@ def open_postroom(database_url: str, options: Options) -> Postroom:
     return Postroom(settings)
 
 
-def records(sink_port: int) -> dict[str, Any]:
-    """One account on the sink, a letter with an included fragment, one case type."""
-    return {
-        "accounts": [
-            {
-                "name": CLASS_GROUP,
-                "provider": "custom",
-                "address": SENDER,
-                "display_name": "Bench Notices",
-                "host": "127.0.0.1",
-                "port": sink_port,
-                "security": "none",
-            }
-        ],
-        "correspondence": [
-            {"name": SIGNATURE, "html": SIGNATURE_HTML},
-            {"name": LETTER, "subject": LETTER_SUBJECT, "html": LETTER_HTML},
-        ],
-        "case_types": [
-            {
-                "class": CLASS_NAME,
-                "class_group": CLASS_GROUP,
-                "label": "Bench notice",
-                "id_prefix": "B-",
-                "steps": [
-                    {
-                        "name": "Confirm the request",
-                        "on": "created",
-                        "to": [{"field": "email"}],
-                        "correspondence": LETTER,
-                    }
-                ],
-            }
-        ],
-    }
-
-
-def recipient(i: int) -> str:
-    return f"client{i}@example.com"
-
-
-def case_data(i: int) -> dict[str, Any]:
-    return {
-        "email": recipient(i),
-        "applicant": f"Client {i}",
-        "reference": f"REQ-{i:06d}",
-        "branch": ("north", "south", "east", "west")[i % 4],
-        "amount": 100_000 + 250 * i,
-        "currency": "EUR",
-        "term_years": 10 + i % 21,
-        "due_date": f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}",
-    }
-
-
-# --- the SMTP sink ---------------------------------------------------------------------
-
-
-class Sink:
-    """The counting SMTP sink in its own process, spoken to over its stdio."""
-
-    def __init__(self, max_seconds: float, data_delay: float = 0.0) -> None:
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                str(SINK_SCRIPT),
-                "--max-seconds",
-                f"{max_seconds:.0f}",
-                "--data-delay",
-                str(data_delay),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.port = int(self._read()["port"])
-
-    def _pipes(self) -> tuple[IO[str], IO[str]]:
-        stdin, stdout = self._process.stdin, self._process.stdout
-        if stdin is None or stdout is None:
-            raise BenchFailure("the sink has no pipes")
-        return stdin, stdout
-
-    def _read(self) -> dict[str, Any]:
-        line = self._pipes()[1].readline()
-        if not line:
-            raise BenchFailure(f"the sink stopped (exit code {self._process.poll()})")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
-    def stats(self) -> dict[str, Any]:
-        stdin = self._pipes()[0]
-        stdin.write("stats\n")
-        stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._pipes()[0].close()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._pipes()[1].close()
-
-
-@contextlib.contextmanager
-def running_sink(max_seconds: float, data_delay: float = 0.0) -> Iterator[Sink]:
-    sink = Sink(max_seconds, data_delay)
-    try:
-        yield sink
-    finally:
-        sink.close()
-
-
-# --- profiling -------------------------------------------------------------------------
-
-
-class ThreadProfiles:
-    """cProfile of the calling thread and of every thread started while active."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._profiles: list[cProfile.Profile] = []
-
-    def _start(self, *_: object) -> None:
-        profile = cProfile.Profile()
-        with self._lock:
-            self._profiles.append(profile)
-        profile.enable()
-
-    def __enter__(self) -> ThreadProfiles:
-        threading.setprofile(self._start)
-        self._start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        threading.setprofile(None)
-        self._profiles[0].disable()
-
-    def stats(self) -> pstats.Stats:
-        with self._lock:
-            first, *rest = self._profiles
-        return pstats.Stats(first, *rest)
-
-
-@contextlib.contextmanager
-def profiled(directory: Path | None, name: str) -> Iterator[None]:
-    """Profile the block into ``directory/name.prof`` and print its top functions."""
-    if directory is None:
-        yield
-        return
-    with ThreadProfiles() as profiles:
-        yield
-    directory.mkdir(parents=True, exist_ok=True)
-    stats = profiles.stats()
-    stats.dump_stats(directory / f"{name}.prof")
-    print(f"\n--- {name}: Postroom functions, top 10 by cumulative time ---")
-    stats.sort_stats("cumulative").print_stats(POSTROOM_CODE, 10)
-    print(f"--- {name}: all functions, top 10 by own time (idle threads wait in get/poll) ---")
-    stats.sort_stats("tottime").print_stats(10)
-
-
 # --- the measured paths ----------------------------------------------------------------
 
 
-def letter_request(i: int) -> EmailRequest:
-    return EmailRequest(to=[Recipient(kind="address", value=recipient(i))], correspondence=LETTER)
-
-
-def warm_up(postroom: Postroom) -> None:
-    """Compile the templates once (not enqueued), as a running service would have."""
-    with postroom.engine.connect() as conn:
-        postroom.composer.compose(conn, letter_request(0), class_name=CLASS_NAME)
-
-
 def batch_enqueue(postroom: Postroom, count: int, batch: int, deadline: Deadline) -> Phase:
-    """Compose and ``enqueue_many`` in one transaction per batch."""
+    """``Postroom.send_many``: one transaction per batch."""
     start = time.perf_counter()
     done = 0
     while done < count:
         deadline.check("batch enqueue")
         size = min(batch, count - done)
-        with postroom.engine.begin() as conn:
-            emails = [
-                email
-                for i in range(done, done + size)
-                for email in postroom.composer.compose(
-                    conn, letter_request(i), class_name=CLASS_NAME
-                ).emails
-            ]
-            done += len(postroom.outbox_store.enqueue_many(conn, emails))
+        requests = [letter_request(i) for i in range(done, done + size)]
+        done += len(postroom.send_many(requests, class_name=CLASS_NAME))
     return Phase("batch enqueue", done, time.perf_counter() - start)
 
 

@@ -673,3 +673,15 @@ def test_single_line_folds_every_line_separator() -> None:
         assert single_line(f"a{sep}b") == "a b", repr(sep)
     assert single_line("a\u2029b") == "a b"
     assert single_line("a\x00\x01\x7fb") == "a b"
+
+
+def test_single_line_folds_exactly_the_controls_and_unicode_line_breaks() -> None:
+    # single_line's pattern names U+0085, U+2028 and U+2029 itself; this walks every
+    # code point so that a Unicode change to categories Zl/Zp would show here.
+    breaking = {
+        chr(c)
+        for c in range(0x110000)
+        if c < 0x20 or c == 0x7F or c == 0x85 or unicodedata.category(chr(c)) in ("Zl", "Zp")
+    }
+    folded = {chr(c) for c in range(0x110000) if single_line(f"a{chr(c)}b") == "a b"}
+    assert folded - {" "} == breaking

@@ -6,16 +6,14 @@ The CLI, the demo and applications embedding Postroom all go through this object
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from postroom.accounts import AccountStore, EmailAccount
+from postroom.accounts import DEFAULT_ACCOUNT, AccountStore, EmailAccount
 from postroom.accounts.checks import check_account
 from postroom.accounts.connectivity import ConnectivityReport, Step
 from postroom.accounts.graph_check import token_step
@@ -25,18 +23,18 @@ from postroom.agent.immediate import deliver_ids, run_in_own_loop
 from postroom.agent.registry import AgentInfo, list_agents, set_paused
 from postroom.auth import AuthProfile, AuthProfileStore, TokenCache
 from postroom.cases.emails import Composer, EmailRequest
-from postroom.cases.models import Recipient
 from postroom.cases.service import CaseService
 from postroom.cases.store import CaseTypeStore, add_history, load_case
 from postroom.config.apply import ApplyReport, apply_config, write_records
-from postroom.correspondence import CorrespondenceStore, Renderer
+from postroom.correspondence import CorrespondenceStore, RendererCache
 from postroom.db import create_db_engine, tables, upgrade
-from postroom.errors import MessageError
+from postroom.errors import ConfigurationError, MessageError, NotFoundError, TemplateError
 from postroom.identity import Identity
 from postroom.keystores.models import Keystore
 from postroom.keystores.store import KeystoreStore
 from postroom.operators import OperatorStore
 from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, Priority, RetryPolicy
+from postroom.outbox.models import NewEmail
 from postroom.records import Change
 from postroom.security import SecretBox, load_secret_box
 from postroom.settings import Settings
@@ -45,24 +43,7 @@ from postroom.transports import Sender, TransportFactory, Transports
 
 log = logging.getLogger("postroom")
 T = TypeVar("T")
-
-
-class _RendererCache:
-    """One compiled renderer per version of the correspondence records."""
-
-    def __init__(self, store: CorrespondenceStore) -> None:
-        self._store = store
-        self._lock = threading.Lock()
-        self._version: tuple[int, object] | None = None
-        self._renderer: Renderer | None = None
-
-    def __call__(self, conn: Connection) -> Renderer:
-        version = self._store.version(conn)
-        with self._lock:
-            if self._renderer is None or version != self._version:
-                self._renderer = Renderer(self._store.all(conn))
-                self._version = version
-            return self._renderer
+MAX_SEND_MANY = 10_000  # one transaction: bounded so that a batch cannot hold the database
 
 
 class Postroom:
@@ -97,7 +78,7 @@ class Postroom:
         self.case_type_store = CaseTypeStore()
         self.outbox_store = OutboxStore()
         self.identity = Identity(self.engine)
-        self._renderers = _RendererCache(self.correspondence_store)
+        self._renderers = RendererCache(self.correspondence_store)
         self.composer = Composer(
             accounts=self.account_store,
             operators=self.operator_store,
@@ -308,25 +289,10 @@ class Postroom:
         two rows (encrypted, then unencrypted), and this is the first. Errors (no account,
         template, address, missing certificate) are raised here.
         """
-        try:
-            request = EmailRequest(
-                to=[Recipient(kind="address", value=a) for a in to],
-                cc=[Recipient(kind="address", value=a) for a in cc],
-                bcc=[Recipient(kind="address", value=a) for a in bcc],
-                correspondence=correspondence,
-                subject=subject,
-                body=body,
-                priority=priority,
-                send_after=send_after,
-                expires_at=expires_at,
-            )
-        except ValidationError as exc:
-            raise MessageError(
-                "; ".join(
-                    str(e["msg"]).removeprefix("Value error, ")
-                    for e in exc.errors(include_url=False, include_input=False)
-                )
-            ) from None
+        request = EmailRequest.addressed(
+            to=to, cc=cc, bcc=bcc, correspondence=correspondence, subject=subject, body=body,
+            priority=priority, send_after=send_after, expires_at=expires_at,
+        )  # fmt: skip
         with self.engine.begin() as conn:
             case = load_case(conn, case_id, details=False) if case_id else None
             resolved_class = case.case_type if case is not None else (class_name or "Default")
@@ -348,6 +314,28 @@ class Postroom:
             if record is not None:
                 record(conn, ids)  # in the same transaction: see CaseService.create
         return ids[0]
+
+    def send_many(
+        self, requests: Sequence[EmailRequest], *, class_name: str = DEFAULT_ACCOUNT
+    ) -> list[int]:
+        """Queue many ad-hoc emails in one transaction: all of them, or none.
+
+        The account and the templates are looked up once for the batch. Build each
+        request with :meth:`EmailRequest.addressed`. Returns every outbox id, in order;
+        an error names the request it comes from and nothing is queued.
+        """
+        if len(requests) > MAX_SEND_MANY:
+            raise MessageError(f"at most {MAX_SEND_MANY:,} emails per call, not {len(requests):,}")
+        with self.engine.begin() as conn:
+            batch = self.composer.batch(conn)
+            emails: list[NewEmail] = []
+            for number, request in enumerate(requests):
+                try:
+                    emails.extend(batch.compose(request, class_name=class_name).emails)
+                except (ConfigurationError, NotFoundError, TemplateError, MessageError) as exc:
+                    # The same kind of error, saying which request it comes from.
+                    raise type(exc)(f"email {number}: {exc}") from None
+            return self.outbox_store.enqueue_many(conn, emails)
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from cryptography import x509
+from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from postroom.accounts import AccountStore, EmailAccount, Resolution, resolve_account
@@ -23,8 +23,6 @@ from postroom.operators import Operator, OperatorStore
 from postroom.outbox.models import NewEmail
 from postroom.outbox.status import Priority
 from postroom.validation import check_address
-
-MAX_CASE_DATA_BYTES = 256 * 1024  # data to render letters from; documents are attachments
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +39,41 @@ class EmailRequest:
     priority: Priority = Priority.NORMAL
     send_after: datetime | None = None  # a scheduled send: not before this time
     expires_at: datetime | None = None  # never sent at or after this time
+
+    @classmethod
+    def addressed(
+        cls,
+        *,
+        to: Sequence[str],
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
+        correspondence: str | None = None,
+        subject: str | None = None,
+        body: str | None = None,
+        priority: Priority = Priority.NORMAL,
+        send_after: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> EmailRequest:
+        """An ad-hoc request to plain addresses; a bad address is a :class:`MessageError`."""
+        try:
+            return cls(
+                to=[Recipient(kind=RecipientKind.ADDRESS, value=a) for a in to],
+                cc=[Recipient(kind=RecipientKind.ADDRESS, value=a) for a in cc],
+                bcc=[Recipient(kind=RecipientKind.ADDRESS, value=a) for a in bcc],
+                correspondence=correspondence,
+                subject=subject,
+                body=body,
+                priority=priority,
+                send_after=send_after,
+                expires_at=expires_at,
+            )
+        except ValidationError as exc:
+            raise MessageError(
+                "; ".join(
+                    str(e["msg"]).removeprefix("Value error, ")
+                    for e in exc.errors(include_url=False, include_input=False)
+                )
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +136,76 @@ class Composer:
         label: str = "",
         class_group: str | None = None,
     ) -> ComposedEmail:
-        resolution = resolve_account(
-            class_name, lambda n: self._accounts.exists(conn, n), class_group=class_group
+        """One email's outbox rows, composed in the caller's transaction."""
+        return self.batch(conn).compose(
+            request, class_name=class_name, case=case, actor=actor, label=label,
+            class_group=class_group,
+        )  # fmt: skip
+
+    def batch(self, conn: Connection) -> Composition:
+        """A composition for many emails in one transaction: accounts and templates once."""
+        return Composition(
+            conn,
+            accounts=self._accounts,
+            operators=self._operators,
+            renderer=self._renderer,
+            seal=self._seal,
         )
-        account = self._accounts.get(conn, resolution.account)
+
+
+class Composition:
+    """Composes emails in one transaction, looking each account and the templates up once.
+
+    What it remembers is read in that transaction, so it holds for as long as the
+    transaction does; it is not a cache across transactions.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        accounts: AccountStore,
+        operators: OperatorStore,
+        renderer: Callable[[Connection], Renderer],
+        seal: Seal | None,
+    ) -> None:
+        self._conn = conn
+        self._account_store = accounts
+        self._operators = operators
+        self._renderer_for = renderer
+        self._seal = seal
+        self._accounts: dict[tuple[str, str | None], tuple[Resolution, EmailAccount]] = {}
+        self._renderer: Renderer | None = None
+
+    def _account(self, class_name: str, class_group: str | None) -> tuple[Resolution, EmailAccount]:
+        key = (class_name, class_group)
+        found = self._accounts.get(key)
+        if found is None:
+            store, conn = self._account_store, self._conn
+            resolution = resolve_account(
+                class_name, lambda n: store.exists(conn, n), class_group=class_group
+            )
+            found = self._accounts[key] = (resolution, store.get(conn, resolution.account))
+        return found
+
+    def _render_with(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = self._renderer_for(self._conn)
+        return self._renderer
+
+    def compose(
+        self,
+        request: EmailRequest,
+        *,
+        class_name: str,
+        case: Case | None = None,
+        actor: Operator | None = None,
+        label: str = "",
+        class_group: str | None = None,
+    ) -> ComposedEmail:
+        """The outbox rows of ``request``; nothing is written."""
+        conn = self._conn
+        resolution, account = self._account(class_name, class_group)
         to = self._mailboxes(conn, request.to, case)
         cc = self._mailboxes(conn, request.cc, case)
         bcc = self._mailboxes(conn, request.bcc, case)
@@ -123,7 +222,7 @@ class Composer:
             account=account,
             party=first_party(request, case),
         )
-        renderer = self._renderer(conn)
+        renderer = self._render_with()
         if request.correspondence:
             rendered = renderer.render(request.correspondence, context)
         else:
@@ -279,43 +378,3 @@ def render_context(
             "display_name": account.display_name,
         },
     }
-
-
-def check_data(data: dict[str, Any]) -> dict[str, Any]:
-    """Case data: field names are identifiers; values are JSON scalars, lists or objects."""
-    for key in data:
-        if not isinstance(key, str) or not key.isidentifier():
-            raise ConfigurationError(f"case data field {key!r} must be a plain identifier")
-    try:
-        size = len(json.dumps(data, allow_nan=False, ensure_ascii=False).encode())
-    except ValueError:
-        raise ConfigurationError("case data cannot hold NaN or Infinity (not JSON)") from None
-    except TypeError as exc:
-        raise ConfigurationError(f"case data must be JSON values: {exc}") from None
-    if size > MAX_CASE_DATA_BYTES:
-        raise ConfigurationError(
-            f"case data is {size // 1024} KB; at most {MAX_CASE_DATA_BYTES // 1024} KB "
-            "(attach documents instead)"
-        )
-    return data
-
-
-def typed_value(raw: str) -> Any:
-    """A case data value typed as text: what reads as JSON (a number, true, a list) keeps
-    its type; anything else, and a JSON object, stays text."""
-    try:
-        value: Any = json.loads(raw)
-    except ValueError:
-        return raw
-    return raw if isinstance(value, dict) else value
-
-
-def parse_data(pairs: list[str]) -> dict[str, Any]:
-    """``k=v`` pairs, each value typed by :func:`typed_value`."""
-    data: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ConfigurationError(f"case data takes name=value, not {pair!r}")
-        data[key.strip()] = typed_value(raw)
-    return data

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from postroom.cases import store
-from postroom.cases.emails import Composer, EmailRequest, check_data
+from postroom.cases.data import check_data
+from postroom.cases.emails import Composer, EmailRequest
 from postroom.cases.models import (
     INITIAL_STATUS,
     Case,

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from postroom.cases import Case
-from postroom.cases.emails import parse_data
+from postroom.cases.data import parse_data
 from postroom.cli.common import console, opened, run_command, styled
 from postroom.errors import ConfigurationError
 from postroom.outbox import Priority

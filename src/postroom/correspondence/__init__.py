@@ -3,7 +3,7 @@
 from postroom.correspondence.mime import Attachment, Mailbox, OutgoingEmail, build_message
 from postroom.correspondence.models import Correspondence
 from postroom.correspondence.render import Rendered, Renderer
-from postroom.correspondence.store import CorrespondenceStore
+from postroom.correspondence.store import CorrespondenceStore, RendererCache
 
 __all__ = [
     "Attachment",
@@ -13,5 +13,6 @@ __all__ = [
     "OutgoingEmail",
     "Rendered",
     "Renderer",
+    "RendererCache",
     "build_message",
 ]

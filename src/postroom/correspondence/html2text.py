@@ -33,6 +33,7 @@ _BLOCK = {
 }
 _LINE = {"br", "tr", "li"}
 _SKIP = {"script", "style", "head", "title"}
+_SPACES = re.compile(r"\s+")
 
 
 class _TextExtractor(HTMLParser):
@@ -66,7 +67,7 @@ class _TextExtractor(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self._skip:
-            self.parts.append(re.sub(r"\s+", " ", data))
+            self.parts.append(_SPACES.sub(" ", data))
 
 
 _TOKEN = re.compile(
@@ -81,7 +82,12 @@ def _scan(html: str) -> list[str] | None:
     """The text pieces of well-formed ``html``, as the parser would give them; else None."""
     if _UNSURE.search(html):
         return None
-    extractor = _TextExtractor()
+    # The extractor's logic, inlined: a letter is a few hundred tokens, and the method
+    # calls per token cost more than the matching.
+    parts: list[str] = []
+    append = parts.append
+    hrefs: list[str | None] = []
+    skip = 0
     position = 0
     for match in _TOKEN.finditer(html):
         if match.start() != position:
@@ -89,16 +95,35 @@ def _scan(html: str) -> list[str] | None:
         position = match.end()
         closing, tag, attributes, text = match.groups()
         if text is not None:
-            extractor.handle_data(html_module.unescape(text))
-        elif closing:
-            extractor.handle_endtag(tag.lower())
-        else:
-            href = _HREF.search(attributes or "")
+            if not skip:
+                append(_SPACES.sub(" ", html_module.unescape(text) if "&" in text else text))
+            continue
+        tag = tag.lower()
+        if closing:
+            if tag in _SKIP:
+                skip = max(0, skip - 1)
+            elif tag in _BLOCK:
+                append("\n\n")
+            elif tag == "a" and hrefs:
+                href = hrefs.pop()
+                if href and not href.startswith(("#", "javascript:")):
+                    append(f" <{href}>")
+            continue
+        if tag in _SKIP:
+            skip += 1
+        elif tag in _BLOCK:
+            append("\n\n")
+        elif tag in _LINE:
+            append("\n- " if tag == "li" else "\n")
+        elif tag in ("td", "th"):
+            append("\t")
+        if tag == "a":
+            found = _HREF.search(attributes or "")
             value = None
-            if href is not None:
-                value = html_module.unescape(next(g for g in href.groups() if g is not None))
-            extractor.handle_starttag(tag.lower(), [("href", value)] if href else [])
-    return extractor.parts if position == len(html) else None
+            if found is not None:
+                value = html_module.unescape(next(g for g in found.groups() if g is not None))
+            hrefs.append(value)
+    return parts if position == len(html) else None
 
 
 def html_to_text(html: str, *, scan: bool = True) -> str:

@@ -128,10 +128,11 @@ def build_message(email: OutgoingEmail) -> bytes:
         body = _multipart(mixed, parts)
     else:
         head.append(_content_type_alternative(alternative))
-    raw = CRLF.join(head) + CRLF + CRLF + body
-    _check_header_lines(raw)
-    _check_decoded_headers(raw)
-    return raw
+    # Only the header block is checked: the body is ours (QP and base64) and long.
+    header_block = CRLF.join(head)
+    _check_header_lines(header_block)
+    _check_decoded_headers(header_block)
+    return header_block + CRLF + CRLF + body
 
 
 CRLF = b"\r\n"
@@ -199,17 +200,18 @@ def _multipart(boundary: bytes, parts: list[bytes]) -> bytes:
     return b"".join(out)
 
 
-def _check_header_lines(raw: bytes) -> None:
+def _check_header_lines(head: bytes) -> None:
     """Every header line starts a header or continues one; nothing else is in them."""
-    head = raw.partition(CRLF + CRLF)[0]
     for line in head.split(CRLF):
         if _UNSAFE_IN_HEADER.search(line) or not (line[:1] in (b" ", b"\t") or b":" in line):
             raise wire.unsafe_header(line.partition(b":")[0].decode("ascii", "replace"))
 
 
-def _check_decoded_headers(raw: bytes) -> None:
+def _check_decoded_headers(head: bytes) -> None:
     """Refuse a header that a reader would decode to a line break or control character."""
-    for name, value in BytesHeaderParser(policy=policy.compat32).parsebytes(raw).items():
+    if b"=?" not in head:
+        return  # no encoded word: a reader sees the lines that _check_header_lines passed
+    for name, value in BytesHeaderParser(policy=policy.compat32).parsebytes(head + CRLF).items():
         unfolded = re.sub(r"\r\n(?=[ \t])", "", str(value))
         decoded = []
         for chunk, charset in decode_header(unfolded):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import Connection, delete, func, select
 
 from postroom.correspondence.models import Correspondence
+from postroom.correspondence.render import Renderer
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError
@@ -56,3 +59,21 @@ class CorrespondenceStore:
         t = tables.correspondence
         if conn.execute(delete(t).where(t.c.name == name)).rowcount == 0:
             raise NotFoundError(f"no correspondence named {name!r}")
+
+
+class RendererCache:
+    """One compiled renderer per version of the correspondence records."""
+
+    def __init__(self, store: CorrespondenceStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._version: tuple[int, object] | None = None
+        self._renderer: Renderer | None = None
+
+    def __call__(self, conn: Connection) -> Renderer:
+        version = self._store.version(conn)
+        with self._lock:
+            if self._renderer is None or version != self._version:
+                self._renderer = Renderer(self._store.all(conn))
+                self._version = version
+            return self._renderer

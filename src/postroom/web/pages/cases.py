@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from postroom.cases.emails import typed_value
+from postroom.cases.data import typed_value
 from postroom.cases.service import MAX_ATTACHMENT_BYTES
 from postroom.errors import PostroomError
 from postroom.web import forms, mail

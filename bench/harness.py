@@ -1,0 +1,196 @@
+"""What every benchmark script shares: failures, deadlines, phases, scratch databases,
+the counting SMTP sink in its own process, and profiling of every thread."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import json
+import pstats
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import create_engine, make_url
+from sqlalchemy.pool import NullPool
+
+import postroom
+
+SINK_SCRIPT = Path(__file__).with_name("sink.py")
+POSTROOM_CODE = re.escape(str(Path(postroom.__file__).parent))
+
+
+class BenchFailure(Exception):
+    """The benchmark ran but its result cannot be trusted."""
+
+
+class BenchTimeout(Exception):
+    """The benchmark ran out of time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    at: float
+
+    def remaining(self, what: str) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise BenchTimeout(f"timed out during {what}")
+        return left
+
+    def check(self, what: str) -> None:
+        self.remaining(what)
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    name: str
+    count: int
+    seconds: float
+    unit: str = "msg"
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else float("inf")
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
+@contextlib.contextmanager
+def scratch_postgres(server_url: str) -> Iterator[str]:
+    """A new, empty database on ``server_url``'s server, dropped afterwards."""
+    url = make_url(server_url).set(drivername="postgresql+psycopg")
+    name = f"postroom_bench_{secrets.token_hex(4)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+# --- the SMTP sink ---------------------------------------------------------------------
+
+
+class Sink:
+    """The counting SMTP sink in its own process, spoken to over its stdio."""
+
+    def __init__(self, max_seconds: float, data_delay: float = 0.0) -> None:
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                str(SINK_SCRIPT),
+                "--max-seconds",
+                f"{max_seconds:.0f}",
+                "--data-delay",
+                str(data_delay),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.port = int(self._read()["port"])
+
+    def _pipes(self) -> tuple[IO[str], IO[str]]:
+        stdin, stdout = self._process.stdin, self._process.stdout
+        if stdin is None or stdout is None:
+            raise BenchFailure("the sink has no pipes")
+        return stdin, stdout
+
+    def _read(self) -> dict[str, Any]:
+        line = self._pipes()[1].readline()
+        if not line:
+            raise BenchFailure(f"the sink stopped (exit code {self._process.poll()})")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def stats(self) -> dict[str, Any]:
+        stdin = self._pipes()[0]
+        stdin.write("stats\n")
+        stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._pipes()[0].close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._pipes()[1].close()
+
+
+@contextlib.contextmanager
+def running_sink(max_seconds: float, data_delay: float = 0.0) -> Iterator[Sink]:
+    sink = Sink(max_seconds, data_delay)
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+# --- profiling -------------------------------------------------------------------------
+
+
+class ThreadProfiles:
+    """cProfile of the calling thread and of every thread started while active."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._profiles: list[cProfile.Profile] = []
+
+    def _start(self, *_: object) -> None:
+        profile = cProfile.Profile()
+        with self._lock:
+            self._profiles.append(profile)
+        profile.enable()
+
+    def __enter__(self) -> ThreadProfiles:
+        threading.setprofile(self._start)
+        self._start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        threading.setprofile(None)
+        self._profiles[0].disable()
+
+    def stats(self) -> pstats.Stats:
+        with self._lock:
+            first, *rest = self._profiles
+        return pstats.Stats(first, *rest)
+
+
+@contextlib.contextmanager
+def profiled(directory: Path | None, name: str) -> Iterator[None]:
+    """Profile the block into ``directory/name.prof`` and print its top functions."""
+    if directory is None:
+        yield
+        return
+    with ThreadProfiles() as profiles:
+        yield
+    directory.mkdir(parents=True, exist_ok=True)
+    stats = profiles.stats()
+    stats.dump_stats(directory / f"{name}.prof")
+    print(f"\n--- {name}: Postroom functions, top 10 by cumulative time ---")
+    stats.sort_stats("cumulative").print_stats(POSTROOM_CODE, 10)
+    print(f"--- {name}: all functions, top 10 by own time (idle threads wait in get/poll) ---")
+    stats.sort_stats("tottime").print_stats(10)
