@@ -26,6 +26,7 @@ class SmtpOptions:
     local_hostname: str | None = None
     disabled_auth: frozenset[str] = field(default_factory=frozenset)
     tls_versions: tuple[str, ...] = ()
+    pipelining: bool = True  # used when the server offers PIPELINING (RFC 2920)
 
 
 def _millis(key: str, raw: str) -> float:
@@ -91,6 +92,10 @@ def _set_protocols(o: SmtpOptions, k: str, v: str) -> SmtpOptions:
     return replace(o, tls_versions=_protocols(k, v))
 
 
+def _set_pipelining(o: SmtpOptions, k: str, v: str) -> SmtpOptions:
+    return replace(o, pipelining=_flag(k, v))
+
+
 _PARSERS: dict[str, Callable[[SmtpOptions, str, str], SmtpOptions]] = {
     "mail.smtp.timeout": _set_timeout,
     "mail.smtp.connectiontimeout": _set_connect,
@@ -98,6 +103,8 @@ _PARSERS: dict[str, Callable[[SmtpOptions, str, str], SmtpOptions]] = {
     "mail.smtp.auth.plain.disable": _disable("plain"),
     "mail.smtp.auth.login.disable": _disable("login"),
     "mail.smtp.ssl.protocols": _set_protocols,
+    # Postroom's own (JavaMail has no pipelining): false sends one command at a time.
+    "mail.smtp.pipelining": _set_pipelining,
 }
 
 KNOWN_PARAMETERS: tuple[str, ...] = tuple(sorted(_PARSERS))

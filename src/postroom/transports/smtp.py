@@ -26,6 +26,7 @@ from postroom.errors import (
 from postroom.outbox.classify import Verdict, classify_reply, split_enhanced
 from postroom.outbox.models import DeliveryReport, Refusal
 from postroom.transports.base import Envelope
+from postroom.transports.pipeline import PipelineLost, pipelinable, pipelined_transaction
 from postroom.transports.tls import client_context
 
 AUTH_PREFERENCE = ("plain", "login", "cram-md5")
@@ -250,6 +251,13 @@ class SmtpTransport:
             raise connection_error(exc, stage="DATA", account=self.account) from None
 
     async def _transaction(self, smtp: aiosmtplib.SMTP, envelope: Envelope) -> DeliveryReport:
+        recipients = list(envelope.recipients)
+        if (
+            self._options.pipelining
+            and smtp.supports_extension("pipelining")
+            and pipelinable(envelope.mail_from, recipients)
+        ):
+            return await self._pipelined(smtp, envelope, recipients)
         options: list[str] = []
         needs_utf8 = not envelope.mail_from.isascii() or not all(
             r.isascii() for r in envelope.recipients
@@ -305,6 +313,50 @@ class SmtpTransport:
             refused.update(dict.fromkeys(accepted, refusal))
             return DeliveryReport(refused=refused)
         return DeliveryReport(accepted=tuple(accepted), refused=refused, reply=response.message)
+
+    async def _pipelined(
+        self, smtp: aiosmtplib.SMTP, envelope: Envelope, recipients: list[str]
+    ) -> DeliveryReport:
+        try:
+            replies = await pipelined_transaction(
+                smtp,
+                mail_from=envelope.mail_from,
+                recipients=recipients,
+                message=envelope.message,
+                timeout=self._timeout,
+            )
+        except PipelineLost as exc:
+            await self._reset()
+            if exc.replies == 0:
+                raise _StaleConnectionError from None  # not even MAIL was answered
+            raise TransientDeliveryError(str(exc), stage="DATA") from None
+        mail = replies.mail
+        if mail.code != 250:
+            await self._rset(smtp)
+            raise reply_error(
+                mail.code,
+                mail.message,
+                stage="MAIL FROM",
+                transient_anyway=mail.code in _ACCOUNT_LEVEL_CODES,
+            )
+        accepted: list[str] = []
+        refused: dict[str, Refusal] = {}
+        for rcpt, reply in zip(recipients, replies.rcpt, strict=True):
+            if reply.code in (250, 251):
+                accepted.append(rcpt)
+            else:
+                refused[rcpt] = _refusal(reply.code, reply.message)
+        if not accepted:
+            await self._rset(smtp)
+            return DeliveryReport(refused=refused)
+        final = replies.data
+        if final is None or final.code != 250:
+            if final is None:
+                await self._rset(smtp)  # DATA itself was refused: the transaction is open
+            reply = final or replies.data_start
+            refused.update(dict.fromkeys(accepted, _refusal(reply.code, reply.message)))
+            return DeliveryReport(refused=refused)
+        return DeliveryReport(accepted=tuple(accepted), refused=refused, reply=final.message)
 
     async def _rset(self, smtp: aiosmtplib.SMTP) -> None:
         try:
