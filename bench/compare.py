@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import harness
+import scale
 import throughput
 import workload
 from rich.console import Console
@@ -304,7 +305,39 @@ def write_chart(figures: list[Figure], work: Path) -> None:
     )  # fmt: skip
 
 
-def write_docs(figures: list[Figure], line: str, *, count: int, rounds: int) -> None:
+def scale_out(args: argparse.Namespace, console: Console) -> list[scale.ScaleResult] | str:
+    """The four-agent scale test on PostgreSQL; a reason instead when there is no server."""
+    if args.scale_count <= 0:
+        return "not run (--scale-count 0)"
+    try:
+        scale.require_server(args.scale_database_url)
+    except harness.BenchFailure as exc:
+        console.print(f"[yellow]scale test not run: {exc}[/]")
+        return f"not run: {exc}"
+    results = scale.run(
+        database_url=args.scale_database_url, count=args.scale_count, timeout=args.timeout
+    )
+    console.print(scale.results_table(results))
+    return results
+
+
+def scale_markdown(scaled: list[scale.ScaleResult] | str) -> str:
+    head = f"## Scale-out: {scale.AGENTS} agent processes on PostgreSQL\n\n"
+    if isinstance(scaled, str):
+        return head + f"The scale test was {scaled}.\n"
+    rows = "\n".join(
+        f"| {r.name} | {r.count:,} | {r.seconds:.2f} | {r.rate:,.0f} msg/s | {r.note} |"
+        for r in scaled
+    )
+    return (
+        head + f"Batch {scale.BATCH}, lease {scale.LEASE:.0f} s, counted at the sink by "
+        "Message-ID; seconds from starting the agents to the last Message-ID at the sink.\n\n"
+        "| phase | messages | seconds | rate | counted at the sink |\n"
+        "| --- | ---: | ---: | ---: | --- |\n" + rows + "\n"
+    )
+
+
+def write_docs(figures: list[Figure], line: str, *, count: int, rounds: int, extra: str) -> None:
     rows = "\n".join(
         f"| {f.name} | {f.count:,} | {f.seconds:.2f} | {f.rate:,.0f} msg/s |" for f in figures
     )
@@ -316,7 +349,7 @@ def write_docs(figures: list[Figure], line: str, *, count: int, rounds: int) -> 
         "phase is checked to leave exactly N messages at the sink. Figures drift between "
         "runs on a shared machine; only ratios within one run count.\n\n"
         "| measurement | messages | seconds | rate |\n| --- | ---: | ---: | ---: |\n"
-        f"{rows}\n\n`{line}`\n\n![The figures above as bars](benchmarks.png)\n",
+        f"{rows}\n\n`{line}`\n\n![The figures above as bars](benchmarks.png)\n\n{extra}",
         encoding="utf-8",
     )
 
@@ -325,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=harness.positive, default=20_000)
     parser.add_argument("--rounds", type=harness.positive, default=2)
+    parser.add_argument(
+        "--scale-count", type=int, default=50_000, help="emails of the scale test (0: skip it)"
+    )
+    parser.add_argument("--scale-database-url", default=scale.DEFAULT_SERVER)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per phase")
     parser.add_argument(
         "--slow-delay", type=float, default=0.02, help="the slow server's seconds per message"
@@ -348,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = best(figures)
         console.print(table(chosen))
         line = final_line(chosen)
-        write_docs(chosen, line, count=args.count, rounds=args.rounds)
+        scaled = scale_out(args, console)
+        write_docs(chosen, line, count=args.count, rounds=args.rounds, extra=scale_markdown(scaled))
         write_chart(chosen, work)
     console.print(f"wrote {DOCS} and {CHART}")
     print(line)

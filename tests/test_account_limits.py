@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from contextlib import ExitStack
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -17,7 +19,9 @@ from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.outbox import OutboxStatus
 from tests.conftest import make_settings
+from tests.fake_microsoft import MAILBOX, microsoft_server
 from tests.fakes import smtp_server
+from tests.graphkit import graph_postroom
 from tests.test_delivery import account
 
 
@@ -123,3 +127,31 @@ def test_presets_and_explicit_limits() -> None:
     assert graph.effective_limits == GRAPH_MAILBOX
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         Limits(max_connections=0)
+
+
+def test_graph_mailbox_takes_four_requests_at_most_across_agents(tmp_path: Path) -> None:
+    # Three Postroom instances on one database: three agents with their own in-process
+    # gates, so only the database's connection slots can hold them to four together.
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with microsoft_server() as ms:
+        ms.graph_delay = 0.1  # requests overlap
+        with ExitStack() as stack:
+            instances = [
+                stack.enter_context(
+                    graph_postroom(url, ms, batch_size=6, connections_per_account=8)
+                )
+                for _ in range(3)
+            ]
+            for i in range(36):
+                instances[0].send(to=[f"r{i}@example.org"], subject=f"m{i}", body="<p>b</p>")
+            for _ in range(20):  # an agent that finds no free slot puts its batch off by 1 s
+                threads = [threading.Thread(target=run_agents, args=(pr, 1)) for pr in instances]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(timeout=120)
+                if instances[0].outbox_counts().get(OutboxStatus.SENT, 0) == 36:
+                    break
+                time.sleep(1.05)
+            assert instances[0].outbox_counts().get(OutboxStatus.SENT, 0) == 36
+        assert ms.max_in_flight[MAILBOX] == 4  # reached, never exceeded
