@@ -19,11 +19,12 @@ from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import pytest
+from email_validator import validate_email
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from postroom import Postroom
+from postroom import Postroom, validation
 from postroom.cli import app as cli_app
 from postroom.correspondence.mime import Attachment, Mailbox, OutgoingEmail, build_message
 from postroom.errors import ConfigurationError, MessageError, PostroomError
@@ -685,3 +686,21 @@ def test_single_line_folds_exactly_the_controls_and_unicode_line_breaks() -> Non
     }
     folded = {chr(c) for c in range(0x110000) if single_line(f"a{chr(c)}b") == "a b"}
     assert folded - {" "} == breaking
+
+
+_EVERYDAY = st.from_regex(validation._PLAIN_ADDRESS, fullmatch=True)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(address=_EVERYDAY | st.text(alphabet="aZ09._+-@x.-", max_size=40))
+@example(address="User.Name+tag@Example.COM")
+@example(address="a@x.local")
+@example(address="a@xn--bcher-kva.example")
+@example(address="a" * 65 + "@example.com")
+def test_everyday_addresses_skip_the_validator_with_its_answer(address: str) -> None:
+    # check_address answers everyday addresses itself; whatever it accepts that way, the
+    # validator must accept with the same normalised form.
+    fast = validation._plain_address(address)
+    if fast is None:
+        return
+    assert fast == validate_email(address, check_deliverability=False).normalized
