@@ -3,18 +3,26 @@
 For N messages each, in this order:
 
 * the ceiling: Postfix's ``smtp-source`` (10 persistent sessions) into ``smtp-sink``;
-* Postroom: batch enqueue (compose + ``enqueue_many``), then one agent delivers; end to
-  end is enqueue start to the agent's return; then ``Postroom.send`` one by one (a
-  sample of 2,000, not delivered);
+* Postroom: batch enqueue (``Postroom.send_many``, 500 per call), then one agent
+  delivers; end to end is enqueue start to the agent's return; then ``Postroom.send``
+  one by one (a sample of 2,000, not delivered);
+* Postroom end to end with an agent process running alongside the enqueue, as it runs
+  in production: from the first enqueue to the last row sent;
 * django-post-office 3.12 in its own virtual environment: ``send_many``, then
   ``send_queued_mail``;
 * Postroom delivery to a slow server (Postroom's own sink taking 20 ms to accept each
   message: smtp-sink delays only in whole seconds), through many connections.
 
+Then, once: the scale test (``bench/scale.py``: four agent processes on PostgreSQL,
+50,000 emails, live and with one agent killed) and the claims at 1,000,000 queued rows
+with an agent's memory (``bench/claims.py``), each skipped with the reason when
+PostgreSQL is not reachable (the claims still run on SQLite).
+
 Every phase must leave exactly N more messages in smtp-sink's counter. The figures drift
 between runs on a shared machine: only ratios within one run mean something.
 
-    python bench/compare.py [--count 20000] [--rounds 2]
+    python bench/compare.py [--count 20000] [--rounds 2] [--scale-count 50000]
+                            [--claims-rows 1000000]
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from pathlib import Path
 
 import harness
 import scale
+import sections
 import throughput
 import workload
 from rich.console import Console
@@ -305,38 +314,6 @@ def write_chart(figures: list[Figure], work: Path) -> None:
     )  # fmt: skip
 
 
-def scale_out(args: argparse.Namespace, console: Console) -> list[scale.ScaleResult] | str:
-    """The four-agent scale test on PostgreSQL; a reason instead when there is no server."""
-    if args.scale_count <= 0:
-        return "not run (--scale-count 0)"
-    try:
-        scale.require_server(args.scale_database_url)
-    except harness.BenchFailure as exc:
-        console.print(f"[yellow]scale test not run: {exc}[/]")
-        return f"not run: {exc}"
-    results = scale.run(
-        database_url=args.scale_database_url, count=args.scale_count, timeout=args.timeout
-    )
-    console.print(scale.results_table(results))
-    return results
-
-
-def scale_markdown(scaled: list[scale.ScaleResult] | str) -> str:
-    head = f"## Scale-out: {scale.AGENTS} agent processes on PostgreSQL\n\n"
-    if isinstance(scaled, str):
-        return head + f"The scale test was {scaled}.\n"
-    rows = "\n".join(
-        f"| {r.name} | {r.count:,} | {r.seconds:.2f} | {r.rate:,.0f} msg/s | {r.note} |"
-        for r in scaled
-    )
-    return (
-        head + f"Batch {scale.BATCH}, lease {scale.LEASE:.0f} s, counted at the sink by "
-        "Message-ID; seconds from starting the agents to the last Message-ID at the sink.\n\n"
-        "| phase | messages | seconds | rate | counted at the sink |\n"
-        "| --- | ---: | ---: | ---: | --- |\n" + rows + "\n"
-    )
-
-
 def write_docs(figures: list[Figure], line: str, *, count: int, rounds: int, extra: str) -> None:
     rows = "\n".join(
         f"| {f.name} | {f.count:,} | {f.seconds:.2f} | {f.rate:,.0f} msg/s |" for f in figures
@@ -361,7 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale-count", type=int, default=50_000, help="emails of the scale test (0: skip it)"
     )
-    parser.add_argument("--scale-database-url", default=scale.DEFAULT_SERVER)
+    parser.add_argument(
+        "--scale-database-url",
+        default=scale.DEFAULT_SERVER,
+        help="PostgreSQL for the scale test and the claims at 1,000,000 rows",
+    )
+    parser.add_argument(
+        "--claims-rows",
+        type=int,
+        default=1_000_000,
+        help="queued rows of the claims check (0: skip)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per phase")
     parser.add_argument(
         "--slow-delay", type=float, default=0.02, help="the slow server's seconds per message"
@@ -385,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = best(figures)
         console.print(table(chosen))
         line = final_line(chosen)
-        scaled = scale_out(args, console)
-        write_docs(chosen, line, count=args.count, rounds=args.rounds, extra=scale_markdown(scaled))
+        extra = sections.scale_out(args, console) + sections.claims_out(args, console)
+        write_docs(chosen, line, count=args.count, rounds=args.rounds, extra=extra)
         write_chart(chosen, work)
     console.print(f"wrote {DOCS} and {CHART}")
     print(line)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, union_all, update
 
 from postroom.db import tables
 from postroom.db.types import utcnow
@@ -156,19 +156,29 @@ class OutboxStore:
     ) -> list[ClaimedEmail]:
         """Claim up to ``limit`` due rows (or rows whose lease expired) for ``owner``."""
         now = now or utcnow()
-        due = or_(
-            and_(t.c.status.in_([s.value for s in DUE]), t.c.next_attempt_at <= now),
-            and_(t.c.status == OutboxStatus.SENDING.value, t.c.lease_expires_at <= now),
-        )
         # An expired email is never claimed; expire_due() gives it its final status.
         live = or_(t.c.expires_at.is_(None), t.c.expires_at > now)
+        order = (t.c.priority, t.c.next_attempt_at, t.c.id)
+        ways_due = [
+            *(and_(t.c.status == s.value, t.c.next_attempt_at <= now) for s in DUE),
+            and_(t.c.status == OutboxStatus.SENDING.value, t.c.lease_expires_at <= now),
+        ]
+        # One ordered, limited branch per status, each read from the claim index in its
+        # order: a single query with an OR across statuses sorts every waiting row (with
+        # a million queued, seconds per claim instead of milliseconds).
+        branches = []
+        for due in ways_due:
+            branch = select(*order).where(due, live).order_by(*order).limit(limit)
+            if conn.dialect.name == "postgresql":
+                branch = branch.with_for_update(skip_locked=True)
+            branches.append(select(branch.subquery()))
+        candidates = union_all(*branches).subquery()
         pick = (
-            select(t.c.id)
-            .where(due, live)
-            .order_by(t.c.priority, t.c.next_attempt_at, t.c.id)
+            select(candidates.c.id)
+            .order_by(candidates.c.priority, candidates.c.next_attempt_at, candidates.c.id)
             .limit(limit)
         )
-        return self._claim_where(conn, pick, owner=owner, lease=lease, now=now)
+        return self._claim_where(conn, pick, owner=owner, lease=lease, now=now, locked=True)
 
     def expire_due(
         self, conn: Connection, *, now: datetime | None = None
@@ -198,9 +208,16 @@ class OutboxStore:
         return self._claim_where(conn, pick, owner=owner, lease=lease, now=now)
 
     def _claim_where(
-        self, conn: Connection, pick: Any, *, owner: str, lease: float, now: datetime
+        self,
+        conn: Connection,
+        pick: Any,
+        *,
+        owner: str,
+        lease: float,
+        now: datetime,
+        locked: bool = False,
     ) -> list[ClaimedEmail]:
-        if conn.dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql" and not locked:  # ``locked``: the pick locks
             pick = pick.with_for_update(skip_locked=True)
         statement = (
             update(t)

@@ -1,0 +1,62 @@
+"""The sections of docs/benchmarks.md after the main table: scale-out and claims at scale."""
+
+from __future__ import annotations
+
+import argparse
+
+import claims
+import harness
+import scale
+from rich.console import Console
+
+
+def scale_out(args: argparse.Namespace, console: Console) -> str:
+    """The four-agent scale test on PostgreSQL, as markdown (or why it did not run)."""
+    head = f"## Scale-out: {scale.AGENTS} agent processes on PostgreSQL\n\n"
+    if args.scale_count <= 0:
+        return head + "Not run (`--scale-count 0`).\n\n"
+    try:
+        scale.require_server(args.scale_database_url)
+    except harness.BenchFailure as exc:
+        console.print(f"[yellow]scale test not run: {exc}[/]")
+        return head + f"Not run: {exc}.\n\n"
+    results = scale.run(
+        database_url=args.scale_database_url, count=args.scale_count, timeout=args.timeout
+    )
+    console.print(scale.results_table(results))
+    rows = "\n".join(
+        f"| {r.name} | {r.count:,} | {r.seconds:.2f} | {r.rate:,.0f} msg/s | {r.note} |"
+        for r in results
+    )
+    return (
+        head + f"Batch {scale.BATCH}, lease {scale.LEASE:.0f} s, counted at the sink by "
+        "Message-ID; seconds from starting the agents to the last Message-ID at the sink.\n\n"
+        "| phase | messages | seconds | rate | counted at the sink |\n"
+        "| --- | ---: | ---: | ---: | --- |\n" + rows + "\n\n"
+    )
+
+
+def claims_out(args: argparse.Namespace, console: Console) -> str:
+    """Claim time at 1,000 and at ``--claims-rows`` queued rows, and an agent's memory."""
+    head = "## Claims with a full outbox, and an agent's memory\n\n"
+    if args.claims_rows <= claims.SMALL:
+        return head + "Not run (`--claims-rows` at most 1,000).\n"
+    try:
+        scale.require_server(args.scale_database_url)
+        server: str | None = args.scale_database_url
+    except harness.BenchFailure as exc:
+        console.print(f"[yellow]claims on PostgreSQL not run: {exc}[/]")
+        server = None
+    results = claims.run(database_url=server, rows=args.claims_rows, timeout=args.timeout)
+    console.print(claims.table(results, args.claims_rows))
+    missed = claims.problems(results)
+    for line in missed:
+        console.print(f"[bold red]claims: target missed: {line}[/]")
+    rows = "\n".join(f"| {r.database} | {r.name} | {r.value:,.2f} | {r.unit} |" for r in results)
+    verdict = "Target missed: " + "; ".join(missed) if missed else "Target met."
+    return (
+        head + f"{claims.SMALL:,} queued rows, then {args.claims_rows:,}; each claim is the "
+        "agent's expiry sweep and claim, rolled back so that every sample sees the same "
+        f"queue. {verdict}\n\n| database | measurement | value | unit |\n"
+        "| --- | --- | ---: | --- |\n" + rows + "\n"
+    )
