@@ -72,7 +72,7 @@ class _TextExtractor(HTMLParser):
 
 _TOKEN = re.compile(
     r"""<(/?)([a-zA-Z][a-zA-Z0-9]*)((?:\s+[a-zA-Z_:][-a-zA-Z0-9_:.]*"""
-    r"""(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*)\s*/?>|([^<]+)"""
+    r"""(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*)\s*(/?)>|([^<]+)"""
 )
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
 _UNSURE = re.compile(r"<(?:script|style|!|\?)", re.IGNORECASE)
@@ -89,25 +89,30 @@ def _scan(html: str) -> list[str] | None:
     hrefs: list[str | None] = []
     skip = 0
     position = 0
+
+    def end(tag: str) -> None:
+        nonlocal skip
+        if tag in _SKIP:
+            skip = max(0, skip - 1)
+        elif tag in _BLOCK:
+            append("\n\n")
+        elif tag == "a" and hrefs:
+            href = hrefs.pop()
+            if href and not href.startswith(("#", "javascript:")):
+                append(f" <{href}>")
+
     for match in _TOKEN.finditer(html):
         if match.start() != position:
             return None  # a "<" that opens no tag: let the real parser decide
         position = match.end()
-        closing, tag, attributes, text = match.groups()
+        closing, tag, attributes, self_closing, text = match.groups()
         if text is not None:
             if not skip:
                 append(_SPACES.sub(" ", html_module.unescape(text) if "&" in text else text))
             continue
         tag = tag.lower()
         if closing:
-            if tag in _SKIP:
-                skip = max(0, skip - 1)
-            elif tag in _BLOCK:
-                append("\n\n")
-            elif tag == "a" and hrefs:
-                href = hrefs.pop()
-                if href and not href.startswith(("#", "javascript:")):
-                    append(f" <{href}>")
+            end(tag)
             continue
         if tag in _SKIP:
             skip += 1
@@ -123,6 +128,8 @@ def _scan(html: str) -> list[str] | None:
             if found is not None:
                 value = html_module.unescape(next(g for g in found.groups() if g is not None))
             hrefs.append(value)
+        if self_closing:
+            end(tag)  # <br/> is a start tag and an end tag to the parser
     return parts if position == len(html) else None
 
 
