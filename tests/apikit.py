@@ -31,6 +31,7 @@ SEND_ROUTES = {
     ("POST", "/cases/{case_id}/attachments"),
     ("GET", "/cases/{case_id}/attachments/{name}"),
     ("POST", "/emails"),
+    ("POST", "/emails/batch"),
     ("GET", "/emails/{email_id}"),
 }
 SAMPLE_PARAMS = {

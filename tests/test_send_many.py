@@ -11,7 +11,9 @@ from postroom import Postroom
 from postroom.app import MAX_SEND_MANY
 from postroom.cases.emails import EmailRequest
 from postroom.errors import MessageError, NoAccountError, NotFoundError
+from postroom.identity import Scope
 from postroom.outbox import OutboxStatus, Priority
+from tests.apikit import client, issue_tokens
 from tests.conftest import make_settings
 from tests.fakes import smtp_server
 from tests.test_delivery import account, run_agent
@@ -101,3 +103,56 @@ def test_a_batch_is_bounded(sqlite_postroom: Postroom) -> None:
     with pytest.raises(MessageError, match="at most 10,000 emails per call"):
         sqlite_postroom.send_many([request] * (MAX_SEND_MANY + 1))
     assert sqlite_postroom.send_many([]) == []
+
+
+def test_the_api_queues_a_batch_once_and_only_its_owner_reads_it(sqlite_postroom: Postroom) -> None:
+    pr = sqlite_postroom
+    pr.apply({"accounts": [account(2525)], "correspondence": [LETTER]})
+    tokens = issue_tokens(pr)
+    other = pr.identity.create_token(name="other", scopes={Scope.SEND}).value
+    api = client(pr)
+    body = {
+        "class_name": "MyOrg-Notices",
+        "emails": [
+            {"to": [f"u{n}@example.net"], "correspondence": "Notice", "priority": "low"}
+            for n in range(3)
+        ],
+    }
+    headers = tokens.send | {"Idempotency-Key": "batch-1"}
+    first = api.post("/api/v1/emails/batch", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    ids = first.json()["ids"]
+    assert len(ids) == 3
+    again = api.post("/api/v1/emails/batch", json=body, headers=headers)
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["ids"] == ids
+    assert len(pr.outbox()) == 3  # the replay queued nothing
+    changed = api.post("/api/v1/emails/batch", json={**body, "class_name": "X"}, headers=headers)
+    assert changed.status_code == 422
+    mine = api.get(f"/api/v1/emails/{ids[0]}", headers=tokens.send)
+    assert mine.status_code == 200
+    assert mine.json()["priority"] == "low"
+    theirs = api.get(f"/api/v1/emails/{ids[0]}", headers={"Authorization": f"Bearer {other}"})
+    assert theirs.status_code == 404
+
+
+def test_the_api_refuses_a_bad_batch_whole(sqlite_postroom: Postroom) -> None:
+    pr = sqlite_postroom
+    pr.apply({"accounts": [account(2525)], "correspondence": [LETTER]})
+    api, send = client(pr), issue_tokens(pr).send
+    good = {"to": ["a@example.net"], "correspondence": "Notice"}
+    unknown = api.post(
+        "/api/v1/emails/batch",
+        json={"emails": [good, {"to": ["b@example.net"], "correspondence": "Nope"}]},
+        headers=send,
+    )
+    assert unknown.status_code == 422, unknown.text
+    assert "email 1: no correspondence named 'Nope'" in unknown.json()["detail"]
+    too_many = api.post("/api/v1/emails/batch", json={"emails": [good] * 1001}, headers=send)
+    assert too_many.status_code == 422
+    bad_address = api.post(
+        "/api/v1/emails/batch", json={"emails": [{**good, "to": ["not an address"]}]}, headers=send
+    )
+    assert bad_address.status_code == 422
+    assert pr.outbox() == []

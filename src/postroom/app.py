@@ -316,7 +316,11 @@ class Postroom:
         return ids[0]
 
     def send_many(
-        self, requests: Sequence[EmailRequest], *, class_name: str = DEFAULT_ACCOUNT
+        self,
+        requests: Sequence[EmailRequest],
+        *,
+        class_name: str = DEFAULT_ACCOUNT,
+        record: Callable[[Connection, list[int]], None] | None = None,
     ) -> list[int]:
         """Queue many ad-hoc emails in one transaction: all of them, or none.
 
@@ -335,7 +339,10 @@ class Postroom:
                 except (ConfigurationError, NotFoundError, TemplateError, MessageError) as exc:
                     # The same kind of error, saying which request it comes from.
                     raise type(exc)(f"email {number}: {exc}") from None
-            return self.outbox_store.enqueue_many(conn, emails)
+            ids = self.outbox_store.enqueue_many(conn, emails)
+            if record is not None:
+                record(conn, ids)  # in the same transaction: see CaseService.create
+            return ids
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings

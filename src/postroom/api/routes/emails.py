@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -17,8 +18,17 @@ from postroom.api.idempotency import (
 )
 from postroom.api.ownership import check_case, check_email, record_owner
 from postroom.api.problems import problem_responses, referenced
-from postroom.api.schemas.work import EmailCreate, EmailPage, EmailView, QueuedEmails
+from postroom.api.schemas.work import (
+    BatchEmail,
+    EmailBatchCreate,
+    EmailCreate,
+    EmailPage,
+    EmailView,
+    QueuedBatch,
+    QueuedEmails,
+)
 from postroom.app import Postroom
+from postroom.cases.emails import EmailRequest
 from postroom.outbox import OutboxStatus
 
 MAX_PAGE = 200
@@ -44,13 +54,7 @@ def router(postroom: Postroom) -> APIRouter:
             check_case(postroom.engine, token, body.case_id)  # a send token's own cases only
         digest = request_hash("POST /emails", body.model_dump(mode="json"))
         created: list[int] = []
-
-        def record(conn: Connection, ids: list[int]) -> None:
-            for outbox_id in ids:
-                record_owner(conn, token_id=token.id, kind="email", ident=str(outbox_id))
-            stored = Stored(201, {"ids": ids})
-            record_key(conn, token_id=token.id, key=key, digest=digest, stored=stored)
-            created.extend(ids)
+        record = _recorder(token.id, key, digest, created)
 
         def create() -> list[int]:
             with referenced():
@@ -79,6 +83,30 @@ def router(postroom: Postroom) -> APIRouter:
             ids = result
         response.headers["Location"] = str(request.url_for("get_email", email_id=ids[0]))
         return queued(ids)
+
+    @api.post("/emails/batch", status_code=201, responses=problem_responses(401, 403, 422))
+    def send_batch(
+        body: EmailBatchCreate, response: Response, token: SendToken, key: IdempotencyKey = None
+    ) -> QueuedBatch:
+        """Queue many ad-hoc emails in one transaction: all of them, or none (the error
+        names the email). Templates and the account are looked up once."""
+        digest = request_hash("POST /emails/batch", body.model_dump(mode="json"))
+        created: list[int] = []
+        record = _recorder(token.id, key, digest, created)
+
+        def create() -> list[int]:
+            with referenced():
+                postroom.send_many(
+                    [_request(e) for e in body.emails], class_name=body.class_name, record=record
+                )
+            return created
+
+        result = once(postroom.engine, token_id=token.id, key=key, digest=digest, create=create)
+        if isinstance(result, Stored):
+            response.status_code = result.status_code
+            response.headers["Idempotent-Replayed"] = "true"
+            return QueuedBatch(ids=[int(i) for i in result.body["ids"]])
+        return QueuedBatch(ids=result)
 
     @api.get("/emails", dependencies=[admin], summary="List emails, newest first")
     def list_emails(
@@ -124,3 +152,33 @@ def router(postroom: Postroom) -> APIRouter:
         return EmailView.of(postroom.cancel(email_id))
 
     return api
+
+
+def _recorder(
+    token_id: str, key: str | None, digest: str, created: list[int]
+) -> Callable[[Connection, list[int]], None]:
+    """Records, in the creating transaction, who owns the new emails and the request's key."""
+
+    def record(conn: Connection, ids: list[int]) -> None:
+        for outbox_id in ids:
+            record_owner(conn, token_id=token_id, kind="email", ident=str(outbox_id))
+        record_key(
+            conn, token_id=token_id, key=key, digest=digest, stored=Stored(201, {"ids": ids})
+        )
+        created.extend(ids)
+
+    return record
+
+
+def _request(email: BatchEmail) -> EmailRequest:
+    return EmailRequest.addressed(
+        to=email.to,
+        cc=email.cc,
+        bcc=email.bcc,
+        subject=email.subject,
+        body=email.body,
+        correspondence=email.correspondence,
+        priority=email.priority,
+        send_after=email.send_after,
+        expires_at=email.expires_at,
+    )

@@ -83,6 +83,53 @@ class EmailCreate(BaseModel):
     )
 
 
+MAX_BATCH = 1000  # one request, one transaction: large enough to matter, small to post
+
+
+class BatchEmail(BaseModel):
+    """One email of a batch: recipients and a correspondence name or inline content."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: list[Address] = Field(min_length=1, max_length=100)
+    cc: list[Address] = Field(default_factory=list, max_length=100)
+    bcc: list[Address] = Field(default_factory=list, max_length=100)
+    subject: str | None = Field(None, max_length=998)
+    body: str | None = Field(None, description="HTML; the text part is derived from it")
+    correspondence: str | None = Field(None, max_length=255)
+    priority: Priority = Priority.NORMAL
+    send_after: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class EmailBatchCreate(BaseModel):
+    """Many ad-hoc emails from one class's account, queued together or not at all."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "class_name": "MyOrg-Notices",
+                    "emails": [
+                        {"to": ["a@example.com"], "correspondence": "Annual statement"},
+                        {"to": ["b@example.com"], "correspondence": "Annual statement"},
+                    ],
+                }
+            ]
+        },
+    )
+
+    class_name: str = Field("Default", max_length=255, description="Whose account sends")
+    emails: list[BatchEmail] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class QueuedBatch(BaseModel):
+    """The outbox ids of a batch, in the order of its emails (encrypted splits add rows)."""
+
+    ids: list[int]
+
+
 class RecipientView(BaseModel):
     """One envelope recipient and how far its delivery got."""
 
