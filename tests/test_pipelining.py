@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from pathlib import Path
 
 import pytest
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
@@ -38,7 +39,14 @@ class Observed:
     offer_pipelining: bool = True
     rcpt_before_mail_reply: list[bool] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
-    messages: list[bytes] = field(default_factory=list)
+    messages: list[bytes] = field(default_factory=list)  # only those ended by "."
+    # Replies a misbehaving server gives instead of its own; SILENT never answers.
+    mail_reply: bytes = b"250 2.1.0 OK\r\n"
+    data_reply: bytes = b"354 go ahead\r\n"
+    final_reply: bytes = b"250 2.0.0 queued\r\n"
+
+
+SILENT = b""
 
 
 async def _serve(
@@ -57,19 +65,23 @@ async def _serve(
             with suppress(TimeoutError):
                 ahead.append(await asyncio.wait_for(reader.readline(), MAIL_PAUSE))
             seen.rcpt_before_mail_reply.append(any(a.upper().startswith(b"RCPT TO") for a in ahead))
-            writer.write(b"250 2.1.0 OK\r\n")
+            writer.write(seen.mail_reply)
         elif command.startswith(b"RCPT TO"):
             address = line.strip()[9:-1].decode().lower()
             ok = address not in seen.refuse
             writer.write(b"250 2.1.5 OK\r\n" if ok else b"550 5.1.1 no such user\r\n")
         elif command == b"DATA":
-            writer.write(b"354 go ahead\r\n")
+            writer.write(seen.data_reply)
             await writer.drain()
+            if not seen.data_reply.startswith(b"354"):
+                continue
             lines = []
             while (data := await reader.readline()) not in (b".\r\n", b""):
                 lines.append(data[1:] if data.startswith(b"..") else data)
+            if data == b"":
+                break  # the client dropped the connection: no message
             seen.messages.append(b"".join(lines))
-            writer.write(b"250 2.0.0 queued\r\n")
+            writer.write(seen.final_reply)
         elif command == b"QUIT":
             writer.write(b"221 bye\r\n")
             await writer.drain()
@@ -174,3 +186,70 @@ def test_data_lines_double_leading_periods_and_end_the_message() -> None:
     assert data_lines(b"a\r\n.b\r\n..c") == b"a\r\n..b\r\n...c\r\n.\r\n"
     assert data_lines(b"lone\nline\rends") == b"lone\r\nline\r\nends\r\n.\r\n"
     assert data_lines(b".") == b"..\r\n.\r\n"
+
+
+@pytest.fixture
+def waiting(tmp_path: Path) -> Iterator[Postroom]:
+    """Postroom whose retries wait a minute, so one agent run leaves a retry as it is."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'p.db'}", backoff_base=60, backoff_max=60)
+    with Postroom(settings) as postroom:
+        yield postroom
+
+
+def deliver_through(seen: Observed, postroom: Postroom, *to: str, **fields: object) -> int:
+    """One email to ``to`` through the scripted server; its outbox id."""
+    with pausing_server(seen) as port:
+        postroom.apply({"accounts": [account(port, **fields)]})
+        outbox_id = queue(postroom, *to)
+        run_agent(postroom)
+    return outbox_id
+
+
+def test_a_reply_that_is_not_smtp_is_retried_and_sends_nothing(waiting: Postroom) -> None:
+    seen = Observed(mail_reply=b"OK sender fine\r\n")
+    outbox_id = deliver_through(seen, waiting, "a@example.net")
+    entry = waiting.outbox_entry(outbox_id)
+    assert entry.status is OutboxStatus.RETRY
+    assert "not an SMTP reply: 'OK sender fine'" in (entry.last_error or "")
+    assert seen.messages == []  # no message, not even an empty one, was completed
+
+
+def test_a_reply_changing_its_code_midway_is_out_of_step(waiting: Postroom) -> None:
+    seen = Observed(final_reply=b"250-first line\r\n451 4.3.0 second line\r\n")
+    outbox_id = deliver_through(seen, waiting, "a@example.net")
+    entry = waiting.outbox_entry(outbox_id)
+    assert entry.status is OutboxStatus.RETRY  # never sent on a reply it cannot read
+    assert "changed the reply code" in (entry.last_error or "")
+
+
+def test_data_opened_for_no_recipient_completes_no_message(waiting: Postroom) -> None:
+    seen = Observed(refuse={"a@example.net", "b@example.net"})  # and DATA still says 354
+    outbox_id = deliver_through(seen, waiting, "a@example.net", "b@example.net")
+    entry = waiting.outbox_entry(outbox_id)
+    assert entry.status is OutboxStatus.FAILED
+    assert {r.state for r in entry.recipients} == {RecipientState.REFUSED}
+    assert seen.messages == []
+
+
+def test_no_reply_to_the_message_is_an_unknown_outcome(waiting: Postroom) -> None:
+    seen = Observed(final_reply=SILENT)
+    outbox_id = deliver_through(
+        seen,
+        waiting,
+        "a@example.net",
+        advanced={"mail.smtp.timeout": "1000"},
+        on_unknown_outcome="hold",
+    )
+    entry = waiting.outbox_entry(outbox_id)
+    assert len(seen.messages) == 1  # the server has it, but never said so
+    assert entry.status is OutboxStatus.HELD  # a person decides: resending may duplicate
+    assert "may have taken the message" in (entry.last_error or "")
+
+
+def test_a_reply_out_of_step_drops_the_connection(waiting: Postroom) -> None:
+    seen = Observed(data_reply=b"250 2.1.5 OK\r\n")  # as if a stray reply came first
+    outbox_id = deliver_through(seen, waiting, "a@example.net")
+    entry = waiting.outbox_entry(outbox_id)
+    assert entry.status is OutboxStatus.RETRY
+    assert "out of step" in (entry.last_error or "")
+    assert seen.messages == []

@@ -20,7 +20,8 @@ import aiosmtplib
 _PLAIN_ADDRESS = re.compile(rb"[!-;=?-~]+@[!-;=?-~]+")
 _LONE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _LEADING_PERIOD = re.compile(rb"(?m)^\.")
-_MAX_REPLY = 64 * 1024  # a server that keeps talking without ending a reply is broken
+_REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])([ -]|\r?\n)")
+_MAX_LINE = 2048  # RFC 5321 allows 512 per reply line; a longer one is a broken server
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +32,20 @@ class Reply:
     message: str
 
 
-class PipelineLost(ConnectionError):
-    """The connection ended (or a reply timed out) during a pipelined transaction."""
+class PipelineError(ConnectionError):
+    """The connection ended, broke the protocol or went quiet during a transaction.
 
-    def __init__(self, text: str, *, replies: int) -> None:
+    The connection cannot be used again. ``stage`` is the command whose reply did not
+    come right; ``after_data`` says the message had been sent, so the outcome is unknown;
+    ``closed_early`` says the server closed before answering anything (a kept-alive
+    connection it had dropped: nothing was sent).
+    """
+
+    def __init__(self, text: str, *, stage: str, after_data: bool, closed_early: bool) -> None:
         super().__init__(text)
-        self.replies = replies  # how many replies had arrived: none means nothing was sent
+        self.stage = stage
+        self.after_data = after_data
+        self.closed_early = closed_early
 
 
 def pipelinable(mail_from: str, recipients: list[str]) -> bool:
@@ -68,28 +77,31 @@ class ReplyReader(asyncio.Protocol):
         self._buffer = bytearray()
         self._replies: deque[Reply] = deque()
         self._wakeup: asyncio.Future[None] | None = None
-        self._lost: str | None = None
+        self._broken: str | None = None
+        self._closed = False
         self.received = 0
 
     def data_received(self, data: bytes) -> None:
+        if self._broken is not None:
+            return
         self._buffer.extend(data)
-        while (reply := self._take_reply()) is not None:
-            self._replies.append(reply)
-        if len(self._buffer) > _MAX_REPLY:
-            self._lose("the server sent an over-long reply")
+        try:
+            while (reply := self._take_reply()) is not None:
+                self._replies.append(reply)
+        except ValueError as exc:
+            self._broken = str(exc)
         self._wake()
 
     def eof_received(self) -> bool:
-        self._lose("the server closed the connection")
+        self._lose()
         return False  # the transport closes itself; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lose("the server closed the connection")
+        self._lose()
         self._owner.connection_lost(exc)
 
-    def _lose(self, why: str) -> None:
-        if self._lost is None:
-            self._lost = why
+    def _lose(self) -> None:
+        self._closed = True
         self._wake()
 
     def _wake(self) -> None:
@@ -97,35 +109,46 @@ class ReplyReader(asyncio.Protocol):
             self._wakeup.set_result(None)
 
     def _take_reply(self) -> Reply | None:
+        """The first complete reply in the buffer; ValueError for what is not a reply."""
         lines: list[bytes] = []
         offset = 0
         while (end := self._buffer.find(b"\n", offset)) != -1:
             line = bytes(self._buffer[offset : end + 1])
             offset = end + 1
+            match = _REPLY_LINE.match(line)
+            if match is None or len(line) > _MAX_LINE:
+                shown = line[:80].decode("ascii", "replace").strip()
+                raise ValueError(f"the server sent something that is not an SMTP reply: {shown!r}")
+            if lines and match[1] != lines[0][:3]:
+                raise ValueError("the server changed the reply code within one reply")
             lines.append(line)
-            if line[3:4] != b"-":
+            if match[2] != b"-":
                 del self._buffer[:offset]
-                try:
-                    code = int(lines[0][:3])
-                except ValueError:
-                    code = 0  # not a reply: the caller treats it as a broken server
                 text = "\n".join(x[4:].strip(b" \t\r\n").decode("utf-8", "replace") for x in lines)
-                return Reply(code, text)
+                return Reply(int(match[1]), text)
+        if len(self._buffer) - offset > _MAX_LINE:
+            raise ValueError("the server sent an over-long reply line")
         return None
 
-    async def reply(self, timeout: float) -> Reply:
-        """The next reply in order; :class:`PipelineLost` if none comes."""
+    async def reply(self, timeout: float, *, stage: str, after_data: bool = False) -> Reply:
+        """The next reply in order; :class:`PipelineError` if none comes right."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self._replies:
-            if self._lost is not None:
-                raise PipelineLost(self._lost, replies=self.received)
-            left = deadline - loop.time()
-            if left <= 0:
-                raise PipelineLost("no reply from the server in time", replies=self.received)
+            if self._broken is not None or self._closed or loop.time() >= deadline:
+                closed = self._closed and self._broken is None
+                why = self._broken or (
+                    "the server closed the connection" if closed else "no reply in time"
+                )
+                raise PipelineError(
+                    why,
+                    stage=stage,
+                    after_data=after_data,
+                    closed_early=closed and self.received == 0,
+                )
             self._wakeup = loop.create_future()
             try:
-                await asyncio.wait_for(asyncio.shield(self._wakeup), left)
+                await asyncio.wait_for(asyncio.shield(self._wakeup), deadline - loop.time())
             except TimeoutError:
                 pass
             finally:
@@ -136,12 +159,25 @@ class ReplyReader(asyncio.Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Transaction:
-    """The replies of one pipelined transaction; ``data`` is None when DATA was refused."""
+    """The replies of one pipelined transaction; ``data`` is None when no message went."""
 
     mail: Reply
     rcpt: list[Reply]
     data_start: Reply
     data: Reply | None
+    usable: bool = True  # False: the connection was dropped in the middle of DATA
+
+
+def _expect(reply: Reply, allowed: tuple[int, ...], *, stage: str, after_data: bool) -> Reply:
+    """``reply`` if its code is one ``stage`` can have; else the stream is out of step."""
+    if reply.code in allowed or reply.code // 100 in (4, 5):
+        return reply
+    raise PipelineError(
+        f"the server answered {stage} with {reply.code} {reply.message!r}, out of step",
+        stage=stage,
+        after_data=after_data,
+        closed_early=False,
+    )
 
 
 async def pipelined_transaction(
@@ -154,33 +190,43 @@ async def pipelined_transaction(
 ) -> Transaction:
     """Send one email over ``smtp`` with pipelining; the caller checks :func:`pipelinable`.
 
-    When the server refuses DATA (no recipient accepted, or MAIL refused) nothing more
-    is written and ``data`` is None; the caller resets the transaction.
+    Raises :class:`PipelineError` when the connection cannot be trusted any more (the
+    caller closes it). When the server refused DATA, or opened it though MAIL or every
+    recipient was refused, no message is written and ``data`` is None.
     """
     transport = smtp.transport
     owner = smtp.protocol
     if transport is None or owner is None or not isinstance(transport, asyncio.Transport):
-        raise PipelineLost("the connection is closed", replies=0)
+        raise PipelineError("the connection is closed", stage="MAIL FROM", after_data=False,
+                            closed_early=True)  # fmt: skip
     reader = ReplyReader(owner)
     transport.set_protocol(reader)
+    ok = (250, 251)
+
+    async def next_reply(
+        stage: str, allowed: tuple[int, ...], *, after_data: bool = False
+    ) -> Reply:
+        reply = await reader.reply(timeout, stage=stage, after_data=after_data)
+        return _expect(reply, allowed, stage=stage, after_data=after_data)
+
     try:
         commands = [b"MAIL FROM:<" + mail_from.encode("ascii") + b">\r\n"]
         commands.extend(b"RCPT TO:<" + r.encode("ascii") + b">\r\n" for r in recipients)
         commands.append(b"DATA\r\n")
         transport.write(b"".join(commands))
-        mail = await reader.reply(timeout)
-        rcpt = [await reader.reply(timeout) for _ in recipients]
-        data_start = await reader.reply(timeout)
-        if data_start.code != 354:
-            return Transaction(mail, rcpt, data_start, None)
-        if not any(r.code in (250, 251) for r in rcpt) or mail.code != 250:
-            # A server that opens DATA with no accepted recipient: an empty message
-            # ends it, and it can deliver nothing.
-            transport.write(b".\r\n")
-            await reader.reply(timeout)
-            return Transaction(mail, rcpt, data_start, None)
+        mail = await next_reply("MAIL FROM", ok)
+        rcpt = [await next_reply("RCPT TO", ok) for _ in recipients]
+        start = await next_reply("DATA", (354,))
+        if start.code != 354:
+            return Transaction(mail, rcpt, start, None)
+        if mail.code != 250 or not any(r.code in ok for r in rcpt):
+            # DATA opened with nothing to deliver to: not even an empty message goes.
+            # The connection is dropped instead, and the refusals stand.
+            transport.close()
+            return Transaction(mail, rcpt, start, None, usable=False)
         transport.write(data_lines(message))
-        return Transaction(mail, rcpt, data_start, await reader.reply(timeout))
+        final = await next_reply("the message", ok, after_data=True)
+        return Transaction(mail, rcpt, start, final)
     finally:
         if not transport.is_closing():
             transport.set_protocol(owner)

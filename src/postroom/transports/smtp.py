@@ -5,6 +5,7 @@ aiosmtplib's exceptions are translated here, once, into Postroom's own.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Collection
@@ -20,13 +21,14 @@ from postroom.errors import (
     ConfigurationError,
     CredentialsRejectedError,
     DeliveryError,
+    OutcomeUnknownError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
 from postroom.outbox.classify import Verdict, classify_reply, split_enhanced
 from postroom.outbox.models import DeliveryReport, Refusal
 from postroom.transports.base import Envelope
-from postroom.transports.pipeline import PipelineLost, pipelinable, pipelined_transaction
+from postroom.transports.pipeline import PipelineError, pipelinable, pipelined_transaction
 from postroom.transports.tls import client_context
 
 AUTH_PREFERENCE = ("plain", "login", "cram-md5")
@@ -231,20 +233,24 @@ class SmtpTransport:
         if not reused:
             await self._reset()
             self._smtp = await self.open()
+        try:
+            return await self._attempt(envelope)
+        except _StaleConnectionError:
+            # A kept-alive connection the server closed meanwhile: nothing was sent yet.
+            await self._reset()
+            if reused:
+                self._smtp = await self.open()
+                with contextlib.suppress(_StaleConnectionError):
+                    return await self._attempt(envelope)
+                await self._reset()
+            raise TransientDeliveryError("the server closed the connection", stage="MAIL") from None
+
+    async def _attempt(self, envelope: Envelope) -> DeliveryReport:
         smtp = self._smtp
         assert smtp is not None
         try:
             return await self._transaction(smtp, envelope)
-        except _StaleConnectionError:
-            # A kept-alive connection the server closed meanwhile: nothing was sent yet.
-            await self._reset()
-            if not reused:
-                raise TransientDeliveryError(
-                    "the server closed the connection", stage="MAIL"
-                ) from None
-            self._smtp = await self.open()
-            return await self._transaction(self._smtp, envelope)
-        except DeliveryError:
+        except (_StaleConnectionError, DeliveryError):
             raise
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await self._reset()
@@ -325,14 +331,18 @@ class SmtpTransport:
                 message=envelope.message,
                 timeout=self._timeout,
             )
-        except PipelineLost as exc:
-            await self._reset()
-            if exc.replies == 0:
-                raise _StaleConnectionError from None  # not even MAIL was answered
-            raise TransientDeliveryError(str(exc), stage="DATA") from None
+        except PipelineError as exc:
+            await self._reset()  # out of step or gone: never used again
+            if exc.closed_early:
+                raise _StaleConnectionError from None
+            if exc.after_data:
+                raise OutcomeUnknownError(
+                    f"{exc}: the server may have taken the message", stage="DATA"
+                ) from None
+            raise TransientDeliveryError(str(exc), stage=exc.stage) from None
         mail = replies.mail
         if mail.code != 250:
-            await self._rset(smtp)
+            await self._abandon(smtp, usable=replies.usable)
             raise reply_error(
                 mail.code,
                 mail.message,
@@ -347,16 +357,23 @@ class SmtpTransport:
             else:
                 refused[rcpt] = _refusal(reply.code, reply.message)
         if not accepted:
-            await self._rset(smtp)
+            await self._abandon(smtp, usable=replies.usable)
             return DeliveryReport(refused=refused)
         final = replies.data
-        if final is None or final.code != 250:
+        if final is None or final.code not in (250, 251):
             if final is None:
-                await self._rset(smtp)  # DATA itself was refused: the transaction is open
+                await self._abandon(smtp, usable=replies.usable)
             reply = final or replies.data_start
             refused.update(dict.fromkeys(accepted, _refusal(reply.code, reply.message)))
             return DeliveryReport(refused=refused)
         return DeliveryReport(accepted=tuple(accepted), refused=refused, reply=final.message)
+
+    async def _abandon(self, smtp: aiosmtplib.SMTP, *, usable: bool) -> None:
+        """End a transaction that sends nothing: RSET, or drop a connection left in DATA."""
+        if usable:
+            await self._rset(smtp)
+        else:
+            await self._reset()
 
     async def _rset(self, smtp: aiosmtplib.SMTP) -> None:
         try:
