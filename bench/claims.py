@@ -233,7 +233,7 @@ def status_mb(pid: int, field: str) -> float:
 
 
 def run_agent(
-    postroom: Postroom, url: str, key: str, counter: Path, deadline: Deadline
+    postroom: Postroom, url: str, key: str, counter: Path, deadline: Deadline, *, rows: int
 ) -> tuple[float, float, float, int, int]:
     """VmHWM, highest sampled VmRSS, seconds run, rows sent and messages smtp-sink counted."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
@@ -249,10 +249,9 @@ def run_agent(
     try:
         start = time.monotonic()
         # The sink's counter, not the database: a reader would contend for SQLite's lock.
-        while (
-            time.monotonic() - start < AGENT_SECONDS
-            and sink_count(counter.read_bytes()) - before < AGENT_SENDS
-        ):
+        while time.monotonic() - start < AGENT_SECONDS and sink_count(
+            counter.read_bytes()
+        ) - before < min(AGENT_SENDS, rows):
             deadline.check("the agent run")
             if process.poll() is not None:
                 tail = log.read_bytes()[-400:].decode(errors="replace")
@@ -312,7 +311,8 @@ def bench_database(
         add(STEP_RATIO, medians[rows][1] / medians[SMALL][1], "x")
         add(f"fill {rows - SMALL:,} rows", filled, "s")
         console.print(f"{name}: an agent delivers from {rows:,} queued rows…")
-        peak, sampled, seconds, sent, received = run_agent(postroom, url, key, sink[1], deadline)
+        ran = run_agent(postroom, url, key, sink[1], deadline, rows=rows)
+        peak, sampled, seconds, sent, received = ran
         # The kernel updates VmHWM lazily: a sample can be above it.
         add(PEAK_RSS, max(peak, sampled), "MB")
         add("agent VmHWM before SIGTERM", peak, "MB")
@@ -320,6 +320,8 @@ def bench_database(
         add("agent ran", seconds, "s")
         add("rows sent (outbox)", sent, "rows")
         add("messages at smtp-sink", received, "msg")
+        if sent != received:
+            raise BenchFailure(f"{name}: the outbox says {sent:,} sent, the sink {received:,}")
     return results
 
 

@@ -49,7 +49,7 @@ import throughput
 import workload
 from rich.console import Console
 from rich.table import Table
-from tools import Postfix, peer_python, plot_python, postfix_tools, sink_count
+from tools import Postfix, ToolError, peer_python, plot_python, postfix_tools, sink_count
 
 from postroom import Postroom, Settings
 from postroom.outbox import OutboxStatus
@@ -265,7 +265,10 @@ def slow_server_run(count: int, work: Path, timeout: float, *, delay: float) -> 
         stats = sink.stats()
     if stats["messages"] != count or stats["distinct_message_ids"] != count:
         raise harness.BenchFailure(f"slow server: the sink counted {stats}, not {count}")
-    name = f"Postroom delivery, {delay * 1000:.0f} ms server, batch {SLOW_AGENT_BATCH:,}"
+    name = (
+        f"Postroom delivery, {delay * 1000:.0f} ms server, "
+        f"{SLOW_CONNECTIONS} connections, batch {SLOW_AGENT_BATCH:,}"
+    )
     return Figure(name, count, delivery.seconds)
 
 
@@ -332,6 +335,14 @@ def write_docs(figures: list[Figure], line: str, *, count: int, rounds: int, ext
         f"`smtp-sink` on loopback, best of {rounds} interleaved rounds, N={count:,}; every "
         "phase is checked to leave exactly N messages at the sink. Figures drift between "
         "runs on a shared machine; only ratios within one run count.\n\n"
+        "Settings: Postroom's agent claims 500 rows at a time over 8 connections (defaults "
+        "200 and 4), and polls every 0.02 s in the alongside run (default 1 s); "
+        "django-post-office runs on its defaults (batch 100, 5 threads); both measured "
+        "with the other's settings too, the ratio stayed about the same. Postroom's "
+        "messages are ~4 KB (a longer letter, its text part derived from the HTML), "
+        "django-post-office's ~2.6 KB (text and HTML given). Both keep SQLite durable by "
+        "their own defaults: Postroom WAL with synchronous=FULL, Django a rollback "
+        "journal.\n\n"
         "| measurement | messages | seconds | rate |\n| --- | ---: | ---: | ---: |\n"
         f"{rows}\n\n`{line}`\n\n![The figures above as bars](benchmarks.png)\n\n{extra}",
         encoding="utf-8",
@@ -387,5 +398,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_main() -> int:
+    """``main``, with a failure said in one line instead of a traceback."""
+    try:
+        return main()
+    except (harness.BenchFailure, harness.BenchTimeout, ToolError) as exc:
+        print(f"bench: FAILED: {exc}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main())

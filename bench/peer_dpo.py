@@ -5,7 +5,8 @@
 Enqueues N emails with ``mail.send_many`` (one call per batch), then delivers them with
 ``send_queued_mail`` (its management command, one process, its default batch settings)
 to the SMTP server on 127.0.0.1:P, and prints one JSON object: the seconds of each
-phase. The messages are an HTML part and a text part of about 2 KB, as Postroom's are.
+phase. The messages are an HTML part and a text part, about 2.6 KB on the wire
+(Postroom's letter is longer: about 4 KB).
 """
 
 from __future__ import annotations

@@ -41,12 +41,14 @@ def claims_out(args: argparse.Namespace, console: Console) -> str:
     head = "## Claims with a full outbox, and an agent's memory\n\n"
     if args.claims_rows <= claims.SMALL:
         return head + "Not run (`--claims-rows` at most 1,000).\n"
+    skipped = ""
     try:
         scale.require_server(args.scale_database_url)
         server: str | None = args.scale_database_url
     except harness.BenchFailure as exc:
         console.print(f"[yellow]claims on PostgreSQL not run: {exc}[/]")
         server = None
+        skipped = f" PostgreSQL was not measured: {exc}."
     results = claims.run(database_url=server, rows=args.claims_rows, timeout=args.timeout)
     console.print(claims.table(results, args.claims_rows))
     missed = claims.problems(results)
@@ -57,6 +59,6 @@ def claims_out(args: argparse.Namespace, console: Console) -> str:
     return (
         head + f"{claims.SMALL:,} queued rows, then {args.claims_rows:,}; each claim is the "
         "agent's expiry sweep and claim, rolled back so that every sample sees the same "
-        f"queue. {verdict}\n\n| database | measurement | value | unit |\n"
+        f"queue. {verdict}{skipped}\n\n| database | measurement | value | unit |\n"
         "| --- | --- | ---: | --- |\n" + rows + "\n"
     )

@@ -56,7 +56,14 @@ def postfix_tools() -> Postfix:
             raise ToolError(f"{command} is needed to unpack Postfix's smtp-sink (Debian only)")
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        _run(["apt-get", "download", "postfix"], cwd=work, what="apt-get download postfix")
+        try:
+            _run(["apt-get", "download", "postfix"], cwd=work, what="apt-get download postfix")
+        except ToolError:
+            if os.geteuid() != 0:
+                raise
+            # A fresh machine may have no package lists yet: fetch them once, then retry.
+            _run(["apt-get", "update", "-qq"], cwd=work, what="apt-get update")
+            _run(["apt-get", "download", "postfix"], cwd=work, what="apt-get download postfix")
         [package] = work.glob("postfix_*.deb")
         _run(["dpkg-deb", "-x", str(package), str(work / "x")], cwd=work, what="dpkg-deb -x")
         TOOLS.mkdir(parents=True, exist_ok=True)
