@@ -54,7 +54,7 @@ def claims_out(args: argparse.Namespace, console: Console) -> str:
     missed = claims.problems(results)
     for line in missed:
         console.print(f"[bold red]claims: target missed: {line}[/]")
-    rows = "\n".join(f"| {r.database} | {r.name} | {r.value:,.2f} | {r.unit} |" for r in results)
+    rows = "\n".join(f"| {r.database} | {r.name} | {_shown(r)} | {r.unit} |" for r in results)
     verdict = "Target missed: " + "; ".join(missed) if missed else "Target met."
     return (
         head + f"{claims.SMALL:,} queued rows, then {args.claims_rows:,}; each claim is the "
@@ -62,3 +62,8 @@ def claims_out(args: argparse.Namespace, console: Console) -> str:
         f"queue. {verdict}{skipped}\n\n| database | measurement | value | unit |\n"
         "| --- | --- | ---: | --- |\n" + rows + "\n"
     )
+
+
+def _shown(result: claims.Result) -> str:
+    """Counts as counts, measurements with two decimals."""
+    return f"{result.value:,.0f}" if result.unit in ("rows", "msg") else f"{result.value:,.2f}"
