@@ -28,11 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
-import os
-import pwd
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,11 +42,21 @@ from typing import Any
 
 import sqlalchemy as sa
 import workload
-from harness import BenchFailure, BenchTimeout, Deadline, positive, scratch_postgres
+from harness import (
+    AGENT_COMMAND,
+    BenchFailure,
+    BenchTimeout,
+    Deadline,
+    SmtpSink,
+    agent_env,
+    positive,
+    scratch_postgres,
+    smtp_sink,
+)
 from rich.console import Console
 from rich.table import Column, Table
 from sqlalchemy import Connection, func, insert, literal, select
-from tools import ToolError, postfix_tools, sink_count
+from tools import ToolError, postfix_tools
 
 from postroom.app import Postroom
 from postroom.db import tables
@@ -197,33 +204,6 @@ def stop(process: subprocess.Popen[bytes], wait: float) -> None:
         process.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def postfix_sink(work: Path) -> Iterator[tuple[int, Path]]:
-    """Postfix's smtp-sink on a free loopback port; its counter (``-c``) goes to a file."""
-    tools = postfix_tools()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    output = work / "smtp-sink.out"
-    user = pwd.getpwuid(os.getuid()).pw_name
-    command = [str(tools.sink), "-c", "-u", user, f"127.0.0.1:{port}", "1024"]
-    with output.open("wb") as out:
-        process = subprocess.Popen(command, env=tools.env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(200):  # 10 s
-            with socket.socket() as probe, contextlib.suppress(OSError):
-                probe.connect(("127.0.0.1", port))
-                break
-            if process.poll() is not None:
-                raise BenchFailure(f"smtp-sink exited with {process.returncode}")
-            time.sleep(0.05)
-        else:
-            raise BenchFailure("smtp-sink did not start listening within 10 s")
-        yield port, output
-    finally:
-        stop(process, 10)
-
-
 def status_mb(pid: int, field: str) -> float:
     """A ``/proc/<pid>/status`` size field (VmRSS, VmHWM) in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -233,25 +213,35 @@ def status_mb(pid: int, field: str) -> float:
 
 
 def run_agent(
-    postroom: Postroom, url: str, key: str, counter: Path, deadline: Deadline, *, rows: int
+    postroom: Postroom,
+    url: str,
+    key: str,
+    sink: SmtpSink,
+    deadline: Deadline,
+    *,
+    rows: int,
+    log: Path,
 ) -> tuple[float, float, float, int, int]:
     """VmHWM, highest sampled VmRSS, seconds run, rows sent and messages smtp-sink counted."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
-    env |= {"POSTROOM_DATABASE_URL": url, "POSTROOM_SECRET_KEY": key}
-    env["POSTROOM_BATCH_SIZE"] = str(postroom.settings.batch_size)
-    env["POSTROOM_LEASE_SECONDS"] = str(postroom.settings.lease_seconds)
-    command = [str(Path(sys.executable).parent / "postroom"), "agent", "run"]
-    log = counter.with_name(f"agent-{time.monotonic_ns()}.log")
-    before = sink_count(counter.read_bytes())
+    settings = postroom.settings
+    env = agent_env(
+        {
+            "database_url": url,
+            "secret_key": key,
+            "batch_size": settings.batch_size,
+            "lease_seconds": settings.lease_seconds,
+        }
+    )
+    before = sink.count()
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(AGENT_COMMAND, env=env, stdout=out, stderr=subprocess.STDOUT)
     sampled = 0.0
     try:
         start = time.monotonic()
         # The sink's counter, not the database: a reader would contend for SQLite's lock.
-        while time.monotonic() - start < AGENT_SECONDS and sink_count(
-            counter.read_bytes()
-        ) - before < min(AGENT_SENDS, rows):
+        while time.monotonic() - start < AGENT_SECONDS and sink.count() - before < min(
+            AGENT_SENDS, rows
+        ):
             deadline.check("the agent run")
             if process.poll() is not None:
                 tail = log.read_bytes()[-400:].decode(errors="replace")
@@ -268,11 +258,11 @@ def run_agent(
     with postroom.engine.connect() as conn:
         query = select(func.count()).where(t.c.status == OutboxStatus.SENT.value)
         sent = int(conn.execute(query).scalar_one())
-    return peak, sampled, seconds, sent, sink_count(counter.read_bytes()) - before
+    return peak, sampled, seconds, sent, sink.wait_for(before + sent) - before
 
 
 def bench_database(
-    name: str, url: str, rows: int, sink: tuple[int, Path], deadline: Deadline
+    name: str, url: str, rows: int, sink: SmtpSink, deadline: Deadline, *, work: Path
 ) -> list[Result]:
     key = secrets.token_urlsafe(32)
     results: list[Result] = []
@@ -281,7 +271,7 @@ def bench_database(
         results.append(Result(name, what, value, unit))
 
     with Postroom.open(url, secret_key=key) as postroom:
-        postroom.apply(workload.records(sink[0]))
+        postroom.apply(workload.records(sink.port))
         with postroom.engine.connect() as conn:  # composed once: every row carries its bytes
             request, class_name = workload.letter_request(0), workload.CLASS_NAME
             email = postroom.composer.compose(conn, request, class_name=class_name).emails[0]
@@ -311,7 +301,8 @@ def bench_database(
         add(STEP_RATIO, medians[rows][1] / medians[SMALL][1], "x")
         add(f"fill {rows - SMALL:,} rows", filled, "s")
         console.print(f"{name}: an agent delivers from {rows:,} queued rows…")
-        ran = run_agent(postroom, url, key, sink[1], deadline, rows=rows)
+        log = work / f"agent-{name}.log"
+        ran = run_agent(postroom, url, key, sink, deadline, rows=rows, log=log)
         peak, sampled, seconds, sent, received = ran
         # The kernel updates VmHWM lazily: a sample can be above it.
         add(PEAK_RSS, max(peak, sampled), "MB")
@@ -333,12 +324,12 @@ def run(*, database_url: str | None, rows: int, timeout: float) -> list[Result]:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="postroom-claims-") as scratch:
         work = Path(scratch)
-        with postfix_sink(work) as sink:
+        with smtp_sink(postfix_tools(), work) as sink:
             url = f"sqlite:///{work / 'claims.db'}"
-            results += bench_database("SQLite", url, rows, sink, deadline)
+            results += bench_database("SQLite", url, rows, sink, deadline, work=work)
             if database_url:
                 with scratch_postgres(database_url) as url:
-                    results += bench_database("PostgreSQL", url, rows, sink, deadline)
+                    results += bench_database("PostgreSQL", url, rows, sink, deadline, work=work)
     return results
 
 

@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import pwd
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +46,7 @@ import throughput
 import workload
 from rich.console import Console
 from rich.table import Table
-from tools import Postfix, ToolError, peer_python, plot_python, postfix_tools, sink_count
+from tools import Postfix, ToolError, peer_python, plot_python, postfix_tools
 
 from postroom import Postroom, Settings
 from postroom.outbox import OutboxStatus
@@ -81,77 +78,13 @@ class Figure:
         return self.count / self.seconds if self.seconds > 0 else float("inf")
 
 
-class SmtpSink:
-    """Postfix's smtp-sink on a free loopback port, counting what it accepts (``-c``)."""
-
-    def __init__(self, tools: Postfix, work: Path) -> None:
-        self.port = _free_port()
-        self._log = work / f"smtp-sink-{self.port}.out"
-        user = pwd.getpwuid(os.getuid()).pw_name
-        self._out = self._log.open("wb")
-        self._process = subprocess.Popen(
-            [str(tools.sink), "-c", "-u", user, f"127.0.0.1:{self.port}", "1024"],
-            env=tools.env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 10
-        while not _listening(self.port):
-            if time.monotonic() > deadline or self._process.poll() is not None:
-                raise harness.BenchFailure("smtp-sink did not start: " + self._tail())
-            time.sleep(0.05)
-
-    def count(self) -> int:
-        self._out.flush()
-        return sink_count(self._log.read_bytes())
-
-    def wait_for(self, expected: int, *, limit: float = 30.0) -> int:
-        """The counter once it reaches ``expected`` (smtp-sink prints it as it goes)."""
-        deadline = time.monotonic() + limit
-        while (seen := self.count()) < expected and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return seen
-
-    def _tail(self) -> str:
-        return self._log.read_bytes()[-300:].decode(errors="replace")
-
-    def close(self) -> None:
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-        self._out.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-@contextmanager
-def smtp_sink(tools: Postfix, work: Path) -> Iterator[SmtpSink]:
-    sink = SmtpSink(tools, work)
-    try:
-        yield sink
-    finally:
-        sink.close()
-
-
-def expect(sink: SmtpSink, before: int, count: int, what: str) -> None:
+def expect(sink: harness.SmtpSink, before: int, count: int, what: str) -> None:
     seen = sink.wait_for(before + count) - before
     if seen != count:
         raise harness.BenchFailure(f"{what}: smtp-sink counted {seen} messages, not {count}")
 
 
-def ceiling(tools: Postfix, sink: SmtpSink, count: int, timeout: float) -> Figure:
+def ceiling(tools: Postfix, sink: harness.SmtpSink, count: int, timeout: float) -> Figure:
     before = sink.count()
     start = time.perf_counter()
     subprocess.run(
@@ -164,7 +97,7 @@ def ceiling(tools: Postfix, sink: SmtpSink, count: int, timeout: float) -> Figur
     return Figure("smtp-source ceiling", count, seconds)
 
 
-def postroom_run(sink: SmtpSink, count: int, work: Path, timeout: float) -> list[Figure]:
+def postroom_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> list[Figure]:
     options = throughput.parse_args(["--count", str(count)])
     deadline = harness.Deadline(time.monotonic() + timeout)
     url = f"sqlite:///{work / f'postroom-{time.monotonic_ns()}.db'}"
@@ -186,7 +119,9 @@ def postroom_run(sink: SmtpSink, count: int, work: Path, timeout: float) -> list
     ]
 
 
-def postroom_alongside_run(sink: SmtpSink, count: int, work: Path, timeout: float) -> Figure:
+def postroom_alongside_run(
+    sink: harness.SmtpSink, count: int, work: Path, timeout: float
+) -> Figure:
     """End to end as Postroom runs: an agent process delivers while the application enqueues.
 
     The clock starts once the agent has registered and stops when the last row is sent.
@@ -225,18 +160,20 @@ def agent_process(
     url: str, key: str, options: throughput.Options, work: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``postroom agent run`` on ``url``, stopped with SIGTERM (killed if it hangs)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
-    env.update(
-        POSTROOM_DATABASE_URL=url,
-        POSTROOM_SECRET_KEY=key,
-        POSTROOM_BATCH_SIZE=str(options.agent_batch),
-        POSTROOM_CONNECTIONS_PER_ACCOUNT=str(options.connections),
-        POSTROOM_POLL_INTERVAL="0.02",
-        POSTROOM_LOG_LEVEL="WARNING",
+    env = harness.agent_env(
+        {
+            "database_url": url,
+            "secret_key": key,
+            "batch_size": options.agent_batch,
+            "connections_per_account": options.connections,
+            "poll_interval": 0.02,
+            "log_level": "WARNING",
+        }
     )
-    command = [str(Path(sys.executable).with_name("postroom")), "agent", "run"]
     with (work / "agent.log").open("ab") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            harness.AGENT_COMMAND, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         yield process
     finally:
@@ -272,7 +209,7 @@ def slow_server_run(count: int, work: Path, timeout: float, *, delay: float) -> 
     return Figure(name, count, delivery.seconds)
 
 
-def peer_run(sink: SmtpSink, count: int, work: Path, timeout: float) -> list[Figure]:
+def peer_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> list[Figure]:
     before = sink.count()
     database = work / f"dpo-{time.monotonic_ns()}.db"
     result = subprocess.run(
@@ -377,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     peer_python()  # installed before any clock starts
     plot_python()
     figures: list[Figure] = []
-    with tempfile.TemporaryDirectory() as scratch, smtp_sink(tools, Path(scratch)) as sink:
+    with tempfile.TemporaryDirectory() as scratch, harness.smtp_sink(tools, Path(scratch)) as sink:
         work = Path(scratch)
         for round_number in range(args.rounds):
             console.print(f"round {round_number + 1} of {args.rounds}")

@@ -7,9 +7,12 @@ import argparse
 import contextlib
 import cProfile
 import json
+import os
 import pstats
+import pwd
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +24,7 @@ from typing import IO, Any
 
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.pool import NullPool
+from tools import Postfix, sink_count
 
 import postroom
 
@@ -194,3 +198,83 @@ def profiled(directory: Path | None, name: str) -> Iterator[None]:
     stats.sort_stats("cumulative").print_stats(POSTROOM_CODE, 10)
     print(f"--- {name}: all functions, top 10 by own time (idle threads wait in get/poll) ---")
     stats.sort_stats("tottime").print_stats(10)
+
+
+# --- Postfix's smtp-sink -----------------------------------------------------------------
+
+
+class SmtpSink:
+    """Postfix's smtp-sink on a free loopback port, counting what it accepts (``-c``)."""
+
+    def __init__(self, tools: Postfix, work: Path) -> None:
+        self.port = _free_port()
+        self._log = work / f"smtp-sink-{self.port}.out"
+        user = pwd.getpwuid(os.getuid()).pw_name
+        self._out = self._log.open("wb")
+        self._process = subprocess.Popen(
+            [str(tools.sink), "-c", "-u", user, f"127.0.0.1:{self.port}", "1024"],
+            env=tools.env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while not _listening(self.port):
+            if time.monotonic() > deadline or self._process.poll() is not None:
+                raise BenchFailure("smtp-sink did not start: " + self._tail())
+            time.sleep(0.05)
+
+    def count(self) -> int:
+        self._out.flush()
+        return sink_count(self._log.read_bytes())
+
+    def wait_for(self, expected: int, *, limit: float = 30.0) -> int:
+        """The counter once it reaches ``expected`` (smtp-sink prints it as it goes)."""
+        deadline = time.monotonic() + limit
+        while (seen := self.count()) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return seen
+
+    def _tail(self) -> str:
+        return self._log.read_bytes()[-300:].decode(errors="replace")
+
+    def close(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._out.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def smtp_sink(tools: Postfix, work: Path) -> Iterator[SmtpSink]:
+    sink = SmtpSink(tools, work)
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+# --- agent processes ---------------------------------------------------------------------
+
+AGENT_COMMAND = [str(Path(sys.executable).with_name("postroom")), "agent", "run"]
+
+
+def agent_env(settings: dict[str, object]) -> dict[str, str]:
+    """This process's environment without its POSTROOM_* variables, then ``settings`` as
+    POSTROOM_* variables (``{"batch_size": 100}`` → ``POSTROOM_BATCH_SIZE=100``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
+    env.update({f"POSTROOM_{name.upper()}": str(value) for name, value in settings.items()})
+    return env

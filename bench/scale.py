@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import math
-import os
 import secrets
 import signal
 import subprocess
@@ -32,10 +31,12 @@ from typing import Any
 import throughput
 import workload
 from harness import (
+    AGENT_COMMAND,
     BenchFailure,
     BenchTimeout,
     Deadline,
     Sink,
+    agent_env,
     positive,
     running_sink,
     scratch_postgres,
@@ -63,7 +64,6 @@ ENQUEUE_BATCH = 500
 POLL = 0.25  # the sink answers a stats request in ~10-20 ms at 50,000 ids: cheap at this rate
 SETTLE = 1.0  # after the last message: a duplicate, were there one, would arrive by now
 STOP_WAIT = 30.0
-AGENT_COMMAND = [str(Path(sys.executable).parent / "postroom"), "agent", "run"]
 PROGRESS = Console(stderr=True)
 
 
@@ -105,14 +105,15 @@ class Agents:
     """``AGENTS`` agent processes (no --until-idle), each logging to its own file."""
 
     def __init__(self, database_url: str, secret_key: str, logs: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
-        env.update(
-            POSTROOM_DATABASE_URL=database_url,
-            POSTROOM_SECRET_KEY=secret_key,
-            POSTROOM_BATCH_SIZE=str(BATCH),
-            POSTROOM_POLL_INTERVAL="0.05",
-            POSTROOM_LEASE_SECONDS=str(LEASE),
-            POSTROOM_HEARTBEAT_INTERVAL=str(HEARTBEAT),
+        env = agent_env(
+            {
+                "database_url": database_url,
+                "secret_key": secret_key,
+                "batch_size": BATCH,
+                "poll_interval": 0.05,
+                "lease_seconds": LEASE,
+                "heartbeat_interval": HEARTBEAT,
+            }
         )
         self.logs = [logs / f"agent{n}.log" for n in range(AGENTS)]
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -217,16 +218,6 @@ def per_agent(postroom: Postroom) -> str:
     return " / ".join(f"{a.sent:,}" for a in sorted(postroom.agents(), key=lambda a: a.started_at))
 
 
-def enqueue(postroom: Postroom, count: int, deadline: Deadline) -> None:
-    """``Postroom.send_many``, one transaction per ``ENQUEUE_BATCH`` emails."""
-    for first in range(0, count, ENQUEUE_BATCH):
-        deadline.check("enqueue")
-        requests = [
-            workload.letter_request(i) for i in range(first, min(first + ENQUEUE_BATCH, count))
-        ]
-        postroom.send_many(requests, class_name=workload.CLASS_NAME)
-
-
 def verify_delivery(postroom: Postroom, stats: dict[str, Any], count: int) -> int:
     """Every row sent and every Message-ID at the sink; returns the duplicates seen."""
     throughput.verify_outbox(postroom, {OutboxStatus.SENT: count})
@@ -255,7 +246,7 @@ def phase(server_url: str, count: int, timeout: float, *, kill: bool) -> ScaleRe
         postroom.apply(workload.records(sink.port))
         workload.warm_up(postroom)
         PROGRESS.print(f"{name}: enqueueing {count:,} emails…")
-        enqueue(postroom, count, deadline)
+        throughput.batch_enqueue(postroom, count, ENQUEUE_BATCH, deadline)
         throughput.verify_outbox(postroom, {OutboxStatus.QUEUED: count})
         PROGRESS.print(f"{name}: {AGENTS} agents delivering…")
         in_flight = 0

@@ -308,26 +308,24 @@ class OutboxStore:
 
     def defer(self, conn: Connection, ids: Iterable[int], *, owner: str, until: datetime) -> int:
         """Put claimed rows back, uncounted, due at ``until`` (an account limit was reached)."""
-        result = conn.execute(
-            update(t)
-            .where(
-                t.c.id.in_(list(ids)),
-                t.c.lease_owner == owner,
-                t.c.status == OutboxStatus.SENDING.value,
-            )
-            .values(
-                status=OutboxStatus.QUEUED.value,
-                lease_owner=None,
-                lease_expires_at=None,
-                attempts=t.c.attempts - 1,
-                next_attempt_at=until,
-                updated_at=utcnow(),
-            )
-        )
-        return result.rowcount
+        return self._unclaim(conn, ids, owner=owner, until=until)
 
     def release(self, conn: Connection, ids: Iterable[int], *, owner: str) -> int:
         """Give back rows claimed but not attempted (on shutdown), undoing the attempt count."""
+        return self._unclaim(conn, ids, owner=owner, until=None)
+
+    def _unclaim(
+        self, conn: Connection, ids: Iterable[int], *, owner: str, until: datetime | None
+    ) -> int:
+        values: dict[str, Any] = {
+            "status": OutboxStatus.QUEUED.value,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "attempts": t.c.attempts - 1,
+            "updated_at": utcnow(),
+        }
+        if until is not None:
+            values["next_attempt_at"] = until
         result = conn.execute(
             update(t)
             .where(
@@ -335,13 +333,7 @@ class OutboxStore:
                 t.c.lease_owner == owner,
                 t.c.status == OutboxStatus.SENDING.value,
             )
-            .values(
-                status=OutboxStatus.QUEUED.value,
-                lease_owner=None,
-                lease_expires_at=None,
-                attempts=t.c.attempts - 1,
-                updated_at=utcnow(),
-            )
+            .values(values)
         )
         return result.rowcount
 

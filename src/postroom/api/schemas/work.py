@@ -47,7 +47,27 @@ class StatusChange(BaseModel):
     operator: str | None = Field(None, min_length=1, max_length=255)
 
 
-class EmailCreate(BaseModel):
+class BatchEmail(BaseModel):
+    """One email of a batch: recipients and a correspondence name or inline content."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: list[Address] = Field(min_length=1, max_length=100)
+    cc: list[Address] = Field(default_factory=list, max_length=100)
+    bcc: list[Address] = Field(default_factory=list, max_length=100)
+    subject: str | None = Field(None, max_length=998)
+    body: str | None = Field(None, description="HTML; the text part is derived from it")
+    correspondence: str | None = Field(None, max_length=255)
+    priority: Priority = Field(Priority.NORMAL, description="Due emails go out high first")
+    send_after: AwareDatetime | None = Field(
+        None, description="Scheduled send: not before this time (with a time zone)"
+    )
+    expires_at: AwareDatetime | None = Field(
+        None, description="Never sent at or after this time; then its status is 'expired'"
+    )
+
+
+class EmailCreate(BatchEmail):
     """An ad-hoc email for a case (its class's account) or for a class."""
 
     model_config = ConfigDict(
@@ -64,42 +84,13 @@ class EmailCreate(BaseModel):
         },
     )
 
-    to: list[Address] = Field(min_length=1, max_length=100)
-    cc: list[Address] = Field(default_factory=list, max_length=100)
-    bcc: list[Address] = Field(default_factory=list, max_length=100)
-    subject: str | None = Field(None, max_length=998)
-    body: str | None = Field(None, description="HTML; the text part is derived from it")
-    correspondence: str | None = Field(None, max_length=255)
     class_name: str | None = Field(
         None, max_length=255, description="Class whose account sends when there is no case"
     )
     case_id: str | None = Field(None, max_length=64)
-    priority: Priority = Field(Priority.NORMAL, description="Due emails go out high first")
-    send_after: AwareDatetime | None = Field(
-        None, description="Scheduled send: not before this time (with a time zone)"
-    )
-    expires_at: AwareDatetime | None = Field(
-        None, description="Never sent at or after this time; then its status is 'expired'"
-    )
 
 
 MAX_BATCH = 1000  # one request, one transaction: large enough to matter, small to post
-
-
-class BatchEmail(BaseModel):
-    """One email of a batch: recipients and a correspondence name or inline content."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    to: list[Address] = Field(min_length=1, max_length=100)
-    cc: list[Address] = Field(default_factory=list, max_length=100)
-    bcc: list[Address] = Field(default_factory=list, max_length=100)
-    subject: str | None = Field(None, max_length=998)
-    body: str | None = Field(None, description="HTML; the text part is derived from it")
-    correspondence: str | None = Field(None, max_length=255)
-    priority: Priority = Priority.NORMAL
-    send_after: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
 
 
 class EmailBatchCreate(BaseModel):
