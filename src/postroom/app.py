@@ -295,7 +295,7 @@ class Postroom:
         )  # fmt: skip
         with self.engine.begin() as conn:
             case = load_case(conn, case_id, details=False) if case_id else None
-            resolved_class = case.case_type if case is not None else (class_name or "Default")
+            resolved_class = case.case_type if case is not None else (class_name or DEFAULT_ACCOUNT)
             composed = self.composer.compose(conn, request, class_name=resolved_class, case=case)
             ids = [self.outbox_store.enqueue(conn, email) for email in composed.emails]
             if case is not None:

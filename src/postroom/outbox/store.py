@@ -178,7 +178,7 @@ class OutboxStore:
             .order_by(candidates.c.priority, candidates.c.next_attempt_at, candidates.c.id)
             .limit(limit)
         )
-        return self._claim_where(conn, pick, owner=owner, lease=lease, now=now, locked=True)
+        return self._claim_where(conn, pick, owner=owner, lease=lease, now=now)
 
     def expire_due(
         self, conn: Connection, *, now: datetime | None = None
@@ -205,6 +205,8 @@ class OutboxStore:
         """Claim these rows if they are still queued (for immediate delivery)."""
         now = utcnow()
         pick = select(t.c.id).where(t.c.id.in_(list(ids)), t.c.status == OutboxStatus.QUEUED.value)
+        if conn.dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
         return self._claim_where(conn, pick, owner=owner, lease=lease, now=now)
 
     def _claim_where(
@@ -215,10 +217,8 @@ class OutboxStore:
         owner: str,
         lease: float,
         now: datetime,
-        locked: bool = False,
     ) -> list[ClaimedEmail]:
-        if conn.dialect.name == "postgresql" and not locked:  # ``locked``: the pick locks
-            pick = pick.with_for_update(skip_locked=True)
+        """Lease the rows ``pick`` selects (on PostgreSQL, ``pick`` locks them itself)."""
         statement = (
             update(t)
             .where(t.c.id.in_(pick.scalar_subquery()), t.c.message.is_not(None))
