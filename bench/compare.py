@@ -36,7 +36,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import harness
@@ -44,6 +43,7 @@ import scale
 import sections
 import throughput
 import workload
+from harness import Phase
 from rich.console import Console
 from rich.table import Table
 from tools import Postfix, ToolError, peer_python, plot_python, postfix_tools
@@ -65,26 +65,13 @@ SLOW_CONNECTIONS = 64  # connections per account: what hides a slow server's lat
 SLOW_AGENT_BATCH = 2000
 
 
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """One measured rate."""
-
-    name: str
-    count: int
-    seconds: float
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.seconds if self.seconds > 0 else float("inf")
-
-
 def expect(sink: harness.SmtpSink, before: int, count: int, what: str) -> None:
     seen = sink.wait_for(before + count) - before
     if seen != count:
         raise harness.BenchFailure(f"{what}: smtp-sink counted {seen} messages, not {count}")
 
 
-def ceiling(tools: Postfix, sink: harness.SmtpSink, count: int, timeout: float) -> Figure:
+def ceiling(tools: Postfix, sink: harness.SmtpSink, count: int, timeout: float) -> Phase:
     before = sink.count()
     start = time.perf_counter()
     subprocess.run(
@@ -94,10 +81,10 @@ def ceiling(tools: Postfix, sink: harness.SmtpSink, count: int, timeout: float) 
     )  # fmt: skip
     seconds = time.perf_counter() - start
     expect(sink, before, count, "smtp-source")
-    return Figure("smtp-source ceiling", count, seconds)
+    return Phase("smtp-source ceiling", count, seconds)
 
 
-def postroom_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> list[Figure]:
+def postroom_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> list[Phase]:
     options = throughput.parse_args(["--count", str(count)])
     deadline = harness.Deadline(time.monotonic() + timeout)
     url = f"sqlite:///{work / f'postroom-{time.monotonic_ns()}.db'}"
@@ -112,16 +99,14 @@ def postroom_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float)
         sample = min(count, SINGLE_SAMPLE)
         single = throughput.single_enqueue(postroom, sample, count, deadline)
     return [
-        Figure("Postroom single enqueue", sample, single.seconds),
-        Figure("Postroom batch enqueue", count, enqueue.seconds),
-        Figure("Postroom delivery", count, delivery.seconds),
-        Figure("Postroom end to end", count, enqueue.seconds + delivery.seconds),
+        Phase("Postroom single enqueue", sample, single.seconds),
+        Phase("Postroom batch enqueue", count, enqueue.seconds),
+        Phase("Postroom delivery", count, delivery.seconds),
+        Phase("Postroom end to end", count, enqueue.seconds + delivery.seconds),
     ]
 
 
-def postroom_alongside_run(
-    sink: harness.SmtpSink, count: int, work: Path, timeout: float
-) -> Figure:
+def postroom_alongside_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> Phase:
     """End to end as Postroom runs: an agent process delivers while the application enqueues.
 
     The clock starts once the agent has registered and stops when the last row is sent.
@@ -152,7 +137,7 @@ def postroom_alongside_run(
             time.sleep(0.01)
         seconds = time.perf_counter() - start
     expect(sink, before, count, "Postroom, agent alongside")
-    return Figure("Postroom end to end, agent process alongside", count, seconds)
+    return Phase("Postroom end to end, agent process alongside", count, seconds)
 
 
 @contextmanager
@@ -185,7 +170,7 @@ def agent_process(
             process.wait(timeout=10)
 
 
-def slow_server_run(count: int, work: Path, timeout: float, *, delay: float) -> Figure:
+def slow_server_run(count: int, work: Path, timeout: float, *, delay: float) -> Phase:
     """Postroom delivery to a server that takes ``delay`` to accept each message."""
     options = throughput.parse_args(
         ["--count", str(count), "--connections", str(SLOW_CONNECTIONS),
@@ -206,10 +191,10 @@ def slow_server_run(count: int, work: Path, timeout: float, *, delay: float) -> 
         f"Postroom delivery, {delay * 1000:.0f} ms server, "
         f"{SLOW_CONNECTIONS} connections, batch {SLOW_AGENT_BATCH:,}"
     )
-    return Figure(name, count, delivery.seconds)
+    return Phase(name, count, delivery.seconds)
 
 
-def peer_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> list[Figure]:
+def peer_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> list[Phase]:
     before = sink.count()
     database = work / f"dpo-{time.monotonic_ns()}.db"
     result = subprocess.run(
@@ -220,29 +205,29 @@ def peer_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> 
     seconds = json.loads(result.stdout.decode().strip().splitlines()[-1])
     expect(sink, before, count, "django-post-office")
     return [
-        Figure("django-post-office send_many", count, seconds["enqueue_seconds"]),
-        Figure("django-post-office send_queued_mail", count, seconds["delivery_seconds"]),
-        Figure("django-post-office end to end", count, seconds["end_to_end_seconds"]),
+        Phase("django-post-office send_many", count, seconds["enqueue_seconds"]),
+        Phase("django-post-office send_queued_mail", count, seconds["delivery_seconds"]),
+        Phase("django-post-office end to end", count, seconds["end_to_end_seconds"]),
     ]
 
 
-def best(figures: list[Figure]) -> list[Figure]:
+def best(figures: list[Phase]) -> list[Phase]:
     """The fastest round of each measurement (the least disturbed by the machine)."""
-    chosen: dict[str, Figure] = {}
+    chosen: dict[str, Phase] = {}
     for f in figures:
         if f.name not in chosen or f.rate > chosen[f.name].rate:
             chosen[f.name] = f
     return list(chosen.values())
 
 
-def table(figures: list[Figure]) -> Table:
+def table(figures: list[Phase]) -> Table:
     out = Table("measurement", "messages", "seconds", "rate")
     for f in figures:
         out.add_row(f.name, f"{f.count:,}", f"{f.seconds:.2f}", f"{f.rate:,.0f} msg/s")
     return out
 
 
-def final_line(figures: list[Figure]) -> str:
+def final_line(figures: list[Phase]) -> str:
     rates = {f.name: f.rate for f in figures}
     ours, theirs = rates["Postroom end to end"], rates["django-post-office end to end"]
     return (
@@ -251,7 +236,7 @@ def final_line(figures: list[Figure]) -> str:
     )
 
 
-def write_chart(figures: list[Figure], work: Path) -> None:
+def write_chart(figures: list[Phase], work: Path) -> None:
     """docs/benchmarks.png, drawn by matplotlib in a virtual environment of its own."""
     data = work / "figures.json"
     data.write_text(json.dumps([{"name": f.name, "rate": f.rate} for f in figures]))
@@ -261,7 +246,7 @@ def write_chart(figures: list[Figure], work: Path) -> None:
     )  # fmt: skip
 
 
-def write_docs(figures: list[Figure], line: str, *, count: int, rounds: int, extra: str) -> None:
+def write_docs(figures: list[Phase], line: str, *, count: int, rounds: int, extra: str) -> None:
     rows = "\n".join(
         f"| {f.name} | {f.count:,} | {f.seconds:.2f} | {f.rate:,.0f} msg/s |" for f in figures
     )
@@ -313,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     tools = postfix_tools()
     peer_python()  # installed before any clock starts
     plot_python()
-    figures: list[Figure] = []
+    figures: list[Phase] = []
     with tempfile.TemporaryDirectory() as scratch, harness.smtp_sink(tools, Path(scratch)) as sink:
         work = Path(scratch)
         for round_number in range(args.rounds):

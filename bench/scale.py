@@ -35,6 +35,7 @@ from harness import (
     BenchFailure,
     BenchTimeout,
     Deadline,
+    Phase,
     Sink,
     agent_env,
     positive,
@@ -68,17 +69,10 @@ PROGRESS = Console(stderr=True)
 
 
 @dataclass(frozen=True, slots=True)
-class ScaleResult:
+class ScaleResult(Phase):
     """One phase of the scale test: N delivered in ``seconds``, and what was counted."""
 
-    name: str
-    count: int
-    seconds: float
-    note: str
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.seconds if self.seconds > 0 else float("inf")
+    note: str = ""
 
 
 def require_server(server_url: str) -> None:
@@ -278,7 +272,7 @@ def phase(server_url: str, count: int, timeout: float, *, kill: bool) -> ScaleRe
                 f"live: {duplicates} duplicates with every agent alive "
                 f"({lost} results lost to another agent's claim); sent per agent {workers}"
             )
-        return ScaleResult(name, count, seconds, f"0 duplicates; sent per agent {workers}")
+        return ScaleResult(name, count, seconds, note=f"0 duplicates; sent per agent {workers}")
     # A duplicate needs a message the server accepted and whose result was never
     # committed. Only the killed agent leaves such rows, and only those of its one claimed
     # batch (a claim and its results are each one transaction): they stay 'sending' under
@@ -293,7 +287,7 @@ def phase(server_url: str, count: int, timeout: float, *, kill: bool) -> ScaleRe
         f"killed agent: {duplicates} duplicates ≤ batch {BATCH} ({in_flight} in flight); "
         f"{stats['messages']:,} messages seen; sent per agent {workers}"
     )
-    return ScaleResult(name, count, seconds, note)
+    return ScaleResult(name, count, seconds, note=note)
 
 
 def run(*, database_url: str, count: int, timeout: float) -> list[ScaleResult]:
