@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from postroom import Postroom
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.outbox import OutboxStatus
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, make_settings
 from tests.fakes import SmtpSink, smtp_server
 
 pytestmark = pytest.mark.slow
@@ -257,3 +257,28 @@ def test_heartbeat_reports_host_pid_and_counts(
     [final] = agent_rows(postroom)
     assert final.state == "stopped"
     assert final.sent == 3
+
+
+def test_stopped_is_the_last_state_written_even_with_a_beat_in_flight(database_url: str) -> None:
+    # A slow database: each running beat's write waits a while, so that stopping finds
+    # one in flight. 'stopped' must still be the state left behind.
+    settings = make_settings(database_url, heartbeat_interval=0.01)
+    with Postroom(settings) as pr:
+
+        def slow_running_beat(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+            if statement.startswith("UPDATE agents") and "running" in str(params):
+                time.sleep(0.2)
+
+        event.listen(pr.engine, "before_cursor_execute", slow_running_beat)
+
+        async def run_briefly() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(pr.agent().run(stop=stop))
+            await asyncio.sleep(0.1)  # the first beat is under way
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+        for _ in range(3):
+            asyncio.run(run_briefly())
+        states = [a.state for a in agent_rows(pr)]
+    assert states == ["stopped"] * 3

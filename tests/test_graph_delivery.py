@@ -148,7 +148,10 @@ def test_rejected_token_is_refreshed_exactly_once(tmp_path: Path, ms: FakeMicros
 
 
 def test_wrong_secret_holds_the_account_until_fixed(database_url: str, ms: FakeMicrosoft) -> None:
-    with graph_postroom(database_url, ms, secret="wrong") as postroom:
+    # The hold's next check is an hour away: with the suite's zero backoff a heartbeat
+    # would queue the held emails again at once, which is a later test's subject.
+    hour = {"backoff_base": 3600.0, "backoff_max": 3600.0}
+    with graph_postroom(database_url, ms, secret="wrong", **hour) as postroom:
         ids = [postroom.send(to=["a@example.org"], subject="s", body="<p>b</p>") for _ in range(3)]
         run_agent(postroom)
         entries = [postroom.outbox_entry(i) for i in ids]
@@ -181,13 +184,17 @@ def test_held_account_is_checked_again_by_the_agent(tmp_path: Path, ms: FakeMicr
     url = f"sqlite:///{tmp_path / 'p.db'}"
     tokens = TokenCache(allowed_hosts={"127.0.0.1"}, refusal_ttl=0)
     transports = Transports(allowed_hosts={"127.0.0.1"}, tokens=tokens)
-    settings = make_settings(url, allowed_endpoint_hosts="127.0.0.1")
-    with Postroom(settings, transport_factory=transports) as postroom:
+    # The first agent never beats, so that nothing checks the hold before it is seen.
+    quiet = make_settings(url, allowed_endpoint_hosts="127.0.0.1", heartbeat_interval=300)
+    with Postroom(quiet, transport_factory=transports) as postroom:
         postroom.apply(graph_records(ms, secret="wrong"))
         outbox_id = postroom.send(to=["a@example.org"], subject="s", body="<p>b</p>")
         run_agent(postroom)
         assert postroom.outbox_entry(outbox_id).status is OutboxStatus.HELD
-        ms.apps["app-1"].secret = "wrong"  # the administrator fixes the app instead
+    ms.apps["app-1"].secret = "wrong"  # the administrator fixes the app instead
+
+    settings = make_settings(url, allowed_endpoint_hosts="127.0.0.1")
+    with Postroom(settings, transport_factory=transports) as postroom:
 
         async def until_sent() -> None:
             stop = asyncio.Event()

@@ -85,7 +85,8 @@ def test_xoauth2_refused_after_a_fresh_token_holds_the_account(
     sink = OAuthSmtpSink()  # refuses every token: SMTP AUTH disabled for the mailbox, say
     with (
         smtp_server(sink, starttls=server_tls, auth_required=True) as srv,
-        graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom,
+        # No heartbeat, which would check the hold at once (zero backoff in tests).
+        graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms, heartbeat_interval=300) as postroom,
     ):
         postroom.apply(xoauth2_records(ms, srv.port, ca_pem))
         outbox_id = postroom.send(to=["a@example.org"], subject="one", body="<p>1</p>")

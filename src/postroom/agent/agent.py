@@ -101,7 +101,8 @@ class SenderAgent:
         """Work until ``stop`` is set, or with ``until_idle`` until nothing is due."""
         stop = stop or asyncio.Event()
         await asyncio.to_thread(self._register)
-        beat = asyncio.create_task(self._heartbeat(stop))
+        finished = asyncio.Event()
+        beat = asyncio.create_task(self._heartbeat(finished))
         try:
             while not stop.is_set():
                 rows = await asyncio.to_thread(self._claim)
@@ -113,9 +114,10 @@ class SenderAgent:
                     continue
                 await self._process(rows)
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            # Not cancelled: a beat runs in a thread that cancelling would not stop, and
+            # one committed after 'stopped' would show a stopped agent as running.
+            finished.set()
+            await beat
             await self._deliverer.close()
             await asyncio.to_thread(self._beat, "stopped")
         return self.stats
@@ -194,10 +196,12 @@ class SenderAgent:
         except PostroomError:
             return Limits()  # the deliverer reports what is wrong with the account
 
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+    async def _heartbeat(self, finished: asyncio.Event) -> None:
+        while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.beat_interval)
+                await asyncio.wait_for(finished.wait(), self.beat_interval)
+            if finished.is_set():
+                return
             try:
                 await asyncio.to_thread(self._beat, "running")
             except Exception:  # a missed beat must not stop delivery
