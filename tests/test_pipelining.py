@@ -231,8 +231,9 @@ def test_data_opened_for_no_recipient_completes_no_message(waiting: Postroom) ->
     assert seen.messages == []
 
 
-def test_no_reply_to_the_message_is_an_unknown_outcome(waiting: Postroom) -> None:
-    seen = Observed(final_reply=SILENT)
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+def test_no_reply_to_the_message_is_an_unknown_outcome(waiting: Postroom, pipelining: bool) -> None:
+    seen = Observed(final_reply=SILENT, offer_pipelining=pipelining)
     outbox_id = deliver_through(
         seen,
         waiting,
@@ -244,6 +245,34 @@ def test_no_reply_to_the_message_is_an_unknown_outcome(waiting: Postroom) -> Non
     assert len(seen.messages) == 1  # the server has it, but never said so
     assert entry.status is OutboxStatus.HELD  # a person decides: resending may duplicate
     assert "may have taken the message" in (entry.last_error or "")
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+def test_no_reply_to_data_is_retried_as_nothing_went(waiting: Postroom, pipelining: bool) -> None:
+    seen = Observed(data_reply=SILENT, offer_pipelining=pipelining)
+    outbox_id = deliver_through(
+        seen,
+        waiting,
+        "a@example.net",
+        advanced={"mail.smtp.timeout": "1000"},
+        on_unknown_outcome="hold",
+    )
+    entry = waiting.outbox_entry(outbox_id)
+    assert seen.messages == []
+    assert entry.status is OutboxStatus.RETRY  # no message went: sending again is safe
+    assert "may have taken" not in (entry.last_error or "")
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+def test_a_refused_message_is_refused_for_every_recipient(
+    waiting: Postroom, pipelining: bool
+) -> None:
+    seen = Observed(final_reply=b"554 5.6.0 content rejected\r\n", offer_pipelining=pipelining)
+    outbox_id = deliver_through(seen, waiting, "a@example.net", "b@example.net")
+    entry = waiting.outbox_entry(outbox_id)
+    assert entry.status is OutboxStatus.FAILED
+    assert {r.state for r in entry.recipients} == {RecipientState.REFUSED}
+    assert "content rejected" in (entry.last_error or "")
 
 
 def test_a_reply_out_of_step_drops_the_connection(waiting: Postroom) -> None:

@@ -22,7 +22,8 @@ from postroom.accounts.models import EmailAccount
 from postroom.accounts.presets import Security
 from postroom.auth.tokens import AccessToken
 from postroom.outbox.classify import EXPLANATIONS, classify_reply, split_enhanced
-from postroom.transports.smtp import AUTH_PREFERENCE, connection_error
+from postroom.transports.smtp import AUTH_PREFERENCE
+from postroom.transports.smtp_errors import connection_error
 from postroom.transports.tls import client_context
 
 EXPIRY_WARNING_DAYS = 30

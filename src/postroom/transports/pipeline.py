@@ -194,13 +194,7 @@ async def pipelined_transaction(
     caller closes it). When the server refused DATA, or opened it though MAIL or every
     recipient was refused, no message is written and ``data`` is None.
     """
-    transport = smtp.transport
-    owner = smtp.protocol
-    if transport is None or owner is None or not isinstance(transport, asyncio.Transport):
-        raise PipelineError("the connection is closed", stage="MAIL FROM", after_data=False,
-                            closed_early=True)  # fmt: skip
-    reader = ReplyReader(owner)
-    transport.set_protocol(reader)
+    transport, owner, reader = _borrow(smtp, stage="MAIL FROM")
     ok = (250, 251)
 
     async def next_reply(
@@ -230,3 +224,35 @@ async def pipelined_transaction(
     finally:
         if not transport.is_closing():
             transport.set_protocol(owner)
+
+
+async def message_reply(smtp: aiosmtplib.SMTP, *, message: bytes, timeout: float) -> Reply:
+    """After DATA's 354, without pipelining: write the message and read the reply to it.
+
+    A failure once the message is written is :class:`PipelineError` with ``after_data``:
+    the server may have taken it.
+    """
+    transport, owner, reader = _borrow(smtp, stage="the message")
+    try:
+        transport.write(data_lines(message))
+        reply = await reader.reply(timeout, stage="the message", after_data=True)
+        return _expect(reply, (250, 251), stage="the message", after_data=True)
+    finally:
+        if not transport.is_closing():
+            transport.set_protocol(owner)
+
+
+def _borrow(
+    smtp: aiosmtplib.SMTP, *, stage: str
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol, ReplyReader]:
+    """The connection's transport, now read by a :class:`ReplyReader`; give it back after."""
+    transport = smtp.transport
+    owner = smtp.protocol
+    if transport is None or owner is None or not isinstance(transport, asyncio.Transport):
+        # Nothing was written on it: whatever came before, no message went.
+        raise PipelineError(
+            "the connection is closed", stage=stage, after_data=False, closed_early=True
+        )
+    reader = ReplyReader(owner)
+    transport.set_protocol(reader)
+    return transport, owner, reader

@@ -1,13 +1,13 @@
 """SMTP transport on aiosmtplib: none, STARTTLS or implicit TLS; never a downgrade.
 
-aiosmtplib's exceptions are translated here, once, into Postroom's own.
+aiosmtplib's exceptions are translated at this edge, once, into Postroom's own
+(`smtp_errors`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 from collections.abc import Awaitable, Callable, Collection
 
 import aiosmtplib
@@ -25,70 +25,25 @@ from postroom.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from postroom.outbox.classify import Verdict, classify_reply, split_enhanced
+from postroom.outbox.classify import Verdict
 from postroom.outbox.models import DeliveryReport, Refusal
 from postroom.transports.base import Envelope
-from postroom.transports.pipeline import PipelineError, pipelinable, pipelined_transaction
+from postroom.transports.pipeline import (
+    PipelineError,
+    Reply,
+    message_reply,
+    pipelinable,
+    pipelined_transaction,
+)
+from postroom.transports.smtp_errors import (
+    ACCOUNT_LEVEL_CODES,
+    connection_error,
+    refusal,
+    reply_error,
+)
 from postroom.transports.tls import client_context
 
 AUTH_PREFERENCE = ("plain", "login", "cram-md5")
-# Replies about the account (authentication), not the message: fixing the account
-# lets the message go, so it waits rather than fails.
-_ACCOUNT_LEVEL_CODES = frozenset({530, 534, 535, 538})
-
-
-def reply_error(
-    code: int, message: str, *, stage: str, transient_anyway: bool = False
-) -> DeliveryError:
-    """The error for an SMTP reply; ``transient_anyway`` for account-level stages."""
-    enhanced, text = split_enhanced(message)
-    verdict = classify_reply(code, enhanced)
-    explained = f"{text} ({verdict.explanation})" if verdict.explanation else text
-    kind = (
-        PermanentDeliveryError
-        if verdict.verdict is Verdict.PERMANENT and not transient_anyway
-        else TransientDeliveryError
-    )
-    return kind(explained, code=code, enhanced=enhanced, stage=stage)
-
-
-def connection_error(exc: BaseException, *, stage: str, account: EmailAccount) -> DeliveryError:
-    """Explain a failure to reach or talk to the server; the message itself is fine."""
-    # aiosmtplib wraps TLS failures during connect() in SMTPConnectError; the cause
-    # says what is wrong (an untrusted certificate, the wrong TLS mode).
-    if isinstance(exc, aiosmtplib.SMTPConnectError) and isinstance(exc.__cause__, ssl.SSLError):
-        exc = exc.__cause__
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        hint = (
-            "the server's certificate is not trusted"
-            + (f" ({exc.verify_message})" if exc.verify_message else "")
-            + ": add the CA that issued it to the account's truststore"
-            + (", or check that host matches the certificate" if "match" in str(exc) else "")
-        )
-        return TransientDeliveryError(hint, stage=stage)
-    if isinstance(exc, ssl.SSLError):
-        return TransientDeliveryError(
-            f"TLS failed ({exc.reason or exc}): check security ({account.security}) and "
-            f"port {account.port}: implicit TLS is usually port 465, STARTTLS port 587",
-            stage=stage,
-        )
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return reply_error(exc.code, exc.message, stage=stage, transient_anyway=True)
-    if isinstance(exc, TimeoutError | aiosmtplib.SMTPTimeoutError):
-        return TransientDeliveryError(
-            f"no answer from {account.host}:{account.port} in time", stage=stage
-        )
-    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-        return TransientDeliveryError(f"the server closed the connection ({exc})", stage=stage)
-    if isinstance(exc, aiosmtplib.SMTPConnectError | ConnectionError | OSError):
-        return TransientDeliveryError(
-            f"cannot connect to {account.host}:{account.port} ({_short(exc)})", stage=stage
-        )
-    return TransientDeliveryError(f"{type(exc).__name__}: {_short(exc)}", stage=stage)
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 TokenSource = Callable[[AccessToken | None], Awaitable[AccessToken]]
@@ -284,7 +239,7 @@ class SmtpTransport:
                 exc.code,
                 exc.message,
                 stage="MAIL FROM",
-                transient_anyway=exc.code in _ACCOUNT_LEVEL_CODES,
+                transient_anyway=exc.code in ACCOUNT_LEVEL_CODES,
             ) from None
         except aiosmtplib.SMTPServerDisconnected:
             raise _StaleConnectionError from None
@@ -300,7 +255,7 @@ class SmtpTransport:
             try:
                 await smtp.rcpt(rcpt, encoding=encoding)
             except aiosmtplib.SMTPRecipientRefused as exc:
-                refused[rcpt] = _refusal(exc.code, exc.message)
+                refused[rcpt] = refusal(exc.code, exc.message)
             except ValueError as exc:
                 # An address aiosmtplib will not put on the wire; a permanent refusal of
                 # this recipient, not a crash of the agent.
@@ -312,13 +267,24 @@ class SmtpTransport:
         if not accepted:
             await self._rset(smtp)
             return DeliveryReport(refused=refused)
-        try:
-            response = await smtp.data(envelope.message)
-        except aiosmtplib.SMTPDataError as exc:
-            refusal = _refusal(exc.code, exc.message)
-            refused.update(dict.fromkeys(accepted, refusal))
+        # DATA and the message apart (not aiosmtplib's data()): a failure after the
+        # message went is an unknown outcome, not a plain retry.
+        start = await smtp.execute_command(b"DATA", timeout=self._timeout)
+        if start.code != 354:
+            refused.update(dict.fromkeys(accepted, refusal(start.code, start.message)))
             return DeliveryReport(refused=refused)
-        return DeliveryReport(accepted=tuple(accepted), refused=refused, reply=response.message)
+        final = await self._message_reply(smtp, envelope.message)
+        if final.code not in (250, 251):
+            refused.update(dict.fromkeys(accepted, refusal(final.code, final.message)))
+            return DeliveryReport(refused=refused)
+        return DeliveryReport(accepted=tuple(accepted), refused=refused, reply=final.message)
+
+    async def _message_reply(self, smtp: aiosmtplib.SMTP, message: bytes) -> Reply:
+        try:
+            return await message_reply(smtp, message=message, timeout=self._timeout)
+        except PipelineError as exc:
+            await self._reset()
+            raise _pipeline_failure(exc) from None
 
     async def _pipelined(
         self, smtp: aiosmtplib.SMTP, envelope: Envelope, recipients: list[str]
@@ -333,13 +299,7 @@ class SmtpTransport:
             )
         except PipelineError as exc:
             await self._reset()  # out of step or gone: never used again
-            if exc.closed_early:
-                raise _StaleConnectionError from None
-            if exc.after_data:
-                raise OutcomeUnknownError(
-                    f"{exc}: the server may have taken the message", stage="DATA"
-                ) from None
-            raise TransientDeliveryError(str(exc), stage=exc.stage) from None
+            raise _pipeline_failure(exc) from None
         mail = replies.mail
         if mail.code != 250:
             await self._abandon(smtp, usable=replies.usable)
@@ -347,7 +307,7 @@ class SmtpTransport:
                 mail.code,
                 mail.message,
                 stage="MAIL FROM",
-                transient_anyway=mail.code in _ACCOUNT_LEVEL_CODES,
+                transient_anyway=mail.code in ACCOUNT_LEVEL_CODES,
             )
         accepted: list[str] = []
         refused: dict[str, Refusal] = {}
@@ -355,7 +315,7 @@ class SmtpTransport:
             if reply.code in (250, 251):
                 accepted.append(rcpt)
             else:
-                refused[rcpt] = _refusal(reply.code, reply.message)
+                refused[rcpt] = refusal(reply.code, reply.message)
         if not accepted:
             await self._abandon(smtp, usable=replies.usable)
             return DeliveryReport(refused=refused)
@@ -364,7 +324,7 @@ class SmtpTransport:
             if final is None:
                 await self._abandon(smtp, usable=replies.usable)
             reply = final or replies.data_start
-            refused.update(dict.fromkeys(accepted, _refusal(reply.code, reply.message)))
+            refused.update(dict.fromkeys(accepted, refusal(reply.code, reply.message)))
             return DeliveryReport(refused=refused)
         return DeliveryReport(accepted=tuple(accepted), refused=refused, reply=final.message)
 
@@ -403,8 +363,10 @@ class _StaleConnectionError(Exception):
     pass
 
 
-def _refusal(code: int, message: str) -> Refusal:
-    enhanced, text = split_enhanced(message)
-    verdict = classify_reply(code, enhanced)
-    explained = f"{text} ({verdict.explanation})" if verdict.explanation else text
-    return Refusal(code=code, text=explained, verdict=verdict.verdict, enhanced=enhanced)
+def _pipeline_failure(exc: PipelineError) -> Exception:
+    """What a broken transaction means for the email: unknown once its message went."""
+    if exc.after_data:
+        return OutcomeUnknownError(f"{exc}: the server may have taken the message", stage="DATA")
+    if exc.closed_early:
+        return _StaleConnectionError()
+    return TransientDeliveryError(str(exc), stage=exc.stage)
