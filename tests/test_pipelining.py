@@ -40,6 +40,7 @@ class Observed:
     rcpt_before_mail_reply: list[bool] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     messages: list[bytes] = field(default_factory=list)  # only those ended by "."
+    verbs: list[bytes] = field(default_factory=list)  # every command's first word, in order
     # Replies a misbehaving server gives instead of its own; SILENT never answers.
     mail_reply: bytes = b"250 2.1.0 OK\r\n"
     data_reply: bytes = b"354 go ahead\r\n"
@@ -56,6 +57,7 @@ async def _serve(
     ahead: list[bytes] = []  # a line read early, while MAIL FROM waited for its reply
     while line := (ahead.pop() if ahead else await reader.readline()):
         command = line.strip().upper()
+        seen.verbs.append(command.split(b" ", 1)[0].split(b":", 1)[0])
         if command.startswith(b"EHLO"):
             offer = b"250-PIPELINING\r\n" if seen.offer_pipelining else b""
             writer.write(b"250-pausing.test\r\n" + offer + b"250 8BITMIME\r\n")
@@ -273,6 +275,17 @@ def test_a_refused_message_is_refused_for_every_recipient(
     assert entry.status is OutboxStatus.FAILED
     assert {r.state for r in entry.recipients} == {RecipientState.REFUSED}
     assert "content rejected" in (entry.last_error or "")
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+def test_refused_data_resets_the_transaction(waiting: Postroom, pipelining: bool) -> None:
+    seen = Observed(data_reply=b"451 4.3.0 try later\r\n", offer_pipelining=pipelining)
+    outbox_id = deliver_through(seen, waiting, "a@example.net")
+    entry = waiting.outbox_entry(outbox_id)
+    assert entry.status is OutboxStatus.RETRY
+    assert "try later" in (entry.last_error or "")
+    assert seen.verbs[seen.verbs.index(b"DATA") + 1] == b"RSET"  # not left half open
+    assert seen.messages == []
 
 
 def test_a_reply_out_of_step_drops_the_connection(waiting: Postroom) -> None:

@@ -271,6 +271,7 @@ class SmtpTransport:
         # message went is an unknown outcome, not a plain retry.
         start = await smtp.execute_command(b"DATA", timeout=self._timeout)
         if start.code != 354:
+            await self._rset(smtp)  # the transaction is still open on the server
             refused.update(dict.fromkeys(accepted, refusal(start.code, start.message)))
             return DeliveryReport(refused=refused)
         final = await self._message_reply(smtp, envelope.message)
