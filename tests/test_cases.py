@@ -7,10 +7,13 @@ import ssl
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from postroom import Postroom
+from postroom.cases import store as case_store
 from postroom.errors import ConfigurationError, MessageError, NotFoundError
 from postroom.outbox import OutboxStatus
+from tests.conftest import make_settings
 from tests.fakes import free_port, smtp_server
 
 CLASS = "MyOrg-Mortgage-Work-MortgageRequest"
@@ -270,6 +273,35 @@ def test_attachment_names_are_unique_and_sent_email_names_are_reserved(
         postroom.cases.attach(case.id, name="x" * 201 + ".txt", content=b"x")
     assert postroom.cases.attachment(case.id, "dup.txt")[1] == b"first"
     assert [a.name for a in postroom.cases.get(case.id).attachments] == ["dup.txt"]
+
+
+@pytest.mark.postgres
+def test_an_upload_racing_for_the_same_name_is_refused(postgres_url: str) -> None:
+    # PostgreSQL reads committed rows: both uploads pass the check made in code, and the
+    # database's unique index decides. Here the other one commits in that window.
+    with Postroom(make_settings(postgres_url)) as pr:
+        pr.apply(records(25, steps=[]))
+        case = pr.cases.create(CLASS, operator="alice")
+        raced: list[bool] = []
+
+        def other_upload_first(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            if statement.startswith("INSERT INTO case_attachments") and not raced:
+                raced.append(True)
+                with pr.engine.begin() as other:
+                    case_store.add_attachment(
+                        other, case.id, name="dup.txt", content_type="text/plain", content=b"1"
+                    )
+
+        event.listen(pr.engine, "before_cursor_execute", other_upload_first)
+        with pytest.raises(ConfigurationError, match=r"already has an attachment named dup\.txt"):
+            pr.cases.attach(case.id, name="dup.txt", content=b"second")
+        event.remove(pr.engine, "before_cursor_execute", other_upload_first)
+        stored = pr.cases.get(case.id)
+        content = pr.cases.attachment(case.id, "dup.txt")[1]
+    assert raced == [True]
+    assert [a.name for a in stored.attachments] == ["dup.txt"]
+    assert content == b"1"
+    assert [h.action for h in stored.history].count("attached") == 0  # rolled back
 
 
 def test_case_data_is_bounded_and_json(postroom: Postroom) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 import postroom
 from postroom import Postroom, Settings
@@ -136,6 +136,44 @@ def test_upgrade_from_0001_keeps_accounts_and_fills_new_fields(
         with upgraded.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_upgrade_keeps_attachments_that_share_a_name(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if kind == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    engine = create_db_engine(url)
+    upgrade(engine, "0007")  # before names were unique in the database
+    stamp = "'2026-01-01 00:00:00+00:00'"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO cases (id, case_type, status, data, created_at, updated_at) "
+            f"VALUES ('C-1', 'T', 'New', '{{}}', {stamp}, {stamp})"
+        )
+        for content in (b"first", b"second", b"third"):
+            conn.execute(
+                text(
+                    "INSERT INTO case_attachments (case_id, name, content_type, content, size, "
+                    f"created_at) VALUES ('C-1', 'a.txt', 'text/plain', :content, 5, {stamp})"
+                ),
+                {"content": content},
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT id, name, content FROM case_attachments ORDER BY id"
+        ).all()
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    _, second, third = rows
+    assert [r.name for r in rows] == ["a.txt", f"a.txt-{second.id}", f"a.txt-{third.id}"]
+    assert [bytes(r.content) for r in rows] == [b"first", b"second", b"third"]
+    assert diff == []
 
 
 def test_sqlite_is_durable(tmp_path: Path) -> None:

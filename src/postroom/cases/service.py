@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from postroom.cases import store
 from postroom.cases.data import check_data
@@ -161,13 +162,16 @@ class CaseService:
                 f"attachment {clean} is larger than {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB"
             )
         ctype = content_type or mimetypes.guess_type(clean)[0] or "application/octet-stream"
+        taken = f"case {case_id} already has an attachment named {clean}; choose another name"
         with self._engine.begin() as conn:
             store.load_case(conn, case_id, details=False)
             if store.has_attachment(conn, case_id, clean):
-                raise ConfigurationError(
-                    f"case {case_id} already has an attachment named {clean}; choose another name"
-                )
-            store.add_attachment(conn, case_id, name=clean, content_type=ctype, content=content)
+                raise ConfigurationError(taken)
+            try:
+                store.add_attachment(conn, case_id, name=clean, content_type=ctype, content=content)
+            except IntegrityError:
+                # Another upload of that name committed after the check above.
+                raise ConfigurationError(taken) from None
             store.add_history(
                 conn,
                 case_id,

@@ -173,6 +173,9 @@ case_attachments = Table(
     Column("size", Integer, nullable=False),
     Column("outbox_id", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # Names are how attachments are fetched; two uploads racing on PostgreSQL would both
+    # pass a check made in code.
+    Index("ux_case_attachments_name", "case_id", "name", unique=True),
 )
 
 case_history = Table(
