@@ -259,22 +259,29 @@ def test_heartbeat_reports_host_pid_and_counts(
     assert final.sent == 3
 
 
-def test_stopped_is_the_last_state_written_even_with_a_beat_in_flight(database_url: str) -> None:
-    # A slow database: each running beat's write waits a while, so that stopping finds
-    # one in flight. 'stopped' must still be the state left behind.
-    settings = make_settings(database_url, heartbeat_interval=0.01)
-    with Postroom(settings) as pr:
+def slow_running_beats(pr: Postroom, begun: threading.Event) -> None:
+    """Each running beat's write waits 0.3 s (a slow database); ``begun`` says one started."""
 
-        def slow_running_beat(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-            if statement.startswith("UPDATE agents") and "running" in str(params):
-                time.sleep(0.2)
+    def hook(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.startswith("UPDATE agents") and "running" in str(params):
+            begun.set()
+            time.sleep(0.3)
 
-        event.listen(pr.engine, "before_cursor_execute", slow_running_beat)
+    event.listen(pr.engine, "before_cursor_execute", hook)
+
+
+@pytest.mark.postgres
+def test_stopped_is_the_last_state_written_even_with_a_beat_in_flight(postgres_url: str) -> None:
+    # PostgreSQL only: SQLite's BEGIN IMMEDIATE queues 'stopped' behind the beat anyway.
+    with Postroom(make_settings(postgres_url, heartbeat_interval=0.01)) as pr:
+        begun = threading.Event()
+        slow_running_beats(pr, begun)
 
         async def run_briefly() -> None:
+            begun.clear()
             stop = asyncio.Event()
             task = asyncio.create_task(pr.agent().run(stop=stop))
-            await asyncio.sleep(0.1)  # the first beat is under way
+            await asyncio.to_thread(begun.wait, 10)
             stop.set()
             await asyncio.wait_for(task, 10)
 
@@ -282,3 +289,25 @@ def test_stopped_is_the_last_state_written_even_with_a_beat_in_flight(database_u
             asyncio.run(run_briefly())
         states = [a.state for a in agent_rows(pr)]
     assert states == ["stopped"] * 3
+
+
+def test_an_agent_cancelled_while_stopping_still_ends_stopped(database_url: str) -> None:
+    # The service waits a bounded time for its agent, then cancels it: here while the
+    # agent waits for a slow beat. It must still close up and write 'stopped'.
+    with Postroom(make_settings(database_url, heartbeat_interval=0.01)) as pr:
+        begun = threading.Event()
+        slow_running_beats(pr, begun)
+
+        async def stop_impatiently() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(pr.agent().run(stop=stop))
+            await asyncio.to_thread(begun.wait, 10)
+            stop.set()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(task, 0.05)
+            assert task.cancelled()
+
+        asyncio.run(stop_impatiently())
+        [agent] = agent_rows(pr)
+    assert agent.state == "stopped"
+    assert agent.stopped_at is not None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import example, given
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from postroom import Postroom
 from postroom.outbox import OutboxStatus
 from postroom.outbox.models import RecipientState
-from postroom.transports.pipeline import data_lines, pipelinable
+from postroom.transports.pipeline import PipelineError, data_lines, message_reply, pipelinable
 from tests.conftest import make_settings
 from tests.fakes import smtp_server
 from tests.test_delivery import account, queue, run_agent
@@ -288,8 +289,46 @@ def test_refused_data_resets_the_transaction(waiting: Postroom, pipelining: bool
     assert seen.messages == []
 
 
-def test_a_reply_out_of_step_drops_the_connection(waiting: Postroom) -> None:
-    seen = Observed(data_reply=b"250 2.1.5 OK\r\n")  # as if a stray reply came first
+@pytest.mark.parametrize(
+    ("seen", "closing", "after_data"),
+    [
+        (Observed(offer_pipelining=False), True, False),
+        (Observed(offer_pipelining=False, final_reply=SILENT), False, True),
+    ],
+    ids=["closing before the message", "silent after it"],
+)
+def test_a_message_counts_as_sent_only_once_written(
+    seen: Observed, closing: bool, after_data: bool
+) -> None:
+    # Whether a failure may have delivered the message decides retry or unknown outcome.
+    async def attempt() -> PipelineError:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=5, start_tls=False)
+        await smtp.connect()
+        try:
+            await smtp.mail("s@example.net")
+            await smtp.rcpt("a@example.net")
+            assert (await smtp.execute_command(b"DATA")).code == 354
+            if closing:
+                # What a transport does on reading a hang-up: it closes itself, and the
+                # connection is gone a loop turn later. A write in between is dropped.
+                assert smtp.transport is not None
+                smtp.transport.close()
+            with pytest.raises(PipelineError) as failed:
+                await message_reply(smtp, message=b"Subject: s\r\n\r\nbody\r\n", timeout=0.5)
+            return failed.value
+        finally:
+            smtp.close()
+
+    with pausing_server(seen) as port:
+        error = asyncio.run(attempt())
+    assert error.after_data is after_data
+    assert len(seen.messages) == (1 if after_data else 0)
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+def test_a_reply_out_of_step_drops_the_connection(waiting: Postroom, pipelining: bool) -> None:
+    # As if a stray reply came first.
+    seen = Observed(data_reply=b"250 2.1.5 OK\r\n", offer_pipelining=pipelining)
     outbox_id = deliver_through(seen, waiting, "a@example.net")
     entry = waiting.outbox_entry(outbox_id)
     assert entry.status is OutboxStatus.RETRY

@@ -114,13 +114,27 @@ class SenderAgent:
                     continue
                 await self._process(rows)
         finally:
-            # Not cancelled: a beat runs in a thread that cancelling would not stop, and
-            # one committed after 'stopped' would show a stopped agent as running.
-            finished.set()
-            await beat
-            await self._deliverer.close()
-            await asyncio.to_thread(self._beat, "stopped")
+            await self._wind_down(beat, finished)
         return self.stats
+
+    async def _wind_down(self, beat: asyncio.Task[None], finished: asyncio.Event) -> None:
+        """Let a beat in flight finish, close connections, then write 'stopped' last.
+
+        The beat is never cancelled: it runs in a thread that cancelling would not stop,
+        and one committed after 'stopped' would show a stopped agent as running. Being
+        cancelled meanwhile (a caller's timeout) still ends with 'stopped', then re-raises.
+        """
+        finished.set()
+        cancelled = False
+        while not beat.done():
+            try:
+                await asyncio.shield(beat)
+            except asyncio.CancelledError:
+                cancelled = True
+        await self._deliverer.close()
+        await asyncio.to_thread(self._beat, "stopped")
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _process(self, rows: list[ClaimedEmail]) -> None:
         limited = dict(self._connections)

@@ -104,6 +104,11 @@ class ReplyReader(asyncio.Protocol):
         self._closed = True
         self._wake()
 
+    @property
+    def closed(self) -> bool:
+        """The server has ended the connection (what is written now is dropped)."""
+        return self._closed
+
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
@@ -218,6 +223,7 @@ async def pipelined_transaction(
             # The connection is dropped instead, and the refusals stand.
             transport.close()
             return Transaction(mail, rcpt, start, None, usable=False)
+        _check_open(transport, reader)
         transport.write(data_lines(message))
         final = await next_reply("the message", ok, after_data=True)
         return Transaction(mail, rcpt, start, final)
@@ -234,6 +240,7 @@ async def message_reply(smtp: aiosmtplib.SMTP, *, message: bytes, timeout: float
     """
     transport, owner, reader = _borrow(smtp, stage="the message")
     try:
+        _check_open(transport, reader)
         transport.write(data_lines(message))
         reply = await reader.reply(timeout, stage="the message", after_data=True)
         return _expect(reply, (250, 251), stage="the message", after_data=True)
@@ -256,3 +263,14 @@ def _borrow(
     reader = ReplyReader(owner)
     transport.set_protocol(reader)
     return transport, owner, reader
+
+
+def _check_open(transport: asyncio.Transport, reader: ReplyReader) -> None:
+    """Before the message: a connection the server already closed would drop it unsent."""
+    if transport.is_closing() or reader.closed:
+        raise PipelineError(
+            "the server closed the connection instead of taking the message",
+            stage="DATA",
+            after_data=False,
+            closed_early=False,
+        )

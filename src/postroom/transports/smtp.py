@@ -271,6 +271,12 @@ class SmtpTransport:
         # message went is an unknown outcome, not a plain retry.
         start = await smtp.execute_command(b"DATA", timeout=self._timeout)
         if start.code != 354:
+            if start.code // 100 not in (4, 5):
+                await self._reset()  # no answer DATA can have: the replies are out of step
+                raise TransientDeliveryError(
+                    f"the server answered DATA with {start.code} {start.message!r}, out of step",
+                    stage="DATA",
+                )
             await self._rset(smtp)  # the transaction is still open on the server
             refused.update(dict.fromkeys(accepted, refusal(start.code, start.message)))
             return DeliveryReport(refused=refused)
