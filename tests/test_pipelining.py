@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from postroom import Postroom
 from postroom.outbox import OutboxStatus
-from postroom.outbox.models import RecipientState
+from postroom.outbox.models import OutboxEntry, RecipientState
 from postroom.transports.pipeline import PipelineError, data_lines, message_reply, pipelinable
 from tests.conftest import make_settings
 from tests.fakes import smtp_server
@@ -208,6 +208,18 @@ def deliver_through(seen: Observed, postroom: Postroom, *to: str, **fields: obje
     return outbox_id
 
 
+def deliver_holding_unknowns(seen: Observed, postroom: Postroom) -> OutboxEntry:
+    """One email to a@example.net from an account that holds unknown outcomes (1 s timeout)."""
+    outbox_id = deliver_through(
+        seen,
+        postroom,
+        "a@example.net",
+        advanced={"mail.smtp.timeout": "1000"},
+        on_unknown_outcome="hold",
+    )
+    return postroom.outbox_entry(outbox_id)
+
+
 def test_a_reply_that_is_not_smtp_is_retried_and_sends_nothing(waiting: Postroom) -> None:
     seen = Observed(mail_reply=b"OK sender fine\r\n")
     outbox_id = deliver_through(seen, waiting, "a@example.net")
@@ -237,14 +249,7 @@ def test_data_opened_for_no_recipient_completes_no_message(waiting: Postroom) ->
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
 def test_no_reply_to_the_message_is_an_unknown_outcome(waiting: Postroom, pipelining: bool) -> None:
     seen = Observed(final_reply=SILENT, offer_pipelining=pipelining)
-    outbox_id = deliver_through(
-        seen,
-        waiting,
-        "a@example.net",
-        advanced={"mail.smtp.timeout": "1000"},
-        on_unknown_outcome="hold",
-    )
-    entry = waiting.outbox_entry(outbox_id)
+    entry = deliver_holding_unknowns(seen, waiting)
     assert len(seen.messages) == 1  # the server has it, but never said so
     assert entry.status is OutboxStatus.HELD  # a person decides: resending may duplicate
     assert "may have taken the message" in (entry.last_error or "")
@@ -253,14 +258,7 @@ def test_no_reply_to_the_message_is_an_unknown_outcome(waiting: Postroom, pipeli
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
 def test_no_reply_to_data_is_retried_as_nothing_went(waiting: Postroom, pipelining: bool) -> None:
     seen = Observed(data_reply=SILENT, offer_pipelining=pipelining)
-    outbox_id = deliver_through(
-        seen,
-        waiting,
-        "a@example.net",
-        advanced={"mail.smtp.timeout": "1000"},
-        on_unknown_outcome="hold",
-    )
-    entry = waiting.outbox_entry(outbox_id)
+    entry = deliver_holding_unknowns(seen, waiting)
     assert seen.messages == []
     assert entry.status is OutboxStatus.RETRY  # no message went: sending again is safe
     assert "may have taken" not in (entry.last_error or "")

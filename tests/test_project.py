@@ -87,15 +87,8 @@ def test_settings_reject_bad_values() -> None:
     )
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_migrations_build_exactly_the_declared_schema(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'm.db'}"
-        if kind == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+def test_migrations_build_exactly_the_declared_schema(database_url: str) -> None:
+    url = database_url  # a database nothing has migrated yet
     engine = create_db_engine(url)
     upgrade(engine)
     upgrade(engine)  # idempotent
@@ -106,15 +99,8 @@ def test_migrations_build_exactly_the_declared_schema(
     engine.dispose()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_upgrade_from_0001_keeps_accounts_and_fills_new_fields(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'old.db'}"
-        if kind == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+def test_upgrade_from_0001_keeps_accounts_and_fills_new_fields(database_url: str) -> None:
+    url = database_url  # a database nothing has migrated yet
     engine = create_db_engine(url)
     upgrade(engine, "0001")
     with engine.begin() as conn:
@@ -138,15 +124,8 @@ def test_upgrade_from_0001_keeps_accounts_and_fills_new_fields(
         assert diff == []
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_upgrade_keeps_attachments_that_share_a_name(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'old.db'}"
-        if kind == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+def test_upgrade_keeps_attachments_that_share_a_name(database_url: str) -> None:
+    url = database_url  # a database nothing has migrated yet
     engine = create_db_engine(url)
     upgrade(engine, "0007")  # before names were unique in the database
     stamp = "'2026-01-01 00:00:00+00:00'"
