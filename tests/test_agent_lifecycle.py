@@ -259,13 +259,13 @@ def test_heartbeat_reports_host_pid_and_counts(
     assert final.sent == 3
 
 
-def slow_running_beats(pr: Postroom, begun: threading.Event) -> None:
-    """Each running beat's write waits 0.3 s (a slow database); ``begun`` says one started."""
+def slow_running_beats(pr: Postroom, begun: threading.Event, seconds: float) -> None:
+    """Each running beat's write waits ``seconds`` (a slow database); ``begun`` says one started."""
 
     def hook(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
         if statement.startswith("UPDATE agents") and "running" in str(params):
             begun.set()
-            time.sleep(0.3)
+            time.sleep(seconds)
 
     event.listen(pr.engine, "before_cursor_execute", hook)
 
@@ -275,7 +275,7 @@ def test_stopped_is_the_last_state_written_even_with_a_beat_in_flight(postgres_u
     # PostgreSQL only: SQLite's BEGIN IMMEDIATE queues 'stopped' behind the beat anyway.
     with Postroom(make_settings(postgres_url, heartbeat_interval=0.01)) as pr:
         begun = threading.Event()
-        slow_running_beats(pr, begun)
+        slow_running_beats(pr, begun, 0.3)
 
         async def run_briefly() -> None:
             begun.clear()
@@ -296,7 +296,7 @@ def test_an_agent_cancelled_while_stopping_still_ends_stopped(database_url: str)
     # agent waits for a slow beat. It must still close up and write 'stopped'.
     with Postroom(make_settings(database_url, heartbeat_interval=0.01)) as pr:
         begun = threading.Event()
-        slow_running_beats(pr, begun)
+        slow_running_beats(pr, begun, 1.5)  # far longer than the wait below
 
         async def stop_impatiently() -> None:
             stop = asyncio.Event()
