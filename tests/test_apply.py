@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from postroom import Postroom
-from postroom.errors import ConfigurationError
+from postroom.config.apply import write_records
+from postroom.errors import ConfigurationError, ExistsError
+from postroom.operators.models import Operator
 from tests.conftest import case_type_with
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "mortgage.yaml"
@@ -154,3 +156,20 @@ def test_files_referenced_relative_to_the_yaml(sqlite_postroom: Postroom, tmp_pa
     sqlite_postroom.apply(tmp_path / "r.yaml")
     with sqlite_postroom.engine.connect() as conn:
         assert sqlite_postroom.correspondence_store.get(conn, "Letter").html == "<p>from a file</p>"
+
+
+def test_creating_records_that_exist_writes_nothing(postroom: Postroom) -> None:
+    # The check is made in the writing transaction: a record created by someone else
+    # after a caller looked, and before it wrote, is refused rather than overwritten.
+    first = Operator(id="carol", name="Carol")
+    write_records(postroom, {"operators": [first]}, create=True)
+    again = Operator(id="carol", name="Someone else")
+    new = Operator(id="dave", name="Dave")
+    with pytest.raises(ExistsError, match="operator carol exists already"):
+        write_records(postroom, {"operators": [new, again]}, create=True)
+    with postroom.engine.connect() as conn:
+        stored = {o.id: o.name for o in postroom.operator_store.list(conn)}
+    assert stored == {"carol": "Carol"}  # neither the new one nor the change was kept
+    write_records(postroom, {"operators": [again]})  # without create: an update
+    with postroom.engine.connect() as conn:
+        assert [o.name for o in postroom.operator_store.list(conn)] == ["Someone else"]

@@ -494,3 +494,16 @@ def test_a_sent_email_offers_no_retry_or_cancel_and_case_data_keeps_types(
     [case] = pr.cases.recent()
     assert case.data["amount"] == 250000  # a number, as on the command line
     assert case.data["applicant"] == "Jo"
+
+
+def test_creating_an_account_that_exists_is_refused_and_keeps_it(
+    client: TestClient, pr: Postroom
+) -> None:
+    csrf = log_in(client)
+    form = account_form(csrf, name="Sales", address="sales@example.com")
+    assert client.post("/accounts", data=form, follow_redirects=False).status_code == 303
+    clash = account_form(csrf, name="Sales", address="other@example.com")
+    refused = client.post("/accounts", data=clash, follow_redirects=False)
+    assert refused.status_code == 409
+    assert "account Sales exists already: edit it instead" in refused.text
+    assert pr.account("Sales").address == "sales@example.com"

@@ -136,9 +136,12 @@ class Postroom:
         with self.engine.connect() as conn:
             return self.account_store.list(conn)
 
-    def put_account(self, account: EmailAccount) -> Change:
-        """Create or update an account; a change lifts its hold (see :meth:`release_account`)."""
-        return write_records(self, {"accounts": [account]}).changes[0][2]
+    def put_account(self, account: EmailAccount, *, create: bool = False) -> Change:
+        """Create or update an account (``create``: only a new one, else ExistsError).
+
+        A change lifts the account's hold (see :meth:`release_account`).
+        """
+        return write_records(self, {"accounts": [account]}, create=create).changes[0][2]
 
     def auth_profile(self, name: str) -> AuthProfile:
         with self.engine.connect() as conn:

@@ -64,6 +64,10 @@ class StateError(PostroomError, RuntimeError):
     """A status change is not allowed from the current status."""
 
 
+class ExistsError(StateError):
+    """A record to be created exists already."""
+
+
 class SecretError(PostroomError):
     """A stored secret cannot be decrypted with the configured key."""
 

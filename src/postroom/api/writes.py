@@ -17,7 +17,7 @@ from postroom.accounts import EmailAccount, Protocol
 from postroom.api.problems import ApiProblem, FieldProblem, validation_problem
 from postroom.app import Postroom
 from postroom.config.apply import write_records
-from postroom.errors import NotFoundError, PostroomError
+from postroom.errors import ExistsError, NotFoundError, PostroomError
 from postroom.records import Change
 
 R = TypeVar("R", bound=BaseModel)
@@ -41,10 +41,14 @@ def validate(model: type[R], data: dict[str, Any]) -> R:
         raise validation_problem(exc) from None
 
 
-def save(postroom: Postroom, section: str, record: BaseModel) -> tuple[Change, list[str]]:
-    """Upsert one record as ``apply`` does; the change and the apply's warnings."""
+def save(
+    postroom: Postroom, section: str, record: BaseModel, *, create: bool = False
+) -> tuple[Change, list[str]]:
+    """Upsert one record as ``apply`` does (``create``: only a new one); change, warnings."""
     try:
-        report = write_records(postroom, {section: [record]})
+        report = write_records(postroom, {section: [record]}, create=create)
+    except ExistsError as exc:
+        raise ApiProblem(409, f"{exc}; PUT replaces it", kind="exists") from None
     except PostroomError:
         raise
     except ValueError as exc:
@@ -52,11 +56,6 @@ def save(postroom: Postroom, section: str, record: BaseModel) -> tuple[Change, l
         # kind is given) fails here rather than in the model: still the client's error.
         raise ApiProblem(422, str(exc), kind="validation") from None
     return report.changes[0][2], report.warnings
-
-
-def refuse_existing(exists: bool, what: str) -> None:
-    if exists:
-        raise ApiProblem(409, f"{what} exists already; PUT replaces it", kind="exists")
 
 
 def stored(load: Any, name: str) -> Any | None:

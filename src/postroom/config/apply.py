@@ -31,7 +31,7 @@ from postroom.config.files import (
 )
 from postroom.correspondence import Correspondence, Renderer
 from postroom.db.types import utcnow
-from postroom.errors import ConfigurationError, TemplateError
+from postroom.errors import ConfigurationError, ExistsError, TemplateError
 from postroom.keystores.inspection import describe
 from postroom.keystores.models import Keystore
 from postroom.operators import Operator
@@ -202,9 +202,17 @@ def apply_config(postroom: Postroom, source: Path | str | dict[str, Any]) -> App
 
 
 def write_records(
-    postroom: Postroom, records: dict[str, list[Any]], *, warnings: list[str] | None = None
+    postroom: Postroom,
+    records: dict[str, list[Any]],
+    *,
+    warnings: list[str] | None = None,
+    create: bool = False,
 ) -> ApplyReport:
-    """Check validated records against each other and the database, then upsert them."""
+    """Check validated records against each other and the database, then upsert them.
+
+    ``create``: every record must be new; else :class:`ExistsError` and nothing is written
+    (checked in the writing transaction, so two creates racing cannot both succeed).
+    """
     records = {s: list(records.get(s, [])) for s in SECTIONS}
     report = ApplyReport(warnings=list(warnings or []))
     _check_endpoints(records, postroom.settings.endpoint_hosts)
@@ -272,6 +280,11 @@ def write_records(
                 report.warnings.append(
                     f"operator {op.id} reports to {op.reports_to}, who is not an operator"
                 )
+        existing = [
+            f"{kind} {name}" for kind, name, change in report.changes if change != "created"
+        ]
+        if create and existing:
+            raise ExistsError(f"{', '.join(existing)} exists already")
     return report
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from postroom.api.auth import admin
 from postroom.api.problems import ApiProblem, problem_responses
-from postroom.api.writes import check_name, refuse_existing, save, stored
+from postroom.api.writes import check_name, save
 from postroom.app import Postroom
 from postroom.cases.models import CaseType, RecipientKind
 from postroom.correspondence import Correspondence
@@ -53,8 +53,7 @@ def _operators(api: APIRouter, postroom: Postroom) -> None:
 
     @api.post("/operators", tags=["operators"], status_code=201, responses=_WRITE)
     def create_operator(body: Operator) -> Operator:
-        refuse_existing(stored(operator, body.id) is not None, f"operator {body.id}")
-        save(postroom, "operators", body)
+        save(postroom, "operators", body, create=True)
         return operator(body.id)
 
     @api.get("/operators/{operator_id}", tags=["operators"], responses=_READ)
@@ -95,8 +94,7 @@ def _correspondence(api: APIRouter, postroom: Postroom) -> None:
 
     @api.post("/correspondence", tags=["correspondence"], status_code=201, responses=_WRITE)
     def create_correspondence(body: Correspondence) -> Correspondence:
-        refuse_existing(stored(correspondence, body.name) is not None, f"{body.name!r}")
-        save(postroom, "correspondence", body)
+        save(postroom, "correspondence", body, create=True)
         return correspondence(body.name)
 
     @api.get("/correspondence/{name}", tags=["correspondence"], responses=_READ)
@@ -134,8 +132,7 @@ def _case_types(api: APIRouter, postroom: Postroom) -> None:
 
     @api.post("/case-types", tags=["case types"], status_code=201, responses=_WRITE)
     def create_case_type(body: CaseType) -> CaseType:
-        refuse_existing(stored(case_type, body.class_name) is not None, body.class_name)
-        save(postroom, "case_types", body)
+        save(postroom, "case_types", body, create=True)
         return case_type(body.class_name)
 
     @api.get("/case-types/{class_name}", tags=["case types"], responses=_READ)

@@ -20,7 +20,6 @@ from postroom.api.writes import (
     account_data,
     check_name,
     in_use,
-    refuse_existing,
     save,
     secret_data,
     stored,
@@ -57,10 +56,8 @@ def _accounts(api: APIRouter, postroom: Postroom) -> None:
 
     def put_account(body: AccountIn, response: Response, *, create: bool) -> AccountView:
         old = stored(postroom.account, body.name)
-        if create:
-            refuse_existing(old is not None, f"account {body.name}")
         data = account_data(body.model_dump(exclude_unset=True), old)
-        change, warnings = save(postroom, "accounts", validate(EmailAccount, data))
+        change, warnings = save(postroom, "accounts", validate(EmailAccount, data), create=create)
         _status(response, change)
         return AccountView.of(postroom.account(body.name), warnings)
 
@@ -106,10 +103,8 @@ def _profiles(api: APIRouter, postroom: Postroom) -> None:
 
     def put_profile(body: AuthProfileIn, response: Response, *, create: bool) -> AuthProfileView:
         old = stored(postroom.auth_profile, body.name)
-        if create:
-            refuse_existing(old is not None, f"auth profile {body.name}")
         data = secret_data(body.model_dump(exclude_unset=True), old, ("client_secret",))
-        change, _ = save(postroom, "auth_profiles", validate(AuthProfile, data))
+        change, _ = save(postroom, "auth_profiles", validate(AuthProfile, data), create=create)
         _status(response, change)
         return AuthProfileView.of(postroom.auth_profile(body.name))
 
@@ -144,10 +139,8 @@ def _keystores(api: APIRouter, postroom: Postroom) -> None:
 
     def put_keystore(body: KeystoreIn, response: Response, *, create: bool) -> KeystoreView:
         old = stored(postroom.keystore, body.name)
-        if create:
-            refuse_existing(old is not None, f"keystore {body.name}")
         data = secret_data(body.model_dump(exclude_unset=True), old, ("content", "password"))
-        change, _ = save(postroom, "keystores", validate(Keystore, data))
+        change, _ = save(postroom, "keystores", validate(Keystore, data), create=create)
         _status(response, change)
         return KeystoreView.of(postroom.keystore(body.name))
 

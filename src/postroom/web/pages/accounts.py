@@ -15,7 +15,7 @@ from postroom.accounts.connectivity import ConnectivityReport
 from postroom.accounts.models import GRAPH_URL, UnknownOutcome
 from postroom.accounts.presets import PRESETS, Provider, Security
 from postroom.app import Postroom
-from postroom.errors import NoAccountError, PostroomError
+from postroom.errors import ExistsError, NoAccountError, PostroomError
 from postroom.web import forms
 from postroom.web.pages.records import case_type_rows
 from postroom.web.render import page, redirect
@@ -214,7 +214,16 @@ def _save(request: Request, auth: Auth, form: FormData, existing: EmailAccount |
             password=forms.raw(form, "password"),
             clear=forms.checked(form, "clear_password"),
         )
-        change = pr.put_account(account)
+        change = pr.put_account(account, create=existing is None)
+    except ExistsError as exc:
+        return _form_page(
+            request,
+            auth,
+            values=values,
+            existing=None,
+            error=f"{exc}: edit it instead",
+            status_code=409,
+        )
     except (ValidationError, PostroomError, ValueError) as exc:
         return _form_page(
             request,
@@ -232,18 +241,6 @@ def _save(request: Request, auth: Auth, form: FormData, existing: EmailAccount |
 
 @router.post("/accounts")
 def create_account(request: Request, auth: LoggedIn, form: Form) -> Response:
-    pr = postroom_of(request)
-    name = forms.text(form, "name")
-    if name and name in {a.name for a in pr.accounts()}:
-        values = _posted(form)
-        return _form_page(
-            request,
-            auth,
-            values=values,
-            existing=None,
-            error=f"an account named {name} exists already: edit it instead",
-            status_code=409,
-        )
     return _save(request, auth, form, None)
 
 
