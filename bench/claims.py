@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import faulthandler
 import secrets
 import signal
 import statistics
@@ -45,10 +44,10 @@ import workload
 from harness import (
     AGENT_COMMAND,
     BenchFailure,
-    BenchTimeout,
     Deadline,
     SmtpSink,
     agent_env,
+    guarded,
     positive,
     scratch_postgres,
     smtp_sink,
@@ -56,7 +55,7 @@ from harness import (
 from rich.console import Console
 from rich.table import Column, Table
 from sqlalchemy import Connection, func, insert, literal, select
-from tools import ToolError, postfix_tools
+from tools import postfix_tools
 
 from postroom.app import Postroom
 from postroom.db import tables
@@ -274,7 +273,7 @@ def bench_database(
         postroom.apply(workload.records(sink.port))
         with postroom.engine.connect() as conn:  # composed once: every row carries its bytes
             request, class_name = workload.letter_request(0), workload.CLASS_NAME
-            email = postroom.composer.compose(conn, request, class_name=class_name).emails[0]
+            email = postroom.composer.batch(conn).compose(request, class_name=class_name).emails[0]
         settings = postroom.settings
         console.print(
             f"{name}: batch_size {settings.batch_size}, lease {settings.lease_seconds:.0f} s, "
@@ -366,19 +365,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--database-url must be a postgresql:// URL (SQLite always runs)")
     if args.rows <= SMALL:
         parser.error(f"--rows must be over {SMALL:,}")
-    # Last resort if something hangs outside the cooperative deadline checks.
-    faulthandler.dump_traceback_later(args.timeout + 120, exit=True)
     start = time.perf_counter()
-    try:
-        results = run(database_url=args.database_url, rows=args.rows, timeout=args.timeout)
-    except BenchTimeout as exc:
-        console.print(f"[bold red]claims: {exc} (--timeout {args.timeout:.0f} s)[/]")
-        return 2
-    except (BenchFailure, ToolError) as exc:
-        console.print(f"[bold red]claims: FAILED: {exc}[/]")
-        return 1
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+    results = guarded(
+        "claims",
+        lambda: run(database_url=args.database_url, rows=args.rows, timeout=args.timeout),
+        timeout_note=f"--timeout {args.timeout:.0f} s",
+        watchdog=args.timeout + 120,
+    )
     console.print(table(results, args.rows))
     console.print(f"total run time {time.perf_counter() - start:.0f} s")
     missed = problems(results)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import faulthandler
 import json
 import os
 import pstats
@@ -17,17 +18,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.pool import NullPool
-from tools import Postfix, sink_count
+from tools import Postfix, ToolError, sink_count
 
 import postroom
 
+T = TypeVar("T")
 SINK_SCRIPT = Path(__file__).with_name("sink.py")
 POSTROOM_CODE = re.escape(str(Path(postroom.__file__).parent))
 
@@ -38,6 +40,22 @@ class BenchFailure(Exception):
 
 class BenchTimeout(Exception):
     """The benchmark ran out of time."""
+
+
+def guarded(name: str, action: Callable[[], T], *, timeout_note: str, watchdog: float) -> T:
+    """``action()`` under a watchdog that dumps stacks and exits if it hangs past the
+    cooperative deadlines; a timeout (exit 2) or failure (exit 1) is said in one line."""
+    faulthandler.dump_traceback_later(watchdog, exit=True)
+    try:
+        return action()
+    except BenchTimeout as exc:
+        print(f"{name}: {exc} ({timeout_note})", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (BenchFailure, ToolError) as exc:
+        print(f"{name}: FAILED: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ counting sink (``bench/sink.py``, its own process on 127.0.0.1):
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import math
 import secrets
 import signal
@@ -38,6 +37,7 @@ from harness import (
     Phase,
     Sink,
     agent_env,
+    guarded,
     positive,
     running_sink,
     scratch_postgres,
@@ -321,18 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per phase")
     args = parser.parse_args(argv)
     console = Console()
-    # Last resort if something hangs outside the bounded waits.
-    faulthandler.dump_traceback_later(2 * args.timeout + 300, exit=True)
-    try:
-        results = run(database_url=args.database_url, count=args.count, timeout=args.timeout)
-    except BenchTimeout as exc:
-        console.print(f"[bold red]scale: {exc} (--timeout {args.timeout:.0f} s per phase)[/]")
-        return 2
-    except BenchFailure as exc:
-        console.print(f"[bold red]scale: FAILED: {exc}[/]")
-        return 1
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+    results = guarded(
+        "scale",
+        lambda: run(database_url=args.database_url, count=args.count, timeout=args.timeout),
+        timeout_note=f"--timeout {args.timeout:.0f} s per phase",
+        watchdog=2 * args.timeout + 300,
+    )
     console.print(results_table(results))
     return 0
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import faulthandler
 import hashlib
 import secrets
 import sys
@@ -44,6 +43,7 @@ from harness import (
     BenchTimeout,
     Deadline,
     Phase,
+    guarded,
     positive,
     profiled,
     running_sink,
@@ -320,18 +320,12 @@ def run(options: Options, console: Console) -> None:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     console = Console()
-    # Last resort if something hangs outside the cooperative deadline checks.
-    faulthandler.dump_traceback_later(options.timeout + 120, exit=True)
-    try:
-        run(options, console)
-    except BenchTimeout as exc:
-        console.print(f"[bold red]bench: {exc} (--timeout {options.timeout:.0f} s)[/]")
-        return 2
-    except BenchFailure as exc:
-        console.print(f"[bold red]bench: FAILED: {exc}[/]")
-        return 1
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+    guarded(
+        "bench",
+        lambda: run(options, console),
+        timeout_note=f"--timeout {options.timeout:.0f} s",
+        watchdog=options.timeout + 120,
+    )
     return 0
 
 

@@ -123,4 +123,4 @@ def letter_request(i: int) -> EmailRequest:
 def warm_up(postroom: Postroom) -> None:
     """Compile the templates once (not enqueued), as a running service would have."""
     with postroom.engine.connect() as conn:
-        postroom.composer.compose(conn, letter_request(0), class_name=CLASS_NAME)
+        postroom.composer.batch(conn).compose(letter_request(0), class_name=CLASS_NAME)

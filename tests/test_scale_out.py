@@ -39,11 +39,11 @@ def enqueue(pr: Postroom, count: int) -> set[str]:
     ids: set[str] = set()
     for first in range(0, count, 250):
         with pr.engine.begin() as conn:
+            composition = pr.composer.batch(conn)
             emails = [
                 email
                 for n in range(first, min(first + 250, count))
-                for email in pr.composer.compose(
-                    conn,
+                for email in composition.compose(
                     EmailRequest(
                         to=[Recipient(kind="address", value=f"user{n}@example.net")],
                         subject=f"n{n}",

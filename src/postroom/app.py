@@ -299,7 +299,9 @@ class Postroom:
         with self.engine.begin() as conn:
             case = load_case(conn, case_id, details=False) if case_id else None
             resolved_class = case.case_type if case is not None else (class_name or DEFAULT_ACCOUNT)
-            composed = self.composer.compose(conn, request, class_name=resolved_class, case=case)
+            composed = self.composer.batch(conn).compose(
+                request, class_name=resolved_class, case=case
+            )
             ids = [self.outbox_store.enqueue(conn, email) for email in composed.emails]
             if case is not None:
                 for outbox_id, email in zip(ids, composed.emails, strict=True):

@@ -125,25 +125,8 @@ class Composer:
         self._renderer = renderer
         self._seal = seal
 
-    def compose(
-        self,
-        conn: Connection,
-        request: EmailRequest,
-        *,
-        class_name: str,
-        case: Case | None = None,
-        actor: Operator | None = None,
-        label: str = "",
-        class_group: str | None = None,
-    ) -> ComposedEmail:
-        """One email's outbox rows, composed in the caller's transaction."""
-        return self.batch(conn).compose(
-            request, class_name=class_name, case=case, actor=actor, label=label,
-            class_group=class_group,
-        )  # fmt: skip
-
     def batch(self, conn: Connection) -> Composition:
-        """A composition for many emails in one transaction: accounts and templates once."""
+        """Composition in the caller's transaction: accounts and templates looked up once."""
         return Composition(
             conn,
             accounts=self._accounts,

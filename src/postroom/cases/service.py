@@ -283,8 +283,7 @@ class CaseService:
             ),
         )
         try:
-            composed = self._composer.compose(
-                conn,
+            composed = self._composer.batch(conn).compose(
                 request,
                 class_name=ctype.class_name,
                 case=case,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from postroom.api.auth import SendToken, admin
 from postroom.api.idempotency import (
@@ -52,35 +52,27 @@ def router(postroom: Postroom) -> APIRouter:
         """Queue an email for a case (its class's account) or a class (``class_name``)."""
         if body.case_id is not None:
             check_case(postroom.engine, token, body.case_id)  # a send token's own cases only
-        digest = request_hash("POST /emails", body.model_dump(mode="json"))
-        created: list[int] = []
-        record = _recorder(token.id, key, digest, created)
-
-        def create() -> list[int]:
-            with referenced():
-                postroom.send(
-                    to=body.to,
-                    cc=body.cc,
-                    bcc=body.bcc,
-                    subject=body.subject,
-                    body=body.body,
-                    correspondence=body.correspondence,
-                    class_name=body.class_name,
-                    case_id=body.case_id,
-                    priority=body.priority,
-                    send_after=body.send_after,
-                    expires_at=body.expires_at,
-                    record=record,
-                )
-            return created
-
-        result = once(postroom.engine, token_id=token.id, key=key, digest=digest, create=create)
-        if isinstance(result, Stored):
-            ids = [int(i) for i in result.body["ids"]]
-            response.status_code = result.status_code
-            response.headers["Idempotent-Replayed"] = "true"
-        else:
-            ids = result
+        ids = _queue_once(
+            postroom.engine,
+            token_id=token.id,
+            key=key,
+            digest=request_hash("POST /emails", body.model_dump(mode="json")),
+            response=response,
+            queue=lambda record: postroom.send(
+                to=body.to,
+                cc=body.cc,
+                bcc=body.bcc,
+                subject=body.subject,
+                body=body.body,
+                correspondence=body.correspondence,
+                class_name=body.class_name,
+                case_id=body.case_id,
+                priority=body.priority,
+                send_after=body.send_after,
+                expires_at=body.expires_at,
+                record=record,
+            ),
+        )
         response.headers["Location"] = str(request.url_for("get_email", email_id=ids[0]))
         return queued(ids)
 
@@ -90,23 +82,18 @@ def router(postroom: Postroom) -> APIRouter:
     ) -> QueuedBatch:
         """Queue many ad-hoc emails in one transaction: all of them, or none (the error
         names the email). Templates and the account are looked up once."""
-        digest = request_hash("POST /emails/batch", body.model_dump(mode="json"))
-        created: list[int] = []
-        record = _recorder(token.id, key, digest, created)
-
-        def create() -> list[int]:
-            with referenced():
-                postroom.send_many(
-                    [_request(e) for e in body.emails], class_name=body.class_name, record=record
-                )
-            return created
-
-        result = once(postroom.engine, token_id=token.id, key=key, digest=digest, create=create)
-        if isinstance(result, Stored):
-            response.status_code = result.status_code
-            response.headers["Idempotent-Replayed"] = "true"
-            return QueuedBatch(ids=[int(i) for i in result.body["ids"]])
-        return QueuedBatch(ids=result)
+        requests = [_request(e) for e in body.emails]
+        ids = _queue_once(
+            postroom.engine,
+            token_id=token.id,
+            key=key,
+            digest=request_hash("POST /emails/batch", body.model_dump(mode="json")),
+            response=response,
+            queue=lambda record: postroom.send_many(
+                requests, class_name=body.class_name, record=record
+            ),
+        )
+        return QueuedBatch(ids=ids)
 
     @api.get("/emails", dependencies=[admin], summary="List emails, newest first")
     def list_emails(
@@ -154,10 +141,24 @@ def router(postroom: Postroom) -> APIRouter:
     return api
 
 
-def _recorder(
-    token_id: str, key: str | None, digest: str, created: list[int]
-) -> Callable[[Connection, list[int]], None]:
-    """Records, in the creating transaction, who owns the new emails and the request's key."""
+Recorder = Callable[[Connection, list[int]], None]
+
+
+def _queue_once(
+    engine: Engine,
+    *,
+    token_id: str,
+    key: str | None,
+    digest: str,
+    response: Response,
+    queue: Callable[[Recorder], object],
+) -> list[int]:
+    """The ids ``queue`` creates, or on a replayed idempotency key the first answer's.
+
+    ``queue`` hands its recorder the new ids in the creating transaction: who owns them
+    and the key's answer are committed with them.
+    """
+    created: list[int] = []
 
     def record(conn: Connection, ids: list[int]) -> None:
         for outbox_id in ids:
@@ -167,7 +168,17 @@ def _recorder(
         )
         created.extend(ids)
 
-    return record
+    def create() -> list[int]:
+        with referenced():
+            queue(record)
+        return created
+
+    result = once(engine, token_id=token_id, key=key, digest=digest, create=create)
+    if isinstance(result, Stored):
+        response.status_code = result.status_code
+        response.headers["Idempotent-Replayed"] = "true"
+        return [int(i) for i in result.body["ids"]]
+    return result
 
 
 def _request(email: BatchEmail) -> EmailRequest:
