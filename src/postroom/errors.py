@@ -6,7 +6,9 @@ either::
 
     PostroomError
     ├── ConfigurationError (ValueError)        a record, file or setting is wrong
-    │   └── UnknownParameterError              an advanced parameter nobody knows
+    │   ├── UnknownParameterError              an advanced parameter nobody knows
+    │   └── InvalidTextError                   text not valid Unicode, or a control
+    │                                          character its field forbids
     ├── NotFoundError (LookupError)            a named record does not exist
     │   └── NoAccountError                     no account for a class, and no Default
     ├── TemplateError (ValueError)             a correspondence does not render
@@ -38,6 +40,14 @@ class ConfigurationError(PostroomError, ValueError):
 
 class UnknownParameterError(ConfigurationError):
     """An advanced parameter is not one Postroom understands."""
+
+
+class InvalidTextError(ConfigurationError):
+    """Text is not valid Unicode, or holds a control character its field forbids."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFoundError(PostroomError, LookupError):

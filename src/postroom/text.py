@@ -1,0 +1,117 @@
+"""Text at the edges: valid Unicode, and only the control characters its field may hold.
+
+Python hands bytes it cannot decode over as lone surrogates: command-line arguments and
+file names through ``surrogateescape`` (``\\xff`` becomes U+DCFF), JSON and YAML through
+``"\\ud800"`` escapes. Such text cannot be written as UTF-8, so it would fail deep
+inside (in the database driver, or while writing the message) with a bare
+``UnicodeEncodeError``. Every entry point checks its text here first; the refusal is an
+:class:`~postroom.errors.InvalidTextError` naming the field, never quoting its value
+(it may be a secret).
+
+What a field may hold:
+
+- a *line* (a header, an address, a name, a subject): no C0 control, no DEL and no
+  Unicode line break (NEL, U+2028, U+2029), which could forge a header or a log line;
+- a *body*: tab, line feed and carriage return, and no other C0 control;
+- anything else (case data, record fields): no NUL, which PostgreSQL cannot store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from postroom.errors import InvalidTextError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_LINE_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+_BODY_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_NUL = re.compile("\x00")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_line(value: str, *, field: str) -> str:
+    """``value`` if it is valid Unicode on one line without control characters."""
+    return _check(value, field=field, controls=_LINE_CONTROL, where="on one line")
+
+
+def check_body(value: str, *, field: str) -> str:
+    """``value`` if it is valid Unicode whose only controls are tab, CR and LF."""
+    return _check(value, field=field, controls=_BODY_CONTROL, where="in a body")
+
+
+def check_tree(value: Any, *, field: str) -> Any:
+    """``value`` if every string in it (mapping keys too) is valid Unicode without NUL.
+
+    Walks mappings, lists and tuples as JSON or YAML gives them; the error names the
+    path of the string, e.g. ``data.items[2]``.
+    """
+    if isinstance(value, str):
+        _check(value, field=field, controls=_NUL, where="in stored text")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str):
+                _check(key, field=f"{field} key {key!r}", controls=_NUL, where="in a key")
+            check_tree(item, field=_member(field, key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_tree(item, field=f"{field}[{i}]")
+    return value
+
+
+def _member(field: str, key: object) -> str:
+    if isinstance(key, str) and _IDENTIFIER.fullmatch(key):
+        return f"{field}.{key}" if field else key
+    # repr() escapes surrogates and line breaks: the name stays printable on one line.
+    return f"{field}[{key!r}]"
+
+
+def _check(value: str, *, field: str, controls: re.Pattern[str], where: str) -> str:
+    if (bad := _SURROGATE.search(value)) is not None:
+        raise InvalidTextError(
+            f"{field} is not valid Unicode: {_surrogate(bad.group())} "
+            f"at character {bad.start() + 1}",
+            field=field,
+        )
+    if (bad := controls.search(value)) is not None:
+        raise InvalidTextError(
+            f"{field} contains control character U+{ord(bad.group()):04X} at character "
+            f"{bad.start() + 1}, which is not allowed {where}",
+            field=field,
+        )
+    return value
+
+
+def _surrogate(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        # surrogateescape's mark of an undecodable byte: say which byte it was.
+        return f"byte 0x{code - 0xDC00:02X} is not UTF-8 (is the text in another encoding?)"
+    return f"lone surrogate U+{code:04X}"
+
+
+def decode_utf8(data: bytes, *, source: str) -> str:
+    """``data`` decoded as UTF-8, or an error naming ``source``, the line and byte offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise undecodable(data, exc.start, source=source) from None
+
+
+def undecodable(data: bytes, start: int, *, source: str) -> InvalidTextError:
+    """The error for ``data`` that stops being UTF-8 at byte ``start``."""
+    line = data.count(b"\n", 0, start) + 1
+    return InvalidTextError(
+        f"{source} line {line}, byte offset {start}: byte 0x{data[start]:02X} is not UTF-8 "
+        "(save it as UTF-8)",
+        field=source,
+    )
+
+
+def printable(value: str) -> str:
+    """``value`` fit to print in a message: undecodable bytes shown as ``\\udcff`` escapes.
+
+    For file paths, which may legitimately hold bytes that are not UTF-8.
+    """
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
