@@ -2,6 +2,10 @@
 
 Stops cleanly when its stop event is set (SIGTERM in the CLI): the batch in
 flight is finished and recorded, then connections are closed with QUIT.
+
+Database trouble is never fatal unless it cannot heal (see :mod:`postroom.agent.health`):
+the agent says so in one line, shows itself ``degraded``, keeps the outcomes it could
+not write, backs off, and carries on by itself when the database answers again.
 """
 
 from __future__ import annotations
@@ -12,15 +16,26 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, insert, update
 
 from postroom.accounts.holds import HoldStore
 from postroom.accounts.limits import Limits
 from postroom.agent.delivery import Deliverer, SenderLoader
-from postroom.agent.recording import record_outcomes
+from postroom.agent.health import (
+    AgentState,
+    Backoff,
+    Health,
+    first_line,
+    is_database_error,
+    raise_if_fatal,
+)
+from postroom.agent.recorder import OutcomeRecorder, Pending
+from postroom.agent.recording import Tally, record_outcomes
 from postroom.agent.registry import is_paused
 from postroom.agent.throttle import admit, release_slots, renew_slots
 from postroom.cases.store import add_history
@@ -44,6 +59,14 @@ class AgentConfig:
     lease_seconds: float = 60.0
     heartbeat_interval: float = 5.0
     connections_per_account: int = 4
+    # Outcomes are written at most this long after they arrive, or once this many wait.
+    record_window: float = 0.02
+    record_group: int = 32
+    # Waits between tries while the database is away: doubling from first up to cap.
+    db_retry_first: float = 0.5
+    db_retry_cap: float = 30.0
+    # How long a stopping agent keeps trying to write the outcomes it still holds.
+    stop_write_timeout: float = 10.0
 
 
 @dataclass(slots=True)
@@ -89,33 +112,121 @@ class SenderAgent:
             policy=policy,
             connections_per_account=config.connections_per_account,
         )
+        self._recorder = OutcomeRecorder(
+            self._write, window=config.record_window, group=config.record_group
+        )
         self.stats = AgentStats()
+        self.health = Health()
         self.paused = False
         self._connections: dict[str, int] = {}  # this batch's connection slots per account
+        self._backoff = Backoff(first=config.db_retry_first, cap=config.db_retry_cap)
+        self._outage_since: datetime | None = None  # when the database went away
+        self._outage_started = 0.0  # the same, on the monotonic clock
+        self._db_back = asyncio.Event()  # set by a heartbeat that got through
         # Leases are renewed with the heartbeat, so it must beat well inside a lease.
         self.beat_interval = min(config.heartbeat_interval, config.lease_seconds / 3)
 
     async def run(
         self, *, stop: asyncio.Event | None = None, until_idle: bool = False
     ) -> AgentStats:
-        """Work until ``stop`` is set, or with ``until_idle`` until nothing is due."""
+        """Work until ``stop`` is set, or with ``until_idle`` until nothing is due.
+
+        Raises :class:`~postroom.errors.DatabaseFatalError` only for a database that
+        cannot heal (damaged, another schema version, refused at start-up).
+        """
         stop = stop or asyncio.Event()
-        await asyncio.to_thread(self._register)
+        if not await self._until_registered(stop):
+            return self.stats
         finished = asyncio.Event()
         beat = asyncio.create_task(self._heartbeat(finished))
         try:
             while not stop.is_set():
-                rows = await asyncio.to_thread(self._claim)
+                try:
+                    await self._catch_up()
+                    rows = await asyncio.to_thread(self._claim)
+                except Exception as exc:
+                    await self._database_trouble(exc, stop)
+                    continue
+                self._working()
                 if not rows:
                     if until_idle:
                         break
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self._config.poll_interval)
                     continue
-                await self._process(rows)
+                try:
+                    await self._process(rows)
+                except Exception as exc:
+                    await self._database_trouble(exc, stop)
         finally:
             await self._wind_down(beat, finished)
         return self.stats
+
+    async def _until_registered(self, stop: asyncio.Event) -> bool:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self._register)
+            except Exception as exc:
+                await self._database_trouble(exc, stop)
+                continue
+            self._working()
+            return True
+        return False
+
+    async def _database_trouble(self, exc: Exception, stop: asyncio.Event) -> None:
+        """Note a database error and wait before the next try (anything else is raised)."""
+        if not is_database_error(exc):
+            raise exc
+        raise_if_fatal(exc, started=self.health.started)
+        self._note_database_error(exc)
+        delay = self._backoff.next_delay()
+        self._db_back.clear()
+        # A heartbeat that gets through cuts the wait short: after a long outage the
+        # agent resumes within a beat, not a whole backoff step later.
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._db_back.wait())]
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    def _note_database_error(self, exc: BaseException) -> None:
+        reason = f"database unavailable: {first_line(exc)}"
+        if self._outage_since is None:
+            self._outage_since, self._outage_started = utcnow(), time.monotonic()
+        if self.health.degrade(reason):
+            # One line per spell of trouble; the traceback only for those who ask.
+            log.warning("agent %s degraded: %s; retrying with backoff", self.id, reason)
+        else:
+            log.debug("agent %s: %s (%d in a row)", self.id, reason, self.health.db_errors)
+        log.debug("database error", exc_info=exc)
+        if self.health.db_errors == 1:
+            # Broken pooled connections are replaced rather than tried again one by one.
+            self._engine.dispose()
+
+    def _working(self) -> None:
+        if self.health.recover():
+            took = time.monotonic() - self._outage_started
+            log.warning("agent %s: database answers again after %.1f s; working", self.id, took)
+        self._backoff.reset()
+
+    async def _catch_up(self) -> None:
+        """After an outage: fresh leases for what lapsed meanwhile, then held outcomes."""
+        if self._outage_since is not None:
+            since = self._outage_since
+            await asyncio.to_thread(self._extend_lapsed, since)
+            self._outage_since = None
+        if self._recorder.pending:
+            await self._recorder.flush()
+            self._sync_stats()
+
+    def _extend_lapsed(self, since: datetime) -> None:
+        with self._engine.begin() as conn:
+            extended = self._outbox.extend_lapsed(
+                conn, since=since, lease=self._config.lease_seconds
+            )
+        if extended:
+            log.info("%d leases that ran out while the database was away renewed", extended)
 
     async def _wind_down(self, beat: asyncio.Task[None], finished: asyncio.Event) -> None:
         """Let a beat in flight finish, close connections, then write 'stopped' last.
@@ -132,44 +243,84 @@ class SenderAgent:
             except asyncio.CancelledError:
                 cancelled = True
         await self._deliverer.close()
-        await asyncio.to_thread(self._beat, "stopped")
+        try:
+            await asyncio.shield(self._write_before_stopping())
+        except asyncio.CancelledError:
+            cancelled = True
+        if self.health.state is not AgentState.STOPPED:
+            self.health.stop()
+        try:
+            await asyncio.to_thread(self._beat)
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            log.warning("agent %s stopped; could not say so: %s", self.id, first_line(exc))
         if cancelled:
             raise asyncio.CancelledError
 
+    async def _write_before_stopping(self) -> None:
+        deadline = time.monotonic() + self._config.stop_write_timeout
+        while self._recorder.pending:
+            try:
+                await self._recorder.flush()
+            except Exception as exc:
+                if not is_database_error(exc) or time.monotonic() >= deadline:
+                    log.warning(
+                        "agent %s stopped with %d outcomes unwritten (%s): those emails may "
+                        "be sent again once their lease runs out",
+                        self.id,
+                        self._recorder.pending,
+                        first_line(exc),
+                    )
+                    break
+                await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        self._sync_stats()
+
     async def _process(self, rows: list[ClaimedEmail]) -> None:
         limited = dict(self._connections)
+        claimed = {r.id: r for r in rows}
+        before = replace(self._recorder.totals)
         try:
-            outcomes = await self._deliverer.deliver(rows, self._load_sender, connections=limited)
+            await self._deliverer.deliver(
+                rows,
+                self._load_sender,
+                connections=limited,
+                on_outcome=lambda outcome: self._recorder.add(outcome, claimed[outcome.id]),
+            )
         finally:
             if limited:
                 # Connections count against the account's limit while open: an agent
                 # between batches holds none, so other agents may have them.
                 await self._deliverer.close_accounts(limited)
-                await asyncio.to_thread(self._release_slots)
-        claimed = {r.id: r for r in rows}
-        tally = await asyncio.to_thread(
-            record_outcomes,
-            self._engine,
-            self._outbox,
-            outcomes,
-            claimed,
-            owner=self.id,
-            hold_delay=self._policy.delay,
-        )
-        self.stats.sent += tally.sent
-        self.stats.failed += tally.failed
-        self.stats.retried += tally.retried
-        self.stats.held += tally.held
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._release_slots)  # else they lapse
+        await self._recorder.flush()
+        self._sync_stats()
         self.stats.batches += 1
+        after = self._recorder.totals
         log.info(
             "batch of %d: %d sent, %d failed, %d to retry, %d held",
             len(rows),
-            tally.sent,
-            tally.failed,
-            tally.retried,
-            tally.held,
+            after.sent - before.sent,
+            after.failed - before.failed,
+            after.retried - before.retried,
+            after.held - before.held,
         )
 
+    def _write(self, pending: Sequence[Pending]) -> Tally:
+        return record_outcomes(
+            self._engine,
+            self._outbox,
+            [outcome for outcome, _ in pending],
+            {row.id: row for _, row in pending},
+            owner=self.id,
+            hold_delay=self._policy.delay,
+        )
+
+    def _sync_stats(self) -> None:
+        totals = self._recorder.totals
+        self.stats.sent, self.stats.failed = totals.sent, totals.failed
+        self.stats.retried, self.stats.held = totals.retried, totals.held
     def _claim(self) -> list[ClaimedEmail]:
         """Claim a batch and apply account limits to it, in one transaction."""
         with self._engine.begin() as conn:
@@ -217,9 +368,16 @@ class SenderAgent:
             if finished.is_set():
                 return
             try:
-                await asyncio.to_thread(self._beat, "running")
-            except Exception:  # a missed beat must not stop delivery
-                log.exception("heartbeat failed")
+                await asyncio.to_thread(self._beat)
+            except Exception as exc:  # a missed beat must not stop delivery
+                if is_database_error(exc):
+                    self._note_database_error(exc)
+                else:
+                    log.error("agent %s: heartbeat failed: %s", self.id, exc)
+                    log.debug("heartbeat failure", exc_info=exc)
+            else:
+                if self.health.state is AgentState.DEGRADED:
+                    self._db_back.set()
 
     def _register(self) -> None:
         now = utcnow()
@@ -229,7 +387,7 @@ class SenderAgent:
                     id=self.id,
                     host=socket.gethostname(),
                     pid=os.getpid(),
-                    state="running",
+                    state=AgentState.RUNNING.value,
                     started_at=now,
                     last_beat_at=now,
                     sent=0,
@@ -237,26 +395,32 @@ class SenderAgent:
                 )
             )
 
-    def _beat(self, state: str) -> None:
+    def _beat(self) -> None:
+        """Write the agent's state, and while it works renew its leases and slots."""
         now = utcnow()
+        health = self.health
+        stopped = health.state is AgentState.STOPPED
         with self._engine.begin() as conn:
             conn.execute(
                 update(tables.agents)
                 .where(tables.agents.c.id == self.id)
                 .values(
-                    state=state,
+                    state=health.state.value,
+                    state_reason=health.reason,
+                    db_errors=health.db_errors,
                     last_beat_at=now,
                     sent=self.stats.sent,
                     failed=self.stats.failed,
-                    **({"stopped_at": now} if state == "stopped" else {}),
+                    **({"stopped_at": now} if stopped else {}),
                 )
             )
-            if state == "stopped":
+            if stopped:
                 release_slots(conn, owner=self.id)
-            if state == "running":
-                self._outbox.renew(conn, owner=self.id, lease=self._config.lease_seconds)
-                renew_slots(conn, owner=self.id, lease=self._config.lease_seconds, now=now)
-                self._recheck_holds(conn)
+                return
+            # Degraded too: rows whose outcomes wait to be written stay this agent's.
+            self._outbox.renew(conn, owner=self.id, lease=self._config.lease_seconds)
+            renew_slots(conn, owner=self.id, lease=self._config.lease_seconds, now=now)
+            self._recheck_holds(conn)
 
     def _expire(self, conn: Connection) -> None:
         for outbox_id, case_id, subject in self._outbox.expire_due(conn):
@@ -282,3 +446,4 @@ class SenderAgent:
                 log.info(
                     "account %s: checking its credentials again with %d emails", account, released
                 )
+

@@ -8,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from postroom.accounts.models import UnknownOutcome
 from postroom.db.types import utcnow
 from postroom.errors import (
@@ -24,6 +26,7 @@ from postroom.transports.base import Envelope, Sender, Transport, TransportFacto
 log = logging.getLogger("postroom.agent")
 
 SenderLoader = Callable[[str], Sender]
+OutcomeSink = Callable[[Outcome], None]
 
 # Failures at these stages concern the connection or the account, not one message.
 CONNECTION_STAGES = frozenset(
@@ -61,23 +64,28 @@ class Deliverer:
         load: SenderLoader,
         *,
         connections: Mapping[str, int] | None = None,
+        on_outcome: OutcomeSink | None = None,
     ) -> list[Outcome]:
         """One attempt for every row; rows of one account share its connections.
 
         ``connections`` caps the connections of some accounts below the pool's limit
-        (the slots of a limited account this agent holds).
+        (the slots of a limited account this agent holds). ``on_outcome`` hears of each
+        outcome as soon as it is decided (the agent writes them while the batch goes on).
         """
         caps = connections or {}
+        outcomes = _Outcomes(on_outcome)
         by_account: dict[str, list[ClaimedEmail]] = defaultdict(list)
         for row in rows:
             by_account[row.account].append(row)
-        outcomes: list[Outcome] = []
         jobs: list[Coroutine[Any, Any, None]] = []
         for name, account_rows in by_account.items():
             try:
                 pool = await self._pool(name, load)
-            except PostroomError as exc:
-                error = TransientDeliveryError(f"account {name}: {exc}", stage="account")
+            except (PostroomError, SQLAlchemyError) as exc:
+                # A database that is away while the account is read: nothing was sent,
+                # so the rows simply wait for another turn.
+                reason = exc if isinstance(exc, PostroomError) else "database unavailable"
+                error = TransientDeliveryError(f"account {name}: {reason}", stage="account")
                 outcomes.extend(self._decide(r, error) for r in account_rows)
                 continue
             hold = pool.sender.hold
@@ -92,7 +100,7 @@ class Deliverer:
             workers = min(self._limit, caps.get(name, self._limit), len(account_rows))
             jobs.extend(self._worker(pool, queue, outcomes) for _ in range(workers))
         await asyncio.gather(*jobs)
-        return outcomes
+        return outcomes.all
 
     async def _pool(self, name: str, load: SenderLoader) -> _AccountPool:
         sender = await asyncio.to_thread(load, name)
@@ -108,7 +116,7 @@ class Deliverer:
         return pool
 
     async def _worker(
-        self, pool: _AccountPool, queue: asyncio.Queue[ClaimedEmail], outcomes: list[Outcome]
+        self, pool: _AccountPool, queue: asyncio.Queue[ClaimedEmail], outcomes: _Outcomes
     ) -> None:
         async with pool.slots:
             hold_unknown = pool.sender.account.on_unknown_outcome is UnknownOutcome.HOLD
@@ -189,3 +197,21 @@ class Deliverer:
     async def _close_pool(pool: _AccountPool) -> None:
         idle, pool.idle = pool.idle, []
         await asyncio.gather(*(t.close() for t in idle), return_exceptions=True)
+
+
+
+class _Outcomes:
+    """A batch's outcomes, each also handed to the sink as soon as it is decided."""
+
+    def __init__(self, sink: OutcomeSink | None) -> None:
+        self.all: list[Outcome] = []
+        self._sink = sink
+
+    def append(self, outcome: Outcome) -> None:
+        self.all.append(outcome)
+        if self._sink is not None:
+            self._sink(outcome)
+
+    def extend(self, outcomes: Iterable[Outcome]) -> None:
+        for outcome in outcomes:
+            self.append(outcome)

@@ -245,6 +245,10 @@ agents = Table(
     Column("failed", Integer, nullable=False, default=0),
     # Set by an operator: the agent keeps beating but claims nothing until resumed.
     Column("paused", Boolean, nullable=False, default=False, server_default="0"),
+    # Why a running agent cannot work (the database is unavailable...), and how many
+    # database errors came in a row: what an operator needs during an outage.
+    Column("state_reason", Text, nullable=True),
+    Column("db_errors", Integer, nullable=False, default=0, server_default="0"),
 )
 
 # An account's messages-per-minute budget, shared by every agent: a fixed one-minute window.

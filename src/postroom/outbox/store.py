@@ -245,6 +245,24 @@ class OutboxStore:
         )
         return result.rowcount
 
+    def extend_lapsed(self, conn: Connection, *, since: datetime, lease: float) -> int:
+        """Give a fresh lease to rows whose lease ran out after ``since`` (an outage began).
+
+        Time the database was away counts against nobody: an owner that lived through
+        the outage writes its outcomes before another agent may take its rows over.
+        """
+        now = utcnow()
+        result = conn.execute(
+            update(t)
+            .where(
+                t.c.status == OutboxStatus.SENDING.value,
+                t.c.lease_expires_at <= now,
+                t.c.lease_expires_at > since,
+            )
+            .values(lease_expires_at=now + timedelta(seconds=lease))
+        )
+        return result.rowcount
+
     def record(self, conn: Connection, outcome: Outcome, *, owner: str) -> bool:
         """Write an attempt's outcome if ``owner`` still holds the lease."""
         return outcome.id in self.record_many(conn, [outcome], owner=owner)
