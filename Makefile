@@ -1,10 +1,11 @@
-# Postroom: `make run` tries it out, `make test` runs the whole suite.
+# Postroom: `make run` tries it out, `make test` runs the suite, `make chaos` its long
+# fault-injection runs (database outages, killed agents).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test check bench bench-detail clean
+.PHONY: setup run test chaos check bench bench-detail clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Postroom needs Python 3.11 or newer")'
@@ -19,7 +20,10 @@ run: setup
 	$(BIN)/postroom serve --demo
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+chaos: setup
+	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
 
 check: setup
 	$(BIN)/ruff check src tests bench

@@ -1,0 +1,237 @@
+"""PostgreSQL trouble under running agents: sessions terminated, the server stopped a minute.
+
+The agents are real processes (``postroom agent run``, ``postroom serve``) at the default
+log level; the emails are counted at an SMTP server by Message-ID. A database error is
+never fatal to an agent: it waits, replaces its connections and carries on by itself.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from postroom import Postroom
+from postroom.db.types import utcnow
+from postroom.outbox import OutboxStatus
+from tests.chaoskit import (
+    agent_forever,
+    agent_task,
+    duplicates_per_event,
+    fleet,
+    healthz,
+    process_env,
+    received_count,
+    received_ids,
+    report,
+    scratch_postgres,
+    sent_in_outbox,
+    serve_command,
+    wait_until,
+)
+from tests.conftest import make_settings
+from tests.fakes import SmtpSink, free_port, smtp_server
+from tests.test_delivery import account
+from tests.test_scale_out import Tally, enqueue
+
+AGENTS = 3
+BATCH = 25
+LEASE = 3.0
+ROUNDS = 15
+STEP = 25  # emails sent after a round before the next one
+TOP_UP = 1000  # queued when fewer than this are left before the last round
+
+
+def terminate_other_sessions(url: str) -> tuple[int, int]:
+    """``pg_terminate_backend`` on every other session of ``url``'s database.
+
+    Waits (up to 10 s) for one of them to be inside a statement or transaction, so that
+    the round hits work in progress and not only connections idle in a pool (which a
+    pre-ping replaces unnoticed). Returns how many were terminated, and how many busy.
+    """
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    others = "datname = current_database() AND pid <> pg_backend_pid()"
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            busy = conn.execute(
+                f"SELECT count(*) FROM pg_stat_activity WHERE {others} AND state <> 'idle'"
+            ).fetchone()
+            if busy and busy[0] > 0:
+                break
+            time.sleep(0.002)
+        rows = conn.execute(
+            f"SELECT pg_terminate_backend(pid), state <> 'idle' FROM pg_stat_activity"
+            f" WHERE {others}"
+        ).fetchall()
+    return sum(1 for done, _ in rows if done), sum(1 for done, busy in rows if done and busy)
+
+
+@pytest.mark.postgres
+@pytest.mark.chaos
+@pytest.mark.timeout(600)
+def test_agents_ride_out_terminated_sessions(postgres_url: str, tmp_path: Path) -> None:
+    sink = SmtpSink(data_delay=0.02)  # slow enough that the rounds fall mid-run
+    with smtp_server(sink) as srv:
+        with Postroom(make_settings(postgres_url)) as pr:
+            pr.apply({"accounts": [account(srv.port)]})
+            message_ids = enqueue(pr, 2000)
+        env = process_env(
+            postgres_url,
+            batch_size=BATCH,
+            poll_interval=0.05,
+            lease_seconds=LEASE,
+            heartbeat_interval=0.5,
+        )
+        tally = Tally(sink)
+        marks: list[int] = []
+        terminated: list[int] = []
+        busy: list[int] = []
+        with fleet(agent_forever(), env, tmp_path) as agents:
+            for slot in range(AGENTS):
+                agents.start(slot)
+            wait_until(lambda: received_count(sink) >= STEP, limit=60, what="the first emails")
+            for n in range(1, ROUNDS + 1):
+                assert agents.exited() == {}, agents.tail(min(agents.exited()))
+                marks.append(received_count(sink))
+                sessions, in_work = terminate_other_sessions(postgres_url)
+                terminated.append(sessions)
+                busy.append(in_work)
+                wait_until(
+                    lambda: received_count(sink) >= marks[-1] + STEP,
+                    limit=90,
+                    what=f"emails to flow again after termination round {n}",
+                )
+                if n < ROUNDS and len(message_ids) - received_count(sink) < TOP_UP:
+                    with Postroom(make_settings(postgres_url)) as pr:
+                        message_ids |= enqueue(pr, TOP_UP)
+            wait_until(
+                lambda: tally.update().keys() >= message_ids,
+                limit=180,
+                what="every email to reach the server",
+            )
+            wait_until(
+                lambda: sent_in_outbox(postgres_url) == len(message_ids),
+                limit=60,
+                what="every email recorded as sent",
+            )
+            assert agents.exited() == {}, "an agent exited on its own"
+            codes = agents.stop()
+        order = received_ids(sink)
+    duplicates = len(order) - len(set(order))
+    per_round = duplicates_per_event(order, marks)
+    bound = sum(min(n, AGENTS) for n in terminated) * BATCH
+    report(
+        "chaos-postgres.txt",
+        "terminated sessions",
+        f"{len(message_ids)} emails, {AGENTS} agents (batch {BATCH}), {ROUNDS} rounds "
+        f"terminating {sum(terminated)} sessions ({sum(busy)} mid-statement or transaction): "
+        f"{duplicates} duplicates "
+        f"(per round: {per_round}; bound {bound})",
+    )
+    assert codes == dict.fromkeys(range(AGENTS), 0)  # each stopped cleanly when asked
+    agents.assert_no_traceback()
+    assert set(order) == message_ids  # nothing lost
+    # A terminated session costs an agent at most the batch it had not recorded.
+    assert duplicates <= bound
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(600)
+def test_the_service_waits_out_a_stopped_database(tmp_path: Path) -> None:
+    outage = 60.0
+    count = 100
+    sink = SmtpSink()
+    tally = Tally(sink)
+    with scratch_postgres() as pg, smtp_server(sink) as srv:
+        with Postroom(make_settings(pg.url)) as pr:
+            pr.apply({"accounts": [account(srv.port)]})
+        port = free_port()
+        env = process_env(pg.url, poll_interval=0.05, heartbeat_interval=0.5)
+        with fleet(serve_command(port), env, tmp_path) as service:
+            service.start(0)
+            wait_until(
+                lambda: (h := healthz(port)) is not None and h[0] == 200,
+                limit=60,
+                what="the service to answer 200 on /healthz",
+            )
+            # Queued while the database is up, due only once it is down.
+            with Postroom(make_settings(pg.url)) as pr:
+                due = utcnow() + timedelta(seconds=5)
+                for n in range(count):
+                    pr.send(to=[f"user{n}@example.net"], subject=f"n{n}", body="B.",
+                            class_name="Default", send_after=due)  # fmt: skip
+                message_ids = {e.message_id for e in pr.outbox(limit=count + 10)}
+            assert len(message_ids) == count
+            stopped = time.monotonic()
+            pg.stop()
+            assert received_count(sink) == 0, "sent before the outage: nothing was tested"
+
+            def degraded_and_unavailable() -> bool:
+                health = healthz(port)
+                if health is None:
+                    return False
+                code, body = health
+                database = body.get("database") or {}
+                return (
+                    code == 503
+                    and database.get("reachable") is False
+                    and agent_task(body).get("state") == "degraded"
+                )
+
+            wait_until(
+                degraded_and_unavailable,
+                limit=40,
+                what="/healthz to answer 503, database unreachable, agent degraded",
+            )
+            seen: list[tuple[int, str | None]] = []
+            while time.monotonic() - stopped < outage:
+                assert service.exited() == {}, f"the service exited:\n{service.tail(0)}"
+                health = healthz(port)
+                assert health is not None, "the service stopped answering"
+                seen.append((health[0], agent_task(health[1]).get("state")))
+                time.sleep(1.0)  # paces the checks; the outage itself is the wait
+            assert {code for code, _ in seen} == {503}, seen
+            _, body = healthz(port) or (0, {})
+            task = agent_task(body)
+            assert task.get("reason"), body  # says why
+            assert task.get("consecutive_db_errors", 0) >= 1, body
+            assert isinstance((body.get("database") or {}).get("error"), str), body
+            assert received_count(sink) == 0
+
+            pg.start()
+            wait_until(
+                lambda: tally.update().keys() >= message_ids,
+                limit=90,  # the agent's wait is capped at 30 s
+                what="the emails queued before the outage to be sent after it",
+            )
+            wait_until(
+                lambda: (
+                    (h := healthz(port)) is not None
+                    and h[0] == 200
+                    and h[1].get("status") == "ok"
+                    and agent_task(h[1]).get("state") == "running"
+                ),
+                limit=60,
+                what="/healthz to answer 200 with the agent running",
+            )
+            _, body = healthz(port) or (0, {})
+            assert agent_task(body).get("consecutive_db_errors") == 0, body
+            assert agent_task(body).get("restarts") == 0, body  # it resumed by itself
+            assert service.exited() == {}, "the service was restarted"
+            with Postroom(make_settings(pg.url)) as pr:
+                assert pr.outbox_counts().get(OutboxStatus.SENT, 0) == count
+            codes = service.stop()
+        order = received_ids(sink)
+    report(
+        "chaos-postgres.txt",
+        "database stopped",
+        f"{outage:.0f} s outage under postroom serve: {count} emails queued before it, "
+        f"{len(set(order))} sent after it, {len(order) - len(set(order))} duplicates",
+    )
+    assert codes == {0: 0}
+    service.assert_no_traceback()
+    assert sorted(order) == sorted(message_ids)  # each once
