@@ -7,6 +7,7 @@ never fatal to an agent: it waits, replaces its connections and carries on by it
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -71,8 +72,8 @@ def terminate_other_sessions(url: str) -> tuple[int, int]:
 
 
 @pytest.mark.postgres
-@pytest.mark.chaos
-@pytest.mark.timeout(600)
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_agents_ride_out_terminated_sessions(postgres_url: str, tmp_path: Path) -> None:
     sink = SmtpSink(data_delay=0.02)  # slow enough that the rounds fall mid-run
     with smtp_server(sink) as srv:
@@ -133,6 +134,7 @@ def test_agents_ride_out_terminated_sessions(postgres_url: str, tmp_path: Path) 
         f"(per round: {per_round}; bound {bound})",
     )
     assert codes == dict.fromkeys(range(AGENTS), 0)  # each stopped cleanly when asked
+    assert sum(busy) > 0, "no round caught a session at work: nothing was tested"
     agents.assert_no_traceback()
     assert set(order) == message_ids  # nothing lost
     # A terminated session costs an agent at most the batch it had not recorded.
@@ -232,6 +234,6 @@ def test_the_service_waits_out_a_stopped_database(tmp_path: Path) -> None:
         f"{outage:.0f} s outage under postroom serve: {count} emails queued before it, "
         f"{len(set(order))} sent after it, {len(order) - len(set(order))} duplicates",
     )
-    assert codes == {0: 0}
+    assert codes[0] in (0, -signal.SIGTERM)  # uvicorn ends by the signal it stopped on
     service.assert_no_traceback()
     assert sorted(order) == sorted(message_ids)  # each once
