@@ -212,8 +212,14 @@ def test_database_unavailable_is_503_never_2xx(tmp_path: Path) -> None:
             # The database goes away: no open connection, and its folder is gone.
             pr.engine.dispose()
             folder.rename(tmp_path / "moved")
+            health = c.get("/api/v1/healthz")
+            assert health.status_code == 503
+            assert health.headers["Retry-After"].isdigit()
+            body = health.json()
+            assert body["status"] == "unavailable"
+            assert body["database"]["reachable"] is False
+            assert "unable to open database file" in body["database"]["error"]
             requests: tuple[tuple[str, str, dict[str, str]], ...] = (
-                ("GET", "/healthz", {}),
                 ("POST", "/cases", tokens.send),
                 ("GET", "/accounts", tokens.admin),
             )

@@ -50,6 +50,8 @@ def test_public_surface_is_exactly_all() -> None:
         "api",
         "web",
         "server",
+        "supervisor",
+        "text",
     }
     assert public | {"__version__"} == set(postroom.__all__)
 

@@ -39,6 +39,8 @@ from postroom.records import Change
 from postroom.security import SecretBox, load_secret_box
 from postroom.settings import Settings
 from postroom.signing.sealer import Sealer
+from postroom.supervisor import TaskBoard
+from postroom.text import check_email, check_names
 from postroom.transports import Sender, TransportFactory, Transports
 
 log = logging.getLogger("postroom")
@@ -78,6 +80,8 @@ class Postroom:
         self.case_type_store = CaseTypeStore()
         self.outbox_store = OutboxStore()
         self.identity = Identity(self.engine)
+        # What `postroom serve`'s background tasks are doing, for its health check.
+        self.background = TaskBoard()
         self._renderers = RendererCache(self.correspondence_store)
         self.composer = Composer(
             accounts=self.account_store,
@@ -296,6 +300,8 @@ class Postroom:
             to=to, cc=cc, bcc=bcc, correspondence=correspondence, subject=subject, body=body,
             priority=priority, send_after=send_after, expires_at=expires_at,
         )  # fmt: skip
+        check_email(request)
+        check_names(class_name=class_name, case_id=case_id)
         with self.engine.begin() as conn:
             case = load_case(conn, case_id, details=False) if case_id else None
             resolved_class = case.case_type if case is not None else (class_name or DEFAULT_ACCOUNT)
@@ -335,10 +341,12 @@ class Postroom:
         """
         if len(requests) > MAX_SEND_MANY:
             raise MessageError(f"at most {MAX_SEND_MANY:,} emails per call, not {len(requests):,}")
+        check_names(class_name=class_name)
         with self.engine.begin() as conn:
             batch = self.composer.batch(conn)
             emails: list[NewEmail] = []
             for number, request in enumerate(requests):
+                check_email(request, prefix=f"email {number}: ")
                 try:
                     emails.extend(batch.compose(request, class_name=class_name).emails)
                 except (ConfigurationError, NotFoundError, TemplateError, MessageError) as exc:

@@ -1,13 +1,12 @@
 """The Postroom service: REST API at ``/api/v1``, Admin Studio at ``/``, and the sender agent.
 
 One ASGI application. The agent runs in the same event loop as the web server, as a
-task started and stopped by the application's lifespan, unless ``run_agent`` is off
-(agents running elsewhere, on other hosts).
+supervised task started and stopped by the application's lifespan (restarted if it ever
+ends on its own), unless ``run_agent`` is off (agents running elsewhere, on other hosts).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -17,17 +16,12 @@ from fastapi import FastAPI
 
 from postroom.api import create_api
 from postroom.app import Postroom
+from postroom.supervisor import Supervisor
 from postroom.web import create_studio
 
 log = logging.getLogger(__name__)
 # How long a stopping agent may take to finish its batch before it is cancelled.
 AGENT_STOP_TIMEOUT = 30.0
-
-
-def _report_crash(task: asyncio.Task[object]) -> None:
-    # A crashed agent must not go unnoticed while the web side keeps answering.
-    if not task.cancelled() and task.exception() is not None:
-        log.error("sender agent stopped on an error", exc_info=task.exception())
 
 
 def create_app(
@@ -37,24 +31,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if not run_agent:
-            yield
-            return
-        stop = asyncio.Event()
-        agent = postroom.agent()
-        task = asyncio.create_task(agent.run(stop=stop), name=f"agent {agent.id}")
-        task.add_done_callback(_report_crash)
-        log.info("sender agent %s started", agent.id)
+        supervisor = Supervisor(postroom.background)
+        if run_agent:
+            supervisor.start("agent", postroom.agent)
+            log.info("sender agent started")
         try:
             yield
         finally:
-            stop.set()
-            try:
-                await asyncio.wait_for(task, AGENT_STOP_TIMEOUT)
-            except TimeoutError:
-                log.warning("sender agent %s did not stop in time; cancelled", agent.id)
-            except Exception:
-                log.exception("sender agent %s failed", agent.id)
+            await supervisor.stop(timeout=AGENT_STOP_TIMEOUT)
 
     app = FastAPI(
         title="Postroom",

@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Connection, Engine
 
-from postroom.accounts.holds import HoldStore
 from postroom.accounts.limits import Limits
+from postroom.agent.beat import AgentRow
 from postroom.agent.delivery import Deliverer, SenderLoader
 from postroom.agent.health import (
     AgentState,
@@ -37,9 +37,8 @@ from postroom.agent.health import (
 from postroom.agent.recorder import OutcomeRecorder, Pending
 from postroom.agent.recording import Tally, record_outcomes
 from postroom.agent.registry import is_paused
-from postroom.agent.throttle import admit, release_slots, renew_slots
+from postroom.agent.throttle import admit, release_slots
 from postroom.cases.store import add_history
-from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import PostroomError
 from postroom.outbox.models import ClaimedEmail
@@ -107,6 +106,9 @@ class SenderAgent:
         self._config = config
         self._policy = policy
         self._outbox = OutboxStore()
+        self._row = AgentRow(
+            engine=engine, outbox=self._outbox, agent_id=self.id, lease=config.lease_seconds
+        )
         self._deliverer = Deliverer(
             factory=transport_factory,
             policy=policy,
@@ -165,7 +167,7 @@ class SenderAgent:
     async def _until_registered(self, stop: asyncio.Event) -> bool:
         while not stop.is_set():
             try:
-                await asyncio.to_thread(self._register)
+                await asyncio.to_thread(self._row.register)
             except Exception as exc:
                 await self._database_trouble(exc, stop)
                 continue
@@ -250,7 +252,7 @@ class SenderAgent:
         if self.health.state is not AgentState.STOPPED:
             self.health.stop()
         try:
-            await asyncio.to_thread(self._beat)
+            await asyncio.to_thread(self._row.beat, self.health, self.stats)
         except Exception as exc:
             if not is_database_error(exc):
                 raise
@@ -321,6 +323,7 @@ class SenderAgent:
         totals = self._recorder.totals
         self.stats.sent, self.stats.failed = totals.sent, totals.failed
         self.stats.retried, self.stats.held = totals.retried, totals.held
+
     def _claim(self) -> list[ClaimedEmail]:
         """Claim a batch and apply account limits to it, in one transaction."""
         with self._engine.begin() as conn:
@@ -368,7 +371,7 @@ class SenderAgent:
             if finished.is_set():
                 return
             try:
-                await asyncio.to_thread(self._beat)
+                await asyncio.to_thread(self._row.beat, self.health, self.stats)
             except Exception as exc:  # a missed beat must not stop delivery
                 if is_database_error(exc):
                     self._note_database_error(exc)
@@ -378,49 +381,6 @@ class SenderAgent:
             else:
                 if self.health.state is AgentState.DEGRADED:
                     self._db_back.set()
-
-    def _register(self) -> None:
-        now = utcnow()
-        with self._engine.begin() as conn:
-            conn.execute(
-                insert(tables.agents).values(
-                    id=self.id,
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    state=AgentState.RUNNING.value,
-                    started_at=now,
-                    last_beat_at=now,
-                    sent=0,
-                    failed=0,
-                )
-            )
-
-    def _beat(self) -> None:
-        """Write the agent's state, and while it works renew its leases and slots."""
-        now = utcnow()
-        health = self.health
-        stopped = health.state is AgentState.STOPPED
-        with self._engine.begin() as conn:
-            conn.execute(
-                update(tables.agents)
-                .where(tables.agents.c.id == self.id)
-                .values(
-                    state=health.state.value,
-                    state_reason=health.reason,
-                    db_errors=health.db_errors,
-                    last_beat_at=now,
-                    sent=self.stats.sent,
-                    failed=self.stats.failed,
-                    **({"stopped_at": now} if stopped else {}),
-                )
-            )
-            if stopped:
-                release_slots(conn, owner=self.id)
-                return
-            # Degraded too: rows whose outcomes wait to be written stay this agent's.
-            self._outbox.renew(conn, owner=self.id, lease=self._config.lease_seconds)
-            renew_slots(conn, owner=self.id, lease=self._config.lease_seconds, now=now)
-            self._recheck_holds(conn)
 
     def _expire(self, conn: Connection) -> None:
         for outbox_id, case_id, subject in self._outbox.expire_due(conn):
@@ -433,17 +393,3 @@ class SenderAgent:
                     action="email-expired",
                     detail=f"outbox #{outbox_id} '{subject}' not sent: it expired first",
                 )
-
-    def _recheck_holds(self, conn: Connection) -> None:
-        # A held account's emails are queued again when its check is due, so that the
-        # next attempt finds out whether the credentials work now.
-        orphans = self._outbox.release_orphans(conn)
-        if orphans:
-            log.info("%d emails held for accounts no longer held: queued again", orphans)
-        for account in HoldStore().due(conn, utcnow()):
-            released = self._outbox.release_held(conn, account)
-            if released:
-                log.info(
-                    "account %s: checking its credentials again with %d emails", account, released
-                )
-

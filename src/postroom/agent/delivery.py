@@ -199,7 +199,6 @@ class Deliverer:
         await asyncio.gather(*(t.close() for t in idle), return_exceptions=True)
 
 
-
 class _Outcomes:
     """A batch's outcomes, each also handed to the sink as soon as it is decided."""
 

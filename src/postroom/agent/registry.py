@@ -14,7 +14,11 @@ from postroom.errors import NotFoundError
 
 @dataclass(frozen=True, slots=True)
 class AgentInfo:
-    """One agent's heartbeat row; ``state`` is ``stale`` when it stopped beating."""
+    """One agent's heartbeat row; ``state`` is ``stale`` when it stopped beating.
+
+    ``reason`` says why a ``degraded`` agent cannot work; ``db_errors`` counts the
+    database errors it met in a row (0 once the database answers again).
+    """
 
     id: str
     host: str
@@ -26,6 +30,8 @@ class AgentInfo:
     sent: int
     failed: int
     paused: bool = False
+    reason: str | None = None
+    db_errors: int = 0
 
 
 def list_agents(
@@ -41,7 +47,8 @@ def list_agents(
     agents = []
     for r in rows:
         # A killed agent cannot say so; silence past a few beats is how it shows.
-        state = "stale" if r.state == "running" and r.last_beat_at < cutoff else r.state
+        silent = r.state in ("running", "degraded") and r.last_beat_at < cutoff
+        state = "stale" if silent else r.state
         agents.append(
             AgentInfo(
                 id=r.id,
@@ -54,6 +61,8 @@ def list_agents(
                 sent=r.sent,
                 failed=r.failed,
                 paused=r.paused,
+                reason=r.state_reason,
+                db_errors=r.db_errors,
             )
         )
     return agents

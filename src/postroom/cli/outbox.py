@@ -18,6 +18,7 @@ from postroom.cli.common import (
     styled,
     where,
 )
+from postroom.agent.registry import AgentInfo
 from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxEntry, OutboxStatus
 
@@ -181,7 +182,7 @@ def run_agent(
 
 @agent_app.command("list")
 def list_agents() -> None:
-    """Agents with their heartbeats: running, stale (stopped beating) or stopped."""
+    """Agents with their heartbeats: running, degraded (and why), stale or stopped."""
 
     def body() -> None:
         with opened() as postroom:
@@ -195,7 +196,7 @@ def list_agents() -> None:
                 a.id,
                 a.host,
                 str(a.pid),
-                f"{a.state} (paused)" if a.paused else a.state,
+                describe_state(a),
                 f"{a.started_at:%Y-%m-%d %H:%M:%S}",
                 f"{a.last_beat_at:%H:%M:%S}",
                 str(a.sent),
@@ -222,3 +223,11 @@ def _set_paused(agent_id: str, *, paused: bool) -> None:
     with opened() as postroom:
         agent = postroom.pause_agent(agent_id, paused=paused)
     console.print(f"agent {agent.id} on {agent.host}: {'paused' if agent.paused else 'resumed'}")
+
+
+def describe_state(agent: AgentInfo) -> str:
+    """``running``, ``running (paused)``, ``degraded: why (N database errors in a row)``."""
+    text = f"{agent.state} (paused)" if agent.paused else agent.state
+    if agent.state == "degraded":
+        text += f": {agent.reason or 'no reason given'} ({agent.db_errors} database errors in a row)"
+    return text

@@ -5,12 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
+from postroom.agent.health import first_line
 from postroom.api.auth import admin
 from postroom.api.metrics import registry_for
-from postroom.api.problems import problem_responses
-from postroom.api.schemas.work import AgentView, ConnectivityView, Health
+from postroom.api.problems import RETRY_AFTER_SECONDS, problem_responses
+from postroom.api.schemas.work import (
+    AgentView,
+    ConnectivityView,
+    DatabaseHealth,
+    Health,
+    TaskHealth,
+)
 from postroom.app import Postroom
+from postroom.supervisor import NOT_WORKING
 
 
 def router(postroom: Postroom) -> APIRouter:
@@ -18,12 +27,18 @@ def router(postroom: Postroom) -> APIRouter:
     registry = registry_for(postroom)
     guarded = {"dependencies": [admin], "responses": problem_responses(401, 403)}
 
-    @api.get("/healthz", tags=["operations"], responses=problem_responses(503))
-    def healthz() -> Health:
-        """Public: the service answers and its database does (503 when it does not)."""
-        with postroom.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return Health(status="ok")
+    @api.get("/healthz", tags=["operations"], responses={503: {"model": Health}})
+    def healthz(response: Response) -> Health:
+        """Public: 200 when the database answers and every background task works, else 503.
+
+        The body says which part fails: the database (``unavailable``), or a task that is
+        ``degraded`` (the agent cannot reach the database) or ``restarting``.
+        """
+        health = service_health(postroom)
+        if health.status != "ok":
+            response.status_code = 503
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return health
 
     @api.get(
         "/metrics",
@@ -55,3 +70,34 @@ def router(postroom: Postroom) -> APIRouter:
         return ConnectivityView.of(name, postroom.test_account(name))
 
     return api
+
+
+def service_health(postroom: Postroom) -> Health:
+    """The database's answer and each background task's state, as ``/healthz`` shows it."""
+    try:
+        with postroom.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        database = DatabaseHealth(reachable=True)
+    except SQLAlchemyError as exc:
+        database = DatabaseHealth(reachable=False, error=first_line(exc))
+    tasks = postroom.background.statuses()
+    if not database.reachable:
+        status = "unavailable"
+    elif any(t.state in NOT_WORKING for t in tasks):
+        status = "degraded"
+    else:
+        status = "ok"
+    return Health(
+        status=status,
+        database=database,
+        tasks=[
+            TaskHealth(
+                name=t.name,
+                state=t.state.value,
+                reason=t.reason,
+                consecutive_db_errors=t.consecutive_db_errors,
+                restarts=t.restarts,
+            )
+            for t in tasks
+        ],
+    )

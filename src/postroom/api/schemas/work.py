@@ -180,7 +180,9 @@ class AgentView(BaseModel):
     id: str
     host: str
     pid: int
-    state: str = Field(examples=["running", "stale", "stopped"])
+    state: str = Field(examples=["running", "degraded", "stale", "stopped"])
+    reason: str | None = Field(None, description="Why a degraded agent cannot work")
+    db_errors: int = Field(0, description="Database errors met in a row")
     paused: bool
     started_at: datetime
     last_beat_at: datetime
@@ -218,7 +220,29 @@ class ConnectivityView(BaseModel):
         return cls(account=account, ok=report.ok, steps=steps)
 
 
-class Health(BaseModel):
-    """The service answers and its database too."""
+class DatabaseHealth(BaseModel):
+    """Whether the database answered the health check."""
 
-    status: str = Field(examples=["ok"])
+    reachable: bool
+    error: str | None = Field(None, description="The driver's first line when it did not")
+
+
+class TaskHealth(BaseModel):
+    """One background task of the service (the sender agent, the dev inbox...)."""
+
+    name: str = Field(examples=["agent"])
+    state: str = Field(examples=["running", "degraded", "restarting", "starting", "stopped"])
+    reason: str | None = Field(None, description="Why it is degraded or restarting")
+    consecutive_db_errors: int = 0
+    restarts: int = Field(0, description="How often it ended unexpectedly and was restarted")
+
+
+class Health(BaseModel):
+    """The service, its database and its background tasks (HTTP 503 unless all work)."""
+
+    status: str = Field(
+        examples=["ok"],
+        description="ok; degraded (a task cannot work); unavailable (no database)",
+    )
+    database: DatabaseHealth
+    tasks: list[TaskHealth] = Field(default_factory=list)
