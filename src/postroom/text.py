@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from postroom.errors import InvalidTextError
 
@@ -28,7 +28,13 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 _BODY_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _NUL = re.compile("\x00")
+_NOTHING = re.compile("(?!)")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_unicode(value: str, *, field: str) -> str:
+    """``value`` if it is valid Unicode (no lone surrogate); controls are the caller's."""
+    return _check(value, field=field, controls=_NOTHING, where="")
 
 
 def check_line(value: str, *, field: str) -> str:
@@ -45,7 +51,8 @@ def check_tree(value: Any, *, field: str) -> Any:
     """``value`` if every string in it (mapping keys too) is valid Unicode without NUL.
 
     Walks mappings, lists and tuples as JSON or YAML gives them; the error names the
-    path of the string, e.g. ``data.items[2]``.
+    path of the string, e.g. ``data.items[2]`` (``field`` may be a prefix ending in a
+    space: ``"r.yaml: "`` gives ``r.yaml: accounts[0].name``).
     """
     if isinstance(value, str):
         _check(value, field=field, controls=_NUL, where="in stored text")
@@ -60,9 +67,37 @@ def check_tree(value: Any, *, field: str) -> Any:
     return value
 
 
+class EmailText(Protocol):
+    """The text of an email request (:class:`postroom.cases.emails.EmailRequest`)."""
+
+    @property
+    def subject(self) -> str | None: ...
+    @property
+    def body(self) -> str | None: ...
+    @property
+    def correspondence(self) -> str | None: ...
+
+
+def check_email(request: EmailText, *, prefix: str = "") -> None:
+    """An email's subject and correspondence name are lines, its body a body."""
+    for name, value in (("subject", request.subject), ("correspondence", request.correspondence)):
+        if value is not None:
+            check_line(value, field=prefix + name)
+    if request.body is not None:
+        check_body(request.body, field=prefix + "body")
+
+
+def check_names(**names: str | None) -> None:
+    """Each given name (a class, a case id, an operator) is valid Unicode on one line."""
+    for field, value in names.items():
+        if value is not None:
+            check_line(value, field=field.replace("_", " "))
+
+
 def _member(field: str, key: object) -> str:
     if isinstance(key, str) and _IDENTIFIER.fullmatch(key):
-        return f"{field}.{key}" if field else key
+        # A root field ending in a space ("r.yaml: ") is a prefix, not a name.
+        return f"{field}{key}" if not field or field.endswith(" ") else f"{field}.{key}"
     # repr() escapes surrogates and line breaks: the name stays printable on one line.
     return f"{field}[{key!r}]"
 
@@ -70,8 +105,8 @@ def _member(field: str, key: object) -> str:
 def _check(value: str, *, field: str, controls: re.Pattern[str], where: str) -> str:
     if (bad := _SURROGATE.search(value)) is not None:
         raise InvalidTextError(
-            f"{field} is not valid Unicode: {_surrogate(bad.group())} "
-            f"at character {bad.start() + 1}",
+            f"{field} is not valid Unicode at character {bad.start() + 1}: "
+            f"{_surrogate(bad.group())}",
             field=field,
         )
     if (bad := controls.search(value)) is not None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from postroom.text import check_line, check_unicode
+
 # Reject all C0 controls and DEL: CR/LF/NUL in particular enable header injection.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# The same set as _CONTROL plus _is_line_break: categories Zl and Zp hold one character
-# each (U+2028, U+2029); a test checks this against unicodedata.
+# C0 controls, DEL and the line breaks (NEL; categories Zl and Zp hold one character
+# each, U+2028 and U+2029): the set check_line refuses; a test checks it against
+# unicodedata.
 _BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _SPACE_RUN = re.compile(" {2,}")
 # The everyday address: letters, digits and ._+- before the @, a DNS name with an
@@ -34,6 +36,7 @@ def check_address(value: str, *, what: str = "address") -> str:
     """
     if (plain := _plain_address(value)) is not None:
         return plain
+    check_unicode(value, field=what)  # before the validator, whose message quotes it
     if _CONTROL.search(value):
         raise ValueError(f"{what} contains a control character (line breaks are not allowed)")
     try:
@@ -61,10 +64,8 @@ def _plain_address(value: str) -> str | None:
 
 
 def check_display_name(value: str, *, what: str = "display name") -> str:
-    """A display name without control characters (they could forge headers)."""
-    if _CONTROL.search(value) or any(_is_line_break(c) for c in value):
-        raise ValueError(f"{what} contains a control character (line breaks are not allowed)")
-    return value.strip()
+    """A display name in valid Unicode without control characters (they could forge headers)."""
+    return check_line(value, field=what).strip()
 
 
 def check_record_name(value: str, *, what: str = "name") -> str:
@@ -75,12 +76,6 @@ def check_record_name(value: str, *, what: str = "name") -> str:
             "letters, digits, '.', '_' and '-'"
         )
     return value
-
-
-def _is_line_break(char: str) -> bool:
-    # U+0085 (NEL) is a line break too, and str.splitlines() (which the stdlib's
-    # header code uses) splits on it.
-    return char == "\x85" or unicodedata.category(char) in ("Zl", "Zp")
 
 
 def single_line(value: str) -> str:

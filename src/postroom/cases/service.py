@@ -34,6 +34,7 @@ from postroom.db.types import utcnow
 from postroom.errors import ConfigurationError, PostroomError
 from postroom.operators import Operator, OperatorStore
 from postroom.outbox.store import OutboxStore
+from postroom.text import check_names, check_tree, check_unicode
 from postroom.validation import check_address, single_line
 
 MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
@@ -73,7 +74,8 @@ class CaseService:
         ``record`` runs in the case's transaction with its id, before the commit: a
         caller's own bookkeeping (an idempotency key) commits with the case or not at all.
         """
-        data = check_data(dict(data or {}))
+        check_names(case_type=case_type, operator=operator)
+        data = check_data(check_tree(dict(data or {}), field="data"))
         with self._engine.begin() as conn:
             ctype = self._types.get(conn, case_type)
             creator = self._operators.get(conn, operator) if operator else None
@@ -114,6 +116,7 @@ class CaseService:
             check_status(status)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
+        check_names(case_id=case_id, operator=operator)
         with self._engine.begin() as conn:
             case = store.load_case(conn, case_id, details=False)
             if case.status == status:
@@ -144,6 +147,8 @@ class CaseService:
         content_type: str | None = None,
         operator: str | None = None,
     ) -> Case:
+        check_names(case_id=case_id, operator=operator)
+        check_unicode(name, field="attachment name")  # controls are folded below
         clean = single_line(name).replace("/", "_").replace("\\", "_")
         if not clean or clean in (".", ".."):
             raise ConfigurationError("an attachment needs a file name")

@@ -26,6 +26,12 @@ from postroom.errors import (
     TemplateError,
 )
 from postroom.settings import Settings
+from postroom.text import check_tree, printable
+
+try:  # Typer 0.2x bundles its own Click, whose context stack is the one commands run in
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - older Typer runs on Click itself
+    from click import get_current_context  # type: ignore[no-redef]
 
 # Markup off: subjects, addresses and errors are data, and "[...]" in them must print as is.
 console = Console(highlight=False, soft_wrap=True, markup=False)
@@ -97,6 +103,7 @@ EXIT_CODES: list[tuple[type[Exception], int]] = [
 def run_command(func: Callable[[], None]) -> None:
     """Run a command body, turning Postroom errors into a message and an exit code."""
     try:
+        check_arguments()
         func()
     except PostroomError as exc:
         code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
@@ -115,6 +122,34 @@ def run_command(func: Callable[[], None]) -> None:
             )
         )
         raise typer.Exit(1) from None
+    except UnicodeError as exc:
+        # Checked text cannot get here; this keeps anything unforeseen (a template that
+        # writes a lone surrogate, say) to one line instead of a traceback.
+        err_console.print(
+            styled(("error: ", "bold red"), f"text is not valid Unicode: {printable(str(exc))}")
+        )
+        raise typer.Exit(2) from None
+
+
+def check_arguments() -> None:
+    """Refuse text arguments and options that are not valid Unicode, naming the flag.
+
+    Python hands undecodable argv bytes over as lone surrogates (``--subject $'\\xff'``
+    arrives as U+DCFF). Paths are left alone: a file name need not be UTF-8 to be opened.
+    """
+    ctx = get_current_context(silent=True)
+    while ctx is not None:
+        for param in ctx.command.params:
+            value = ctx.params.get(param.name or "")
+            if isinstance(value, str | list | tuple):
+                check_tree(value, field=_flag(param))
+        ctx = ctx.parent
+
+
+def _flag(param: Any) -> str:
+    """``--subject`` for an option, ``CASE_ID`` for an argument."""
+    opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
+    return max(opts, key=len) if opts else str(param.name or "argument").upper()
 
 
 def configure_logging(level: str) -> None:

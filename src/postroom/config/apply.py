@@ -36,6 +36,7 @@ from postroom.keystores.inspection import describe
 from postroom.keystores.models import Keystore
 from postroom.operators import Operator
 from postroom.records import Change
+from postroom.text import check_tree, decode_utf8, printable
 
 if TYPE_CHECKING:
     from postroom.app import Postroom
@@ -47,6 +48,7 @@ SECTIONS = (
 )  # fmt: skip
 _SECRETS = {"accounts": "password", "auth_profiles": "client_secret", "keystores": "password"}
 MAX_FILE_BYTES = 10 * 1024 * 1024
+_NAMES = ("name", "id", "class_name")  # what identifies a record of each section
 
 
 class _Loader(yaml.SafeLoader):
@@ -81,14 +83,14 @@ class ApplyReport:
 def load_config(source: Path | str | dict[str, Any]) -> tuple[dict[str, Any], Path]:
     """The mapping in ``source`` (a path or an already-parsed mapping) and its folder."""
     if isinstance(source, dict):
-        return source, Path.cwd()
+        return check_tree(source, field="records: "), Path.cwd()
     path = Path(source)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise ConfigurationError(f"{path} is larger than 10 MB")
-        data = parse_yaml(path.read_text(encoding="utf-8"))
+        data = parse_yaml(decode_utf8(path.read_bytes(), source=printable(str(path))))
     except OSError as exc:
-        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigurationError(f"cannot read {printable(str(path))}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -104,7 +106,8 @@ def load_config(source: Path | str | dict[str, Any]) -> tuple[dict[str, Any], Pa
         data = {}
     if not isinstance(data, dict):
         raise ConfigurationError(f"{path}: the top level must be a mapping of sections")
-    return data, path.parent
+    # "\ud800" and "\0" escapes parse to text no database or message can hold.
+    return check_tree(data, field=f"{printable(str(path))}: "), path.parent
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -213,7 +216,7 @@ def write_records(
     ``create``: every record must be new; else :class:`ExistsError` and nothing is written
     (checked in the writing transaction, so two creates racing cannot both succeed).
     """
-    records = {s: list(records.get(s, [])) for s in SECTIONS}
+    records = _checked_text({s: list(records.get(s, [])) for s in SECTIONS})
     report = ApplyReport(warnings=list(warnings or []))
     _check_endpoints(records, postroom.settings.endpoint_hosts)
     if warnings is None:  # records from the Python API: open their keystores here
@@ -286,6 +289,15 @@ def write_records(
         if create and existing:
             raise ExistsError(f"{', '.join(existing)} exists already")
     return report
+
+
+def _checked_text(records: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Records built in Python or typed in the Studio skip the file's check: check them."""
+    for section, rows in records.items():
+        for row in rows:
+            name = next((v for v in map(row.__dict__.get, _NAMES) if v), "?")
+            check_tree(row.model_dump(), field=f"{section} {name!r}: ")
+    return records
 
 
 def _lift_holds(

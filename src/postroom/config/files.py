@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from postroom.errors import ConfigurationError
+from postroom.text import check_tree, decode_utf8, printable
 
 
 def read_file_field(entry: dict[str, Any], key: str, base: Path, where: str) -> None:
@@ -26,9 +27,11 @@ def read_file_field(entry: dict[str, Any], key: str, base: Path, where: str) -> 
         raise ConfigurationError(f"{where}: give {key} or {file_key}, not both")
     path = base / str(entry.pop(file_key))
     try:
-        entry[key] = path.read_text(encoding="utf-8")
+        content = path.read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    source = f"{where}: {printable(str(path))}"
+    entry[key] = check_tree(decode_utf8(content, source=source), field=source)
 
 
 def read_keystore_file(entry: dict[str, Any], base: Path, where: str) -> None:
