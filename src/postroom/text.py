@@ -91,7 +91,7 @@ def check_names(**names: str | None) -> None:
     """Each given name (a class, a case id, an operator) is valid Unicode on one line."""
     for field, value in names.items():
         if value is not None:
-            check_line(value, field=field.replace("_", " "))
+            check_line(value, field=field)
 
 
 def _member(field: str, key: object) -> str:
@@ -139,7 +139,7 @@ def undecodable(data: bytes, start: int, *, source: str) -> InvalidTextError:
     line = data.count(b"\n", 0, start) + 1
     return InvalidTextError(
         f"{source} line {line}, byte offset {start}: byte 0x{data[start]:02X} is not UTF-8 "
-        "(save it as UTF-8)",
+        "(it must be UTF-8)",
         field=source,
     )
 

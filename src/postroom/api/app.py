@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from postroom.api.auth import TokenAuthentication
 from postroom.api.problems import install_handlers
 from postroom.api.routes import cases, emails, ops, records, secured
+from postroom.api.text import checked_json_body
 from postroom.app import Postroom
 
 DESCRIPTION = """\
@@ -27,6 +28,7 @@ def create_api(postroom: Postroom) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(checked_json_body)],
     )
     install_handlers(api)
     api.add_middleware(TokenAuthentication, postroom=postroom)

@@ -20,6 +20,7 @@ from postroom.errors import (
     ConfigurationError,
     CredentialsRejectedError,
     DeliveryError,
+    InvalidTextError,
     MessageError,
     NoAccountError,
     NotFoundError,
@@ -28,6 +29,7 @@ from postroom.errors import (
     StateError,
     TemplateError,
 )
+from postroom.text import printable, undecodable
 
 log = logging.getLogger("postroom.api")
 
@@ -140,7 +142,17 @@ async def _on_postroom_error(_: Request, exc: Exception) -> JSONResponse:
         # The server's configuration (a key) is wrong: the client can do nothing about it.
         log.error("request failed: %s", type(exc).__name__, exc_info=exc)
         return problem_response(500, "the server cannot read its stored secrets")
+    if isinstance(exc, InvalidTextError):
+        found = FieldProblem(field=exc.field or "body", message=str(exc))
+        return problem_response(status, str(exc), kind="validation", errors=[found])
     return problem_response(status, str(exc))
+
+
+async def _on_unicode_error(_: Request, exc: Exception) -> JSONResponse:
+    # Checked text cannot get here; this keeps anything unforeseen (a template that
+    # writes a lone surrogate, say) a clear answer instead of a 500.
+    log.warning("text that is not valid Unicode got past the checks: %s", type(exc).__name__)
+    return problem_response(422, f"text is not valid Unicode: {printable(str(exc))}")
 
 
 async def _on_request_validation(_: Request, exc: Exception) -> JSONResponse:
@@ -152,6 +164,12 @@ async def _on_request_validation(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http_exception(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError) and isinstance(cause.object, bytes):
+        # FastAPI says only "There was an error parsing the body": say where and why.
+        bad = undecodable(cause.object, cause.start, source="body")
+        found = FieldProblem(field="body", message=str(bad))
+        return problem_response(400, str(bad), kind="invalid-text", errors=[found])
     return problem_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
@@ -181,6 +199,7 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PostroomError, _on_postroom_error)
     app.add_exception_handler(RequestValidationError, _on_request_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(UnicodeError, _on_unicode_error)
     # Handlers are found by the exception's class hierarchy: DBAPIError covers
     # OperationalError and InterfaceError; a pool timeout is the database being busy.
     app.add_exception_handler(DBAPIError, _on_database_error)
