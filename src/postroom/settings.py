@@ -56,6 +56,34 @@ class Settings(BaseSettings):
     # The service (`postroom serve`)
     host: str = Field("127.0.0.1", description="Address the REST API and Admin Studio bind to.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the REST API and Admin Studio.")
+    max_request_bytes: int = Field(
+        26 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API and Admin Studio accept (bytes); larger "
+        "ones get 413 before they are read. A little above the 25 MB attachment limit.",
+    )
+    auth_window_seconds: float = Field(
+        900.0,
+        gt=0,
+        le=86_400,
+        description="How long failed Studio logins and API-token failures are counted; "
+        "a refused client may try again when its window ends.",
+    )
+    auth_address_failures: int = Field(
+        10,
+        ge=2,
+        le=10_000,
+        description="Failures from one client address in a window before it is refused "
+        "(429); past half of it each attempt is delayed more.",
+    )
+    auth_user_failures: int = Field(
+        30,
+        ge=2,
+        le=10_000,
+        description="Failures against one Studio user or API token, from any address, in "
+        "a window before it is refused (looser than per address, so strangers cannot "
+        "easily lock a user out).",
+    )
 
     @field_validator("database_url")
     @classmethod

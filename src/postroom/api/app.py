@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI
+from starlette.responses import Response
+from starlette.types import Scope
 
 from postroom.api.auth import TokenAuthentication
-from postroom.api.problems import install_handlers
+from postroom.api.problems import install_handlers, problem_response
 from postroom.api.routes import cases, emails, ops, records, secured
 from postroom.api.text import checked_json_body
 from postroom.app import Postroom
+from postroom.security.body_limit import CLOSE, BodyLimit, too_large_detail
+from postroom.security.door import door_of
 
 DESCRIPTION = """\
 Postroom's REST API. Every route but `/healthz` and `/openapi.json` needs
@@ -16,7 +20,13 @@ Postroom's REST API. Every route but `/healthz` and `/openapi.json` needs
 what it created; an `admin` token may do everything. Errors are
 `application/problem+json` (RFC 9457). `POST /cases` and `POST /emails` accept an
 `Idempotency-Key` header: a retry with the same key replays the first answer.
+A request body over the service's `max_request_bytes` gets 413 before it is read;
+repeated failed tokens from one address get a growing delay, then 429 with `Retry-After`.
 """
+
+
+def _too_large(_: Scope, limit: int) -> Response:
+    return problem_response(413, too_large_detail(limit), headers=dict(CLOSE))
 
 
 def create_api(postroom: Postroom) -> FastAPI:
@@ -32,6 +42,14 @@ def create_api(postroom: Postroom) -> FastAPI:
     )
     install_handlers(api)
     api.add_middleware(TokenAuthentication, postroom=postroom)
+    # Added last, so outermost: a body too large is refused before anything else runs.
+    door = door_of(postroom)
+    api.add_middleware(
+        BodyLimit,
+        limit=postroom.settings.max_request_bytes,
+        refuse=_too_large,
+        on_refused=lambda: door.too_large("api"),
+    )
     api.include_router(ops.router(postroom))
     api.include_router(secured.router(postroom))
     api.include_router(records.router(postroom))

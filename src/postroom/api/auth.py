@@ -1,12 +1,18 @@
-"""Bearer-token authentication (a middleware, so it comes before any parsing) and scopes."""
+"""Bearer-token authentication (a middleware, so it comes before any parsing) and scopes.
+
+Rejected tokens are throttled per client address and per token id (see
+:mod:`postroom.security.throttle`): a growing delay, then 429 with ``Retry-After``.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -15,6 +21,11 @@ from postroom.api.problems import ApiProblem, database_unavailable, problem_resp
 from postroom.app import Postroom
 from postroom.identity import ApiToken
 from postroom.identity import Scope as TokenScope
+from postroom.identity.tokens import token_id_of
+from postroom.security.door import client_address, door_of, shown
+from postroom.security.throttle import Verdict
+
+log = logging.getLogger("postroom.api")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="postroom"'}
@@ -50,6 +61,8 @@ class TokenAuthentication:
     def __init__(self, app: ASGIApp, *, postroom: Postroom) -> None:
         self.app = app
         self.postroom = postroom
+        self.door = door_of(postroom)
+        self.throttle = self.door.tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _route_path(scope) in PUBLIC_PATHS:
@@ -62,19 +75,57 @@ class TokenAuthentication:
             )
             await response(scope, receive, send)
             return
+        address = client_address(scope)
+        token_id = token_id_of(value)
+        # Only the address can refuse before the check: a token id is no secret, and
+        # strangers misusing it must not lock out the client that holds the token.
+        verdict = self.throttle.admit(subject=None, address=address)
+        if verdict.refused:
+            await self._refuse(verdict, token_id, address)(scope, receive, send)
+            return
+        if verdict.delay:
+            self.door.throttled("api", "delayed")
+            await anyio.sleep(verdict.delay)
         try:
             token = await anyio.to_thread.run_sync(self.postroom.identity.authenticate, value)
         except DBAPIError:
             await database_unavailable()(scope, receive, send)
             return
         if token is None:
-            response = problem_response(
-                401, "the API token is unknown or revoked", headers=_INVALID
+            self.throttle.failed(subject=token_id, address=address)
+            self.door.failure("api")
+            # The id only: the rest of the value is the secret.
+            log.warning(
+                "API token rejected (token id %s, address %s)", shown(token_id or "-"), address
             )
+            verdict = self.throttle.admit(subject=token_id, address=address)
+            if verdict.refused:
+                response = self._refuse(verdict, token_id, address)
+            else:
+                response = problem_response(
+                    401, "the API token is unknown or revoked", headers=_INVALID
+                )
             await response(scope, receive, send)
             return
+        self.throttle.succeeded(subject=token.id, address=address)
         scope.setdefault("state", {})["token"] = token
         await self.app(scope, receive, send)
+
+    def _refuse(self, verdict: Verdict, token_id: str | None, address: str) -> JSONResponse:
+        self.door.throttled("api", "refused")
+        log.warning(
+            "API token refused for %ss: too many failures (token id %s, address %s)",
+            verdict.retry_after_header,
+            shown(token_id or "-"),
+            address,
+        )
+        return problem_response(
+            429,
+            "too many failed API tokens from this address or for this token; "
+            f"try again in {verdict.retry_after_header} seconds",
+            kind="too-many-attempts",
+            headers={"Retry-After": verdict.retry_after_header},
+        )
 
 
 def current_token(

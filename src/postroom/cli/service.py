@@ -26,6 +26,10 @@ DEMO_ADMIN = "admin"
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (env POSTROOM_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env POSTROOM_PORT)")] = None,
+    max_request_bytes: Annotated[
+        int | None,
+        typer.Option(help="Largest request body accepted (env POSTROOM_MAX_REQUEST_BYTES)"),
+    ] = None,
     no_agent: Annotated[
         bool, typer.Option("--no-agent", help="Do not run a sender agent in this process")
     ] = False,
@@ -47,8 +51,10 @@ def serve(
 
     def body() -> None:
         configure_logging("INFO")
-        settings = state.settings(**{k: v for k, v in {"host": host, "port": port}.items() if v})
-        with opened() as postroom, contextlib.ExitStack() as stack:
+        flags = {"host": host, "port": port, "max_request_bytes": max_request_bytes}
+        given = {k: v for k, v in flags.items() if v is not None}
+        settings = state.settings(**given)
+        with opened(**given) as postroom, contextlib.ExitStack() as stack:
             if demo:
                 _, report = stack.enter_context(
                     demo_environment(postroom, config=config, inbox_dir=inbox_dir, port=inbox_port)

@@ -83,9 +83,8 @@ class TokenStore:
 
     def authenticate(self, conn: Connection, value: str) -> ApiToken | None:
         """The live token ``value`` names, or None; records its use."""
-        prefix, _, rest = value.partition("_")
-        token_id, _, secret = rest.partition("_")
-        if prefix != PREFIX or not token_id or not secret:
+        token_id, secret = _parts(value)
+        if token_id is None or not secret:
             return None
         row = conn.execute(
             select(tables.api_tokens).where(tables.api_tokens.c.id == token_id)
@@ -115,6 +114,20 @@ class TokenStore:
             conn.execute(update(t).where(t.c.id == token_id).values(revoked_at=utcnow()))
             row = conn.execute(select(t).where(t.c.id == token_id)).one()
         return _token(row)
+
+
+def _parts(value: str) -> tuple[str | None, str]:
+    prefix, _, rest = value.partition("_")
+    token_id, _, secret = rest.partition("_")
+    if prefix != PREFIX or not token_id:
+        return None, ""
+    return token_id, secret
+
+
+def token_id_of(value: str) -> str | None:
+    """The id a token value names (never its secret), or None when it is not one."""
+    token_id, secret = _parts(value)
+    return token_id if secret else None
 
 
 def _token(row: object) -> ApiToken:

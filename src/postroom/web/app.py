@@ -9,9 +9,12 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import Scope
 
 from postroom.app import Postroom
 from postroom.errors import NotFoundError
+from postroom.security.body_limit import BodyLimit, ContentTooLarge
+from postroom.security.door import door_of
 from postroom.web.pages import (
     accounts,
     agents,
@@ -58,17 +61,26 @@ def _not_found(request: Request, exc: Exception) -> Response:
     return page(request, "error.html", None, status_code=404, title="Not found", message=str(exc))
 
 
+TITLES = {403: "Forbidden", 413: "Too large", 429: "Too many attempts"}
+
+
 def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    title = "Forbidden" if exc.status_code == 403 else "Error"
-    return page(
+    response = page(
         request,
         "error.html",
         None,
         status_code=exc.status_code,
-        title=title,
+        title=TITLES.get(exc.status_code, "Error"),
         message=str(exc.detail),
     )
+    # Retry-After of a 429, Connection: close of a 413.
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def _too_large(scope: Scope, limit: int) -> Response:
+    return _http_error(Request(scope), ContentTooLarge(limit))
 
 
 def create_studio(postroom: Postroom, *, inbox_dir: Path | None = None) -> FastAPI:
@@ -81,6 +93,15 @@ def create_studio(postroom: Postroom, *, inbox_dir: Path | None = None) -> FastA
     )
     studio.state.postroom = postroom
     studio.state.inbox_dir = inbox_dir
+    door = door_of(postroom)
+    # Inside the security headers, so a 413 page carries them too; that middleware
+    # never reads the body, so nothing is buffered before the limit is checked.
+    studio.add_middleware(
+        BodyLimit,
+        limit=postroom.settings.max_request_bytes,
+        refuse=_too_large,
+        on_refused=lambda: door.too_large("studio"),
+    )
     studio.add_middleware(BaseHTTPMiddleware, dispatch=_security_headers)
     studio.add_exception_handler(LoginRequiredError, _login_required)
     studio.add_exception_handler(NotFoundError, _not_found)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import anyio
 from fastapi import Depends, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from postroom.app import Postroom
 from postroom.identity.sessions import SESSION_LIFETIME, Session
+from postroom.security.door import client_address, door_of, shown
+
+log = logging.getLogger("postroom.web")
 
 SESSION_COOKIE = "postroom_session"
 # Before login there is no session to hold a CSRF token: the login form uses a
@@ -86,6 +93,51 @@ Form = Annotated[FormData, Depends(checked_form)]
 def check_login_csrf(request: Request, form: FormData) -> None:
     if not _same(form.get(CSRF_FIELD), request.cookies.get(LOGIN_COOKIE, "") or ""):
         raise HTTPException(status_code=403, detail="the login form's security token is wrong")
+
+
+async def log_in_throttled(
+    request: Request, *, username: str, password: str
+) -> tuple[str, Session] | None:
+    """A new session when the password is right, else None; throttled (429 when refused).
+
+    Each attempt is counted before the password is checked (a success takes it back),
+    so parallel guesses cannot all slip under the limit; the delay also comes first,
+    so an attacker cannot learn a result sooner by hanging up.
+    """
+    door = door_of(postroom_of(request))
+    address = client_address(request.scope)
+    verdict = door.logins.admit(subject=username, address=address, reserve=True)
+    if verdict.refused:
+        door.throttled("studio", "refused")
+        log.warning(
+            "Studio login refused for %ss: too many failures (user %s, address %s)",
+            verdict.retry_after_header,
+            shown(username),
+            address,
+        )
+        raise HTTPException(
+            status_code=429,
+            detail="Too many failed logins from this address or for this user. Try again in "
+            f"{verdict.retry_after_header} seconds (after {_after(verdict.retry_after_header)}).",
+            headers={"Retry-After": verdict.retry_after_header},
+        )
+    if verdict.delay:
+        door.throttled("studio", "delayed")
+        await anyio.sleep(verdict.delay)
+    # Password hashing is slow on purpose: keep it off the event loop.
+    opened = await run_in_threadpool(
+        postroom_of(request).identity.log_in, username=username, password=password
+    )
+    if opened is None:
+        door.failure("studio")
+        log.warning("Studio login failed (user %s, address %s)", shown(username), address)
+        return None
+    door.logins.succeeded(subject=username, address=address)
+    return opened
+
+
+def _after(seconds: str) -> str:
+    return f"{datetime.now(UTC) + timedelta(seconds=int(seconds)):%H:%M:%S} UTC"
 
 
 def new_login_token() -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from postroom.web import forms
 from postroom.web.render import page, redirect
@@ -13,6 +12,7 @@ from postroom.web.session import (
     LoggedIn,
     check_login_csrf,
     clear_session_cookie,
+    log_in_throttled,
     new_login_token,
     postroom_of,
     safe_next,
@@ -53,10 +53,7 @@ async def log_in(request: Request) -> Response:
     check_login_csrf(request, form)
     username = forms.text(form, "username")
     password = forms.raw(form, "password")
-    # Password hashing is slow on purpose: keep it off the event loop.
-    opened = await run_in_threadpool(
-        postroom_of(request).identity.log_in, username=username, password=password
-    )
+    opened = await log_in_throttled(request, username=username, password=password)
     if opened is None:
         return _login_page(
             request, error="Wrong user name or password.", username=username, status_code=401
