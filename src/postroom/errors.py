@@ -12,7 +12,8 @@ either::
     ├── NotFoundError (LookupError)            a named record does not exist
     │   └── NoAccountError                     no account for a class, and no Default
     ├── TemplateError (ValueError)             a correspondence does not render
-    │   └── TemplateSecurityError              the sandbox refused an expression
+    │   ├── TemplateSecurityError              the sandbox refused an expression
+    │   └── TemplateLimitError                 a rendering went past a size or time limit
     ├── MessageError (ValueError)              a header or address would be unsafe
     ├── StateError (RuntimeError)              a status change the table forbids
     ├── SecretError                            a secret cannot be decrypted
@@ -66,6 +67,10 @@ class TemplateError(PostroomError, ValueError):
 
 class TemplateSecurityError(TemplateError):
     """The template sandbox refused an unsafe expression."""
+
+
+class TemplateLimitError(TemplateError):
+    """A rendering went past a size, memory or time limit and was stopped."""
 
 
 class MessageError(PostroomError, ValueError):
