@@ -195,10 +195,13 @@ def test_faults_that_cannot_heal_are_told_apart(tmp_path: Path, postgres_server:
     # Once it worked, the same words may come from a failover starting up: wait.
     assert fatal_reason(refused.value, started=True) is None
 
+    first = sqlite3.connect(tmp_path / "l.db", isolation_level=None)
+    first.execute("BEGIN IMMEDIATE")
+    second = sqlite3.connect(tmp_path / "l.db", timeout=0, isolation_level=None)
     with pytest.raises(sqlite3.OperationalError) as locked:
-        first = sqlite3.connect(tmp_path / "l.db", isolation_level=None)
-        first.execute("BEGIN IMMEDIATE")
-        sqlite3.connect(tmp_path / "l.db", timeout=0).execute("BEGIN IMMEDIATE")
+        second.execute("BEGIN IMMEDIATE")
+    first.close()
+    second.close()
     assert fatal_reason(locked.value, started=True) is None
 
 
