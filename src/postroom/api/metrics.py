@@ -11,7 +11,6 @@ from prometheus_client.registry import Collector
 
 from postroom.app import Postroom
 from postroom.security.door import DoorCollector
-from postroom.security.door import DoorCollector
 
 AGENT_STATES = ("running", "degraded", "stale", "stopped")
 
@@ -52,6 +51,5 @@ def registry_for(postroom: Postroom) -> CollectorRegistry:
     # Not the global REGISTRY: two APIs in one process (tests) must not share metrics.
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PostroomCollector(postroom))
-    registry.register(DoorCollector(postroom))
     registry.register(DoorCollector(postroom))
     return registry
