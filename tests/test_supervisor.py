@@ -14,10 +14,13 @@ import pytest
 
 from postroom import Postroom
 from postroom.agent.health import Health
+from postroom.devinbox.server import DevInbox
+from postroom.devinbox.watch import InboxWatch, greets
 from postroom.errors import PostroomError
 from postroom.supervisor import Supervisor, TaskBoard, TaskState, TaskStatus
 from tests.apikit import http, mounted, serve
 from tests.conftest import make_settings
+from tests.fakes import free_port
 
 
 class FlakyWorker:
@@ -157,3 +160,28 @@ def test_healthz_fails_while_a_task_cannot_work(tmp_path: Path) -> None:
             assert r.status_code == 200
             assert r.json()["status"] == "ok"
             assert r.json()["tasks"][0]["state"] == "running"
+
+
+def test_the_dev_inbox_is_started_again_when_it_stops_answering(tmp_path: Path) -> None:
+    inbox = DevInbox(tmp_path / "inbox", port=free_port())
+    inbox.start()
+    board = TaskBoard()
+
+    async def main() -> TaskStatus:
+        supervisor = Supervisor(board, first=0.05, cap=0.1)
+        supervisor.start("dev inbox", lambda: InboxWatch(inbox, interval=0.1))
+        await until(lambda: board.statuses()[0].state is TaskState.RUNNING, limit=10)
+        await asyncio.to_thread(inbox.stop)  # the inbox dies under the service
+        assert not greets(inbox.host, inbox.port)
+        await until(lambda: board.statuses()[0].restarts >= 1, limit=20)
+        await until(lambda: greets(inbox.host, inbox.port, timeout=1), limit=20)
+        status = board.statuses()[0]
+        await supervisor.stop(timeout=5)
+        return status
+
+    try:
+        status = asyncio.run(main())
+    finally:
+        inbox.stop()
+    assert status.restarts >= 1
+    assert status.state is TaskState.RUNNING

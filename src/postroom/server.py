@@ -16,6 +16,8 @@ from fastapi import FastAPI
 
 from postroom.api import create_api
 from postroom.app import Postroom
+from postroom.devinbox.server import DevInbox
+from postroom.devinbox.watch import InboxWatch
 from postroom.supervisor import Supervisor
 from postroom.web import create_studio
 
@@ -25,9 +27,16 @@ AGENT_STOP_TIMEOUT = 30.0
 
 
 def create_app(
-    postroom: Postroom, *, run_agent: bool = True, inbox_dir: Path | None = None
+    postroom: Postroom,
+    *,
+    run_agent: bool = True,
+    inbox_dir: Path | None = None,
+    inbox: DevInbox | None = None,
 ) -> FastAPI:
-    """The service's ASGI application on an opened :class:`Postroom`."""
+    """The service's ASGI application on an opened :class:`Postroom`.
+
+    ``inbox``: a started dev inbox to keep listening (``serve --demo``).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -35,6 +44,8 @@ def create_app(
         if run_agent:
             supervisor.start("agent", postroom.agent)
             log.info("sender agent started")
+        if inbox is not None:
+            supervisor.start("dev inbox", lambda: InboxWatch(inbox))
         try:
             yield
         finally:

@@ -55,8 +55,9 @@ def serve(
         given = {k: v for k, v in flags.items() if v is not None}
         settings = state.settings(**given)
         with opened(**given) as postroom, contextlib.ExitStack() as stack:
+            inbox = None
             if demo:
-                _, report = stack.enter_context(
+                inbox, report = stack.enter_context(
                     demo_environment(postroom, config=config, inbox_dir=inbox_dir, port=inbox_port)
                 )
                 console.print(f"applied {config}: {len(report.changes)} records")
@@ -65,7 +66,10 @@ def serve(
             elif not postroom.identity.admins():
                 console.print("no admin user yet: create one with `postroom admin create NAME`")
             app = create_app(
-                postroom, run_agent=not no_agent, inbox_dir=inbox_dir if demo else None
+                postroom,
+                run_agent=not no_agent,
+                inbox_dir=inbox_dir if demo else None,
+                inbox=inbox,
             )
             url = f"http://{settings.host}:{settings.port}/"
             console.print(styled(("Admin Studio: ", "bold"), url))
