@@ -169,6 +169,11 @@ def received_count(sink: SmtpSink) -> int:
         return len(sink.received)
 
 
+def wait_for_arrivals(sink: SmtpSink, count: int, *, limit: float, what: str) -> None:
+    """Wait until the sink has received ``count`` messages in all."""
+    wait_until(lambda: received_count(sink) >= count, limit=limit, what=what)
+
+
 def duplicates_per_event(order: Sequence[str], marks: Sequence[int]) -> list[int]:
     """Repeat deliveries charged to events (kills, terminations) at ``marks``.
 
