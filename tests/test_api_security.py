@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -13,7 +15,21 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from postroom import Postroom
 from postroom.identity import Scope
 from tests.apikit import PUBLIC, SEND_ROUTES, api_routes, client, concrete, issue_tokens
+from tests.conftest import make_settings
 from tests.smimekit import make_signer
+
+
+# These tests send a hundred bad tokens from one client on purpose: the failure
+# throttle (tested in tests/test_door_limits.py) is set out of their way.
+@pytest.fixture
+def sqlite_postroom(tmp_path: Path) -> Iterator[Postroom]:
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'postroom.db'}",
+        auth_address_failures=10_000,
+        auth_user_failures=10_000,
+    )
+    with Postroom(settings) as pr:
+        yield pr
 
 
 def test_every_route_needs_a_token(sqlite_postroom: Postroom) -> None:
