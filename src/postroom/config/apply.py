@@ -37,6 +37,7 @@ from postroom.keystores.models import Keystore
 from postroom.operators import Operator
 from postroom.records import Change
 from postroom.text import check_tree, decode_utf8, printable
+from postroom.validation import single_line
 
 if TYPE_CHECKING:
     from postroom.app import Postroom
@@ -169,7 +170,8 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
                 if isinstance(raw, dict)
                 else None
             )
-            where = f"{section}[{i}]" + (f" ({name})" if name else "")
+            # The name as one line: a label, not a place for a typed line break to go.
+            where = f"{section}[{i}]" + (f" ({single_line(str(name))})" if name else "")
             entry = dict(raw) if isinstance(raw, dict) else raw
             if section in _SECRETS and isinstance(entry, dict):
                 key = _SECRETS[section]

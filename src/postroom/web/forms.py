@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from postroom.errors import PostroomError
+from postroom.text import printable
 
 
 def text(form: FormData, name: str) -> str:
@@ -59,6 +60,9 @@ def problem(exc: Exception) -> str:
             f"{str(err['msg']).removeprefix('Value error, ')}"
             for err in exc.errors(include_url=False, include_input=False)
         )
+    if isinstance(exc, UnicodeError):
+        # Checked text cannot get here; a codec's own words would puzzle the reader.
+        return f"text is not valid Unicode: {printable(str(exc))}"
     if isinstance(exc, PostroomError | ValueError):
         return str(exc)
     raise exc
