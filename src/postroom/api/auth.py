@@ -96,7 +96,10 @@ class TokenAuthentication:
             self.door.failure("api")
             # The id only: the rest of the value is the secret.
             log.warning(
-                "API token rejected (token id %s, address %s)", shown(token_id or "-"), address
+                "API token rejected%s (token id %s, address %s)",
+                f" after a {verdict.delay:g} s delay" if verdict.delay else "",
+                shown(token_id or "-"),
+                address,
             )
             verdict = self.throttle.admit(subject=token_id, address=address)
             if verdict.refused:

@@ -194,6 +194,15 @@ class Throttle:
                 self._subjects.take(key, failures, now)
                 self._addresses.take(address, failures, now)
 
+    def release(self, *, subject: str, address: str) -> None:
+        """Take back one attempt :meth:`admit` reserved that ended neither way (an error)."""
+        key = _subject_key(subject)
+        with self._lock:
+            now = self._clock()
+            self._pairs.take((key, address), 1, now)
+            self._subjects.take(key, 1, now)
+            self._addresses.take(address, 1, now)
+
     def size(self) -> int:
         """Entries held in all tables (bounded by three times the capacity)."""
         with self._lock:

@@ -124,16 +124,30 @@ async def log_in_throttled(
     if verdict.delay:
         door.throttled("studio", "delayed")
         await anyio.sleep(verdict.delay)
-    # Password hashing is slow on purpose: keep it off the event loop.
-    opened = await run_in_threadpool(
-        postroom_of(request).identity.log_in, username=username, password=password
-    )
+    try:
+        # Password hashing is slow on purpose: keep it off the event loop.
+        opened = await run_in_threadpool(
+            postroom_of(request).identity.log_in, username=username, password=password
+        )
+    except Exception:
+        # The database failed, not the password: the attempt is no guess.
+        door.logins.release(subject=username, address=address)
+        raise
     if opened is None:
         door.failure("studio")
-        log.warning("Studio login failed (user %s, address %s)", shown(username), address)
+        log.warning(
+            "Studio login failed%s (user %s, address %s)",
+            _after_delay(verdict.delay),
+            shown(username),
+            address,
+        )
         return None
     door.logins.succeeded(subject=username, address=address)
     return opened
+
+
+def _after_delay(delay: float) -> str:
+    return f" after a {delay:g} s delay" if delay else ""
 
 
 def _after(seconds: str) -> str:
