@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from postroom import Postroom, validation
 from postroom.cli import app as cli_app
 from postroom.correspondence.mime import Attachment, Mailbox, OutgoingEmail, build_message
-from postroom.errors import ConfigurationError, MessageError, PostroomError
+from postroom.errors import ConfigurationError, InvalidTextError, MessageError, PostroomError
 from postroom.outbox import OutboxStatus
 from postroom.validation import check_address, check_display_name, single_line
 from tests.conftest import TEST_KEY
@@ -176,6 +176,15 @@ def attempt(call: Callable[[], T], error: type[Exception]) -> T | Exception:
         return exc
 
 
+def refuses_nul(create: Callable[[], object], title: str) -> bool:
+    """Case data is stored text, which cannot hold NUL (PostgreSQL refuses it): refused."""
+    if "\x00" not in title:
+        return False
+    with pytest.raises(InvalidTextError, match="U\\+0000"):
+        create()
+    return True
+
+
 def parse(raw: bytes) -> EmailMessage:
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
@@ -309,6 +318,8 @@ def test_subject_from_case_data_is_folded_or_refused(
 ) -> None:
     postroom = fuzz_postroom
     before = len(server.sink.received)
+    if refuses_nul(lambda: postroom.cases.create(CASE_TYPE, data={"title": title}), title):
+        return
     case = postroom.cases.create(
         CASE_TYPE, data={"title": title, "contact": CONTACT}, operator="owner"
     )
@@ -412,6 +423,8 @@ def test_addresses_are_refused_or_delivered_exactly(
     fuzz_postroom: Postroom, server: ServerInfo, to: str, bcc: str, title: str
 ) -> None:
     postroom = fuzz_postroom
+    if refuses_nul(lambda: postroom.cases.create(PLAIN_TYPE, data={"title": title}), title):
+        return
     case = postroom.cases.create(PLAIN_TYPE, data={"title": title})
     queued_before = sum(postroom.outbox_counts().values())
     before = len(server.sink.received)
