@@ -591,3 +591,29 @@ def test_studio_upload_names_are_refused_or_stored_valid(
     for a in edge.cases.get(case.id).attachments:
         assert stored_ok(a.name), a.name
         assert line_ok(a.name), a.name
+
+
+def test_studio_case_type_yaml_with_a_surrogate_escape_is_refused_on_the_form(
+    studio: tuple[TestClient, str],
+) -> None:
+    client, csrf = studio
+    typed = 'class: A-B-D\nclass_group: A-B\nid_prefix: D-\nlabel: "Loan \\udcff"\n'
+    refused = client.post("/case-types", data={"csrf_token": csrf, "yaml": typed})
+    assert refused.status_code == 422
+    assert 'id="form-error"' in refused.text
+    assert "label is not valid Unicode at character 6: byte 0xFF is not UTF-8" in refused.text
+
+
+def test_environment_values_in_apply_files_are_checked_and_never_shown(
+    edge: Postroom, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the environment holds for bytes that are not UTF-8 (os.environ's surrogateescape).
+    monkeypatch.setenv("EDGE_SMTP_PASSWORD", os.fsdecode(b"s3cr\xffet-value"))
+    path = tmp_path / "env.yaml"
+    path.write_text(
+        "accounts:\n  - {name: Default, address: noreply@example.com, host: 127.0.0.1,\n"
+        "     security: none, password: '${EDGE_SMTP_PASSWORD}'}\n"
+    )
+    refused = attempt(lambda: edge.apply(path))
+    assert_refused(refused, "accounts[0] (Default): ${EDGE_SMTP_PASSWORD}")
+    assert "s3cr" not in str(refused)

@@ -36,7 +36,7 @@ from postroom.keystores.inspection import describe
 from postroom.keystores.models import Keystore
 from postroom.operators import Operator
 from postroom.records import Change
-from postroom.text import check_tree, decode_utf8, printable
+from postroom.text import check_tree, check_unicode, decode_utf8, printable
 from postroom.validation import single_line
 
 if TYPE_CHECKING:
@@ -117,7 +117,8 @@ def _expand(value: Any, where: str) -> Any:
         def sub(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in os.environ:
-                return os.environ[name]
+                # Undecodable bytes in the environment arrive as lone surrogates.
+                return check_unicode(os.environ[name], field=f"{where}: ${{{name}}}")
             if default is not None:
                 return default
             raise ConfigurationError(f"{where}: environment variable {name} is not set")
