@@ -6,8 +6,7 @@ Case data is passed as values in the context and is never compiled, so
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,78 +21,16 @@ from jinja2 import (
     meta,
 )
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
+from postroom.correspondence import limits
 from postroom.correspondence.html2text import html_to_text
+from postroom.correspondence.limits import MAX_LOOP_STEPS, MAX_RENDERED_CHARS, RENDER_SECONDS
 from postroom.correspondence.models import Correspondence
-from postroom.errors import NotFoundError, TemplateError, TemplateSecurityError
+from postroom.correspondence.sandbox import LimitedSandbox
+from postroom.errors import NotFoundError, TemplateError, TemplateLimitError, TemplateSecurityError
 from postroom.validation import single_line
 
-MAX_RENDERED_CHARS = 5_000_000
-MAX_LOOP_STEPS = 2_000_000
-"""Iterations of ``range`` loops one rendering may take: nested loops stay bounded in time."""
-
-_steps_left: ContextVar[list[int] | None] = ContextVar("postroom_template_steps", default=None)
-
-
-class _BudgetedRange:
-    """``range`` for templates: each step taken counts against the rendering's budget."""
-
-    def __init__(self, *args: int) -> None:
-        self._range = safe_range(*args)  # refuses ranges over MAX_RANGE items
-
-    def __len__(self) -> int:
-        return len(self._range)
-
-    def __iter__(self) -> Iterator[int]:
-        budget = _steps_left.get()
-        for value in self._range:
-            if budget is not None:
-                budget[0] -= 1
-                if budget[0] < 0:
-                    raise SecurityError(f"loops took more than {MAX_LOOP_STEPS} steps")
-            yield value
-
-
-def _too_big(value: Any) -> bool:
-    return (
-        isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_RENDERED_CHARS
-    )
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, also refusing single expressions that would allocate hugely."""
-
-    intercepted_binops = frozenset({"*", "**", "%"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*" and (
-            (
-                isinstance(left, str | list | tuple)
-                and isinstance(right, int)
-                and len(left) * right > MAX_RENDERED_CHARS
-            )
-            or (
-                isinstance(right, str | list | tuple)
-                and isinstance(left, int)
-                and len(right) * left > MAX_RENDERED_CHARS
-            )
-        ):
-            raise SecurityError("a repetition would exceed the output limit")
-        if operator == "**" and isinstance(right, int) and abs(right) > 1000:
-            raise SecurityError("an exponent over 1000 is refused")
-        if operator == "%" and isinstance(left, str):
-            values = right if isinstance(right, tuple) else (right,)
-            if any(_too_big(v) for v in values):
-                raise SecurityError("a format width over the output limit is refused")
-        return super().call_binop(context, operator, left, right)
-
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        # ljust/center/zfill and friends take a size: refuse sizes past the output limit.
-        if any(_too_big(v) for v in (*args, *kwargs.values())):
-            raise SecurityError("an argument over the output limit is refused")
-        return super().call(__context, __obj, *args, **kwargs)
+__all__ = ["MAX_LOOP_STEPS", "MAX_RENDERED_CHARS", "RENDER_SECONDS", "Rendered", "Renderer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +55,11 @@ class _MappingLoader(BaseLoader):
 class Renderer:
     """Renders correspondence from one snapshot of the correspondence records."""
 
-    def __init__(self, records: Mapping[str, Correspondence]) -> None:
+    def __init__(
+        self, records: Mapping[str, Correspondence], *, time_limit: float = RENDER_SECONDS
+    ) -> None:
         self._records = dict(records)
+        self._time_limit = time_limit
         self._html = self._environment({n: r.html for n, r in records.items()}, autoescape=True)
         self._plain = self._environment(
             {n: r.text if r.text is not None else html_to_text(r.html) for n, r in records.items()},
@@ -129,15 +69,13 @@ class Renderer:
 
     @staticmethod
     def _environment(sources: Mapping[str, str], *, autoescape: bool) -> Environment:
-        env = _Sandbox(
+        return LimitedSandbox(
             loader=_MappingLoader(sources),
             autoescape=autoescape,
             undefined=StrictUndefined,
             auto_reload=False,
             cache_size=1000,
         )
-        env.globals["range"] = _BudgetedRange
-        return env
 
     def check_source(self, source: str, *, what: str) -> None:
         """Refuse a template that does not compile or includes an unknown correspondence."""
@@ -169,18 +107,27 @@ class Renderer:
             raise NotFoundError(f"no correspondence named {name!r}")
         if record.subject is None:
             raise TemplateError(f"correspondence {name!r} is a fragment (it has no subject)")
-        html = self._run(self._html, name, context, what=f"correspondence {name!r}")
-        if record.text is not None:
-            text = self._run(self._plain, name, context, what=f"text of {name!r}")
-        else:
-            text = html_to_text(html)
-        subject = self._run_string(record.subject, context, what=f"subject of {name!r}")
+        # One budget for the whole email: its parts share the time and memory limits.
+        token = limits.start(seconds=self._time_limit)
+        try:
+            html = self._run(self._html, name, context, what=f"correspondence {name!r}")
+            if record.text is not None:
+                text = self._run(self._plain, name, context, what=f"text of {name!r}")
+            else:
+                text = html_to_text(html)
+            subject = self._run_string(record.subject, context, what=f"subject of {name!r}")
+        finally:
+            limits.stop(token)
         return Rendered(subject=single_line(subject), html=html, text=text)
 
     def render_inline(self, *, subject: str, body: str, context: Mapping[str, Any]) -> Rendered:
-        """Render a step's inline subject and HTML body (which may include fragments)."""
-        html = self._run_string(body, context, what="inline body", autoescape=True)
-        subject_text = self._run_string(subject, context, what="inline subject")
+        """Render an ad-hoc or inline subject and HTML body (which may include fragments)."""
+        token = limits.start(seconds=self._time_limit)
+        try:
+            html = self._run_string(body, context, what="ad-hoc body", autoescape=True)
+            subject_text = self._run_string(subject, context, what="ad-hoc subject")
+        finally:
+            limits.stop(token)
         return Rendered(subject=single_line(subject_text), html=html, text=html_to_text(html))
 
     def _run_string(
@@ -217,13 +164,19 @@ class Renderer:
         # building all of its output in memory first.
         parts: list[str] = []
         size = 0
-        token = _steps_left.set([MAX_LOOP_STEPS])
         try:
             for chunk in template.generate(context):
                 size += len(chunk)
                 if size > MAX_RENDERED_CHARS:
                     break
                 parts.append(chunk)
+        except limits.LimitExceeded as exc:
+            raise TemplateLimitError(f"{what}: {exc}") from None
+        except MemoryError:
+            # Every allocation is sized first; this is the last line if one was missed.
+            raise TemplateLimitError(
+                f"{what}: the template needed more memory than there is"
+            ) from None
         except SecurityError as exc:
             raise TemplateSecurityError(
                 f"{what}: the template sandbox refused an unsafe expression ({exc})"
@@ -243,8 +196,8 @@ class Renderer:
             raise TemplateError(f"{what}: recursion too deep") from None
         except (TypeError, ValueError, ArithmeticError, OverflowError, LookupError) as exc:
             raise TemplateError(f"{what}: {type(exc).__name__}: {exc}") from None
-        finally:
-            _steps_left.reset(token)
         if size > MAX_RENDERED_CHARS:
-            raise TemplateError(f"{what}: rendered to more than {MAX_RENDERED_CHARS} characters")
+            raise TemplateLimitError(
+                f"{what}: rendered to more than {MAX_RENDERED_CHARS} characters"
+            )
         return "".join(parts)

@@ -1,0 +1,239 @@
+"""The immutable Jinja2 sandbox, bounded in memory and time.
+
+Jinja's sandbox stops templates reaching Python internals and caps ``range``; it does
+not stop ``'%300000000d' % 1``, ``'x'|center(10**9)`` or a loop that doubles a string.
+Here every operator, call, filter, ``~`` and printed value is sized before it is built
+and charged to the rendering's :mod:`~postroom.correspondence.limits` budget, and every
+``for`` loop counts its steps and watches the clock.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from types import BuiltinMethodType, MethodType
+from typing import Any
+
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context, LoopContext
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+from markupsafe import Markup
+
+from postroom.correspondence import checks
+from postroom.correspondence.formats import (
+    LimitedEscapeFormatter,
+    LimitedFormatter,
+    percent_size,
+)
+from postroom.correspondence.limits import (
+    MAX_INT_BITS,
+    MAX_ITEMS,
+    MAX_VALUE_CHARS,
+    Steps,
+    charge,
+    charge_value,
+    escaped_len,
+    printed,
+    require,
+    size_of,
+)
+
+_SEQUENCES = (str, bytes, list, tuple)
+
+
+class _CodeGenerator(CodeGenerator):
+    """Jinja's code generator, routing loops and ``~`` through the budget."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        # Jinja allows no custom nodes: the iterable becomes a call of loop_steps.
+        node.iter = nodes.Call(
+            nodes.EnvironmentAttribute("loop_steps"),
+            [node.iter],
+            [],
+            None,
+            None,
+            lineno=node.iter.lineno,
+        )
+        super().visit_For(node, frame)
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        # As Jinja writes it, with the parts sized and charged before they are joined.
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            join = "markup_join"
+        else:
+            join = "str_join"
+        self.write(f"{join}(environment.concat_parts((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write(")))")
+
+
+def _guard_filter(func: Callable[..., Any], check: checks.Check) -> Callable[..., Any]:
+    skip = 0 if getattr(func, "jinja_pass_arg", None) is None else 1  # context first
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > skip:
+            escaping = skip == 1 and isinstance(args[0], EvalContext) and args[0].autoescape
+            rest = check(args[skip], args[skip + 1 :], kwargs, escaping)
+            if rest is not None:
+                args = (*args[:skip], *rest)
+        return charge_value(func(*args, **kwargs))
+
+    return guarded
+
+
+def _repeat(left: Any, right: Any) -> None:
+    if isinstance(left, _SEQUENCES) and isinstance(right, int):
+        sequence, times = left, right
+    elif isinstance(right, _SEQUENCES) and isinstance(left, int):
+        sequence, times = right, left
+    else:
+        if isinstance(left, int) and isinstance(right, int):
+            require(
+                int_bits(left) + int_bits(right), what="a product", limit=MAX_INT_BITS, unit="bits"
+            )
+        return
+    if times <= 1:
+        return
+    if isinstance(sequence, list | tuple):
+        require(len(sequence) * times, what="a repetition", limit=MAX_ITEMS, unit="items")
+        require(size_of(sequence) * times, what="a repetition")
+    else:
+        require(len(sequence) * times, what="a repetition")
+
+
+def int_bits(value: int) -> int:
+    return abs(value).bit_length()
+
+
+def _power(base: Any, exponent: Any) -> None:
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
+        require(int_bits(base) * exponent, what="a power", limit=MAX_INT_BITS, unit="bits")
+
+
+def _add(left: Any, right: Any) -> None:
+    if isinstance(left, str | bytes) and isinstance(right, str | bytes):
+        growth = 6 if isinstance(left, Markup) and not isinstance(right, Markup) else 1
+        require(len(left) + len(right) * growth, what="a sum of strings")
+    elif isinstance(left, list | tuple) and isinstance(right, list | tuple):
+        require(len(left) + len(right), what="a sum of lists", limit=MAX_ITEMS, unit="items")
+        require(size_of(left) + size_of(right), what="a sum of lists")
+
+
+class LimitedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, refusing any step past the rendering's size and time limits."""
+
+    code_generator_class = _CodeGenerator
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(finalize=printed, **options)
+        self.globals["range"] = self.limited_range
+        self.globals["lipsum"] = checks.lipsum
+        # Filters that only pick or convert a value (default, first, length...) stay as
+        # they are: wrapping them would cost every template for nothing.
+        for name, check in checks.FILTER_CHECKS.items():
+            self.filters[name] = _guard_filter(self.filters[name], check)
+
+    @staticmethod
+    def limited_range(*args: int) -> Steps:
+        """``range`` for templates: refused over MAX_RANGE items, its steps counted."""
+        return Steps(safe_range(*args))
+
+    @staticmethod
+    def loop_steps(iterable: Any) -> Any:
+        return iterable if isinstance(iterable, Steps) else Steps(iterable)
+
+    def concat_parts(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
+        total = 0
+        for part in parts:
+            total += len(part) if isinstance(part, str) else size_of(part)
+        if self.autoescape and total * 6 > MAX_VALUE_CHARS:
+            total = sum(
+                len(p)
+                if hasattr(p, "__html__")
+                else escaped_len(str(p))
+                if isinstance(p, str)
+                else size_of(p) * 6
+                for p in parts
+            )
+        require(total, what="a '~' join")
+        charge(total)
+        return parts
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            _repeat(left, right)
+        elif operator == "**":
+            _power(left, right)
+        elif operator == "%":
+            if isinstance(left, str):
+                require(
+                    percent_size(left, right, escaping=isinstance(left, Markup)),
+                    what="'%' formatting",
+                )
+        else:
+            _add(left, right)
+        return charge_value(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(__obj, BuiltinMethodType | MethodType):
+            args = _check_method(__obj, args, kwargs)
+            return charge_value(super().call(__context, __obj, *args, **kwargs))
+        if isinstance(__obj, LoopContext) and args:
+            args = (Steps(args[0]), *args[1:])  # a recursive loop's next level
+        result = super().call(__context, __obj, *args, **kwargs)
+        # A macro's output (its parts were charged as printed) or a global's value, which
+        # the budget only needs to see for time; lists a global returns were sized by it.
+        charge(len(result) if isinstance(result, str) else 1)
+        return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        # Jinja's own wrapper, with formatters that size each field before formatting it.
+        if not isinstance(value, MethodType | BuiltinMethodType) or value.__name__ not in (
+            "format",
+            "format_map",
+        ):
+            return None
+        owner: Any = value.__self__
+        if not isinstance(owner, str):
+            return None
+        str_type: type[str] = type(owner)
+        is_format_map = value.__name__ == "format_map"
+        escaping = isinstance(owner, Markup)
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument")
+                kwargs, args = args[0], ()
+            formatter: LimitedFormatter
+            if escaping:
+                formatter = LimitedEscapeFormatter(self, escape=owner.escape)  # type: ignore[attr-defined]
+            else:
+                formatter = LimitedFormatter(self)
+            return str_type(formatter.vformat(owner, args, kwargs))
+
+        return functools.update_wrapper(wrapper, value)
+
+
+def _check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    owner = getattr(method, "__self__", None)
+    name = method.__name__
+    if isinstance(owner, str | bytes | bytearray):
+        check = checks.METHOD_CHECKS.get(name)
+        if check is not None:
+            replaced = check(owner, args, kwargs)
+            if replaced is not None:
+                return replaced
+    elif isinstance(owner, int) and name == "to_bytes":
+        checks.check_to_bytes(args, kwargs)
+    elif name == "fromkeys":
+        return checks.check_fromkeys(args, kwargs)
+    return args
