@@ -265,6 +265,7 @@ def first_bad_byte(data: bytes, *, errors: str = "strict") -> int | None:
 @example(name="Carél".encode("latin-1"), escaped="ok", as_json=False)
 @example(name=b"ok", escaped="\ud800", as_json=True)
 @example(name=b"ok", escaped="a\x00", as_json=False)
+@example(name=b"ok", escaped="\U0001f600 \u00e9", as_json=True)  # JSON's pair of escapes
 def test_apply_file_refuses_with_path_line_and_offset(
     edge: Postroom, tmp_path: Path, name: bytes, escaped: str, as_json: bool
 ) -> None:
@@ -294,6 +295,9 @@ def test_apply_file_refuses_with_path_line_and_offset(
         # name): a one-line Postroom error, never one about text encoding.
         assert_one_line(str(applied))
         assert not isinstance(applied, InvalidTextError) or "name" in applied.field
+    else:
+        with edge.engine.connect() as conn:
+            assert edge.correspondence_store.all(conn)["L"].subject == escaped
 
 
 # --- the CLI ----------------------------------------------------------------------------

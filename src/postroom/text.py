@@ -126,6 +126,24 @@ def _surrogate(char: str) -> str:
     return f"lone surrogate U+{code:04X}"
 
 
+def join_surrogate_pairs(value: Any) -> Any:
+    """``value`` with each escaped surrogate pair made the one character it stands for.
+
+    JSON writes a character beyond U+FFFF as a pair of escapes (``"\\ud83d\\ude00"``
+    for 😀); PyYAML, reading such a file, leaves them two lone surrogates. Lone ones
+    stay, for :func:`check_tree` to refuse.
+    """
+    if isinstance(value, str):
+        if not _SURROGATE.search(value):
+            return value
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    if isinstance(value, dict):
+        return {join_surrogate_pairs(k): join_surrogate_pairs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [join_surrogate_pairs(v) for v in value]
+    return value
+
+
 def decode_utf8(data: bytes, *, source: str) -> str:
     """``data`` decoded as UTF-8, or an error naming ``source``, the line and byte offset."""
     try:

@@ -36,7 +36,13 @@ from postroom.keystores.inspection import describe
 from postroom.keystores.models import Keystore
 from postroom.operators import Operator
 from postroom.records import Change
-from postroom.text import check_tree, check_unicode, decode_utf8, printable
+from postroom.text import (
+    check_tree,
+    check_unicode,
+    decode_utf8,
+    join_surrogate_pairs,
+    printable,
+)
 from postroom.validation import single_line
 
 if TYPE_CHECKING:
@@ -66,8 +72,8 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str) -> Any:
-    """Parse YAML text with 1.2 booleans."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    """Parse YAML text with 1.2 booleans (and JSON's escaped surrogate pairs joined)."""
+    return join_surrogate_pairs(yaml.load(text, Loader=_Loader))  # noqa: S506 - a SafeLoader
 
 
 @dataclass
