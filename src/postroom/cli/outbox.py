@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
+from postroom.agent.registry import AgentInfo
 from postroom.cli.common import (
     configure_logging,
     console,
@@ -18,7 +19,6 @@ from postroom.cli.common import (
     styled,
     where,
 )
-from postroom.agent.registry import AgentInfo
 from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxEntry, OutboxStatus
 
@@ -229,5 +229,7 @@ def describe_state(agent: AgentInfo) -> str:
     """``running``, ``running (paused)``, ``degraded: why (N database errors in a row)``."""
     text = f"{agent.state} (paused)" if agent.paused else agent.state
     if agent.state == "degraded":
-        text += f": {agent.reason or 'no reason given'} ({agent.db_errors} database errors in a row)"
+        text += (
+            f": {agent.reason or 'no reason given'} ({agent.db_errors} database errors in a row)"
+        )
     return text
