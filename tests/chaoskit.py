@@ -52,12 +52,22 @@ def report(filename: str, label: str, text: str) -> None:
     path.write_text("\n".join([*kept, line]) + "\n")
 
 
-def wait_until(condition: Callable[[], bool], *, limit: float, what: str) -> None:
-    """Poll ``condition`` every 50 ms for at most ``limit`` seconds; fail naming ``what``."""
+def wait_until(
+    condition: Callable[[], bool],
+    *,
+    limit: float,
+    what: str,
+    seen: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``condition`` every 50 ms for at most ``limit`` seconds; fail naming ``what``.
+
+    ``seen`` says, on failure, what there was instead.
+    """
     deadline = time.monotonic() + limit
     while not condition():
         if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {limit:.0f} s waiting for {what}")
+            instead = f"; saw {seen()}" if seen is not None else ""
+            pytest.fail(f"timed out after {limit:.0f} s waiting for {what}{instead}")
         time.sleep(0.05)
 
 

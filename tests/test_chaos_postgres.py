@@ -8,12 +8,14 @@ never fatal to an agent: it waits, replaces its connections and carries on by it
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from postroom import Postroom
 from postroom.db.types import utcnow
@@ -139,6 +141,80 @@ def test_agents_ride_out_terminated_sessions(postgres_url: str, tmp_path: Path) 
     assert set(order) == message_ids  # nothing lost
     # A terminated session costs an agent at most the batch it had not recorded.
     assert duplicates <= bound
+
+
+def agent_state(url: str) -> str | None:
+    """The newest agent's state as its row says it."""
+    with Postroom(make_settings(url)) as pr:
+        agents = pr.agents()
+    return agents[0].state if agents else None
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_agent_list_shows_an_agent_degraded_while_the_outbox_is_locked(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # The database answers, but the outbox is out of reach: the agent says so in its row.
+    sink = SmtpSink()
+    tally = Tally(sink)
+    dsn = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    with smtp_server(sink) as srv:
+        with Postroom(make_settings(postgres_url)) as pr:
+            pr.apply({"accounts": [account(srv.port)]})
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            # New sessions of this scratch database give up on a lock after 1 s.
+            name = make_url(postgres_url).database
+            admin.execute(f"ALTER DATABASE \"{name}\" SET lock_timeout = '1s'")
+        env = process_env(postgres_url, poll_interval=0.05, heartbeat_interval=0.5)
+        with fleet(agent_forever(), env, tmp_path) as agents:
+            agents.start(0)
+            wait_until(
+                lambda: agent_state(postgres_url) == "running", limit=60, what="a running agent"
+            )
+            with psycopg.connect(dsn) as locker:
+                locker.execute("SET lock_timeout = 0")
+                locker.execute("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE")
+                states: list[str | None] = []
+
+                def says_degraded() -> bool:
+                    states.append(agent_state(postgres_url))
+                    return states[-1] == "degraded"
+
+                wait_until(
+                    says_degraded,
+                    limit=30,
+                    what="the agent's row to say degraded",
+                    seen=lambda: sorted(set(states), key=states.index),
+                )
+                listed = subprocess.run(
+                    [agent_forever()[0], "agent", "list"],
+                    env={**process_env(postgres_url), "COLUMNS": "400"},
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                locker.rollback()
+            with Postroom(make_settings(postgres_url)) as pr:
+                pr.send(to=["after@example.net"], subject="after", body="B.", class_name="Default")
+                message_ids = {e.message_id for e in pr.outbox(limit=10)}
+            wait_until(
+                lambda: tally.update().keys() >= message_ids,
+                limit=60,
+                what="an email sent once the lock is gone",
+            )
+            wait_until(
+                lambda: agent_state(postgres_url) == "running", limit=60, what="running again"
+            )
+            assert agents.exited() == {}, agents.tail(0)
+            codes = agents.stop()
+    assert listed.returncode == 0, listed.stderr
+    shown = " ".join(listed.stdout.split())
+    assert "degraded" in shown, shown
+    assert "lock timeout" in shown, shown  # the reason, in the database's words
+    assert codes == {0: 0}
+    agents.assert_no_traceback()
 
 
 @pytest.mark.chaos
