@@ -35,7 +35,7 @@ from tests.fakes import SmtpSink, free_port, smtp_server
 from tests.test_delivery import account
 from tests.test_scale_out import Tally, enqueue
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 EMAILS = 600
 BATCH = 50

@@ -152,6 +152,7 @@ def agent_state(url: str) -> str | None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_agent_list_shows_an_agent_degraded_while_the_outbox_is_locked(
     postgres_url: str, tmp_path: Path
 ) -> None:
