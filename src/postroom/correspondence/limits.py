@@ -25,8 +25,8 @@ MAX_BUILT_CHARS = 4_000_000
 """Characters one rendering may build in all, its output included (memory stays a few MB)."""
 MAX_LOOP_STEPS = 2_000_000
 """Loop iterations one rendering may take."""
-MAX_INT_BITS = 100_000
-"""Bits an integer a template computes may have (``10 ** 10 ** 8`` is refused)."""
+MAX_INT_BITS = 14_000
+"""Bits an integer a template computes may have: about the 4300 digits Python prints."""
 RENDER_SECONDS = 2.0
 """Seconds one rendering (all parts of one email) may take, loops without output included."""
 

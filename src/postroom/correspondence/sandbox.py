@@ -10,6 +10,7 @@ and charged to the rendering's :mod:`~postroom.correspondence.limits` budget, an
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from types import BuiltinMethodType, MethodType
 from typing import Any
@@ -114,7 +115,8 @@ def int_bits(value: int) -> int:
 
 def _power(base: Any, exponent: Any) -> None:
     if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
-        require(int_bits(base) * exponent, what="a power", limit=MAX_INT_BITS, unit="bits")
+        bits = math.log2(abs(base)) * exponent  # logs of huge ints are fine: no power is built
+        require(int(bits) + 1, what="a power", limit=MAX_INT_BITS, unit="bits")
 
 
 def _add(left: Any, right: Any) -> None:
