@@ -83,6 +83,7 @@ REFUSED: list[tuple[str, str]] = [
     ("{{ '%(a(b))" + BIG + "s' % {'a(b)': 1} }}", "'%' formatting"),
     ("{{ '%r' % ('\\x00' * 900000,) }}", "'%' formatting"),
     ("{{ '%" + BIG + "d'|format(1) }}", "format would build"),
+    ("{{ '%" + BIG + "d'.encode() % 1 }}", "'%' formatting"),
     # str.format and format_map: widths, precisions, nested and repeated fields
     ("{{ '{:" + BIG + "}'.format(1) }}", "str.format"),
     ("{{ '{:{w}}'.format(1, w=" + BIG + ") }}", "str.format"),

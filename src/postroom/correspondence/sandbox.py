@@ -175,7 +175,10 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         elif operator == "**":
             _power(left, right)
         elif operator == "%":
-            if isinstance(left, str):
+            if isinstance(left, bytes):  # b'%300000000d' % 1 is as big as its str twin
+                left_text = left.decode("latin-1")
+                require(percent_size(left_text, right), what="'%' formatting")
+            elif isinstance(left, str):
                 require(
                     percent_size(left, right, escaping=isinstance(left, Markup)),
                     what="'%' formatting",
