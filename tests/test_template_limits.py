@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from pprint import pformat
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ PEAK_LIMIT_KB = 8 * 1024
 """What one rendering may add to the process's peak resident memory."""
 
 _CHILD = r"""
-import json, resource, sys, time
+import ctypes, ctypes.util, gc, json, resource, sys, time
 from postroom.correspondence.render import Renderer
 from postroom.correspondence.models import Correspondence
 from postroom.errors import TemplateError, TemplateLimitError
@@ -54,7 +55,10 @@ renderer = Renderer({"T": Correspondence(name="T", subject="s", html="<p>{{ 1 }}
 renderer.render_inline(subject="{{ 'warm' ~ 1 }}", body="{{ 'x' * 10 }}", context=context)
 limit = (status("VmSize") + int(sys.argv[1]) * 1024) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
 for source in payloads:
+    gc.collect()
+    libc.malloc_trim(0)  # what earlier payloads freed goes back: no payload reuses it unseen
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # the peak starts again from what is resident now
     before = peak()
@@ -226,6 +230,20 @@ RENDERED: list[tuple[str, str]] = [
     ("{{ case.data['items']|map(attribute='name')|join }}", "a"),
     ("{{ ('x' * 900000)|length }}", "900000"),
     ("{{ {'a': [1, 2]}|tojson }}", '{"a": [1, 2]}'),
+    (
+        "{% for k, v in {'a': 1, 'b': 2}|dictsort %}{{ k }}{{ v }}{{ loop.length }}"
+        "{% if not loop.last %},{% endif %}{% endfor %}",
+        "a12,b22",
+    ),
+    (
+        "{% for x in [3, 1, 2]|sort if x > 1 %}{{ loop.index }}{{ x }}{% else %}-{% endfor %}",
+        "1223",
+    ),
+    ("{% for n in [{'c': [{'c': []}]}] recursive %}[{{ loop(n.c) }}]{% endfor %}", "[[]]"),
+    # large but legal: near the output limit, a long loop, a big list printed
+    ("{{ 'x' * 900000 }}", "x" * 900000),
+    ("{% for i in range(50000) %}{{ i % 10 }}{% endfor %}", "0123456789" * 5000),
+    ("{{ (range(40000)|list|pprint)|length }}", str(len(pformat(list(range(40000)))))),
 ]
 
 
