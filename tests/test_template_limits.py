@@ -195,6 +195,20 @@ REFUSED: list[tuple[str, str]] = [
         "characters in all",
     ),
     ("{% for i in range(20) %}{{ 'x' * 99999 }}{% endfor %}", f"more than {MAX_RENDERED_CHARS}"),
+    (
+        "{% macro m() %}{% for i in range(100000) %}{% for j in range(19) %}{{ '' }}"
+        "{% endfor %}{% endfor %}{% endmacro %}{{ m()|length }}",
+        "characters in all",
+    ),
+    (
+        "{% for i in range(100000) %}{% for j in range(19) %}{{ '' }}{% endfor %}{% endfor %}",
+        "in all",
+    ),
+    (
+        "{% macro m() %}{% for i in range(100000) %}{% for j in range(19) %}{{ i }}"
+        "{% endfor %}{% endfor %}{% endmacro %}{{ m()|length }}",
+        "characters in all",
+    ),
     # time: loops with no output at all
     (
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
@@ -243,6 +257,7 @@ RENDERED: list[tuple[str, str]] = [
     # large but legal: near the output limit, a long loop, a big list printed
     ("{{ 'x' * 900000 }}", "x" * 900000),
     ("{% for i in range(50000) %}{{ i % 10 }}{% endfor %}", "0123456789" * 5000),
+    ("{% for i in range(100000) %}{{ i }}{% endfor %}", "".join(map(str, range(100000)))),
     ("{{ (range(40000)|list|pprint)|length }}", str(len(pformat(list(range(40000)))))),
 ]
 

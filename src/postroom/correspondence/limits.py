@@ -101,8 +101,7 @@ def printed(value: Any) -> Any:
         require(size, what="a printed value", limit=MAX_RENDERED_CHARS)
     budget = _budget.get()
     if budget is not None:
-        # One more for the slot the value takes in a macro's or block's buffer.
-        budget.chars -= size + 1
+        budget.chars -= size  # the slot it takes in a buffer is charged with its Output
         if budget.chars < 0:
             charge(0)  # raises, with the message
     return value

@@ -30,6 +30,8 @@ from postroom.correspondence.sandbox import LimitedSandbox
 from postroom.errors import NotFoundError, TemplateError, TemplateLimitError, TemplateSecurityError
 from postroom.validation import single_line
 
+_JOIN_EVERY = 1024
+
 __all__ = ["MAX_LOOP_STEPS", "MAX_RENDERED_CHARS", "RENDER_SECONDS", "Rendered", "Renderer"]
 
 
@@ -163,13 +165,17 @@ class Renderer:
         # Streamed, so that a template producing too much stops at the limit instead of
         # building all of its output in memory first.
         parts: list[str] = []
+        pending: list[str] = []
         size = 0
         try:
             for chunk in template.generate(context):
                 size += len(chunk)
                 if size > MAX_RENDERED_CHARS:
                     break
-                parts.append(chunk)
+                pending.append(chunk)
+                if len(pending) == _JOIN_EVERY:  # many small chunks cost more than their text
+                    parts.append("".join(pending))
+                    pending.clear()
         except limits.LimitExceeded as exc:
             raise TemplateLimitError(f"{what}: {exc}") from None
         except MemoryError:
@@ -200,4 +206,4 @@ class Renderer:
             raise TemplateLimitError(
                 f"{what}: rendered to more than {MAX_RENDERED_CHARS} characters"
             )
-        return "".join(parts)
+        return "".join([*parts, *pending])

@@ -44,6 +44,10 @@ from postroom.correspondence.limits import (
 _SEQUENCES = (str, bytes, list, tuple)
 
 
+_SLOT = 8  # a pointer in a list
+_BUFFERED_PART = 64  # a small string object and its pointer, kept until the buffer is joined
+
+
 class _CodeGenerator(CodeGenerator):
     """Jinja's code generator, routing loops and ``~`` through the budget."""
 
@@ -58,6 +62,18 @@ class _CodeGenerator(CodeGenerator):
             lineno=node.iter.lineno,
         )
         super().visit_For(node, frame)
+
+    def visit_Output(self, node: nodes.Output, frame: Frame) -> None:
+        # Template text is never finalized, and a buffer (a macro's or a block's output)
+        # keeps every part as an object of its own until it is joined: each output charges
+        # its text and its parts, so a loop printing empty strings is bounded too.
+        part = _BUFFERED_PART if frame.buffer is not None else _SLOT
+        cost = sum(
+            _SLOT + len(child.data) if isinstance(child, nodes.TemplateData) else part
+            for child in node.nodes
+        )
+        self.writeline(f"environment.charge_output({cost})")
+        super().visit_Output(node, frame)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         # As Jinja writes it, with the parts sized and charged before they are joined.
@@ -147,6 +163,10 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
     def limited_range(*args: int) -> Steps:
         """``range`` for templates: refused over MAX_RANGE items, its steps counted."""
         return Steps(safe_range(*args))
+
+    @staticmethod
+    def charge_output(cost: int) -> None:
+        charge(cost)
 
     @staticmethod
     def loop_steps(iterable: Any) -> Any:
