@@ -91,18 +91,27 @@ class _CodeGenerator(CodeGenerator):
 
 
 def _guard_filter(func: Callable[..., Any], check: checks.Check) -> Callable[..., Any]:
-    skip = 0 if getattr(func, "jinja_pass_arg", None) is None else 1  # context first
+    if getattr(func, "jinja_pass_arg", None) is None:
+
+        @functools.wraps(func)
+        def guarded(value: Any, *args: Any, **kwargs: Any) -> Any:
+            rest = check(value, args, kwargs, False)
+            if rest is not None:
+                return charge_value(func(*rest, **kwargs))
+            return charge_value(func(value, *args, **kwargs))
+
+        return guarded
 
     @functools.wraps(func)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        if len(args) > skip:
-            escaping = skip == 1 and isinstance(args[0], EvalContext) and args[0].autoescape
-            rest = check(args[skip], args[skip + 1 :], kwargs, escaping)
-            if rest is not None:
-                args = (*args[:skip], *rest)
-        return charge_value(func(*args, **kwargs))
+    def guarded_with(passed: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        # The context, eval context or environment comes first (pass_eval_context...).
+        escaping = isinstance(passed, EvalContext) and passed.autoescape
+        rest = check(value, args, kwargs, escaping)
+        if rest is not None:
+            return charge_value(func(passed, *rest, **kwargs))
+        return charge_value(func(passed, value, *args, **kwargs))
 
-    return guarded
+    return guarded_with
 
 
 def _repeat(left: Any, right: Any) -> None:
@@ -164,9 +173,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         """``range`` for templates: refused over MAX_RANGE items, its steps counted."""
         return Steps(safe_range(*args))
 
-    @staticmethod
-    def charge_output(cost: int) -> None:
-        charge(cost)
+    charge_output = staticmethod(charge)  # called for every output: no extra frame
 
     @staticmethod
     def loop_steps(iterable: Any) -> Any:
