@@ -139,8 +139,10 @@ def size_of(value: Any, cap: int = MAX_VALUE_CHARS) -> int:
         return 24
     if kind is int:
         return int(value.bit_length()) * 3 // 10 + 2
-    if isinstance(value, str | bytes | bytearray):
+    if isinstance(value, str):
         return len(value)
+    if isinstance(value, bytes | bytearray):
+        return 4 * len(value)  # printed as its repr: b'\xe9' for one byte
     if isinstance(value, bool) or value is None:
         return 5
     if isinstance(value, int):

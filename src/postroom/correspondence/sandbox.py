@@ -96,9 +96,9 @@ def _guard_filter(func: Callable[..., Any], check: checks.Check) -> Callable[...
         @functools.wraps(func)
         def guarded(value: Any, *args: Any, **kwargs: Any) -> Any:
             rest = check(value, args, kwargs, False)
-            if rest is not None:
-                return charge_value(func(*rest, **kwargs))
-            return charge_value(func(value, *args, **kwargs))
+            result = func(*rest, **kwargs) if rest is not None else func(value, *args, **kwargs)
+            # A value handed back as it was ('x'|string) was charged when it was built.
+            return result if result is value else charge_value(result)
 
         return guarded
 
@@ -108,8 +108,10 @@ def _guard_filter(func: Callable[..., Any], check: checks.Check) -> Callable[...
         escaping = isinstance(passed, EvalContext) and passed.autoescape
         rest = check(value, args, kwargs, escaping)
         if rest is not None:
-            return charge_value(func(passed, *rest, **kwargs))
-        return charge_value(func(passed, value, *args, **kwargs))
+            result = func(passed, *rest, **kwargs)
+        else:
+            result = func(passed, value, *args, **kwargs)
+        return result if result is value else charge_value(result)
 
     return guarded_with
 
@@ -121,9 +123,7 @@ def _repeat(left: Any, right: Any) -> None:
         sequence, times = right, left
     else:
         if isinstance(left, int) and isinstance(right, int):
-            require(
-                int_bits(left) + int_bits(right), what="a product", limit=MAX_INT_BITS, unit="bits"
-            )
+            require(_bits(left) + _bits(right), what="a product", limit=MAX_INT_BITS, unit="bits")
         return
     if times <= 1:
         return
@@ -134,7 +134,7 @@ def _repeat(left: Any, right: Any) -> None:
         require(len(sequence) * times, what="a repetition")
 
 
-def int_bits(value: int) -> int:
+def _bits(value: int) -> int:
     return abs(value).bit_length()
 
 
@@ -216,8 +216,13 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(__obj, BuiltinMethodType | MethodType):
-            args = _check_method(__obj, args, kwargs)
-            return charge_value(super().call(__context, __obj, *args, **kwargs))
+            owner = getattr(__obj, "__self__", None)
+            args = _check_method(__obj, owner, args, kwargs)
+            result = super().call(__context, __obj, *args, **kwargs)
+            if isinstance(owner, str | bytes):  # a string method builds what it returns
+                return charge_value(result)
+            charge(1)  # dict.get and the like hand back what exists: only the clock is due
+            return result
         if isinstance(__obj, LoopContext) and args:
             args = (Steps(args[0]), *args[1:])  # a recursive loop's next level
         result = super().call(__context, __obj, *args, **kwargs)
@@ -255,8 +260,9 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return functools.update_wrapper(wrapper, value)
 
 
-def _check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    owner = getattr(method, "__self__", None)
+def _check_method(
+    method: Any, owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
     name = method.__name__
     if isinstance(owner, str | bytes | bytearray):
         check = checks.METHOD_CHECKS.get(name)
