@@ -7,6 +7,7 @@ Every wait is bounded.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 import re
@@ -142,6 +143,15 @@ class Fleet:
                 codes[slot] = proc.wait(timeout=10)
         return codes
 
+    def log_size(self, slot: int) -> int:
+        return self.log(slot).stat().st_size
+
+    def logged_since(self, slot: int, size: int) -> list[str]:
+        """The lines the slot's log gained since it was ``size`` bytes long."""
+        with self.log(slot).open("rb") as log:
+            log.seek(size)
+            return [line for line in log.read().decode(errors="replace").splitlines() if line]
+
     def tail(self, slot: int, lines: int = 30) -> str:
         path = self.log(slot)
         text = path.read_text(errors="replace") if path.exists() else ""
@@ -167,6 +177,20 @@ def fleet(command: list[str], env: dict[str, str], logs: Path) -> Iterator[Fleet
         processes.stop()
 
 
+@dataclass
+class TimedSink(SmtpSink):
+    """An :class:`SmtpSink` that also notes when each message arrived (``time.monotonic``)."""
+
+    arrived: list[float] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply: str = await super().handle_DATA(server, session, envelope)
+        with self.lock:
+            now = time.monotonic()
+            self.arrived.extend([now] * (len(self.received) - len(self.arrived)))
+        return reply
+
+
 def received_ids(sink: SmtpSink) -> list[str]:
     """The Message-IDs the sink received, in order of arrival (repeats included)."""
     with sink.lock:
@@ -184,22 +208,25 @@ def wait_for_arrivals(sink: SmtpSink, count: int, *, limit: float, what: str) ->
     wait_until(lambda: received_count(sink) >= count, limit=limit, what=what)
 
 
-def duplicates_per_event(order: Sequence[str], marks: Sequence[int]) -> list[int]:
-    """Repeat deliveries charged to events (kills, terminations) at ``marks``.
+def duplicates_per_event(sink: TimedSink, events: Sequence[float], *, window: float) -> list[int]:
+    """Repeat deliveries charged to the events (kills, terminations) at ``events`` times.
 
-    ``order`` is the sink's Message-IDs in order of arrival and ``marks`` how many had
-    arrived when each event happened. A repeat is charged to the event nearest the
-    message's previous delivery: an agent hit by it had delivered that message and not
-    recorded it yet (or was delivering it, and the server finished it after the event).
+    An event can cause the repeat of a message delivered before it and not yet recorded,
+    or of one the server was still taking in when it struck and finished up to ``window``
+    seconds later. So a repeat is charged to the first event at or after the message's
+    previous arrival less ``window``.
     """
-    counts = [0] * len(marks)
-    last: dict[str, int] = {}
-    for index, message_id in enumerate(order):
+    order = received_ids(sink)
+    with sink.lock:
+        arrived = list(sink.arrived)
+    counts = [0] * len(events)
+    last: dict[str, float] = {}
+    for message_id, at in zip(order, arrived, strict=True):
         previous = last.get(message_id)
-        if previous is not None and marks:
-            nearest = min(range(len(marks)), key=lambda k: abs(marks[k] - previous))
-            counts[nearest] += 1
-        last[message_id] = index
+        if previous is not None:
+            after = bisect.bisect_left(events, previous - window)
+            counts[min(after, len(events) - 1)] += 1
+        last[message_id] = at
     return counts
 
 

@@ -79,6 +79,7 @@ def test_a_full_disk_holds_the_agent_until_space_is_freed(tmp_path: Path) -> Non
                 wait_until(lambda: is_healthy(port), limit=60, what="the service to be healthy")
                 wait_until(lambda: received_count(sink) >= 50, limit=60, what="the first emails")
                 empty_the_wal(database)
+                logged = service.log_size(0)
                 filler = fill_up(disk)
                 at_full = received_count(sink)
                 assert free_bytes(disk) == 0
@@ -90,7 +91,8 @@ def test_a_full_disk_holds_the_agent_until_space_is_freed(tmp_path: Path) -> Non
                         return False
                     task = agent_task(health[1])
                     return (
-                        task.get("state") == "degraded"
+                        health[1].get("status") == "degraded"  # the database answers reads
+                        and task.get("state") == "degraded"
                         and task.get("consecutive_db_errors", 0) >= errors
                     )
 
@@ -105,6 +107,9 @@ def test_a_full_disk_holds_the_agent_until_space_is_freed(tmp_path: Path) -> Non
                 # What it held may still go out; it claims nothing more meanwhile.
                 assert received_count(sink) - at_full <= 2 * BATCH
 
+                # A line when the trouble starts (or changes), not one per try.
+                during = service.logged_since(0, logged)
+                assert len(during) <= 3, "\n".join(during)
                 filler.unlink()
                 wait_until(
                     lambda: tally.update().keys() >= message_ids,

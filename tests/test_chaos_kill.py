@@ -19,6 +19,7 @@ import pytest
 
 from postroom import Postroom
 from tests.chaoskit import (
+    TimedSink,
     agent_forever,
     duplicates_per_event,
     fleet,
@@ -31,7 +32,7 @@ from tests.chaoskit import (
     wait_until,
 )
 from tests.conftest import make_settings
-from tests.fakes import SmtpSink, smtp_server
+from tests.fakes import smtp_server
 from tests.test_delivery import account
 from tests.test_scale_out import Tally, enqueue
 
@@ -77,7 +78,7 @@ def kill_repeatedly(url: str, logs: Path, *, agents: int, longest_pause: float) 
     seeded random pause of up to ``longest_pause`` seconds, so it lands anywhere in a batch.
     """
     rng = random.Random(SEED)
-    sink = SmtpSink(data_delay=SERVER_DELAY)
+    sink = TimedSink(data_delay=SERVER_DELAY)
     tally = Tally(sink)
     started = time.monotonic()
     with smtp_server(sink) as srv:
@@ -92,7 +93,7 @@ def kill_repeatedly(url: str, logs: Path, *, agents: int, longest_pause: float) 
             heartbeat_interval=0.5,
             poll_interval=0.05,
         )
-        marks: list[int] = []
+        kills: list[float] = []
         left = EMAILS
         with fleet(agent_forever(), env, logs) as fleet_:
             for slot in range(agents):
@@ -109,7 +110,7 @@ def kill_repeatedly(url: str, logs: Path, *, agents: int, longest_pause: float) 
                 left = len(message_ids) - len(tally.update())
                 assert left > BATCH, f"only {left} emails left before kill {n}: too few to kill"
                 victim = rng.randrange(agents)
-                marks.append(received_count(sink))
+                kills.append(time.monotonic())
                 fleet_.kill(victim)
                 fleet_.start(victim)
             wait_until(
@@ -131,7 +132,7 @@ def kill_repeatedly(url: str, logs: Path, *, agents: int, longest_pause: float) 
     return Figures(
         kills=fleet_.kills,
         duplicates=len(order) - len(message_ids),
-        per_kill=duplicates_per_event(order, marks),
+        per_kill=duplicates_per_event(sink, kills, window=5 * SERVER_DELAY),
         left=left,
         seconds=time.monotonic() - started,
     )
