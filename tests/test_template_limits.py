@@ -209,6 +209,32 @@ REFUSED: list[tuple[str, str]] = [
         "{% endfor %}{% endfor %}{% endmacro %}{{ m()|length }}",
         "characters in all",
     ),
+    # chains of small objects a loop keeps: generators, literals, namespaces
+    (
+        "{% set ns = namespace(g=[]) %}{% for i in range(100000) %}"
+        "{% set ns.g = ns.g|map('string') %}{% endfor %}",
+        "characters in all",
+    ),
+    (
+        "{% set ns = namespace(g=[]) %}{% for i in range(100000) %}"
+        "{% set ns.g = ns.g|select %}{% endfor %}",
+        "characters in all",
+    ),
+    (
+        "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% for j in range(19) %}"
+        "{% set ns.l = [ns.l, ns.l] %}{% endfor %}{% endfor %}",
+        "characters in all",
+    ),
+    (
+        "{% set ns = namespace(p=none) %}{% for i in range(100000) %}{% for j in range(19) %}"
+        "{% set ns.p = namespace(p=ns.p) %}{% endfor %}{% endfor %}",
+        "characters in all",
+    ),
+    (
+        "{% set ns = namespace(p=none) %}{% for i in range(100000) %}{% for j in range(19) %}"
+        "{% set ns.p = {'p': ns.p} %}{% endfor %}{% endfor %}",
+        "characters in all",
+    ),
     # time: loops with no output at all
     (
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
@@ -254,6 +280,11 @@ RENDERED: list[tuple[str, str]] = [
         "1223",
     ),
     ("{% for n in [{'c': [{'c': []}]}] recursive %}[{{ loop(n.c) }}]{% endfor %}", "[[]]"),
+    (
+        "{% for a, b in [(1, 2)] %}{{ a }}{{ b }}{% endfor %}{% set x, y = 3, 4 %}{{ x }}{{ y }}"
+        "{{ (1, 2) }}{{ {1: [1]} }}",
+        "1234(1, 2){1: [1]}",
+    ),
     # large but legal: near the output limit, a long loop, a big list printed
     ("{{ 'x' * 900000 }}", "x" * 900000),
     ("{% for i in range(50000) %}{{ i % 10 }}{% endfor %}", "0123456789" * 5000),

@@ -225,6 +225,10 @@ def _sum(value: Any, args: Args, kwargs: Kwargs, escaping: bool) -> Args:
     return (items, *args)
 
 
+def _lazy(value: Any, args: Args, kwargs: Kwargs, escaping: bool) -> None:
+    """Filters that return a generator: nothing to size, but each generator is charged."""
+
+
 FILTER_CHECKS: dict[str, Check] = {
     "batch": _batch,
     "center": _center,
@@ -235,8 +239,14 @@ FILTER_CHECKS: dict[str, Check] = {
     "format": _format,
     "groupby": _collect("groupby"),
     "indent": _indent,
+    "items": _lazy,
     "join": _join,
     "list": _collect("list"),
+    "map": _lazy,
+    "reject": _lazy,
+    "rejectattr": _lazy,
+    "select": _lazy,
+    "selectattr": _lazy,
     "pprint": _pprint,
     "replace": _replace,
     "reverse": _collect("reverse"),

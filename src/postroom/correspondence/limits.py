@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from types import GeneratorType
 from typing import Any
 
 from jinja2.runtime import Undefined
@@ -30,6 +31,7 @@ MAX_INT_BITS = 14_000
 RENDER_SECONDS = 2.0
 """Seconds one rendering (all parts of one email) may take, loops without output included."""
 
+_OBJECT = 64  # what a small object costs: a loop may keep one per step in a chain
 _TICKS = 16  # charges between two looks at the clock: each charge is a bounded step
 _ESCAPE_CHECK_AT = MAX_RENDERED_CHARS // 6  # shorter strings stay under the limit escaped
 _SMALL = 4096  # strings this short are split without counting their words first
@@ -112,9 +114,19 @@ def charge_value(value: Any) -> Any:
     if isinstance(value, str | bytes):
         charge(len(value))
     elif isinstance(value, list | tuple | dict | set | frozenset):
-        charge(8 * len(value))
+        charge(_OBJECT + 16 * len(value))
+    elif isinstance(value, GeneratorType):
+        # A generator (|map, |select) keeps its frame and what it reads: stored in a loop
+        # (ns.g = ns.g|map(...)) it makes a chain of them.
+        charge(8 * _OBJECT)
     else:
-        charge(1)
+        charge(_OBJECT)
+    return value
+
+
+def built(value: Any) -> Any:
+    """Charge a list, tuple or dict a template writes out (``[ns.l, ns.l]`` in a loop)."""
+    charge(_OBJECT + 16 * len(value))
     return value
 
 

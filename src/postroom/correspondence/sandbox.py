@@ -33,6 +33,7 @@ from postroom.correspondence.limits import (
     MAX_ITEMS,
     MAX_VALUE_CHARS,
     Steps,
+    built,
     charge,
     charge_value,
     escaped_len,
@@ -46,6 +47,7 @@ _SEQUENCES = (str, bytes, list, tuple)
 
 _SLOT = 8  # a pointer in a list
 _BUFFERED_PART = 64  # a small string object and its pointer, kept until the buffer is joined
+_OBJECT = 64
 
 
 class _CodeGenerator(CodeGenerator):
@@ -74,6 +76,24 @@ class _CodeGenerator(CodeGenerator):
         )
         self.writeline(f"environment.charge_output({cost})")
         super().visit_Output(node, frame)
+
+    def visit_List(self, node: nodes.List, frame: Frame) -> None:
+        self._built(super().visit_List, node, frame)
+
+    def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:
+        self._built(super().visit_Dict, node, frame)
+
+    def visit_Tuple(self, node: nodes.Tuple, frame: Frame) -> None:
+        if node.ctx != "load":  # a target ({% for a, b in ... %}), not a value
+            super().visit_Tuple(node, frame)
+            return
+        self._built(super().visit_Tuple, node, frame)
+
+    def _built(self, visit: Callable[[Any, Frame], None], node: nodes.Expr, frame: Frame) -> None:
+        # Literals a loop writes out are charged like any list: [ns.l, ns.l] makes a chain.
+        self.write("environment.built(")
+        visit(node, frame)
+        self.write(")")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         # As Jinja writes it, with the parts sized and charged before they are joined.
@@ -174,6 +194,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return Steps(safe_range(*args))
 
     charge_output = staticmethod(charge)  # called for every output: no extra frame
+    built = staticmethod(built)
 
     @staticmethod
     def loop_steps(iterable: Any) -> Any:
@@ -221,14 +242,14 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             result = super().call(__context, __obj, *args, **kwargs)
             if isinstance(owner, str | bytes):  # a string method builds what it returns
                 return charge_value(result)
-            charge(1)  # dict.get and the like hand back what exists: only the clock is due
+            charge(_OBJECT)  # dict.get hands back what exists; items() builds a view
             return result
         if isinstance(__obj, LoopContext) and args:
             args = (Steps(args[0]), *args[1:])  # a recursive loop's next level
         result = super().call(__context, __obj, *args, **kwargs)
-        # A macro's output (its parts were charged as printed) or a global's value, which
-        # the budget only needs to see for time; lists a global returns were sized by it.
-        charge(len(result) if isinstance(result, str) else 1)
+        # A macro's output (its parts were charged as printed), or what a global built:
+        # namespace(p=ns) in a loop makes a chain, each link an object and its dict.
+        charge(len(result) if isinstance(result, str) else 4 * _OBJECT)
         return result
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
