@@ -8,7 +8,9 @@ what a restart or a failover looks like from the agent's side.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -27,9 +29,10 @@ from postroom.agent import SenderAgent
 from postroom.agent.health import AgentState, Backoff, Health, fatal_reason
 from postroom.errors import DatabaseFatalError, StateError
 from postroom.outbox import OutboxStatus
-from tests.conftest import _postgres_admin_dsn, make_settings
+from tests.conftest import TEST_KEY, _postgres_admin_dsn, make_settings
 from tests.fakes import SmtpSink, smtp_server
 from tests.test_delivery import account
+from tests.test_multi_agent import agent_command
 
 
 def wait_for(condition: Callable[[], bool], *, limit: float, what: str) -> None:
@@ -226,3 +229,84 @@ def test_health_counts_errors_in_a_row_and_follows_its_table() -> None:
     health.stop()
     with pytest.raises(StateError):
         health.degrade("too late")
+
+
+def agent_env(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
+    env.update(
+        POSTROOM_DATABASE_URL=url, POSTROOM_SECRET_KEY=TEST_KEY, POSTROOM_POLL_INTERVAL="0.05"
+    )
+    return env
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_an_agent_started_before_its_database_waits_for_it(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    sink = SmtpSink()
+    with smtp_server(sink) as server:
+        with Postroom(make_settings(postgres_url)) as pr:
+            pr.apply({"accounts": [account(server.port)]})
+            pr.send(to=["a@example.com"], subject="waited", body="b")
+            pr.engine.dispose()
+        log = tmp_path / "agent.log"
+        with database_refused(postgres_url), log.open("wb") as out:
+            proc = subprocess.Popen(
+                agent_command(), env=agent_env(postgres_url), stdout=out, stderr=out
+            )
+            try:
+                wait_for(lambda: "waiting for it" in log.read_text(), limit=30, what="the wait")
+                assert proc.poll() is None
+            except BaseException:
+                proc.kill()
+                raise
+        try:
+            assert proc.wait(60) == 0
+        finally:
+            proc.kill()
+        text = log.read_text()
+        assert "Traceback" not in text
+        assert text.count("database unavailable at start-up") == 1  # one line, not one a try
+        assert [r.message["Subject"] for r in sink.received] == ["waited"]
+
+
+@pytest.mark.postgres
+def test_an_agent_refused_at_start_up_says_so_in_one_line(postgres_url: str) -> None:
+    stranger = make_url(postgres_url).set(username="no_such_role_here")
+    url = stranger.render_as_string(hide_password=False)
+    done = subprocess.run(
+        agent_command(), env=agent_env(url), capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    err = done.stderr.decode()
+    assert "Traceback" not in err
+    assert "refused the connection" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("auto_migrate", ["true", "false"])
+def test_a_schema_of_a_newer_version_is_one_clear_error(tmp_path: Path, auto_migrate: str) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    Postroom(make_settings(url)).close()
+    with sqlite3.connect(tmp_path / "p.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    env = agent_env(url) | {"POSTROOM_AUTO_MIGRATE": auto_migrate}
+    done = subprocess.run(agent_command(), env=env, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 1
+    err = done.stderr.decode().strip()
+    assert "Traceback" not in err
+    assert "revision 9999, newer than this version" in err
+    with pytest.raises(DatabaseFatalError, match="newer than this version"):
+        Postroom(make_settings(url, auto_migrate=auto_migrate == "true"))
+
+
+def test_a_schema_left_behind_is_one_clear_error_without_auto_migrate(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with pytest.raises(DatabaseFatalError, match="run 'postroom db upgrade'"):
+        Postroom(make_settings(url, auto_migrate=False))
+    Postroom(make_settings(url)).close()
+    with sqlite3.connect(tmp_path / "p.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0008'")
+    with pytest.raises(DatabaseFatalError, match="revision 0008, this version needs"):
+        Postroom(make_settings(url, auto_migrate=False))

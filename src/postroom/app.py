@@ -28,6 +28,7 @@ from postroom.cases.store import CaseTypeStore, add_history, load_case
 from postroom.config.apply import ApplyReport, apply_config, write_records
 from postroom.correspondence import CorrespondenceStore, RendererCache
 from postroom.db import create_db_engine, tables, upgrade
+from postroom.db.migrate import check_schema
 from postroom.errors import ConfigurationError, MessageError, NotFoundError, TemplateError
 from postroom.identity import Identity
 from postroom.keystores.models import Keystore
@@ -63,6 +64,8 @@ class Postroom:
         self.engine = engine or create_db_engine(self.settings.database_url)
         if self.settings.auto_migrate:
             upgrade(self.engine)
+        else:
+            check_schema(self.engine)  # another version's schema: one clear error, now
         self.secrets = secrets or load_secret_box(self.settings, holds_secrets=self._holds_secrets)
         self.transports = Transports(
             smtp_timeout=self.settings.smtp_timeout,
