@@ -88,6 +88,9 @@ REFUSED: list[tuple[str, str]] = [
     ("{{ '%r' % ('\\x00' * 900000,) }}", "'%' formatting"),
     ("{{ '%" + BIG + "d'|format(1) }}", "format would build"),
     ("{{ '%" + BIG + "d'.encode() % 1 }}", "'%' formatting"),
+    ("{{ '%s'|safe|format('<' * 900000) }}", "format would build"),
+    ("{{ ('%s'|safe) % ('<' * 900000) }}", "'%' formatting"),
+    ("{{ ('{}'|safe).format('<' * 900000) }}", "str.format"),
     # str.format and format_map: widths, precisions, nested and repeated fields
     ("{{ '{:" + BIG + "}'.format(1) }}", "str.format"),
     ("{{ '{:{w}}'.format(1, w=" + BIG + ") }}", "str.format"),

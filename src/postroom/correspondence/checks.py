@@ -116,7 +116,9 @@ def _replace(value: Any, args: Args, kwargs: Kwargs, escaping: bool) -> None:
 
 
 def _format(value: Any, args: Args, kwargs: Kwargs, escaping: bool) -> None:
-    size = percent_size(value if type(value) is str else str(value), kwargs or args)
+    markup = hasattr(value, "__html__")  # Markup % escapes each value: up to six times as long
+    text = value if type(value) is str else str(value)
+    size = percent_size(text, kwargs or args, escaping=markup)
     if size > MAX_VALUE_CHARS:
         require(size, what="format")
 
