@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from postroom.agent.health import Backoff, first_line, raise_if_fatal
 from postroom.app import Postroom
 from postroom.errors import (
     ConfigurationError,
@@ -33,6 +35,7 @@ try:  # Typer 0.2x bundles its own Click, whose context stack is the one command
 except ImportError:  # pragma: no cover - older Typer runs on Click itself
     from click import get_current_context  # type: ignore[no-redef]
 
+log = logging.getLogger("postroom")
 # Markup off: subjects, addresses and errors are data, and "[...]" in them must print as is.
 console = Console(highlight=False, soft_wrap=True, markup=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -82,12 +85,34 @@ state = State()
 
 
 @contextmanager
-def opened(**overrides: Any) -> Iterator[Postroom]:
-    postroom = Postroom(state.settings(**overrides))
+def opened(*, wait: bool = False, **overrides: Any) -> Iterator[Postroom]:
+    """Postroom on the settings; with ``wait``, once the database answers (long runners)."""
+    settings = state.settings(**overrides)
+    postroom = open_when_the_database_answers(settings) if wait else Postroom(settings)
     try:
         yield postroom
     finally:
         postroom.close()
+
+
+def open_when_the_database_answers(settings: Settings) -> Postroom:
+    """Open Postroom, waiting (with backoff) while the database does not answer yet.
+
+    An agent or a service started before its database (a host booting, a failover)
+    waits for it as a running agent would; what waiting cannot heal is raised at once.
+    """
+    backoff = Backoff()
+    said: str | None = None
+    while True:
+        try:
+            return Postroom(settings)
+        except SQLAlchemyError as exc:
+            raise_if_fatal(exc, started=False)
+            reason = first_line(exc)
+            if reason != said:
+                log.warning("database unavailable at start-up: %s; waiting for it", reason)
+                said = reason
+            time.sleep(backoff.next_delay())
 
 
 EXIT_CODES: list[tuple[type[Exception], int]] = [

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-import time
 from typing import Annotated
 
 import typer
 from rich.table import Column, Table
-from sqlalchemy.exc import SQLAlchemyError
 
-from postroom.agent.health import Backoff, first_line, raise_if_fatal
 from postroom.agent.registry import AgentInfo
-from postroom.app import Postroom
 from postroom.cli.common import (
     configure_logging,
     console,
@@ -165,7 +160,7 @@ def run_agent(
             }
         )
         configure_logging(log_level or state.settings().log_level)
-        with contextlib.closing(open_when_the_database_answers()) as postroom:
+        with opened(wait=True) as postroom:
             agent = postroom.agent()
 
             async def main() -> None:
@@ -185,26 +180,6 @@ def run_agent(
             asyncio.run(main())
 
     run_command(body)
-
-
-def open_when_the_database_answers() -> Postroom:
-    """Open Postroom, waiting (with backoff) while the database does not answer yet.
-
-    An agent started before its database (a host booting, a failover) waits for it as
-    a running agent would; what waiting cannot heal is raised at once.
-    """
-    backoff = Backoff()
-    said: str | None = None
-    while True:
-        try:
-            return Postroom(state.settings())
-        except SQLAlchemyError as exc:
-            raise_if_fatal(exc, started=False)
-            reason = first_line(exc)
-            if reason != said:
-                log.warning("database unavailable at start-up: %s; waiting for it", reason)
-                said = reason
-            time.sleep(backoff.next_delay())
 
 
 @agent_app.command("list")

@@ -54,7 +54,7 @@ def serve(
         flags = {"host": host, "port": port, "max_request_bytes": max_request_bytes}
         given = {k: v for k, v in flags.items() if v is not None}
         settings = state.settings(**given)
-        with opened(**given) as postroom, contextlib.ExitStack() as stack:
+        with opened(wait=True, **given) as postroom, contextlib.ExitStack() as stack:
             inbox = None
             if demo:
                 inbox, report = stack.enter_context(
