@@ -7,6 +7,7 @@ every operation that sizes its result from a number or a repetition is estimated
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -114,7 +115,7 @@ def charge_value(value: Any) -> Any:
     if isinstance(value, str | bytes):
         charge(len(value))
     elif isinstance(value, list | tuple | dict | set | frozenset):
-        charge(_OBJECT + 16 * len(value))
+        charge(sys.getsizeof(value))  # its own memory; the items were charged as built
     elif isinstance(value, GeneratorType):
         # A generator (|map, |select) keeps its frame and what it reads: stored in a loop
         # (ns.g = ns.g|map(...)) it makes a chain of them.
@@ -126,7 +127,7 @@ def charge_value(value: Any) -> Any:
 
 def built(value: Any) -> Any:
     """Charge a list, tuple or dict a template writes out (``[ns.l, ns.l]`` in a loop)."""
-    charge(_OBJECT + 16 * len(value))
+    charge(sys.getsizeof(value))
     return value
 
 
