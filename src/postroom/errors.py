@@ -17,7 +17,6 @@ either::
     ├── MessageError (ValueError)              a header or address would be unsafe
     ├── StateError (RuntimeError)              a status change the table forbids
     ├── SecretError                            a secret cannot be decrypted
-    ├── DatabaseUnavailableError (ConnectionError)  the database does not answer now
     ├── DatabaseFatalError (RuntimeError)      the database can never work as it is
     └── DeliveryError                          sending failed (carries SMTP codes)
         ├── TransientDeliveryError (ConnectionError)  try again later
@@ -87,10 +86,6 @@ class ExistsError(StateError):
 
 class SecretError(PostroomError):
     """A stored secret cannot be decrypted with the configured key."""
-
-
-class DatabaseUnavailableError(PostroomError, ConnectionError):
-    """The database does not answer for now (an outage, a full disk); waiting may heal it."""
 
 
 class DatabaseFatalError(PostroomError, RuntimeError):
