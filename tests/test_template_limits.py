@@ -124,7 +124,8 @@ REFUSED: list[tuple[str, str]] = [
     ("{{ ('a' * 1000)|replace('', 'x' * 10000) }}", "replace"),
     ("{{ ('a' * 100000).translate({97: 'x' * 1000}) }}", "translate"),
     # ranges, lists and splits
-    ("{{ range(" + BIG + ")|list }}", "Range too big"),
+    ("{{ range(" + BIG + ")|list }}", "a range would take over 100000 steps"),
+    ("{% macro r() %}{{ r() }}{% endmacro %}{{ r() }}", "recursion too deep"),
     ("{{ range(100000)|list|length }}", "list would build"),
     ("{{ range(100000)|sort|first }}", "sort would build"),
     ("{{ range(100000)|map('string')|unique|list }}", "unique would build"),
@@ -337,7 +338,7 @@ def test_amplification_is_refused_before_it_allocates(
     outcomes: dict[str, dict[str, Any]], source: str, limit: str
 ) -> None:
     got = outcomes[source]
-    assert got.get("error") in ("TemplateLimitError", "TemplateSecurityError", "TemplateError"), got
+    assert got.get("error") == "TemplateLimitError", got
     message = got["message"]
     assert message.startswith("ad-hoc subject: "), message
     assert limit in message, message

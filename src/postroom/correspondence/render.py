@@ -1,7 +1,9 @@
 """Rendering correspondence in an immutable, sandboxed Jinja2 environment.
 
 Case data is passed as values in the context and is never compiled, so
-``{{7*7}}`` typed into a case field is printed as those characters.
+``{{7*7}}`` typed into a case field is printed as those characters. A rendering is
+bounded in memory and time (:mod:`~postroom.correspondence.limits`): going past a limit
+is a :class:`~postroom.errors.TemplateLimitError` naming the template and the limit.
 """
 
 from __future__ import annotations
@@ -199,7 +201,7 @@ class Renderer:
                 f"{what}: syntax error on line {exc.lineno}: {exc.message}"
             ) from None
         except RecursionError:
-            raise TemplateError(f"{what}: recursion too deep") from None
+            raise TemplateLimitError(f"{what}: recursion too deep") from None
         except (TypeError, ValueError, ArithmeticError, OverflowError, LookupError) as exc:
             raise TemplateError(f"{what}: {type(exc).__name__}: {exc}") from None
         if size > MAX_RENDERED_CHARS:

@@ -19,7 +19,7 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, LoopContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, safe_range
 from markupsafe import Markup
 
 from postroom.correspondence import checks
@@ -32,6 +32,7 @@ from postroom.correspondence.limits import (
     MAX_INT_BITS,
     MAX_ITEMS,
     MAX_VALUE_CHARS,
+    LimitExceeded,
     Steps,
     built,
     charge,
@@ -191,7 +192,10 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
     @staticmethod
     def limited_range(*args: int) -> Steps:
         """``range`` for templates: refused over MAX_RANGE items, its steps counted."""
-        return Steps(safe_range(*args))
+        try:
+            return Steps(safe_range(*args))
+        except OverflowError:
+            raise LimitExceeded(f"a range would take over {MAX_RANGE} steps") from None
 
     charge_output = staticmethod(charge)  # called for every output: no extra frame
     built = staticmethod(built)
