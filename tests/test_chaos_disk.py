@@ -8,7 +8,6 @@ full, since saying it is a write.
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 from pathlib import Path
 
@@ -134,6 +133,6 @@ def test_a_full_disk_holds_the_agent_until_space_is_freed(tmp_path: Path) -> Non
         f"{EMAILS} emails; disk filled after {at_full} were sent; "
         f"{len(order) - len(set(order))} duplicates",
     )
-    assert codes[0] in (0, -signal.SIGTERM)  # uvicorn ends by the signal it stopped on
+    assert codes[0] == 0  # SIGTERM stops the service cleanly
     service.assert_no_traceback()
     assert set(order) == message_ids  # nothing lost

@@ -27,7 +27,7 @@ class Counts(Protocol):
 
 
 class AgentRow:
-    """Writes one agent's row; each call is a transaction of its own."""
+    """Writes one agent's row and renews what it holds."""
 
     def __init__(self, *, engine: Engine, outbox: OutboxStore, agent_id: str, lease: float) -> None:
         self._engine = engine
@@ -52,7 +52,11 @@ class AgentRow:
             )
 
     def beat(self, health: Health, counts: Counts) -> None:
-        """Write the agent's state, and while it works renew its leases and slots."""
+        """Write the agent's state, and while it works renew its leases and slots.
+
+        The state is committed on its own, first: when the renewals fail (a locked
+        outbox, say) the row still says the agent is degraded, and why.
+        """
         now = utcnow()
         stopped = health.state is AgentState.STOPPED
         with self._engine.begin() as conn:
@@ -72,6 +76,7 @@ class AgentRow:
             if stopped:
                 release_slots(conn, owner=self.id)
                 return
+        with self._engine.begin() as conn:
             # Degraded too: rows whose outcomes wait to be written stay this agent's.
             self._outbox.renew(conn, owner=self.id, lease=self._lease)
             renew_slots(conn, owner=self.id, lease=self._lease, now=now)

@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy.exc import DBAPIError, NoSuchTableError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
 from postroom.errors import DatabaseFatalError, StateError
 
@@ -39,9 +39,11 @@ def check_transition(old: AgentState, new: AgentState) -> None:
 
 # SQLite's words for a file that is not (or no longer) a database: nothing heals that.
 _CORRUPT = ("file is not a database", "database disk image is malformed")
-# SQLite's words for a schema older or newer than the code (PostgreSQL raises
-# ProgrammingError): waiting cannot fix it, an upgrade can.
+# A schema older or newer than the code: waiting cannot fix it, an upgrade can. SQLite
+# says so in words, PostgreSQL by SQLSTATE (undefined table, undefined column); other
+# ProgrammingErrors, a revoked permission say, can be fixed while the agent waits.
 _SCHEMA = ("no such table", "no such column")
+_SCHEMA_STATES = frozenset({"42P01", "42703"})
 # Refused credentials or a missing database are final only before the first connection
 # worked: later, the same words can come from a failover still starting up.
 _START_UP = ("authentication failed", "password", "does not exist")
@@ -68,7 +70,12 @@ def fatal_reason(exc: BaseException, *, started: bool) -> str | None:
     lower = reason.lower()
     if any(words in lower for words in _CORRUPT):
         return f"the database file is damaged ({reason}): restore it from a backup"
-    if isinstance(exc, NoSuchTableError | ProgrammingError) or any(w in lower for w in _SCHEMA):
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if (
+        isinstance(exc, NoSuchTableError)
+        or sqlstate in _SCHEMA_STATES
+        or any(w in lower for w in _SCHEMA)
+    ):
         return f"the schema does not match this version ({reason}): run 'postroom db upgrade'"
     if not started and any(words in lower for words in _START_UP):
         return f"the database refused the connection ({reason})"
@@ -111,12 +118,16 @@ class Health:
     started: bool = False  # has the database answered this agent once?
 
     def degrade(self, reason: str) -> bool:
-        """Count one database error; ``True`` when this starts (or changes) the trouble."""
+        """Count one database error; ``True`` when this starts a spell of trouble.
+
+        The reason follows the latest error (an outage may begin with a dropped connection
+        and go on with refused ones); it is one spell until :meth:`recover`.
+        """
         check_transition(self.state, AgentState.DEGRADED)
-        changed = self.state is not AgentState.DEGRADED or reason != self.reason
+        starts = self.state is not AgentState.DEGRADED
         self.state, self.reason = AgentState.DEGRADED, reason
         self.db_errors += 1
-        return changed
+        return starts
 
     def recover(self) -> bool:
         """The database answered; ``True`` when this ends a degraded spell."""

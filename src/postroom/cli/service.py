@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -78,7 +79,9 @@ def serve(
             server = uvicorn.Server(
                 uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
             )
-            # uvicorn shuts down gracefully, then re-raises the Ctrl-C it captured.
+            # uvicorn shuts down gracefully, then re-raises the signal it captured. SIGTERM
+            # is taken as Ctrl-C is, so a service manager's stop ends with "stopped", exit 0.
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
             with contextlib.suppress(KeyboardInterrupt):
                 server.run()
             console.print("stopped")
