@@ -54,7 +54,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from workload import CLASS_NAME, LETTER, case_data, letter_request, recipient, records, warm_up
 
-from postroom.agent.agent import AgentStats
+from postroom.agent import AgentStats
 from postroom.app import Postroom
 from postroom.db import tables
 from postroom.db.types import utcnow

@@ -35,7 +35,7 @@ from postroom.agent.health import (
     raise_if_fatal,
 )
 from postroom.agent.recorder import OutcomeRecorder, Pending
-from postroom.agent.recording import Tally, record_outcomes
+from postroom.agent.recording import AgentStats, Tally, record_outcomes
 from postroom.agent.registry import is_paused
 from postroom.agent.throttle import admit, release_slots
 from postroom.cases.store import add_history
@@ -66,17 +66,6 @@ class AgentConfig:
     db_retry_cap: float = 30.0
     # How long a stopping agent keeps trying to write the outcomes it still holds.
     stop_write_timeout: float = 10.0
-
-
-@dataclass(slots=True)
-class AgentStats:
-    """What an agent did while it ran."""
-
-    sent: int = 0
-    failed: int = 0
-    retried: int = 0
-    held: int = 0
-    batches: int = 0
 
 
 def new_agent_id() -> str:
@@ -114,10 +103,13 @@ class SenderAgent:
             policy=policy,
             connections_per_account=config.connections_per_account,
         )
-        self._recorder = OutcomeRecorder(
-            self._write, window=config.record_window, group=config.record_group
-        )
         self.stats = AgentStats()
+        self._recorder = OutcomeRecorder(
+            self._write,
+            totals=self.stats,
+            window=config.record_window,
+            group=config.record_group,
+        )
         self.health = Health()
         self.paused = False
         self._connections: dict[str, int] = {}  # this batch's connection slots per account
@@ -220,7 +212,6 @@ class SenderAgent:
             self._outage_since = None
         if self._recorder.pending:
             await self._recorder.flush()
-            self._sync_stats()
 
     def _extend_lapsed(self, since: datetime) -> None:
         with self._engine.begin() as conn:
@@ -276,12 +267,11 @@ class SenderAgent:
                     )
                     break
                 await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-        self._sync_stats()
 
     async def _process(self, rows: list[ClaimedEmail]) -> None:
         limited = dict(self._connections)
         claimed = {r.id: r for r in rows}
-        before = replace(self._recorder.totals)
+        before = replace(self.stats)
         try:
             await self._deliverer.deliver(
                 rows,
@@ -297,9 +287,8 @@ class SenderAgent:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self._release_slots)  # else they lapse
         await self._recorder.flush()
-        self._sync_stats()
         self.stats.batches += 1
-        after = self._recorder.totals
+        after = self.stats
         log.info(
             "batch of %d: %d sent, %d failed, %d to retry, %d held",
             len(rows),
@@ -318,11 +307,6 @@ class SenderAgent:
             owner=self.id,
             hold_delay=self._policy.delay,
         )
-
-    def _sync_stats(self) -> None:
-        totals = self._recorder.totals
-        self.stats.sent, self.stats.failed = totals.sent, totals.failed
-        self.stats.retried, self.stats.held = totals.retried, totals.held
 
     def _claim(self) -> list[ClaimedEmail]:
         """Claim a batch and apply account limits to it, in one transaction."""

@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
 
 from postroom.agent.health import is_database_error
-from postroom.agent.recording import Tally
+from postroom.agent.recording import AgentStats, Tally
 from postroom.outbox.models import ClaimedEmail, Outcome
 
 log = logging.getLogger("postroom.agent")
@@ -23,21 +22,6 @@ log = logging.getLogger("postroom.agent")
 # (outcome, the claimed row it is for): what one written outcome needs.
 Pending = tuple[Outcome, ClaimedEmail]
 Writer = Callable[[Sequence[Pending]], Tally]
-
-
-@dataclass(slots=True)
-class Totals:
-    """Outcomes written so far, by how they ended."""
-
-    sent: int = 0
-    failed: int = 0
-    retried: int = 0
-    held: int = 0
-    lost: int = 0
-
-    def add(self, tally: Tally) -> None:
-        for f in fields(Tally):
-            setattr(self, f.name, getattr(self, f.name) + getattr(tally, f.name))
 
 
 class OutcomeRecorder:
@@ -48,7 +32,9 @@ class OutcomeRecorder:
     :meth:`flush`), so an outage costs one failed write, not one per outcome.
     """
 
-    def __init__(self, write: Writer, *, window: float = 0.02, group: int = 32) -> None:
+    def __init__(
+        self, write: Writer, *, totals: AgentStats, window: float = 0.02, group: int = 32
+    ) -> None:
         self._write = write
         self._window = window
         self._group = group
@@ -57,7 +43,7 @@ class OutcomeRecorder:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one write at a time, in arrival order
         self.error: BaseException | None = None  # the last write's database error
-        self.totals = Totals()
+        self.totals = totals  # what is written is counted here
 
     @property
     def pending(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from sqlalchemy import Connection, Engine
 
@@ -27,6 +27,22 @@ class Tally:
     retried: int = 0
     held: int = 0
     lost: int = 0  # the lease had passed to another agent; its result counts
+
+
+@dataclass(slots=True)
+class AgentStats:
+    """What an agent did while it ran: outcomes written, by how they ended, and batches."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    held: int = 0
+    lost: int = 0
+    batches: int = 0
+
+    def add(self, tally: Tally) -> None:
+        for f in fields(Tally):
+            setattr(self, f.name, getattr(self, f.name) + getattr(tally, f.name))
 
 
 def record_outcomes(
