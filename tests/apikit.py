@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
@@ -21,6 +22,14 @@ from postroom.api import create_api
 from postroom.identity import Scope
 
 PREFIX = "/api/v1"
+# A Default account nobody listens on and one case type: enough to queue emails and cases.
+MINIMAL_RECORDS: dict[str, Any] = {
+    "accounts": [
+        {"name": "Default", "address": "a@example.com", "host": "127.0.0.1",
+         "port": 2525, "security": "none"}
+    ],
+    "case_types": [{"class": "A-B-C", "class_group": "A-B", "id_prefix": "C-"}],
+}  # fmt: skip
 PUBLIC = {("GET", "/healthz")}
 # The routes a send token may use, from the issue: create cases and emails, and read or
 # advance what it created. Every other route is admin-only.

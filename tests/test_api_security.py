@@ -14,7 +14,15 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from postroom import Postroom
 from postroom.identity import Scope
-from tests.apikit import PUBLIC, SEND_ROUTES, api_routes, client, concrete, issue_tokens
+from tests.apikit import (
+    MINIMAL_RECORDS,
+    PUBLIC,
+    SEND_ROUTES,
+    api_routes,
+    client,
+    concrete,
+    issue_tokens,
+)
 from tests.conftest import make_settings
 from tests.smimekit import make_signer
 
@@ -75,15 +83,7 @@ def test_a_send_token_is_refused_on_every_admin_route(sqlite_postroom: Postroom)
 
 
 def test_a_send_token_sees_only_what_it_created(sqlite_postroom: Postroom) -> None:
-    sqlite_postroom.apply(
-        {
-            "accounts": [
-                {"name": "Default", "address": "a@example.com", "host": "127.0.0.1",
-                 "port": 2525, "security": "none"}
-            ],
-            "case_types": [{"class": "A-B-C", "class_group": "A-B", "id_prefix": "C-"}],
-        }
-    )  # fmt: skip
+    sqlite_postroom.apply(MINIMAL_RECORDS)
     tokens = issue_tokens(sqlite_postroom)
     other = sqlite_postroom.identity.create_token(name="other", scopes={Scope.SEND}).value
     other_h = {"Authorization": f"Bearer {other}"}

@@ -26,7 +26,7 @@ from postroom.correspondence.models import Correspondence
 from postroom.correspondence.render import Renderer
 from postroom.errors import TemplateError, TemplateLimitError
 from postroom.validation import single_line
-from tests.apikit import http, issue_tokens, mounted, serve
+from tests.apikit import MINIMAL_RECORDS, http, issue_tokens, mounted, serve
 
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 HEADROOM_MB = 64
@@ -409,15 +409,7 @@ def test_output_limit_is_a_limit_error() -> None:
 
 
 def test_api_answers_422_naming_the_ad_hoc_subject(sqlite_postroom: Postroom) -> None:
-    sqlite_postroom.apply(
-        {
-            "accounts": [
-                {"name": "Default", "address": "a@example.com", "host": "127.0.0.1",
-                 "port": 2525, "security": "none"}
-            ],
-            "case_types": [{"class": "A-B-C", "class_group": "A-B", "id_prefix": "C-"}],
-        }
-    )  # fmt: skip
+    sqlite_postroom.apply(MINIMAL_RECORDS)
     tokens = issue_tokens(sqlite_postroom)
     with serve(mounted(sqlite_postroom)) as base, http(base) as c:
         answer = c.post(
