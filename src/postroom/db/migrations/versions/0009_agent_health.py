@@ -19,9 +19,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("agents") as batch:
         batch.add_column(sa.Column("state_reason", sa.Text(), nullable=True))
-        batch.add_column(
-            sa.Column("db_errors", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch.add_column(sa.Column("db_errors", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
