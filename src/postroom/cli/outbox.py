@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from postroom.agent.registry import AgentInfo
 from postroom.cli.common import (
     configure_logging,
     console,
@@ -198,13 +197,20 @@ def list_agents() -> None:
                 a.id,
                 a.host,
                 str(a.pid),
-                describe_state(a),
+                f"{a.state} (paused)" if a.paused else a.state,
                 f"{a.started_at:%Y-%m-%d %H:%M:%S}",
                 f"{a.last_beat_at:%H:%M:%S}",
                 str(a.sent),
                 str(a.failed),
             )
         console.print(table)
+        # Why an agent cannot work takes a line of its own: a table cell would wrap it.
+        for a in agents:
+            if a.state == "degraded":
+                console.print(
+                    f"{a.id} degraded: {a.reason or 'no reason given'} "
+                    f"({a.db_errors} database errors in a row)"
+                )
 
     run_command(body)
 
@@ -225,13 +231,3 @@ def _set_paused(agent_id: str, *, paused: bool) -> None:
     with opened() as postroom:
         agent = postroom.pause_agent(agent_id, paused=paused)
     console.print(f"agent {agent.id} on {agent.host}: {'paused' if agent.paused else 'resumed'}")
-
-
-def describe_state(agent: AgentInfo) -> str:
-    """``running``, ``running (paused)``, ``degraded: why (N database errors in a row)``."""
-    text = f"{agent.state} (paused)" if agent.paused else agent.state
-    if agent.state == "degraded":
-        text += (
-            f": {agent.reason or 'no reason given'} ({agent.db_errors} database errors in a row)"
-        )
-    return text
