@@ -58,8 +58,10 @@ class AgentConfig:
     lease_seconds: float = 60.0
     heartbeat_interval: float = 5.0
     connections_per_account: int = 4
-    # Outcomes are written at most this long after they arrive, or once this many wait.
+    # Outcomes are written at most this long after they arrive, or once this many wait;
+    # the window stretches up to record_max_window while writes are expensive.
     record_window: float = 0.02
+    record_max_window: float = 0.25
     record_group: int = 32
     # Waits between tries while the database is away: doubling from first up to cap.
     db_retry_first: float = 0.5
@@ -108,6 +110,7 @@ class SenderAgent:
             self._write,
             totals=self.stats,
             window=config.record_window,
+            max_window=config.record_max_window,
             group=config.record_group,
         )
         self.health = Health()
