@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from postroom import Postroom
+from postroom.security.devices import DEVICE_LIFETIME, DeviceCookies
 from postroom.security.throttle import Limits, Throttle
 from postroom.server import create_app
 from tests.apikit import Tokens, http, issue_tokens, serve
@@ -265,6 +266,8 @@ def test_a_success_forgets_that_address_and_a_user_is_limited_from_all_addresses
         for _ in range(below):
             assert log_in(first, WRONG).status_code == 401
         assert log_in(first, PASSWORD).status_code == 303
+        # Without the known-device cookie of that login, as a stranger at that address.
+        first.cookies.delete("postroom_device", path="/login")
         # The success took this address's failures for the user back: as many again pass.
         for _ in range(below):
             assert log_in(first, WRONG).status_code == 401
@@ -349,3 +352,75 @@ def test_the_throttle_holds_a_bounded_table_and_forgets_expired_failures() -> No
     assert throttle.admit(subject="admin", address="192.0.2.1").refused
     clock.now += 61
     assert not throttle.admit(subject="admin", address="192.0.2.1").refused
+
+
+# Known devices: strangers' failures cannot lock the user out of a browser used before
+
+
+def from_address(door: Door, address: str) -> httpx.Client:
+    """A client seen as ``address``: uvicorn trusts X-Forwarded-For from 127.0.0.1."""
+    web = client_from(door.base)
+    web.headers["X-Forwarded-For"] = address
+    return web
+
+
+def test_a_known_browser_logs_in_while_strangers_have_locked_the_user(slow_door: Door) -> None:
+    door = slow_door
+    with from_address(door, "198.51.100.1") as known:
+        assert log_in(known, PASSWORD).status_code == 303
+        cookie = known.cookies.get("postroom_device", path="/login")
+    assert cookie
+    # A distributed guesser: each wrong password from another address, none of them refused.
+    for n in range(PER_USER):
+        with from_address(door, f"203.0.113.{n + 1}") as stranger:
+            assert log_in(stranger, WRONG).status_code == 401
+    # The user is locked for browsers that never logged in, the real user's new one too...
+    with from_address(door, "198.51.100.2") as new_browser:
+        refused = log_in(new_browser, PASSWORD)
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) > 1
+        assert "has logged in as this user before" in refused.text
+    # ...but the browser that logged in before gets in, from yet another address.
+    with from_address(door, "198.51.100.3") as known:
+        known.cookies.set("postroom_device", cookie, path="/login")
+        assert log_in(known, PASSWORD).status_code == 303
+    # A device cookie proves nothing once changed.
+    with from_address(door, "198.51.100.4") as forged:
+        forged.cookies.set("postroom_device", cookie[:-2] + "AA", path="/login")
+        assert log_in(forged, PASSWORD).status_code == 429
+
+
+def test_a_device_cookie_binds_one_user_under_one_key_for_a_lifetime() -> None:
+    clock = Clock()
+    clock.now = 1_000_000.0
+    devices = DeviceCookies(b"k" * 32, clock=clock)
+    value = devices.issue("admin")
+    device = devices.device_of(value, username="admin")
+    assert device
+    assert devices.device_of(value, username="admin2") is None
+    assert DeviceCookies(b"x" * 32, clock=clock).device_of(value, username="admin") is None
+    payload, _, mac = value.rpartition(".")
+    assert devices.device_of(payload.replace("d1.", "d2.") + "." + mac, username="admin") is None
+    clock.now += DEVICE_LIFETIME + 1
+    assert devices.device_of(value, username="admin") is None
+
+
+def test_a_known_browser_is_limited_per_device_and_its_failures_spare_the_user(
+    slow_door: Door,
+) -> None:
+    door = slow_door
+    with from_address(door, "198.51.100.1") as known:
+        assert log_in(known, PASSWORD).status_code == 303
+        cookie = known.cookies.get("postroom_device", path="/login")
+    assert cookie
+    # The device's own guesses, spread over addresses, stop at the per-address limit.
+    for n in range(PER_ADDRESS):
+        with from_address(door, f"203.0.113.{n + 1}") as thief:
+            thief.cookies.set("postroom_device", cookie, path="/login")
+            assert log_in(thief, WRONG).status_code == 401
+    with from_address(door, "203.0.113.99") as thief:
+        thief.cookies.set("postroom_device", cookie, path="/login")
+        assert log_in(thief, PASSWORD).status_code == 429
+    # They were the device's, not the user's: a new browser of the user still gets in.
+    with from_address(door, "198.51.100.2") as new_browser:
+        assert log_in(new_browser, PASSWORD).status_code == 303

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
+from postroom.security.devices import DeviceCookies
 from postroom.security.throttle import Limits, Throttle
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ _LOGGED_CHARS = 64
 class Door:
     """Throttles of Studio logins and API tokens, and counts of what they did."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, devices: DeviceCookies) -> None:
         limits = Limits(
             window=settings.auth_window_seconds,
             per_address=settings.auth_address_failures,
@@ -44,6 +45,7 @@ class Door:
         )
         self.logins = Throttle(limits)
         self.tokens = Throttle(limits)
+        self.devices = devices
         self._lock = threading.Lock()
         self._failures: Counter[str] = Counter()
         self._throttled: Counter[tuple[str, str]] = Counter()
@@ -102,7 +104,8 @@ def door_of(postroom: Postroom) -> Door:
     with _doors_lock:
         door = _doors.get(postroom)
         if door is None:
-            door = _doors[postroom] = Door(postroom.settings)
+            devices = DeviceCookies(postroom.secrets.derived_key("studio known devices"))
+            door = _doors[postroom] = Door(postroom.settings, devices=devices)
         return door
 
 

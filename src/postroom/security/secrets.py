@@ -34,6 +34,16 @@ class SecretBox:
             algorithm=hashes.SHA256(), length=32, salt=b"postroom-secrets", info=b"fernet"
         ).derive(key_material)
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self._material = key_material
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` (signing, say), independent of the encryption key."""
+        return HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=b"postroom-secrets",
+            info=b"derived:" + purpose.encode(),
+        ).derive(self._material)
 
     def encrypt(self, plaintext: str) -> str:
         return _PREFIX + self._fernet.encrypt(plaintext.encode()).decode("ascii")

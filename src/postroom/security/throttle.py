@@ -13,6 +13,15 @@ limit, and only for the rest of the window. A success forgets the failures of th
 subject from that address (the pair's count is taken off both totals), so a user who
 mistyped, then got in, starts afresh; failures against other users stay counted.
 
+Known devices (OWASP's "device cookies"): an attempt may name a *device*, a browser
+that logged in as that subject before and proves it with a signed cookie
+(:mod:`postroom.security.devices`). Such an attempt is not held back by the
+per-subject count, which strangers can fill from many addresses; it is counted and
+limited per device instead (with the per-address limit) and, as always, per address.
+Its failures do not add to the subject's count either. So a distributed guesser can
+lock a user out only on browsers the user never logged in from: a brand-new browser of
+the real user is refused like any stranger until the window ends.
+
 Kept in memory, per process, on purpose: a failed guess then costs no database write
 (a flood of failures cannot become a flood of writes), and the check adds no query to
 every API request. With N service processes an attacker gets at most N times the
@@ -136,7 +145,7 @@ def _subject_key(subject: str) -> str:
 
 
 class Throttle:
-    """Counts failures by address and subject, and decides on each new attempt."""
+    """Counts failures by address, subject and device, and decides on each new attempt."""
 
     def __init__(self, limits: Limits, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
@@ -144,75 +153,97 @@ class Throttle:
         self._lock = threading.Lock()
         self._addresses = _Table(limits.capacity)
         self._subjects = _Table(limits.capacity)
+        self._devices = _Table(limits.capacity)
         self._pairs = _Table(limits.capacity)
 
-    def admit(self, *, subject: str | None, address: str, reserve: bool = False) -> Verdict:
+    def admit(
+        self,
+        *,
+        subject: str | None,
+        address: str,
+        reserve: bool = False,
+        device: str | None = None,
+    ) -> Verdict:
         """May an attempt go ahead, and after what delay.
 
         With ``reserve`` the attempt counts as a failure at once (a success takes it
-        back): parallel attempts then cannot all slip under the limit together.
+        back): parallel attempts then cannot all slip under the limit together. With
+        ``device`` (a known device of ``subject``) the device's count stands in for the
+        subject's.
         """
         limits = self.limits
         with self._lock:
             now = self._clock()
             address_count = self._addresses.get(address, now)
-            subject_count = (
-                self._subjects.get(_subject_key(subject), now) if subject is not None else None
-            )
+            second, second_limit = self._second(subject, device, now)
             waits = [
                 count.expires - now
-                for count, limit in (
-                    (address_count, limits.per_address),
-                    (subject_count, limits.per_subject),
-                )
+                for count, limit in ((address_count, limits.per_address), (second, second_limit))
                 if count is not None and count.failures >= limit
             ]
             if waits:
                 return Verdict(retry_after=max(waits), delay=0.0)
             if reserve:
-                by_address, by_subject = self._record(subject, address, now)
+                by_address, by_second = self._record(subject, address, device, now)
             else:
                 by_address = (address_count.failures if address_count else 0) + 1
-                by_subject = (subject_count.failures if subject_count else 0) + 1
+                by_second = (second.failures if second else 0) + 1
         delay = limits.delay(by_address, limits.per_address)
         if subject is not None:
-            delay = max(delay, limits.delay(by_subject, limits.per_subject))
+            delay = max(delay, limits.delay(by_second, second_limit))
         return Verdict(retry_after=None, delay=delay)
 
-    def failed(self, *, subject: str | None, address: str) -> None:
+    def failed(self, *, subject: str | None, address: str, device: str | None = None) -> None:
         """Count a failure (when it was not reserved by :meth:`admit`)."""
         with self._lock:
-            self._record(subject, address, self._clock())
+            self._record(subject, address, device, self._clock())
 
-    def succeeded(self, *, subject: str, address: str) -> None:
-        """Forget the failures of ``subject`` from ``address``."""
+    def succeeded(self, *, subject: str, address: str, device: str | None = None) -> None:
+        """Forget the failures of ``subject`` from ``address`` (and ``device``)."""
         key = _subject_key(subject)
         with self._lock:
             now = self._clock()
-            failures = self._pairs.pop((key, address), now)
+            failures = self._pairs.pop((key, address, device), now)
             if failures:
-                self._subjects.take(key, failures, now)
+                self._second_table(device).take(device or key, failures, now)
                 self._addresses.take(address, failures, now)
 
-    def release(self, *, subject: str, address: str) -> None:
+    def release(self, *, subject: str, address: str, device: str | None = None) -> None:
         """Take back one attempt :meth:`admit` reserved that ended neither way (an error)."""
         key = _subject_key(subject)
         with self._lock:
             now = self._clock()
-            self._pairs.take((key, address), 1, now)
-            self._subjects.take(key, 1, now)
+            self._pairs.take((key, address, device), 1, now)
+            self._second_table(device).take(device or key, 1, now)
             self._addresses.take(address, 1, now)
 
     def size(self) -> int:
-        """Entries held in all tables (bounded by three times the capacity)."""
+        """Entries held in all tables (bounded by four times the capacity)."""
         with self._lock:
-            return len(self._addresses) + len(self._subjects) + len(self._pairs)
+            return (
+                len(self._addresses) + len(self._subjects) + len(self._devices) + len(self._pairs)
+            )
 
-    def _record(self, subject: str | None, address: str, now: float) -> tuple[int, int]:
+    def _second_table(self, device: str | None) -> _Table:
+        return self._subjects if device is None else self._devices
+
+    def _second(
+        self, subject: str | None, device: str | None, now: float
+    ) -> tuple[_Count | None, int]:
+        """The count beside the address's that limits this attempt, and its limit."""
+        if subject is None:
+            return None, self.limits.per_subject
+        if device is not None:
+            return self._devices.get(device, now), self.limits.per_address
+        return self._subjects.get(_subject_key(subject), now), self.limits.per_subject
+
+    def _record(
+        self, subject: str | None, address: str, device: str | None, now: float
+    ) -> tuple[int, int]:
         window = self.limits.window
         by_address = self._addresses.add(address, now, window)
         if subject is None:
             return by_address, 0
         key = _subject_key(subject)
-        self._pairs.add((key, address), now, window)
-        return by_address, self._subjects.add(key, now, window)
+        self._pairs.add((key, address, device), now, window)
+        return by_address, self._second_table(device).add(device or key, now, window)

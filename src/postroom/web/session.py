@@ -16,6 +16,7 @@ from starlette.datastructures import FormData
 
 from postroom.app import Postroom
 from postroom.identity.sessions import SESSION_LIFETIME, Session
+from postroom.security.devices import DEVICE_LIFETIME
 from postroom.security.door import client_address, door_of, shown
 
 log = logging.getLogger("postroom.web")
@@ -25,6 +26,9 @@ SESSION_COOKIE = "postroom_session"
 # double-submit cookie instead, so another site cannot log a browser into its account.
 LOGIN_COOKIE = "postroom_login_csrf"
 CSRF_FIELD = "csrf_token"
+# A browser that logged in as a user before (security.devices): its logins are not held
+# back by strangers' failures for that user.
+DEVICE_COOKIE = "postroom_device"
 
 
 class LoginRequiredError(Exception):
@@ -102,11 +106,13 @@ async def log_in_throttled(
 
     Each attempt is counted before the password is checked (a success takes it back),
     so parallel guesses cannot all slip under the limit; the delay also comes first,
-    so an attacker cannot learn a result sooner by hanging up.
+    so an attacker cannot learn a result sooner by hanging up. A browser with a
+    known-device cookie for ``username`` is counted per device, not per user.
     """
     door = door_of(postroom_of(request))
     address = client_address(request.scope)
-    verdict = door.logins.admit(subject=username, address=address, reserve=True)
+    device = door.devices.device_of(request.cookies.get(DEVICE_COOKIE), username=username)
+    verdict = door.logins.admit(subject=username, address=address, reserve=True, device=device)
     if verdict.refused:
         door.throttled("studio", "refused")
         log.warning(
@@ -118,7 +124,9 @@ async def log_in_throttled(
         raise HTTPException(
             status_code=429,
             detail="Too many failed logins from this address or for this user. Try again in "
-            f"{verdict.retry_after_header} seconds (after {_after(verdict.retry_after_header)}).",
+            f"{verdict.retry_after_header} seconds (after {_after(verdict.retry_after_header)}). "
+            "A browser that has logged in as this user before is not held back by failures "
+            "from other addresses.",
             headers={"Retry-After": verdict.retry_after_header},
         )
     if verdict.delay:
@@ -131,7 +139,7 @@ async def log_in_throttled(
         )
     except Exception:
         # The database failed, not the password: the attempt is no guess.
-        door.logins.release(subject=username, address=address)
+        door.logins.release(subject=username, address=address, device=device)
         raise
     if opened is None:
         door.failure("studio")
@@ -142,7 +150,7 @@ async def log_in_throttled(
             address,
         )
         return None
-    door.logins.succeeded(subject=username, address=address)
+    door.logins.succeeded(subject=username, address=address, device=device)
     return opened
 
 
@@ -185,6 +193,21 @@ def set_session_cookie(response: Response, request: Request, session_id: str) ->
         path="/",
     )
     response.delete_cookie(LOGIN_COOKIE, path="/login")
+
+
+def set_device_cookie(response: Response, request: Request, *, username: str) -> None:
+    """Mark the browser a known device of ``username`` (its device id kept, re-signed)."""
+    devices = door_of(postroom_of(request)).devices
+    device = devices.device_of(request.cookies.get(DEVICE_COOKIE), username=username)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        devices.issue(username, device=device),
+        max_age=DEVICE_LIFETIME,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        path="/login",
+    )
 
 
 def clear_session_cookie(response: Response, request: Request) -> None:

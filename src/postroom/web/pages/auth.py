@@ -16,6 +16,7 @@ from postroom.web.session import (
     new_login_token,
     postroom_of,
     safe_next,
+    set_device_cookie,
     set_login_cookie,
     set_session_cookie,
 )
@@ -61,6 +62,7 @@ async def log_in(request: Request) -> Response:
     session_id, _ = opened
     response = redirect(request, safe_next(forms.text(form, "next")))
     set_session_cookie(response, request, session_id)
+    set_device_cookie(response, request, username=username)
     return response
 
 
