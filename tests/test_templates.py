@@ -15,7 +15,7 @@ import pytest
 from postroom import Postroom
 from postroom.cases import Case
 from postroom.correspondence.render import MAX_RENDERED_CHARS
-from postroom.errors import ConfigurationError
+from postroom.errors import ConfigurationError, TemplateLimitError
 from postroom.outbox import OutboxEntry, OutboxStatus
 from tests.conftest import case_type_with
 from tests.fakes import Received, ServerInfo
@@ -428,3 +428,48 @@ def test_rendering_is_bounded_in_time() -> None:
 def test_a_single_huge_expression_is_refused(source: str) -> None:
     outcome = render_in_child(source, seconds=30)
     assert outcome.startswith("refused:"), outcome
+
+
+# --- a template's own runtime errors ---------------------------------------------------
+
+RUNTIME_ERRORS = [
+    ("{{ 'x'|xmlattr }}", "AttributeError"),
+    ("{{ 'x'|truncate(-1) }}", "AssertionError"),
+    ("{{ {'a': 1}|dictsort(by='x') }}", "FilterArgumentError"),
+    ("{{ [1]|select('nosuchtest')|list }}", "No test named 'nosuchtest'"),
+    ("{{ [1]|map('nosuchfilter')|list }}", "No filter named 'nosuchfilter'"),
+    ("{{ cycler()|string }}", "RuntimeError"),
+]
+
+
+@pytest.mark.parametrize(("body", "named"), RUNTIME_ERRORS)
+def test_whatever_a_template_raises_fails_its_email_not_the_case(
+    sqlite_postroom: Postroom, server: ServerInfo, body: str, named: str
+) -> None:
+    step = {"on": "created", "to": [{"address": CLIENT}], "subject": "S", "body": body}
+    case, received = run(sqlite_postroom, server, {"title": "Boiler"}, step=step)
+    assert received == []
+    assert [h.action for h in case.history] == ["created", "email-failed"]
+    error = failed_entry(sqlite_postroom, case).last_error or ""
+    assert named in error
+
+
+NESTED = [
+    "{{ " + "(" * 300 + "1" + ")" * 300 + " }}",
+    "{{ " + "[" * 300 + "1" + "]" * 300 + " }}",
+    "{{ " + "not " * 600 + "1 }}",
+    "{% if 1 %}" * 600 + "x" + "{% endif %}" * 600,
+]
+
+
+@pytest.mark.parametrize("source", NESTED, ids=["parens", "lists", "not", "ifs"])
+def test_nesting_too_deep_is_a_clear_refusal(sqlite_postroom: Postroom, source: str) -> None:
+    sqlite_postroom.apply(
+        {"accounts": [{"name": "Default", "address": "a@example.com", "host": "127.0.0.1"}]}
+    )
+    with pytest.raises(TemplateLimitError, match="nested too deeply"):
+        sqlite_postroom.send(to=[CLIENT], subject="s", body=source)
+    with pytest.raises(ConfigurationError, match="nested too deeply"):
+        sqlite_postroom.apply(
+            {"correspondence": [{"name": "Deep", "subject": "s", "html": source}]}
+        )

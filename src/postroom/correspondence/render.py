@@ -8,7 +8,8 @@ is a :class:`~postroom.errors.TemplateLimitError` naming the template and the li
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,12 +84,11 @@ class Renderer:
 
     def check_source(self, source: str, *, what: str) -> None:
         """Refuse a template that does not compile or includes an unknown correspondence."""
-        try:
+        with _compiling(what):
             tree = self._plain.parse(source)
-        except TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"{what}: syntax error on line {exc.lineno}: {exc.message}"
-            ) from None
+            # Compiled too: code generation nests deeper than parsing, and a template
+            # that can never compile must be refused now, not at every send.
+            self._plain.compile(tree)
         for name in meta.find_referenced_templates(tree):
             if name is not None and name not in self._records:
                 raise TemplateError(f"{what}: includes unknown correspondence {name!r}")
@@ -141,25 +141,15 @@ class Renderer:
         template = self._compiled.get(key)
         if template is None:
             env = self._html if autoescape else self._plain
-            try:
+            with _compiling(what):
                 template = env.from_string(source)
-            except TemplateSyntaxError as exc:
-                raise TemplateError(
-                    f"{what}: syntax error on line {exc.lineno}: {exc.message}"
-                ) from None
             if len(self._compiled) < 1000:  # bounded: inline sources come from case types
                 self._compiled[key] = template
         return self._guard(template, context, what)
 
     def _run(self, env: Environment, name: str, context: Mapping[str, Any], *, what: str) -> str:
-        try:
+        with _compiling(what):
             template = env.get_template(name)
-        except TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"{what}: syntax error on line {exc.lineno}: {exc.message}"
-            ) from None
-        except TemplateNotFound as exc:
-            raise TemplateError(f"{what}: includes unknown correspondence {exc.name!r}") from None
         return self._guard(template, context, what)
 
     @staticmethod
@@ -202,10 +192,32 @@ class Renderer:
             ) from None
         except RecursionError:
             raise TemplateLimitError(f"{what}: recursion too deep") from None
-        except (TypeError, ValueError, ArithmeticError, OverflowError, LookupError) as exc:
-            raise TemplateError(f"{what}: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            # A template is code its author wrote: whatever it raises (a filter given a
+            # wrong argument, an assertion in Jinja's truncate, a test that does not
+            # exist) is that template's error, never the caller's crash.
+            raise TemplateError(f"{what}: {_described(exc)}") from None
         if size > MAX_RENDERED_CHARS:
             raise TemplateLimitError(
                 f"{what}: rendered to more than {MAX_RENDERED_CHARS} characters"
             )
         return "".join([*parts, *pending])
+
+
+@contextmanager
+def _compiling(what: str) -> Iterator[None]:
+    """Compile errors as :class:`TemplateError` naming the template."""
+    try:
+        yield
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"{what}: syntax error on line {exc.lineno}: {exc.message}") from None
+    except TemplateNotFound as exc:
+        raise TemplateError(f"{what}: includes unknown correspondence {exc.name!r}") from None
+    except RecursionError:
+        # Jinja's parser and compiler recurse once per nesting level.
+        raise TemplateLimitError(f"{what}: expressions or blocks nested too deeply") from None
+
+
+def _described(exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:297] + "..."
