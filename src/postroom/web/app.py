@@ -61,7 +61,7 @@ def _not_found(request: Request, exc: Exception) -> Response:
     return page(request, "error.html", None, status_code=404, title="Not found", message=str(exc))
 
 
-TITLES = {403: "Forbidden", 413: "Too large", 429: "Too many attempts"}
+TITLES = {403: "Forbidden", 413: "Too large", 422: "Not saved", 429: "Too many attempts"}
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
@@ -73,6 +73,8 @@ def _http_error(request: Request, exc: Exception) -> Response:
         status_code=exc.status_code,
         title=TITLES.get(exc.status_code, "Error"),
         message=str(exc.detail),
+        # 422 is a form's field refused before its page could run (web.forms.check_text).
+        form_error=exc.status_code == 422,
     )
     # Retry-After of a 429, Connection: close of a 413.
     response.headers.update(exc.headers or {})

@@ -3,12 +3,63 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
-from postroom.errors import PostroomError
-from postroom.text import printable
+from postroom.errors import InvalidTextError, PostroomError
+from postroom.text import check_unicode, printable
+
+URLENCODED = "application/x-www-form-urlencoded"
+# Starlette's own bound on the number of fields, kept for forms parsed here.
+MAX_FIELDS = 1000
+
+
+async def read(request: Request, *, limit: int) -> FormData:
+    """The posted form, its fields as large as the body may be (``limit``).
+
+    A urlencoded form is parsed here, keeping bytes that are not UTF-8 as lone
+    surrogates for :func:`check_text` to refuse by field: Starlette's parser would
+    replace them with U+FFFD, silently storing text nobody typed. Multipart parts have
+    no smaller bound than the body (Starlette's default is 1 MB a field, answered with a
+    bare 400): the body limit already caps what is held, a urlencoded field may be as
+    large, and a big template or certificate bundle is a fair thing to paste.
+    """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != URLENCODED:
+        return await request.form(max_part_size=limit)
+    return urlencoded(await request.body())
+
+
+def urlencoded(body: bytes) -> FormData:
+    """A urlencoded body's fields, undecodable bytes kept as surrogates (unchecked)."""
+    items: list[tuple[str, str | UploadFile]] = []
+    for piece in body.split(b"&"):
+        if not piece:
+            continue
+        if len(items) == MAX_FIELDS:
+            raise HTTPException(400, f"the form has more than {MAX_FIELDS} fields")
+        name, _, value = piece.partition(b"=")
+        items.append((_unquoted(name), _unquoted(value)))
+    return FormData(items)
+
+
+def _unquoted(raw: bytes) -> str:
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", "surrogateescape")
+
+
+def check_text(form: FormData) -> None:
+    """Refuse (422, naming the field) a form whose names or text are not valid Unicode."""
+    try:
+        for name, value in form.multi_items():
+            check_unicode(name, field="a form field's name")
+            if isinstance(value, str):
+                check_unicode(value, field=name)
+    except InvalidTextError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def text(form: FormData, name: str) -> str:

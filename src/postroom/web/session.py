@@ -18,6 +18,7 @@ from postroom.app import Postroom
 from postroom.identity.sessions import SESSION_LIFETIME, Session
 from postroom.security.devices import DEVICE_LIFETIME
 from postroom.security.door import client_address, door_of, shown
+from postroom.web import forms
 
 log = logging.getLogger("postroom.web")
 
@@ -83,11 +84,20 @@ def _authenticated(request: Request) -> Auth:
 async def checked_form(
     request: Request, auth: Annotated[Auth, Depends(_authenticated)]
 ) -> FormData:
-    """The posted form, after checking its CSRF field against the session's token."""
-    form = await request.form()
+    """The posted form, after checking its CSRF field against the session's token.
+
+    Then its text: a field that is not valid Unicode is refused (422) naming the field.
+    """
+    form = await read_form(request)
     if not _same(form.get(CSRF_FIELD), auth.csrf_token):
         raise HTTPException(status_code=403, detail="the form's security token is missing or wrong")
+    forms.check_text(form)
     return form
+
+
+async def read_form(request: Request) -> FormData:
+    """The posted form, fields up to the service's ``max_request_bytes`` (web.forms.read)."""
+    return await forms.read(request, limit=postroom_of(request).settings.max_request_bytes)
 
 
 LoggedIn = Annotated[Auth, Depends(_authenticated)]

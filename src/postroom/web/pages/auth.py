@@ -15,6 +15,7 @@ from postroom.web.session import (
     log_in_throttled,
     new_login_token,
     postroom_of,
+    read_form,
     safe_next,
     set_device_cookie,
     set_login_cookie,
@@ -50,8 +51,9 @@ def login_form(request: Request) -> Response:
 
 @router.post("/login")
 async def log_in(request: Request) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     check_login_csrf(request, form)
+    forms.check_text(form)
     username = forms.text(form, "username")
     password = forms.raw(form, "password")
     opened = await log_in_throttled(request, username=username, password=password)
