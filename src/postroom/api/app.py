@@ -9,7 +9,7 @@ from starlette.types import Scope
 from postroom.api.auth import TokenAuthentication
 from postroom.api.problems import install_handlers, problem_response
 from postroom.api.routes import cases, emails, ops, records, secured
-from postroom.api.text import checked_json_body
+from postroom.api.text import checked_json_body, checked_parameters
 from postroom.app import Postroom
 from postroom.security.body_limit import CLOSE, BodyLimit, too_large_detail
 from postroom.security.door import door_of
@@ -38,7 +38,7 @@ def create_api(postroom: Postroom) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
-        dependencies=[Depends(checked_json_body)],
+        dependencies=[Depends(checked_parameters), Depends(checked_json_body)],
     )
     install_handlers(api)
     api.add_middleware(TokenAuthentication, postroom=postroom)
