@@ -9,6 +9,11 @@ from sqlalchemy.pool import QueuePool
 
 from postroom.settings import sqlite_path
 
+CONNECT_TIMEOUT_SECONDS = 10
+# Below the 15 s after which a silent agent shows as stale: an agent waiting on locks
+# still beats between two waits, and shows as degraded with the reason.
+LOCK_TIMEOUT_MS = 5000
+
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
@@ -32,14 +37,18 @@ def create_db_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    # A bounded connect: a database host that does not answer fails the attempt (and the
-    # agent retries with backoff) instead of hanging until the operating system gives up.
+    # Bounded waits: a database host that does not answer fails the connect, and a lock
+    # held elsewhere (a long migration, a manual LOCK TABLE) fails the statement, so the
+    # agent says it is degraded and retries, instead of hanging silently as 'stale'.
     return create_engine(
         url,
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
-        connect_args={"connect_timeout": 10},
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}",
+        },
     )
 
 
