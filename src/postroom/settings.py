@@ -9,8 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from postroom.text import check_tree
 
 DEFAULT_DATABASE_URL = "sqlite:///./postroom.db"
 
@@ -85,11 +89,26 @@ class Settings(BaseSettings):
         "easily lock a user out).",
     )
 
+    @field_validator("*")
+    @classmethod
+    def _valid_text(cls, value: Any, info: ValidationInfo) -> Any:
+        # The command line checks its flags first (naming them), so text that gets here
+        # unchecked came from the environment, where os.environ hands bytes that are not
+        # UTF-8 over as lone surrogates. Paths are left alone, as flags' paths are.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str):
+            check_tree(text, field=f"POSTROOM_{str(info.field_name).upper()}")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        try:
+            _ = make_url(value).port  # a port that is not a number fails here, not deep inside
+        except (ArgumentError, ValueError) as exc:
+            raise ValueError(f"not a valid URL ({exc})") from None
         if value.startswith("postgresql://"):
             # psycopg 3 is the driver Postroom ships with.
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")

@@ -9,6 +9,7 @@ from postroom.cli.common import (
     DatabaseOption,
     KeyFileOption,
     console,
+    run_app,
     run_command,
     state,
     where,
@@ -68,7 +69,7 @@ def db_upgrade() -> None:
 
 
 def main() -> None:
-    app()
+    run_app(app)
 
 
 __all__ = ["app", "main"]

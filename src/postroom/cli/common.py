@@ -31,8 +31,10 @@ from postroom.settings import Settings
 from postroom.text import check_tree, printable
 
 try:  # Typer 0.2x bundles its own Click, whose context stack is the one commands run in
+    from typer._click import exceptions as click_errors
     from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - older Typer runs on Click itself
+    from click import exceptions as click_errors  # type: ignore[no-redef]
     from click import get_current_context  # type: ignore[no-redef]
 
 log = logging.getLogger("postroom")
@@ -75,7 +77,8 @@ class State:
             )
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                f"{'.'.join(str(p) for p in e['loc'])}: "
+                f"{str(e['msg']).removeprefix('Value error, ')}"
                 for e in exc.errors(include_url=False, include_input=False)
             )
             raise ConfigurationError(f"invalid settings: {problems}") from None
@@ -154,6 +157,40 @@ def run_command(func: Callable[[], None]) -> None:
             styled(("error: ", "bold red"), f"text is not valid Unicode: {printable(str(exc))}")
         )
         raise typer.Exit(2) from None
+
+
+def run_app(app: typer.Typer) -> None:
+    """Run the command line; a usage error (an argument of the wrong type) is one line too.
+
+    Typer draws those in a box over several lines, before any command runs; every other
+    refusal is one ``error: …`` line, which scripts and logs read more easily.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        if exc.format_message().strip():  # Typer's rich help has printed itself already
+            exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click_errors.UsageError as exc:
+        err_console.print(styled(("error: ", "bold red"), usage_problem(exc)))
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        err_console.print("Aborted!")
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def usage_problem(exc: Any) -> str:
+    """A usage error on one line, naming the argument or option as ``--help`` shows it."""
+    param = getattr(exc, "param", None)
+    if type(exc) is click_errors.BadParameter and param is not None:
+        message = f"{_flag(param)}: {exc.message}"
+    else:
+        message = exc.format_message()
+    message = " ".join(message.split())
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return printable(message.rstrip(".")) + where
 
 
 def check_arguments() -> None:
