@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -200,7 +201,7 @@ def test_faults_that_cannot_heal_are_told_apart(tmp_path: Path, postgres_server:
     stranger = make_url(postgres_server).set(username="no_such_role_here")
     with pytest.raises(SQLAlchemyError) as refused:
         create_engine(stranger).connect()
-    assert "refused the connection" in (fatal_reason(refused.value, started=False) or "")
+    assert "cannot be used as configured" in (fatal_reason(refused.value, started=False) or "")
     # Once it worked, the same words may come from a failover starting up: wait.
     assert fatal_reason(refused.value, started=True) is None
 
@@ -278,17 +279,39 @@ def test_an_agent_started_before_its_database_waits_for_it(
 
 
 @pytest.mark.postgres
-def test_an_agent_refused_at_start_up_says_so_in_one_line(postgres_url: str) -> None:
-    stranger = make_url(postgres_url).set(username="no_such_role_here")
-    url = stranger.render_as_string(hide_password=False)
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"username": "no_such_role_here"}, 'role "no_such_role_here" does not exist'),
+        ({"database": "no_such_database_here"}, "does not exist"),
+        ({"query": {"sslmode": "bogus"}}, "invalid sslmode value"),
+    ],
+    ids=["role", "database", "sslmode"],
+)
+def test_an_agent_that_can_never_connect_says_so_in_one_line(
+    postgres_url: str, change: dict[str, Any], words: str
+) -> None:
+    url = make_url(postgres_url).set(**change).render_as_string(hide_password=False)
     done = subprocess.run(
         agent_command(), env=agent_env(url), capture_output=True, timeout=60, check=False
     )
     assert done.returncode == 1
     err = done.stderr.decode()
     assert "Traceback" not in err
-    assert "refused the connection" in err
+    assert "cannot be used as configured" in err
+    assert words in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_database_url_that_is_no_url_is_a_settings_error() -> None:
+    env = agent_env("postgresql://postgres@127.0.0.1:notaport/x")
+    done = subprocess.run(agent_command(), env=env, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 2
+    err = done.stderr.decode().strip()
+    assert err == (
+        "error: invalid settings: database_url: not a valid URL "
+        "(invalid literal for int() with base 10: 'notaport')"
+    )
 
 
 @pytest.mark.parametrize("auto_migrate", ["true", "false"])

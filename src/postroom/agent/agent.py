@@ -113,7 +113,9 @@ class SenderAgent:
             max_window=config.record_max_window,
             group=config.record_group,
         )
-        self.health = Health()
+        # Built on a database that answered when it was opened: from here on, refusals
+        # may be a failover's and are waited out (see health.fatal_reason).
+        self.health = Health(started=True)
         self.paused = False
         self._connections: dict[str, int] = {}  # this batch's connection slots per account
         self._backoff = Backoff(first=config.db_retry_first, cap=config.db_retry_cap)

@@ -44,9 +44,31 @@ _CORRUPT = ("file is not a database", "database disk image is malformed")
 # ProgrammingErrors, a revoked permission say, can be fixed while the agent waits.
 _SCHEMA = ("no such table", "no such column")
 _SCHEMA_STATES = frozenset({"42P01", "42703"})
-# Refused credentials or a missing database are final only before the first connection
-# worked: later, the same words can come from a failover still starting up.
-_START_UP = ("authentication failed", "password", "does not exist")
+# Before the first connection worked, only a database that is not reachable yet is worth
+# waiting for (a host booting, a server starting); anything else (refused credentials, a
+# database or SSL setting that cannot work, a half-made schema) will not heal by waiting.
+_NOT_YET_REACHABLE = (
+    "connection refused",
+    "could not connect",
+    "timeout expired",
+    "timed out",
+    "not currently accepting connections",
+    "the database system is",  # starting up, shutting down, in recovery mode
+    "server closed the connection",
+    "terminating connection",
+    "connection reset",
+    "broken pipe",
+    "eof detected",
+    "no route to host",
+    "network is unreachable",
+    "could not translate host name",
+    "name resolution",
+    "database is locked",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+    "readonly database",
+)
 
 
 def first_line(exc: BaseException) -> str:
@@ -64,7 +86,8 @@ def is_database_error(exc: BaseException) -> bool:
 def fatal_reason(exc: BaseException, *, started: bool) -> str | None:
     """Why a database error can never heal by waiting, or ``None`` when it can.
 
-    ``started``: whether the agent has worked with this database before.
+    ``started``: whether the agent has worked with this database before; until then,
+    only a database that is not reachable yet is worth waiting for.
     """
     reason = first_line(exc)
     lower = reason.lower()
@@ -77,8 +100,8 @@ def fatal_reason(exc: BaseException, *, started: bool) -> str | None:
         or any(w in lower for w in _SCHEMA)
     ):
         return f"the schema does not match this version ({reason}): run 'postroom db upgrade'"
-    if not started and any(words in lower for words in _START_UP):
-        return f"the database refused the connection ({reason})"
+    if not started and not any(words in lower for words in _NOT_YET_REACHABLE):
+        return f"the database cannot be used as configured ({reason})"
     return None
 
 
