@@ -144,3 +144,46 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
+    env.update(POSTROOM_DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}", POSTROOM_SECRET_KEY="s" * 32)
+    env.update(extra)
+    return env
+
+
+def test_serve_on_a_port_in_use_says_so_before_starting_anything(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "postroom", "serve", "--port", str(port)],
+            env=serve_env(tmp_path),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stdout == b""  # no URL, no "agent: running" for a service that never ran
+    err = done.stderr.decode()
+    assert err.startswith(f"error: cannot listen on 127.0.0.1:{port} (Address already in use)")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_serve_follows_the_log_level_setting(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "postroom", "serve", "--port", str(port)],
+        env=serve_env(tmp_path, POSTROOM_LOG_LEVEL="DEBUG"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/api/v1/healthz"), limit=30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=40)
+    assert process.returncode == 0, output.decode()
+    assert " DEBUG " in output.decode()  # INFO was all serve would show before

@@ -216,7 +216,9 @@ class SenderAgent:
             await asyncio.to_thread(self._extend_lapsed, since)
             self._outage_since = None
         if self._recorder.pending:
+            held = self._recorder.pending
             await self._recorder.flush()
+            log.info("agent %s: %d outcomes kept through the outage written", self.id, held)
 
     def _extend_lapsed(self, since: datetime) -> None:
         with self._engine.begin() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -51,10 +52,13 @@ def serve(
     from postroom.server import create_app  # noqa: PLC0415
 
     def body() -> None:
-        configure_logging("INFO")
         flags = {"host": host, "port": port, "max_request_bytes": max_request_bytes}
         given = {k: v for k, v in flags.items() if v is not None}
         settings = state.settings(**given)
+        configure_logging(settings.log_level)
+        # Said before anything starts: uvicorn would say it after the agent had started,
+        # and exit with a code of its own.
+        check_can_listen(settings.host, settings.port)
         with opened(wait=True, **given) as postroom, contextlib.ExitStack() as stack:
             inbox = None
             if demo:
@@ -87,6 +91,21 @@ def serve(
             console.print("stopped")
 
     run_command(body)
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Raise :class:`ConfigurationError` unless ``host:port`` can be listened on now."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): is another server "
+            "running there? choose another with --port"
+        ) from None
 
 
 def _print_demo_login(postroom: Postroom) -> None:
