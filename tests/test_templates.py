@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import html
 import resource
+import sqlite3
 import subprocess
 import sys
+import threading
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from postroom import Postroom
 from postroom.cases import Case
@@ -473,3 +477,53 @@ def test_nesting_too_deep_is_a_clear_refusal(sqlite_postroom: Postroom, source: 
         sqlite_postroom.apply(
             {"correspondence": [{"name": "Deep", "subject": "s", "html": source}]}
         )
+
+
+# --- rendering does not hold SQLite's write lock ---------------------------------------
+
+# Each step scans a long string: legal, but it runs into the 2 s time limit.
+SLOW = (
+    "{% set s = 'a' * 900000 %}{% for i in range(40000) %}"
+    "{% if s.count('b') %}{% endif %}{% endfor %}"
+)
+
+
+def test_a_slow_ad_hoc_template_does_not_hold_the_write_lock(
+    sqlite_postroom: Postroom, tmp_path: Path
+) -> None:
+    pr = sqlite_postroom
+    pr.apply({"accounts": [{"name": "Default", "address": "a@example.com", "host": "127.0.0.1"}]})
+    began = threading.Event()
+    slow_thread: list[threading.Thread] = []
+
+    def on_begin(_conn: Any) -> None:
+        if slow_thread and threading.current_thread() is slow_thread[0]:
+            began.set()
+
+    failures: list[BaseException] = []
+
+    def slow_send() -> None:
+        try:
+            pr.send(to=[CLIENT], subject="s", body=SLOW)
+        except BaseException as exc:  # the time limit ends it, as it should
+            failures.append(exc)
+
+    event.listen(pr.engine, "begin", on_begin)
+    slow_thread.append(threading.Thread(target=slow_send))
+    slow_thread[0].start()
+    try:
+        assert began.wait(10), "the slow send never began a transaction"
+        # Right after its first BEGIN the slow send is reading and rendering for ~2 s:
+        # another writer must get the write lock at once, not wait for the template.
+        other = sqlite3.connect(tmp_path / "postroom.db", timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert slow_thread[0].is_alive(), "the template finished too soon to tell"
+    finally:
+        slow_thread[0].join(30)
+        event.remove(pr.engine, "begin", on_begin)
+    [error] = failures
+    assert isinstance(error, TemplateLimitError)

@@ -28,6 +28,7 @@ from postroom.cases.store import CaseTypeStore, add_history, load_case
 from postroom.config.apply import ApplyReport, apply_config, write_records
 from postroom.correspondence import CorrespondenceStore, RendererCache
 from postroom.db import create_db_engine, tables, upgrade
+from postroom.db.engine import reading
 from postroom.db.migrate import check_schema
 from postroom.errors import ConfigurationError, MessageError, NotFoundError, TemplateError
 from postroom.identity import Identity
@@ -305,12 +306,15 @@ class Postroom:
         )  # fmt: skip
         check_email(request)
         check_names(class_name=class_name, case_id=case_id)
-        with self.engine.begin() as conn:
+        # Composed (templates rendered) before the writing transaction: on SQLite a
+        # slow template must not hold the write lock that every other writer waits for.
+        with reading(self.engine) as conn:
             case = load_case(conn, case_id, details=False) if case_id else None
             resolved_class = case.case_type if case is not None else (class_name or DEFAULT_ACCOUNT)
             composed = self.composer.batch(conn).compose(
                 request, class_name=resolved_class, case=case
             )
+        with self.engine.begin() as conn:
             ids = [self.outbox_store.enqueue(conn, email) for email in composed.emails]
             if case is not None:
                 for outbox_id, email in zip(ids, composed.emails, strict=True):
@@ -345,7 +349,7 @@ class Postroom:
         if len(requests) > MAX_SEND_MANY:
             raise MessageError(f"at most {MAX_SEND_MANY:,} emails per call, not {len(requests):,}")
         check_names(class_name=class_name)
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:  # composed outside the write lock: see send()
             batch = self.composer.batch(conn)
             emails: list[NewEmail] = []
             for number, request in enumerate(requests):
@@ -355,6 +359,7 @@ class Postroom:
                 except (ConfigurationError, NotFoundError, TemplateError, MessageError) as exc:
                     # The same kind of error, saying which request it comes from.
                     raise type(exc)(f"email {number}: {exc}") from None
+        with self.engine.begin() as conn:
             ids = self.outbox_store.enqueue_many(conn, emails)
             if record is not None:
                 record(conn, ids)  # in the same transaction: see CaseService.create

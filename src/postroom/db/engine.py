@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import QueuePool
 
 from postroom.settings import sqlite_path
 
+READ_ONLY_OPTION = "postroom_read_only"
 CONNECT_TIMEOUT_SECONDS = 10
 # Below the 15 s after which a silent agent shows as stale: an agent waiting on locks
 # still beats between two waits, and shows as degraded with the reason.
@@ -67,5 +70,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin_immediate(connection: Any) -> None:
     # IMMEDIATE takes the write lock up front, so two agents claiming at once
-    # serialise on the lock instead of one failing with "database is locked".
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # serialise on the lock instead of one failing with "database is locked". A reading
+    # transaction (see reading()) takes no lock: under WAL it reads a snapshot.
+    if connection.get_execution_options().get(READ_ONLY_OPTION):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A transaction that only reads: on SQLite it does not hold the write lock.
+
+    For work that may take long and writes nothing, such as rendering templates, so that
+    it does not make every writer wait (the writing follows in a transaction of its own).
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY_OPTION: True})
+        with conn.begin():
+            yield conn
