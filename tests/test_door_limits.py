@@ -145,8 +145,9 @@ def test_a_declared_length_over_the_limit_gets_413_before_the_body_is_sent(door:
             "Authorization": door.tokens.admin["Authorization"],
         },
     )
-    # 1 GB announced, 1 byte sent: an answer at all proves the server did not wait for it.
-    status, headers, body = exchange(door.port, head, [b"{"])
+    # 1 GB announced, nothing sent: an answer at all proves the server did not wait for it.
+    # (Bytes it never read would make its close a TCP reset, which may discard the answer.)
+    status, headers, body = exchange(door.port, head)
     assert status == 413
     assert headers["content-type"] == "application/problem+json"
     assert headers["connection"] == "close"
@@ -189,7 +190,9 @@ def test_studio_forms_over_the_limit_get_a_413_page(door: Door) -> None:
         "/login",
         {"Content-Type": "application/x-www-form-urlencoded", "Content-Length": str(10**9)},
     )
-    status, headers, body = exchange(door.port, head, [b"username="])
+    # The head alone: a server that waited for the body would time out the read. Bytes
+    # it never read would make its close a TCP reset, which may discard the answer.
+    status, headers, body = exchange(door.port, head)
     assert status == 413
     assert headers["content-type"].startswith("text/html")
     assert "Content-Security-Policy" in {k.title(): v for k, v in headers.items()}
