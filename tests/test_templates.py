@@ -18,7 +18,7 @@ from sqlalchemy import event
 
 from postroom import Postroom
 from postroom.cases import Case
-from postroom.correspondence.render import MAX_RENDERED_CHARS
+from postroom.correspondence.render import MAX_RENDERED_CHARS, Renderer
 from postroom.errors import ConfigurationError, TemplateLimitError
 from postroom.outbox import OutboxEntry, OutboxStatus
 from tests.conftest import case_type_with
@@ -527,3 +527,16 @@ def test_a_slow_ad_hoc_template_does_not_hold_the_write_lock(
         event.remove(pr.engine, "begin", on_begin)
     [error] = failures
     assert isinstance(error, TemplateLimitError)
+
+
+@pytest.mark.parametrize(
+    ("body", "rendered"),
+    [
+        ("{{ range(10)[2] }}", "2"),
+        ("{{ range(10)[2:4]|list }}", "[2, 3]"),
+        ("{{ range(10)|last }}", "9"),
+        ("{{ (range(3)|random) in [0, 1, 2] }}", "True"),
+    ],
+)
+def test_a_range_indexes_as_python_s_does(body: str, rendered: str) -> None:
+    assert Renderer({}).render_inline(subject="s", body=body, context={}).html == rendered

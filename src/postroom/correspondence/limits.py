@@ -217,6 +217,12 @@ class Steps:
     def __len__(self) -> int:
         return len(self._iterable)  # type: ignore[arg-type]  # TypeError if unsized: the loop copes
 
+    def __getitem__(self, index: Any) -> Any:
+        # Indexable as what it wraps is (a range: `random`, `first`, `[2]`, `[1:3]`); a
+        # slice of a range is another range, so nothing is built here.
+        item = self._iterable[index]  # type: ignore[index]  # TypeError if it is not
+        return Steps(item) if isinstance(index, slice) else item
+
 
 def bounded_list(iterable: Any, *, what: str) -> list[Any]:
     """The items of ``iterable`` as a list, refusing more than :data:`MAX_ITEMS`."""
