@@ -7,8 +7,9 @@ either::
     PostroomError
     ├── ConfigurationError (ValueError)        a record, file or setting is wrong
     │   ├── UnknownParameterError              an advanced parameter nobody knows
-    │   └── InvalidTextError                   text not valid Unicode, or a control
-    │                                          character its field forbids
+    │   ├── InvalidTextError                   text not valid Unicode, or a control
+    │   │                                      character its field forbids
+    │   └── InvalidFieldsError                 named fields of a record are wrong
     ├── NotFoundError (LookupError)            a named record does not exist
     │   └── NoAccountError                     no account for a class, and no Default
     ├── TemplateError (ValueError)             a correspondence does not render
@@ -31,6 +32,9 @@ Messages never contain secret values.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 
 class PostroomError(Exception):
     """Base of every error raised by Postroom."""
@@ -50,6 +54,23 @@ class InvalidTextError(ConfigurationError):
     def __init__(self, message: str, *, field: str = "") -> None:
         super().__init__(message)
         self.field = field
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    """One wrong field: where it is (dotted, e.g. ``data.amount`` or ``to.1``) and why."""
+
+    field: str
+    message: str
+
+
+class InvalidFieldsError(ConfigurationError):
+    """One or more named fields are wrong; ``issues`` lists each with its message."""
+
+    def __init__(self, issues: Sequence[FieldIssue], *, what: str = "") -> None:
+        self.issues = tuple(issues)
+        listed = "; ".join(f"{i.field}: {i.message}" for i in self.issues)
+        super().__init__(f"{what}: {listed}" if what else listed)
 
 
 class NotFoundError(PostroomError, LookupError):

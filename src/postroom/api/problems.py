@@ -20,6 +20,7 @@ from postroom.errors import (
     ConfigurationError,
     CredentialsRejectedError,
     DeliveryError,
+    InvalidFieldsError,
     InvalidTextError,
     MessageError,
     NoAccountError,
@@ -145,6 +146,9 @@ async def _on_postroom_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidTextError):
         found = FieldProblem(field=exc.field or "body", message=str(exc))
         return problem_response(status, str(exc), kind="validation", errors=[found])
+    if isinstance(exc, InvalidFieldsError):
+        issues = [FieldProblem(field=f"body.{i.field}", message=i.message) for i in exc.issues]
+        return problem_response(status, str(exc), kind="validation", errors=issues)
     return problem_response(status, str(exc))
 
 

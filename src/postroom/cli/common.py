@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.text import Text
 from sqlalchemy.engine import make_url
@@ -235,6 +238,21 @@ def where(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "(unparsable URL)"
+
+
+def print_json(data: Any) -> None:
+    """``--json`` output: one JSON document on stdout, keys as documented, dates in ISO 8601."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Path | Enum):
+        return str(value.value if isinstance(value, Enum) else value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def mask(value: object) -> str:
