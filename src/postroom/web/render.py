@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import quote, unquote
 
 from fastapi import Request
@@ -15,6 +15,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from postroom.web.session import CSRF_FIELD, Auth
 
 TEMPLATES = Path(__file__).parent / "templates"
+Level = Literal["success", "warning", "error"]
+LEVELS = frozenset(get_args(Level))
 NOTICE_COOKIE = "postroom_notice"
 
 NAV = (
@@ -79,13 +81,17 @@ def page(
 ) -> HTMLResponse:
     """A full page: the template with the user, CSRF token, navigation and any notice."""
     notice = request.cookies.get(NOTICE_COOKIE)
+    level, _, text = unquote(notice).partition(":") if notice else ("", "", "")
+    if level not in LEVELS:  # a cookie from before levels existed
+        level, text = "success", unquote(notice or "")
     values = {
         "auth": auth,
         "csrf_field": CSRF_FIELD,
         "csrf_token": auth.csrf_token if auth else "",
         "nav": NAV,
         "path": request.url.path,
-        "notice": unquote(notice) if notice else None,
+        "notice": text or None,
+        "notice_level": level,
         "title": "",
         **context,
     }
@@ -95,13 +101,18 @@ def page(
     return response
 
 
-def redirect(request: Request, url: str, notice: str | None = None) -> RedirectResponse:
-    """303 to ``url`` (after a form post), carrying a one-time notice for the next page."""
+def redirect(
+    request: Request, url: str, notice: str | None = None, *, level: Level = "success"
+) -> RedirectResponse:
+    """303 to ``url`` (after a form post), carrying a one-time notice for the next page.
+
+    ``level`` styles it: a warning or an error is never shown as a success.
+    """
     response = RedirectResponse(url, status_code=303)
     if notice:
         response.set_cookie(
             NOTICE_COOKIE,
-            quote(notice[:500]),
+            quote(f"{level}:{notice[:500]}"),
             httponly=True,
             samesite="lax",
             secure=request.url.scheme == "https",
