@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import shutil
+import socket
+import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from enum import Enum
@@ -16,6 +21,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.table import Column, Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -30,7 +36,7 @@ from postroom.errors import (
     StateError,
     TemplateError,
 )
-from postroom.settings import Settings
+from postroom.settings import Settings, sqlite_path
 from postroom.text import check_tree, printable
 
 try:  # Typer 0.2x bundles its own Click, whose context stack is the one commands run in
@@ -44,6 +50,32 @@ log = logging.getLogger("postroom")
 # Markup off: subjects, addresses and errors are data, and "[...]" in them must print as is.
 console = Console(highlight=False, soft_wrap=True, markup=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+# Output read by a script or a pager is not cut to 80 columns: rows stay whole lines.
+PIPED_WIDTH = 10_000
+
+
+def fit_consoles() -> None:
+    """Size the consoles for this run: ``COLUMNS``, else the terminal, else wide."""
+    for con in (console, err_console):
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit() and int(columns) > 0:
+            con.width = int(columns)
+        elif con.is_terminal:
+            con.width = shutil.get_terminal_size().columns
+        else:
+            con.width = PIPED_WIDTH
+
+
+def table(*columns: str | Column, title: str | None = None) -> Table:
+    """A table whose cells wrap, and fold words too long for their column: nothing is cut."""
+    made = [c if isinstance(c, Column) else Column(c, overflow="fold") for c in columns]
+    return Table(*made, title=title)
+
+
+def id_column(header: str, values: Iterable[str]) -> Column:
+    """A column of ids, never wrapped or cut: they are what other commands take."""
+    width = max((len(v) for v in values), default=len(header))
+    return Column(header, no_wrap=True, min_width=max(width, len(header)), overflow="fold")
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:
@@ -91,9 +123,14 @@ state = State()
 
 
 @contextmanager
-def opened(*, wait: bool = False, **overrides: Any) -> Iterator[Postroom]:
-    """Postroom on the settings; with ``wait``, once the database answers (long runners)."""
+def opened(*, create: bool = False, wait: bool = False, **overrides: Any) -> Iterator[Postroom]:
+    """Postroom on the settings; with ``wait``, once the database answers (long runners).
+
+    Unless ``create``, a SQLite database that does not exist yet (or has no schema) is
+    refused: a mistyped path must not become a new, empty database.
+    """
     settings = state.settings(**overrides)
+    check_database(settings.database_url, create=create)
     postroom = open_when_the_database_answers(settings) if wait else Postroom(settings)
     try:
         yield postroom
@@ -121,6 +158,78 @@ def open_when_the_database_answers(settings: Settings) -> Postroom:
             time.sleep(backoff.next_delay())
 
 
+def check_database(url: str, *, create: bool) -> None:
+    """Refuse a SQLite file that is missing or holds no Postroom schema, unless ``create``.
+
+    With ``create``, a new file is said on one line (stderr): where it was made.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return  # PostgreSQL: a missing database is refused by the server itself
+    shown = shown_path(url)
+    how = "create it with 'postroom db upgrade' or 'postroom apply FILE'"
+    if not path.exists():
+        if not create:
+            raise ConfigurationError(f"database {shown} does not exist; {how}")
+        err_console.print(f"new database {shown}")
+        return
+    if not create and not has_schema(path):
+        raise ConfigurationError(f"database {shown} has no Postroom schema; {how}")
+
+
+def has_schema(path: Path) -> bool:
+    """Whether the SQLite file at ``path`` holds a Postroom schema (read without writing)."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            ).fetchone()
+    except sqlite3.Error:
+        return True  # not a database, or unreadable: opening it says why, in one line
+    return found is not None
+
+
+def shown_path(url: str) -> str:
+    """The file of a SQLite URL as it was written (``./postroom.db``)."""
+    return url.partition(":///")[2].split("?", 1)[0]
+
+
+def check_can_listen(host: str, port: int, *, flag: str = "--port") -> None:
+    """Raise :class:`ConfigurationError`, naming ``flag``, unless ``host:port`` is free now.
+
+    Checked before anything slow starts: a busy port is said at once.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As the servers bind: a port in TIME_WAIT is free, one listened on is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): is another server "
+            f"running there? choose another with {flag}"
+        ) from None
+
+
+def free_port(host: str = "127.0.0.1", *, preferred: int | None = None) -> int:
+    """``preferred`` when it can be listened on now, else a port the system picks."""
+    if preferred is not None:
+        try:
+            check_can_listen(host, preferred)
+        except ConfigurationError:
+            pass
+        else:
+            return preferred
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 EXIT_CODES: list[tuple[type[Exception], int]] = [
     (NotFoundError, 3),
     (StateError, 4),
@@ -138,7 +247,8 @@ def run_command(func: Callable[[], None]) -> None:
         func()
     except PostroomError as exc:
         code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
-        err_console.print(styled(("error: ", "bold red"), str(exc)))
+        # One line, whatever the message holds: scripts and logs read it as one.
+        err_console.print(styled(("error: ", "bold red"), one_line(str(exc))))
         raise typer.Exit(code) from None
     except SQLAlchemyError as exc:
         # The driver's first line says what is wrong (refused, no such table, not a
@@ -160,6 +270,11 @@ def run_command(func: Callable[[], None]) -> None:
             styled(("error: ", "bold red"), f"text is not valid Unicode: {printable(str(exc))}")
         )
         raise typer.Exit(2) from None
+
+
+def one_line(message: str) -> str:
+    """``message`` with its line breaks as spaces."""
+    return " ".join(part.strip() for part in message.splitlines()) if "\n" in message else message
 
 
 def run_app(app: typer.Typer) -> None:

@@ -28,7 +28,7 @@ def apply(
     """Create or update every record in FILE (idempotent; secrets as ${ENV_VAR})."""
 
     def body() -> None:
-        with opened() as postroom:
+        with opened(create=True) as postroom:
             report = postroom.apply(file)
         table = Table("kind", "name", "change")
         for kind, name, change in report.changes:
