@@ -1,5 +1,6 @@
 """Cases, case types, work parties and their send-email steps."""
 
+from postroom.cases.fields import CaseField, FieldType
 from postroom.cases.models import (
     AttachmentInfo,
     Case,
@@ -15,8 +16,10 @@ from postroom.cases.models import (
 __all__ = [
     "AttachmentInfo",
     "Case",
+    "CaseField",
     "CaseType",
     "DeliveryMode",
+    "FieldType",
     "HistoryEntry",
     "Party",
     "Recipient",

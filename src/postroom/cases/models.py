@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from postroom.cases.fields import CaseField, check_fields
 from postroom.outbox.status import Priority
 from postroom.validation import check_address, check_record_name
 
@@ -166,6 +167,9 @@ class CaseType(BaseModel):
     id_prefix: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,15}-?$")
     parties: dict[str, str] = Field(default_factory=dict)
     steps: list[SendEmailStep] = Field(default_factory=list)
+    fields: list[CaseField] = Field(
+        default_factory=list, description="The case data this type expects; none: any data"
+    )
 
     @field_validator("class_name", "class_group")
     @classmethod
@@ -183,6 +187,15 @@ class CaseType(BaseModel):
                     "operator:<id> or data.<field>"
                 )
         return v
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, v: list[CaseField]) -> list[CaseField]:
+        check_fields(v)
+        return v
+
+    def field(self, name: str) -> CaseField | None:
+        return next((f for f in self.fields if f.name == name), None)
 
     @model_validator(mode="after")
     def _steps_use_known_parties(self) -> CaseType:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from postroom.cases import store
 from postroom.cases.data import check_data
 from postroom.cases.emails import Composer, EmailRequest
+from postroom.cases.fields import validate_data
 from postroom.cases.models import (
     INITIAL_STATUS,
     Case,
@@ -78,6 +79,7 @@ class CaseService:
         data = check_data(check_tree(dict(data or {}), field="data"))
         with self._engine.begin() as conn:
             ctype = self._types.get(conn, case_type)
+            data = validate_data(ctype.fields, data, what=f"case data for {ctype.class_name}")
             creator = self._operators.get(conn, operator) if operator else None
             parties, notes = self._parties(conn, ctype, creator, data)
             now = utcnow()

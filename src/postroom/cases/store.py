@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from postroom.cases.models import AttachmentInfo, Case, CaseType, HistoryEntry, Party
 from postroom.db import tables
@@ -37,7 +50,7 @@ class CaseTypeStore:
             "class_group": case_type.class_group,
             "label": case_type.label,
             "id_prefix": case_type.id_prefix,
-            "definition": case_type.model_dump(mode="json", include={"parties", "steps"}),
+            "definition": case_type.model_dump(mode="json", include={"parties", "steps", "fields"}),
             "updated_at": utcnow(),
         }
         try:
@@ -214,3 +227,86 @@ def load_case(conn: Connection, case_id: str, *, details: bool = True) -> Case:
         attachments=attachments,
         history=history,
     )
+
+
+class CaseSort(StrEnum):
+    """The columns a list of cases may be sorted by."""
+
+    CREATED = "created"
+    ID = "id"
+    STATUS = "status"
+    TYPE = "type"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseQuery:
+    """Text to find (in a case's id, status, type or a party's address), order and page."""
+
+    text: str = ""
+    sort: CaseSort = CaseSort.CREATED
+    descending: bool = True
+    page: int = 1
+    page_size: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class CasePage:
+    """One page of matching cases (without attachments and history) and the total."""
+
+    cases: list[Case]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max((self.total + self.page_size - 1) // self.page_size, 1)
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+
+def _case_matching(text: str) -> ColumnElement[bool]:
+    t, p = tables.cases, tables.case_parties
+    # LIKE with the user's % and _ escaped, lower-cased on both sides: the same on
+    # SQLite and PostgreSQL.
+    needle = text.strip().lower()
+    party = exists().where(
+        p.c.case_id == t.c.id, func.lower(p.c.address).contains(needle, autoescape=True)
+    )
+    return or_(
+        func.lower(t.c.id).contains(needle, autoescape=True),
+        func.lower(t.c.status).contains(needle, autoescape=True),
+        func.lower(t.c.case_type).contains(needle, autoescape=True),
+        party,
+    )
+
+
+def _case_filtered(query: CaseQuery, base: Select[Any]) -> Select[Any]:
+    return base.where(_case_matching(query.text)) if query.text.strip() else base
+
+
+def search_cases(conn: Connection, query: CaseQuery) -> CasePage:
+    """The page of cases matching ``query``, and how many match in all."""
+    t = tables.cases
+    total = conn.execute(_case_filtered(query, select(func.count()).select_from(t))).scalar_one()
+    size = max(query.page_size, 1)
+    page = min(max(query.page, 1), max((total + size - 1) // size, 1))
+    column = {
+        CaseSort.CREATED: t.c.created_at,
+        CaseSort.ID: t.c.id,
+        CaseSort.STATUS: t.c.status,
+        CaseSort.TYPE: t.c.case_type,
+    }[query.sort]
+    # The id breaks ties, so paging is stable when many cases share a status or a type.
+    order = (column.desc(), t.c.id.desc()) if query.descending else (column.asc(), t.c.id.asc())
+    ids = conn.execute(
+        _case_filtered(query, select(t.c.id)).order_by(*order).limit(size).offset((page - 1) * size)
+    )
+    cases = [load_case(conn, i, details=False) for (i,) in ids]
+    return CasePage(cases=cases, total=total, page=page, page_size=size)

@@ -23,6 +23,7 @@ from postroom.accounts.encryption import encryption_warnings
 from postroom.auth import GRAPH_SCOPE, MICROSOFT_HOSTS, AuthProfile, check_endpoint
 from postroom.auth.endpoints import check_token_host
 from postroom.cases.models import CaseType, RecipientKind
+from postroom.cases.references import undeclared_references
 from postroom.config.files import (
     read_certificate_files,
     read_dkim_key,
@@ -268,22 +269,8 @@ def write_records(
             raise ConfigurationError(str(exc)) from None
         operators = {o.id for o in postroom.operator_store.list(conn)}
         for ct in records["case_types"]:
-            for step in ct.steps:
-                label = f"case type {ct.class_name}: step {step.name or step.on}"
-                if step.correspondence and step.correspondence not in known:
-                    raise ConfigurationError(
-                        f"{label} names correspondence {step.correspondence!r}, "
-                        "which does not exist"
-                    )
-                for text in (step.subject, step.body):
-                    try:
-                        if text is not None:
-                            renderer.check_source(text, what=label)
-                    except TemplateError as exc:
-                        raise ConfigurationError(str(exc)) from None
-                for r in (*step.to, *step.cc, *step.bcc):
-                    if r.kind is RecipientKind.OPERATOR and r.value not in operators:
-                        raise ConfigurationError(f"{label} sends to unknown operator {r.value!r}")
+            _check_steps(ct, known, renderer, operators)
+            report.warnings.extend(undeclared_references(ct, known))
             report.changes.append(
                 ("case type", ct.class_name, postroom.case_type_store.put(conn, ct))
             )
@@ -298,6 +285,27 @@ def write_records(
         if create and existing:
             raise ExistsError(f"{', '.join(existing)} exists already")
     return report
+
+
+def _check_steps(
+    ct: CaseType, known: dict[str, Correspondence], renderer: Renderer, operators: set[str]
+) -> None:
+    """Each step names existing correspondence and operators, and its templates compile."""
+    for step in ct.steps:
+        label = f"case type {ct.class_name}: step {step.name or step.on}"
+        if step.correspondence and step.correspondence not in known:
+            raise ConfigurationError(
+                f"{label} names correspondence {step.correspondence!r}, which does not exist"
+            )
+        for text in (step.subject, step.body):
+            try:
+                if text is not None:
+                    renderer.check_source(text, what=label)
+            except TemplateError as exc:
+                raise ConfigurationError(str(exc)) from None
+        for r in (*step.to, *step.cc, *step.bcc):
+            if r.kind is RecipientKind.OPERATOR and r.value not in operators:
+                raise ConfigurationError(f"{label} sends to unknown operator {r.value!r}")
 
 
 def _checked_text(records: dict[str, list[Any]]) -> dict[str, list[Any]]:
