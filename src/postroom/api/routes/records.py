@@ -1,157 +1,166 @@
-"""Operators, correspondence and case types: records without secrets."""
+"""The records' routes (list, get, create, replace, delete), built from their descriptions.
+
+Every record type of :mod:`postroom.catalog` gets the same five routes; its description
+gives the paths, the OpenAPI tag, the typed request and response models, which secrets
+are write-only and what refuses a delete (409 ``in-use``). Routes particular to one type
+(an account's connectivity test...) live elsewhere.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
-from sqlalchemy import select
+import inspect
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import Any
 
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from postroom import catalog
 from postroom.api.auth import admin
 from postroom.api.problems import ApiProblem, problem_responses
-from postroom.api.writes import check_name, save
+from postroom.api.writes import check_name, save, stored, validate
 from postroom.app import Postroom
-from postroom.cases.models import CaseType, RecipientKind
-from postroom.correspondence import Correspondence
-from postroom.db import tables
-from postroom.operators import Operator
+from postroom.catalog import RecordKind
 
 _WRITE = problem_responses(401, 403, 409, 422)
 _READ = problem_responses(401, 403, 404)
+_DELETE = problem_responses(401, 403, 404, 409, 422)
+# The function names the routes had when written one by one: FastAPI derives the
+# operationId from them, and clients generated from the document keep their method names.
+_NAMES = {
+    "accounts": ("account", "accounts"),
+    "auth-profiles": ("profile", "profiles"),
+    "keystores": ("keystore", "keystores"),
+    "operators": ("operator", "operators"),
+    "correspondence": ("correspondence", "correspondence"),
+    "case-types": ("case_type", "case_types"),
+}
+_LIST_SUMMARIES = {
+    "auth-profiles": "List authentication profiles",
+    "keystores": "List keystores with their certificates",
+}
+_P = inspect.Parameter
 
 
-def _answer(response: Response, change: str) -> None:
-    response.status_code = 201 if change == "created" else 200
-
-
-def _used_by(what: str, user: str) -> ApiProblem:
-    return ApiProblem(409, f"{what} is still used by {user}", kind="in-use")
-
-
-def router(postroom: Postroom) -> APIRouter:
+def router(postroom: Postroom, kinds: Iterable[RecordKind] | None = None) -> APIRouter:
+    """The routes of ``kinds`` (default: the records without secrets)."""
     api = APIRouter(dependencies=[admin], responses=problem_responses(401, 403))
-    _operators(api, postroom)
-    _correspondence(api, postroom)
-    _case_types(api, postroom)
+    chosen = kinds or (catalog.OPERATORS, catalog.CORRESPONDENCE, catalog.CASE_TYPES)
+    for kind in chosen:
+        _routes(api, postroom, kind)
     return api
 
 
-def _all_case_types(postroom: Postroom) -> list[CaseType]:
-    with postroom.engine.connect() as conn:
-        return postroom.case_type_store.list(conn)
+def _endpoint(func: Callable[..., Any], name: str, *params: _P) -> Callable[..., Any]:
+    """``func`` as FastAPI should see it: named ``name``, with typed ``params``."""
+    func.__name__ = func.__qualname__ = name
+    func.__signature__ = inspect.Signature(list(params))  # type: ignore[attr-defined]
+    return func
 
 
-def _operators(api: APIRouter, postroom: Postroom) -> None:
-    def operator(operator_id: str) -> Operator:
-        with postroom.engine.connect() as conn:
-            return postroom.operator_store.get(conn, operator_id)
+def _status(response: Response, change: str) -> None:
+    response.status_code = 201 if change == "created" else 200
 
-    # --- operators ----------------------------------------------------------------
 
-    @api.get("/operators", tags=["operators"], summary="List operators")
-    def list_operators() -> list[Operator]:
-        with postroom.engine.connect() as conn:
-            return postroom.operator_store.list(conn)
+def _routes(api: APIRouter, postroom: Postroom, kind: RecordKind) -> None:
+    one, many = _NAMES[kind.slug]
+    base = f"/{kind.slug}"
+    item = f"{base}/{{{kind.param}}}"
+    key = _P(kind.param, _P.POSITIONAL_OR_KEYWORD, annotation=str)
+    body = _P("body", _P.POSITIONAL_OR_KEYWORD, annotation=kind.input)
+    response = _P("response", _P.POSITIONAL_OR_KEYWORD, annotation=Response)
+    secrets = ", ".join(kind.secrets)
 
-    @api.post("/operators", tags=["operators"], status_code=201, responses=_WRITE)
-    def create_operator(body: Operator) -> Operator:
-        save(postroom, "operators", body, create=True)
-        return operator(body.id)
+    def shown(name: str) -> BaseModel:
+        return kind.show(catalog.record(postroom, kind, name))
 
-    @api.get("/operators/{operator_id}", tags=["operators"], responses=_READ)
-    def get_operator(operator_id: str) -> Operator:
-        return operator(operator_id)
+    def put(data: BaseModel, answer: Response, *, create: bool) -> BaseModel:
+        name = kind.key_of(data)
+        if kind.secrets:
+            fields = data.model_dump(exclude_unset=True, by_alias=True)
+            old = stored(lambda n: catalog.record(postroom, kind, n), name)
+            data = validate(kind.model, kind.merge(fields, old))
+        change, warnings = save(postroom, kind.section, data, create=create)
+        _status(answer, change)
+        view = shown(name)
+        if warnings and "warnings" in kind.view.model_fields:
+            # Warnings of the write itself (apply's), besides the record's own.
+            known = getattr(view, "warnings")  # noqa: B009 - the views are typed as BaseModel
+            view = view.model_copy(update={"warnings": [*known, *warnings]})
+        return view
 
-    @api.put("/operators/{operator_id}", tags=["operators"], responses=_WRITE)
-    def replace_operator(operator_id: str, body: Operator, response: Response) -> Operator:
-        check_name(operator_id, body.id, field="id")
-        _answer(response, save(postroom, "operators", body)[0])
-        return operator(body.id)
+    def list_all() -> list[BaseModel]:
+        return [kind.show(r) for r in catalog.records(postroom, kind)]
 
-    @api.delete("/operators/{operator_id}", tags=["operators"], status_code=204, responses=_WRITE)
-    def delete_operator(operator_id: str) -> Response:
-        for ct in _all_case_types(postroom):
-            sources = {f"operator:{operator_id}"}
-            named = any(
-                r.kind is RecipientKind.OPERATOR and r.value == operator_id
-                for s in ct.steps
-                for r in (*s.to, *s.cc, *s.bcc)
-            )
-            if named or sources & set(ct.parties.values()):
-                raise _used_by(f"operator {operator_id}", f"case type {ct.class_name}")
-        with postroom.engine.begin() as conn:
-            postroom.operator_store.delete(conn, operator_id)
+    def create(body: BaseModel, response: Response) -> BaseModel:
+        return put(body, response, create=True)
+
+    def get(**path: str) -> BaseModel:
+        return shown(path[kind.param])
+
+    def replace(body: BaseModel, response: Response, **path: str) -> BaseModel:
+        check_name(path[kind.param], kind.key_of(body), field=kind.key)
+        return put(body, response, create=False)
+
+    def remove(**path: str) -> Response:
+        try:
+            catalog.delete(postroom, kind, path[kind.param])
+        except catalog.InUseError as exc:
+            raise ApiProblem(409, str(exc), kind="in-use") from None
         return Response(status_code=204)
 
-
-def _correspondence(api: APIRouter, postroom: Postroom) -> None:
-    def correspondence(name: str) -> Correspondence:
-        with postroom.engine.connect() as conn:
-            return postroom.correspondence_store.get(conn, name)
-
-    @api.get("/correspondence", tags=["correspondence"], summary="List correspondence")
-    def list_correspondence() -> list[Correspondence]:
-        with postroom.engine.connect() as conn:
-            return sorted(postroom.correspondence_store.all(conn).values(), key=lambda c: c.name)
-
-    @api.post("/correspondence", tags=["correspondence"], status_code=201, responses=_WRITE)
-    def create_correspondence(body: Correspondence) -> Correspondence:
-        save(postroom, "correspondence", body, create=True)
-        return correspondence(body.name)
-
-    @api.get("/correspondence/{name}", tags=["correspondence"], responses=_READ)
-    def get_correspondence(name: str) -> Correspondence:
-        return correspondence(name)
-
-    @api.put("/correspondence/{name}", tags=["correspondence"], responses=_WRITE)
-    def replace_correspondence(
-        name: str, body: Correspondence, response: Response
-    ) -> Correspondence:
-        check_name(name, body.name)
-        _answer(response, save(postroom, "correspondence", body)[0])
-        return correspondence(body.name)
-
-    @api.delete(
-        "/correspondence/{name}", tags=["correspondence"], status_code=204, responses=_WRITE
+    tags: list[str | Enum] = [kind.tag]
+    api.add_api_route(
+        base,
+        _endpoint(list_all, f"list_{many}"),
+        methods=["GET"],
+        tags=tags,
+        summary=_LIST_SUMMARIES.get(kind.slug, f"List {kind.plural.lower()}"),
+        response_model=list[kind.view],  # type: ignore[name-defined]
     )
-    def delete_correspondence(name: str) -> Response:
-        for ct in _all_case_types(postroom):
-            if any(s.correspondence == name for s in ct.steps):
-                raise _used_by(f"correspondence {name!r}", f"case type {ct.class_name}")
-        with postroom.engine.begin() as conn:
-            postroom.correspondence_store.delete(conn, name)
-        return Response(status_code=204)
-
-
-def _case_types(api: APIRouter, postroom: Postroom) -> None:
-    def case_type(class_name: str) -> CaseType:
-        with postroom.engine.connect() as conn:
-            return postroom.case_type_store.get(conn, class_name)
-
-    @api.get("/case-types", tags=["case types"], summary="List case types")
-    def list_case_types() -> list[CaseType]:
-        return _all_case_types(postroom)
-
-    @api.post("/case-types", tags=["case types"], status_code=201, responses=_WRITE)
-    def create_case_type(body: CaseType) -> CaseType:
-        save(postroom, "case_types", body, create=True)
-        return case_type(body.class_name)
-
-    @api.get("/case-types/{class_name}", tags=["case types"], responses=_READ)
-    def get_case_type(class_name: str) -> CaseType:
-        return case_type(class_name)
-
-    @api.put("/case-types/{class_name}", tags=["case types"], responses=_WRITE)
-    def replace_case_type(class_name: str, body: CaseType, response: Response) -> CaseType:
-        check_name(class_name, body.class_name, field="class")
-        _answer(response, save(postroom, "case_types", body)[0])
-        return case_type(body.class_name)
-
-    @api.delete("/case-types/{class_name}", tags=["case types"], status_code=204, responses=_WRITE)
-    def delete_case_type(class_name: str) -> Response:
-        c = tables.cases
-        with postroom.engine.begin() as conn:
-            postroom.case_type_store.get(conn, class_name)
-            row = conn.execute(select(c.c.id).where(c.c.case_type == class_name).limit(1)).first()
-            if row is not None:
-                raise _used_by(f"case type {class_name}", f"case {row.id}")
-            postroom.case_type_store.delete(conn, class_name)
-        return Response(status_code=204)
+    api.add_api_route(
+        base,
+        _endpoint(create, f"create_{one}", body, response),
+        methods=["POST"],
+        tags=tags,
+        summary=f"Create {kind.a}",
+        description=f"409 (`exists`) when {kind.a} with this {kind.key} exists: "
+        "PUT replaces it." + (f" Write-only: {secrets}." if secrets else ""),
+        status_code=201,
+        responses=_WRITE,
+        response_model=kind.view,
+    )
+    api.add_api_route(
+        item,
+        _endpoint(get, f"get_{one}", key),
+        methods=["GET"],
+        tags=tags,
+        summary=f"Get {kind.a}",
+        responses=_READ,
+        response_model=kind.view,
+    )
+    api.add_api_route(
+        item,
+        _endpoint(replace, f"replace_{one}", key, body, response),
+        methods=["PUT"],
+        tags=tags,
+        summary=f"Create or replace {kind.a}",
+        description=f"The body's {kind.key} must be the URL's. 201 when created, 200 when "
+        "replaced."
+        + (f" Omitted write-only fields ({secrets}) keep their stored values." if secrets else ""),
+        responses=_WRITE,
+        response_model=kind.view,
+    )
+    api.add_api_route(
+        item,
+        _endpoint(remove, f"delete_{one}", key),
+        methods=["DELETE"],
+        tags=tags,
+        summary=f"Delete {kind.a}",
+        description=f"409 (`in-use`) while something still uses the {kind.name}; the "
+        "problem's detail names it.",
+        status_code=204,
+        responses=_DELETE,
+        response_class=Response,
+    )
