@@ -11,6 +11,7 @@ HEIGHT = 220
 _LEFT = 40  # room for the y-axis labels
 _BOTTOM = 24  # room for the time labels
 _TOP = 10
+TABLE_ROWS = 60  # the busiest minutes listed under the chart for screen readers
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,9 @@ class Chart:
     peak: int
     total_sent: int
     total_failed: int
+    # Minutes with any activity, newest first: the chart's data as a table.
+    rows: list[tuple[str, int, int]]
+    time_zone: str = "UTC"
     width: int = WIDTH
     height: int = HEIGHT
     left: int = _LEFT
@@ -72,4 +76,9 @@ def chart(minutes: list[MinuteActivity]) -> Chart:
         peak=peak,
         total_sent=sum(m.sent for m in minutes),
         total_failed=sum(m.failed for m in minutes),
+        rows=[
+            (f"{m.minute:%Y-%m-%d %H:%M}", m.sent, m.failed)
+            for m in reversed(minutes)
+            if m.sent or m.failed
+        ][:TABLE_ROWS],
     )

@@ -1,4 +1,4 @@
-"""The dashboard: queue counts, sent and failed per minute, agents and their heartbeats."""
+"""The dashboard: queue counts, sent and failed per minute, recent emails, agents."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from postroom.web.session import LoggedIn, postroom_of
 
 router = APIRouter()
 HOURS = (1, 3, 6, 12, 24)
+RECENT = 8
 
 
 @router.get("/")
@@ -31,4 +32,5 @@ def dashboard(request: Request, auth: LoggedIn, hours: int = 3) -> Response:
         hour_choices=HOURS,
         agents=pr.agents()[:10],
         holds=pr.holds(),
+        recent=pr.outbox(limit=RECENT),
     )

@@ -9,9 +9,11 @@ from fastapi.responses import Response
 
 from postroom.errors import PostroomError
 from postroom.outbox import OutboxStatus
+from postroom.outbox.search import OutboxQuery, SortKey, search_outbox
 from postroom.outbox.status import TRANSITIONS
 from postroom.web import forms, mail
-from postroom.web.render import page, redirect
+from postroom.web.render import Level, redirect
+from postroom.web.render import page as render
 from postroom.web.session import Form, LoggedIn, postroom_of
 
 router = APIRouter()
@@ -26,36 +28,52 @@ def list_outbox(
     request: Request,
     auth: LoggedIn,
     *,
+    q: str = "",
     status: str = "",
     account: str = "",
     case: str = "",
-    page_number: int = 1,
+    sort: str = "",
+    order: str = "",
+    page: int = 1,
 ) -> Response:
     pr = postroom_of(request)
-    chosen = OutboxStatus(status) if status in {s.value for s in OutboxStatus} else None
-    page_number = max(page_number, 1)
-    entries = pr.outbox(
-        status=chosen,
+    sort_key = SortKey(sort) if sort in {k.value for k in SortKey} else SortKey.CREATED
+    descending = order != "asc"
+    query = OutboxQuery(
+        text=q,
+        status=OutboxStatus(status) if status in {s.value for s in OutboxStatus} else None,
         account=account or None,
         case_id=case.strip() or None,
-        limit=PAGE_SIZE + 1,
-        offset=(page_number - 1) * PAGE_SIZE,
+        sort=sort_key,
+        descending=descending,
+        page=page,
+        page_size=PAGE_SIZE,
     )
-    filters = {"status": status, "account": account, "case": case}
-    return page(
+    with pr.engine.connect() as conn:
+        found = search_outbox(conn, query)
+    filters = {"q": q, "status": status, "account": account, "case": case}
+    ordering = {"sort": sort_key.value, "order": "desc" if descending else "asc"}
+    return render(
         request,
         "outbox.html",
         auth,
         title="Outbox",
-        entries=entries[:PAGE_SIZE],
-        more=len(entries) > PAGE_SIZE,
-        page_number=page_number,
+        found=found,
+        entries=found.entries,
         statuses=[s.value for s in OutboxStatus],
+        sort_keys=[k.value for k in SortKey],
         account_names=[a.name for a in pr.accounts()],
-        f=filters,
-        query=urlencode({k: v for k, v in filters.items() if v}),
+        f={**filters, **ordering},
+        link=lambda **changes: _link({**filters, **ordering, **changes}),
         counts=pr.outbox_counts(),
     )
+
+
+def _link(params: dict[str, object]) -> str:
+    """/outbox with these parameters, leaving out empty ones and the defaults."""
+    defaults = {"sort": SortKey.CREATED.value, "order": "desc", "page": 1}
+    kept = {k: v for k, v in params.items() if v not in ("", None) and defaults.get(k) != v}
+    return "/outbox?" + urlencode(kept) if kept else "/outbox"
 
 
 @router.get("/outbox/{outbox_id}")
@@ -64,7 +82,7 @@ def show_entry(request: Request, auth: LoggedIn, outbox_id: int) -> Response:
     entry = pr.outbox_entry(outbox_id)
     with pr.engine.connect() as conn:
         raw = pr.outbox_store.message_bytes(conn, outbox_id)
-    return page(
+    return render(
         request,
         "outbox_entry.html",
         auth,
@@ -92,7 +110,7 @@ def _steer(request: Request, outbox_id: int, action: str) -> Response:
     try:
         entry = pr.retry(outbox_id) if action == "retry" else pr.cancel(outbox_id)
     except PostroomError as exc:
-        return redirect(request, f"/outbox/{outbox_id}", f"Not done: {exc}")
+        return redirect(request, f"/outbox/{outbox_id}", f"Not done: {exc}", level="error")
     return redirect(request, f"/outbox/{outbox_id}", f"Email #{outbox_id} is {entry.status}.")
 
 
@@ -129,4 +147,5 @@ def retry_failed(request: Request, auth: LoggedIn, form: Form) -> Response:
     notice = f"{retried} failed emails queued again."
     if skipped:
         notice += f" {skipped} could not be retried (open them for the reason)."
-    return redirect(request, "/outbox?status=failed", notice)
+    level: Level = "warning" if skipped else "success"
+    return redirect(request, "/outbox?status=failed", notice, level=level)

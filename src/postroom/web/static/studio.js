@@ -37,9 +37,258 @@
     refresh();
   }
 
+
+  // --- Live updates ----------------------------------------------------------------
+  // Elements with data-live and an id are refreshed from the same URL every ~2 s. The
+  // page stays usable without this: a reload shows the same content.
+  var LIVE_EVERY = 2000;
+  var LIVE_MAX_FAILURES = 5;
+  var FIELDS = "input, select, textarea, button";
+
+  function statusSummary(element) {
+    // What a screen reader hears: the statuses shown, not every refreshed timestamp.
+    var seen = {};
+    element.querySelectorAll(".status").forEach(function (badge) {
+      var text = (badge.textContent || "").trim();
+      seen[text] = (seen[text] || 0) + 1;
+    });
+    return Object.keys(seen).sort().map(function (key) {
+      return seen[key] + " " + key;
+    }).join(", ");
+  }
+
+  function openDetails(element) {
+    var open = [];
+    element.querySelectorAll("details").forEach(function (details, index) {
+      if (details.open) {
+        open.push(index);
+      }
+    });
+    return open;
+  }
+
+  function liveUpdates(elements) {
+    var status = document.getElementById("live-status");
+    var failures = 0;
+    var timer = null;
+    var busy = false;
+
+    function say(text, stopped) {
+      if (!status) {
+        return;
+      }
+      status.textContent = text;
+      status.classList.toggle("stopped", Boolean(stopped));
+    }
+
+    function editing(element) {
+      var active = document.activeElement;
+      return active && active !== document.body && element.contains(active) &&
+        active.matches(FIELDS);
+    }
+
+    function apply(fresh) {
+      var changed = [];
+      elements.forEach(function (element) {
+        var next = fresh.getElementById(element.id);
+        if (!next || editing(element) || next.innerHTML === element.innerHTML) {
+          return;
+        }
+        var before = statusSummary(element);
+        var open = openDetails(element);
+        element.innerHTML = next.innerHTML;
+        element.querySelectorAll("details").forEach(function (details, index) {
+          details.open = open.indexOf(index) >= 0;
+        });
+        enhance(element);
+        var after = statusSummary(element);
+        if (after !== before && after) {
+          changed.push(after);
+        }
+      });
+      if (changed.length) {
+        say("Updated: " + changed.join("; ") + ".");
+      }
+    }
+
+    function schedule(delay) {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(tick, delay);
+    }
+
+    function tick() {
+      if (document.hidden || busy) {
+        return; // resumed by visibilitychange
+      }
+      busy = true;
+      fetch(window.location.href, {
+        credentials: "same-origin",
+        headers: { "X-Postroom-Live": "1" },
+        cache: "no-store",
+        redirect: "error"
+      }).then(function (response) {
+        if (!response.ok) {
+          throw new Error("HTTP " + response.status);
+        }
+        return response.text();
+      }).then(function (html) {
+        apply(new DOMParser().parseFromString(html, "text/html"));
+        failures = 0;
+        busy = false;
+        schedule(LIVE_EVERY);
+      }).catch(function () {
+        busy = false;
+        failures += 1;
+        if (failures >= LIVE_MAX_FAILURES) {
+          say("Live updates paused: the server did not answer. Reload the page to resume.", true);
+          return;
+        }
+        // Back off: 4 s, 8 s, 16 s, ... so a struggling server is not hammered.
+        schedule(LIVE_EVERY * Math.pow(2, failures));
+      });
+    }
+
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden && failures < LIVE_MAX_FAILURES) {
+        schedule(200);
+      }
+    });
+    schedule(LIVE_EVERY);
+  }
+
+  // --- Tables: wrapping, client-side sorting and filtering -----------------------------
+
+  function wrapTables(root) {
+    root.querySelectorAll("main table").forEach(function (table) {
+      var parent = table.parentElement;
+      if (!parent || parent.classList.contains("table-wrap")) {
+        return;
+      }
+      var wrap = document.createElement("div");
+      wrap.className = "table-wrap";
+      // Focusable, so a keyboard can scroll a table wider than the screen.
+      wrap.tabIndex = 0;
+      wrap.setAttribute("role", "region");
+      wrap.setAttribute("aria-label", table.getAttribute("aria-label") || table.id || "Table");
+      parent.insertBefore(wrap, table);
+      wrap.appendChild(table);
+    });
+  }
+
+  var DATE = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}/;
+  var NUMBER = /^[-+]?[\d\s.,]*\d(\s*%)?$/;
+
+  function sortValue(cell) {
+    var text = (cell ? cell.textContent || "" : "").trim();
+    if (DATE.test(text)) {
+      return { kind: 1, value: Date.parse(text.slice(0, 19).replace(" ", "T") + "Z") || 0 };
+    }
+    if (NUMBER.test(text.replace(/^#/, ""))) {
+      return { kind: 0, value: parseFloat(text.replace(/^#/, "").replace(/[\s,%]/g, "")) };
+    }
+    return { kind: 2, value: text.toLowerCase() };
+  }
+
+  function compare(a, b) {
+    if (a.kind !== b.kind) {
+      return a.kind - b.kind;
+    }
+    if (a.kind === 2) {
+      return a.value.localeCompare(b.value);
+    }
+    return a.value - b.value;
+  }
+
+  var sortState = {};
+
+  function sortBy(table, column, ascending) {
+    var body = table.tBodies[0];
+    if (!body) {
+      return;
+    }
+    var rows = Array.prototype.slice.call(body.rows).filter(function (row) {
+      return row.cells.length > column && !row.querySelector("td[colspan]");
+    });
+    rows.sort(function (x, y) {
+      var order = compare(sortValue(x.cells[column]), sortValue(y.cells[column]));
+      return ascending ? order : -order;
+    });
+    rows.forEach(function (row) {
+      body.appendChild(row);
+    });
+    table.querySelectorAll("thead th").forEach(function (th, index) {
+      if (index === column) {
+        th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      } else if (th.hasAttribute("aria-sort")) {
+        th.removeAttribute("aria-sort");
+      }
+    });
+    if (table.id) {
+      sortState[table.id] = { column: column, ascending: ascending };
+    }
+  }
+
+  function sortable(table) {
+    if (table.hasAttribute("data-sort-ready")) {
+      return;
+    }
+    table.setAttribute("data-sort-ready", "");
+    table.querySelectorAll("thead th").forEach(function (th, index) {
+      if (th.hasAttribute("data-nosort") || !(th.textContent || "").trim()) {
+        return;
+      }
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "sort";
+      while (th.firstChild) {
+        button.appendChild(th.firstChild);
+      }
+      th.appendChild(button);
+      button.addEventListener("click", function () {
+        sortBy(table, index, th.getAttribute("aria-sort") !== "ascending");
+      });
+    });
+  }
+
+  function filterRows(input) {
+    var table = document.getElementById(input.getAttribute("data-filter-for"));
+    if (!table || !table.tBodies[0]) {
+      return;
+    }
+    var needle = input.value.trim().toLowerCase();
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+      var text = (row.textContent || "").toLowerCase();
+      row.hidden = needle !== "" && text.indexOf(needle) < 0;
+    });
+  }
+
+  // Enhances tables inside ``root``: after a live update the fresh rows get the same
+  // sort order and filter the user had chosen.
+  function enhance(root) {
+    wrapTables(root);
+    root.querySelectorAll("table[data-sortable]").forEach(function (table) {
+      sortable(table);
+      var state = table.id ? sortState[table.id] : null;
+      if (state) {
+        sortBy(table, state.column, state.ascending);
+      }
+    });
+    document.querySelectorAll("input[data-filter-for]").forEach(filterRows);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-presets]").forEach(fillFromPresets);
     document.querySelectorAll("form[data-live-preview]").forEach(livePreview);
+    enhance(document);
+    document.querySelectorAll("input[data-filter-for]").forEach(function (input) {
+      input.addEventListener("input", function () {
+        filterRows(input);
+      });
+    });
+    var live = Array.prototype.slice.call(document.querySelectorAll("[data-live][id]"));
+    if (live.length && window.fetch && window.DOMParser) {
+      liveUpdates(live);
+    }
     document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
       select.addEventListener("change", function () {
         select.form.submit();
