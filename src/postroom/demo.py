@@ -12,19 +12,36 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import func, select
+
+from postroom.agent.registry import AgentInfo
 from postroom.app import Postroom
 from postroom.cases import Case
 from postroom.config.apply import ApplyReport
+from postroom.db import tables
 from postroom.devinbox import DevInbox, InboxMessage
 from postroom.outbox import OutboxEntry
 
 DEMO_USER = "mortgages@example.com"
 PASSWORD_VARIABLE = "POSTROOM_DEMO_SMTP_PASSWORD"  # noqa: S105 - a variable name
 CASE_TYPE = "MyOrg-Mortgage-Work-MortgageRequest"
+# `postroom demo` works here unless told otherwise, apart from what a server uses.
+DEMO_DIRECTORY = Path("postroom-demo")
+DEMO_DATABASE_URL = f"sqlite:///{DEMO_DIRECTORY}/postroom.db"
+DEMO_INBOX = DEMO_DIRECTORY / "inbox"
+RECORD_TABLES = {
+    "operators": tables.operators,
+    "accounts": tables.accounts,
+    "auth profiles": tables.auth_profiles,
+    "keystores": tables.keystores,
+    "correspondence": tables.correspondence,
+    "case types": tables.case_types,
+}
 
 
 @dataclass(frozen=True)
@@ -87,3 +104,37 @@ def run_demo(
         emails=postroom.outbox(case_id=case.id),
         received=received,
     )
+
+
+def live_agents(postroom: Postroom) -> list[AgentInfo]:
+    """Agents that beat on this database now: a service or an agent is using it.
+
+    An agent on this host whose process is gone is not live, even before its silence
+    makes it stale (a service killed and started again at once).
+    """
+    here = socket.gethostname()
+    return [
+        a
+        for a in postroom.agents()
+        if a.state in ("running", "degraded") and (a.host != here or _process_alive(a.pid))
+    ]
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def held_records(postroom: Postroom) -> dict[str, int]:
+    """How many records of each kind the database holds (kinds with none left out)."""
+    with postroom.engine.connect() as conn:
+        counts = {
+            kind: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+            for kind, table in RECORD_TABLES.items()
+        }
+    return {kind: n for kind, n in counts.items() if n}

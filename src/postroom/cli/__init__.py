@@ -9,6 +9,7 @@ from postroom.cli.common import (
     DatabaseOption,
     KeyFileOption,
     console,
+    fit_consoles,
     run_app,
     run_command,
     state,
@@ -31,6 +32,7 @@ def main_options(
     key_file: KeyFileOption = None,
 ) -> None:
     """Settings: flags, then POSTROOM_* environment variables, then defaults."""
+    fit_consoles()
     state.database_url = database_url
     state.key_file = key_file
 

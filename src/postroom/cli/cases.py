@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from postroom.cases import Case
 from postroom.cases.data import parse_data
-from postroom.cli.common import console, opened, run_command, styled
+from postroom.cli.common import (
+    JsonOption,
+    console,
+    id_column,
+    opened,
+    print_json,
+    run_command,
+    styled,
+    table,
+)
 from postroom.errors import ConfigurationError
 from postroom.outbox import Priority
 
@@ -21,29 +29,34 @@ cases_app = typer.Typer(
 )
 
 
+def case_json(case: Case) -> dict[str, Any]:
+    """A case as ``--json`` prints it: as the REST API answers it."""
+    return case.model_dump(mode="json", by_alias=True)
+
+
 def print_case(case: Case) -> None:
     console.print(styled((case.id, "bold"), f" {case.case_type} — status ", (case.status, "bold")))
     console.print(f"created by {case.created_by or '-'} at {case.created_at:%Y-%m-%d %H:%M:%S} UTC")
     if case.data:
-        table = Table("field", "value", title="data")
+        rows = table("field", "value", title="data")
         for k, v in case.data.items():
-            table.add_row(k, json.dumps(v) if not isinstance(v, str) else v)
-        console.print(table)
+            rows.add_row(k, json.dumps(v) if not isinstance(v, str) else v)
+        console.print(rows)
     if case.parties:
-        table = Table("role", "name", "address", title="work parties")
+        rows = table("role", "name", "address", title="work parties")
         for p in case.parties:
-            table.add_row(p.role, p.name, p.address)
-        console.print(table)
+            rows.add_row(p.role, p.name, p.address)
+        console.print(rows)
     if case.attachments:
-        table = Table("name", "type", "size", "added", title="attachments")
+        rows = table("name", "type", "size", "added", title="attachments")
         for a in case.attachments:
-            table.add_row(a.name, a.content_type, str(a.size), f"{a.created_at:%H:%M:%S}")
-        console.print(table)
+            rows.add_row(a.name, a.content_type, str(a.size), f"{a.created_at:%H:%M:%S}")
+        console.print(rows)
     if case.history:
-        table = Table("when", "who", "what", "detail", title="history")
+        rows = table("when", "who", "what", "detail", title="history")
         for h in case.history:
-            table.add_row(f"{h.at:%H:%M:%S}", h.actor, h.action, h.detail)
-        console.print(table)
+            rows.add_row(f"{h.at:%H:%M:%S}", h.actor, h.action, h.detail)
+        console.print(rows)
 
 
 @cases_app.command("create")
@@ -65,29 +78,37 @@ def create(
 
 
 @cases_app.command("show")
-def show(case_id: str) -> None:
+def show(case_id: str, json: JsonOption = False) -> None:
     """Show a case: data, parties, attachments and history."""
 
     def body() -> None:
         with opened() as postroom:
-            print_case(postroom.cases.get(case_id))
+            case = postroom.cases.get(case_id)
+        if json:
+            print_json(case_json(case))
+        else:
+            print_case(case)
 
     run_command(body)
 
 
 @cases_app.command("list")
-def list_cases(limit: int = 20) -> None:
+def list_cases(limit: int = 20, json: JsonOption = False) -> None:
     """List the newest cases."""
 
     def body() -> None:
         with opened() as postroom:
             cases = postroom.cases.recent(limit=limit)
-        table = Table("id", "type", "status", "created by", "created")
+        if json:
+            print_json([case_json(c) for c in cases])
+            return
+        rows = table(id_column("id", (c.id for c in cases)), "type", "status", "created by",
+                     "created")  # fmt: skip
         for c in cases:
-            table.add_row(
+            rows.add_row(
                 c.id, c.case_type, c.status, c.created_by or "-", f"{c.created_at:%Y-%m-%d %H:%M}"
             )
-        console.print(table)
+        console.print(rows)
 
     run_command(body)
 

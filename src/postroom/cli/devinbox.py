@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
-from rich.table import Table
 
+from postroom.app import Postroom
 from postroom.cli.cases import print_case
-from postroom.cli.common import configure_logging, console, opened, run_command, styled
-from postroom.demo import run_demo
+from postroom.cli.common import (
+    JsonOption,
+    check_can_listen,
+    configure_logging,
+    console,
+    free_port,
+    opened,
+    print_json,
+    run_command,
+    state,
+    styled,
+    table,
+    where,
+)
+from postroom.demo import (
+    DEMO_DATABASE_URL,
+    DEMO_INBOX,
+    held_records,
+    live_agents,
+    run_demo,
+)
 from postroom.devinbox import DevInbox, InboxMessage, read_inbox
 from postroom.devinbox.server import DEFAULT_DIRECTORY
-from postroom.errors import PostroomError
+from postroom.errors import ConfigurationError, NotFoundError, PostroomError, StateError
 
 inbox_app = typer.Typer(
     help="A local SMTP sink on 127.0.0.1:1025 that keeps what it receives.",
@@ -56,6 +76,7 @@ def serve(
 
     def body() -> None:
         configure_logging("WARNING")
+        check_can_listen("127.0.0.1", port, flag="--port")
         inbox = DevInbox(directory, port=port, user=user, password=password)
         with inbox:
             console.print(
@@ -71,19 +92,50 @@ def serve(
 
 
 @inbox_app.command("list")
-def list_inbox(ctx: typer.Context, directory: OptionalDir = None) -> None:
+def list_inbox(ctx: typer.Context, directory: OptionalDir = None, json: JsonOption = False) -> None:
     """List what the dev inbox received."""
-    table = Table("#", "received", "from", "to", "subject")
-    for n, m in enumerate(read_inbox(_folder(ctx, directory)), 1):
-        when = datetime.fromtimestamp(m.received_at, UTC)
-        table.add_row(
-            str(n),
-            f"{when:%H:%M:%S}",
-            m.mail_from,
-            ", ".join(m.rcpt_tos),
-            str(m.message["subject"] or ""),
-        )
-    console.print(table)
+
+    def body() -> None:
+        messages = read_inbox(_folder(ctx, directory))
+        if json:
+            print_json([message_json(n, m) for n, m in enumerate(messages, 1)])
+            return
+        rows = table("#", "received", "from", "to", "subject")
+        for n, m in enumerate(messages, 1):
+            when = datetime.fromtimestamp(m.received_at, UTC)
+            rows.add_row(
+                str(n),
+                f"{when:%H:%M:%S}",
+                m.mail_from,
+                ", ".join(m.rcpt_tos),
+                str(m.message["subject"] or ""),
+            )
+        console.print(rows)
+
+    run_command(body)
+
+
+def message_json(number: int, m: InboxMessage, *, full: bool = False) -> dict[str, Any]:
+    """A received message as ``dev-inbox list/show --json`` print it."""
+    msg = m.message
+    data: dict[str, Any] = {
+        "number": number,
+        "file": str(m.path),
+        "received_at": datetime.fromtimestamp(m.received_at, UTC),
+        "mail_from": m.mail_from,
+        "rcpt_tos": list(m.rcpt_tos),
+        "subject": str(msg["subject"] or ""),
+        "message_id": str(msg["message-id"] or ""),
+    }
+    if full:
+        data["headers"] = [[k, str(v)] for k, v in msg.items()]
+        data["text"] = _text(m)
+    return data
+
+
+def _text(m: InboxMessage) -> str:
+    part = m.message.get_body(preferencelist=("plain", "html"))
+    return str(part.get_content()) if part is not None else ""
 
 
 def print_message(m: InboxMessage) -> None:
@@ -93,11 +145,9 @@ def print_message(m: InboxMessage) -> None:
         for k in ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID")
         if msg[k]
     )
-    part = msg.get_body(preferencelist=("plain", "html"))
-    text = part.get_content() if part is not None else ""
     console.print(
         Panel(
-            f"{head}\n\n{text}".rstrip(),
+            f"{head}\n\n{_text(m)}".rstrip(),
             title=f"envelope {m.mail_from} → {', '.join(m.rcpt_tos)}",
             expand=False,
         ),
@@ -106,29 +156,76 @@ def print_message(m: InboxMessage) -> None:
 
 
 @inbox_app.command("show")
-def show_inbox(ctx: typer.Context, number: int, directory: OptionalDir = None) -> None:
+def show_inbox(
+    ctx: typer.Context, number: int, directory: OptionalDir = None, json: JsonOption = False
+) -> None:
     """Show message NUMBER (as numbered by ``list``)."""
-    messages = read_inbox(_folder(ctx, directory))
-    if not 1 <= number <= len(messages):
-        console.print(styled(("error: ", "red"), f"the dev inbox holds {len(messages)} messages"))
-        raise typer.Exit(3)
-    print_message(messages[number - 1])
+
+    def body() -> None:
+        messages = read_inbox(_folder(ctx, directory))
+        if not 1 <= number <= len(messages):
+            raise NotFoundError(
+                f"no message {number}: the dev inbox holds {len(messages)} messages"
+            )
+        if json:
+            print_json(message_json(number, messages[number - 1], full=True))
+        else:
+            print_message(messages[number - 1])
+
+    run_command(body)
 
 
 def demo(
     config: Annotated[Path, typer.Option(help="Example records to apply")] = Path(
         "examples/mortgage.yaml"
     ),
-    inbox_dir: Annotated[Path, typer.Option(help="Dev inbox folder")] = DEFAULT_DIRECTORY,
-    port: Annotated[int, typer.Option(help="Dev inbox port")] = 1025,
+    inbox_dir: Annotated[
+        Path | None, typer.Option(help=f"Dev inbox folder [default: {DEMO_INBOX}]")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Dev inbox port [default: 1025, or a free one when it is taken]"),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            "--yes",
+            help="Apply the example to a database given with --database-url that holds "
+            "records, or that a running service uses",
+        ),
+    ] = False,
 ) -> None:
-    """Run the Mortgage scenario end to end: inbox, records, case, agent, result."""
+    """Run the Mortgage scenario end to end: inbox, records, case, agent, result.
+
+    It works in a database and dev inbox of its own (postroom-demo/), apart from what
+    `postroom serve` uses, unless --database-url (or POSTROOM_DATABASE_URL) names one.
+    """
 
     def body() -> None:
         configure_logging("WARNING")
-        with opened() as postroom:
-            console.rule("Postroom demo: a Mortgage Request notifies its Case Manager")
-            result = run_demo(postroom, config=config, inbox_dir=inbox_dir, port=port)
+        # Everything quick is checked before anything slow starts.
+        if port is not None:
+            check_can_listen("127.0.0.1", port, flag="--port")
+        if not config.is_file():
+            raise ConfigurationError(
+                f"no example records at {config}: run from Postroom's folder, or give --config"
+            )
+        explicit = state.database_url is not None or "POSTROOM_DATABASE_URL" in os.environ
+        if not explicit:
+            state.database_url = DEMO_DATABASE_URL
+        url = state.settings().database_url
+        inbox_port = port if port is not None else free_port(preferred=1025)
+        folder = inbox_dir or DEMO_INBOX
+        console.print(
+            f"demo database: {where(url)}"
+            + ("" if explicit else " (the demo's own; --database-url chooses another)")
+        )
+        console.print(f"dev inbox: 127.0.0.1:{inbox_port}, keeping mail in {folder}/")
+        with opened(create=True) as postroom:
+            _refuse_to_change(postroom, explicit=explicit, force=force, port=inbox_port)
+            _heading("Postroom demo: a Mortgage Request notifies its Case Manager")
+            result = run_demo(postroom, config=config, inbox_dir=folder, port=inbox_port)
         console.print(
             f"applied {config}: {result.applied.count('created')} created, "
             f"{result.applied.count('updated')} updated, "
@@ -136,7 +233,7 @@ def demo(
         )
         for warning in result.applied.warnings:
             console.print(styled(("warning: ", "yellow"), warning))
-        console.rule("Outbox")
+        _heading("Outbox")
         for e in result.emails:
             console.print(
                 styled(
@@ -147,20 +244,53 @@ def demo(
                     + (f" — {e.last_error}" if e.last_error else ""),
                 )
             )
-        console.rule("Received by the dev inbox")
+        _heading("Received by the dev inbox")
         for m in result.received:
             print_message(m)
-        console.rule("The case")
+        _heading("The case")
         print_case(result.case)
         sent = [e for e in result.emails if e.status == "sent"]
         if not sent or not result.received:
             raise PostroomError("the demo email was not delivered; see the outbox above")
+        command = ".venv/bin/postroom" if Path(".venv/bin/postroom").exists() else "postroom"
         console.print(
             styled(
                 ("done: ", "green"),
                 f"case {result.case.id} notified its Case Manager; the sent email is attached "
-                f"to the case. Inspect with: .venv/bin/postroom cases show {result.case.id}",
+                f"to the case. Inspect with: {command} -d {where(url)} cases show "
+                f"{result.case.id}  (and: {command} dev-inbox list --dir {folder})",
             )
         )
 
     run_command(body)
+
+
+def _heading(title: str) -> None:
+    # Not a rule across the console: output that is not a terminal is very wide.
+    console.print(styled((f"── {title} ──", "bold")))
+
+
+def _refuse_to_change(postroom: Postroom, *, explicit: bool, force: bool, port: int) -> None:
+    """Refuse, unless ``force``, to repoint the accounts of a database others rely on."""
+    if force:
+        return
+    shown = where(postroom.settings.database_url)
+    elsewhere = (
+        "leave out --database-url (and POSTROOM_DATABASE_URL) to use the demo's own database"
+    )
+    agents = live_agents(postroom)
+    if agents:
+        a = agents[0]
+        raise StateError(
+            f"a running service uses database {shown} (agent {a.id}, pid {a.pid} on {a.host}): "
+            f"the demo would point its accounts at 127.0.0.1:{port}; stop it, add --force, "
+            + ("or " + elsewhere if explicit else "or give another --database-url")
+        )
+    held = held_records(postroom) if explicit else {}
+    if held:
+        listed = ", ".join(f"{n} {kind}" for kind, n in held.items())
+        raise StateError(
+            f"database {shown} holds records ({listed}): the demo would apply its example "
+            f"over them and point its accounts at 127.0.0.1:{port}; add --force to do so, "
+            f"or {elsewhere}"
+        )

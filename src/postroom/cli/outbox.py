@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Column, Table
 
+from postroom.agent.registry import AgentInfo
 from postroom.cli.common import (
+    JsonOption,
     configure_logging,
     console,
+    id_column,
     opened,
+    print_json,
     run_command,
     state,
     styled,
+    table,
     where,
 )
 from postroom.errors import ConfigurationError
@@ -35,6 +39,21 @@ def _status(value: str | None) -> OutboxStatus | None:
     except ValueError:
         known = ", ".join(s.value for s in OutboxStatus)
         raise ConfigurationError(f"unknown status {value!r}; known: {known}") from None
+
+
+def entry_json(e: OutboxEntry) -> dict[str, Any]:
+    """An outbox email as ``--json`` prints it: the REST API's view of it, key for key."""
+    # The API's models load the web stack; only --json needs them.
+    from postroom.api.schemas.work import EmailView  # noqa: PLC0415
+
+    return EmailView.of(e).model_dump(mode="json")
+
+
+def agent_json(a: AgentInfo) -> dict[str, Any]:
+    """An agent as ``agent list --json`` prints it: the REST API's view of it."""
+    from postroom.api.schemas.work import AgentView  # noqa: PLC0415
+
+    return AgentView.of(a).model_dump(mode="json")
 
 
 def print_entry(e: OutboxEntry) -> None:
@@ -70,6 +89,7 @@ def list_outbox(
     ] = None,
     case: Annotated[str | None, typer.Option(help="Only this case's emails")] = None,
     limit: int = 50,
+    json: JsonOption = False,
 ) -> None:
     """List outbox emails, newest first, with counts by status."""
 
@@ -77,9 +97,21 @@ def list_outbox(
         with opened() as postroom:
             entries = postroom.outbox(status=_status(status), case_id=case, limit=limit)
             counts = postroom.outbox_counts()
-        table = Table("id", "status", "case", "account", "to", "subject", "tries", "last error")
+        if json:
+            print_json([entry_json(e) for e in entries])
+            return
+        rows = table(
+            id_column("id", (str(e.id) for e in entries)),
+            "status",
+            id_column("case", (e.case_id or "-" for e in entries)),
+            "account",
+            "to",
+            "subject",
+            "tries",
+            "last error",
+        )
         for e in entries:
-            table.add_row(
+            rows.add_row(
                 str(e.id),
                 e.status,
                 e.case_id or "-",
@@ -87,21 +119,25 @@ def list_outbox(
                 ", ".join(r.address for r in e.recipients),
                 e.subject,
                 str(e.attempts),
-                (e.last_error or "")[:80],
+                e.last_error or "",
             )
-        console.print(table)
+        console.print(rows)
         console.print("  ".join(f"{s}: {n}" for s, n in counts.items()))
 
     run_command(body)
 
 
 @outbox_app.command("show")
-def show(outbox_id: int) -> None:
+def show(outbox_id: int, json: JsonOption = False) -> None:
     """Show one outbox email with per-recipient state."""
 
     def body() -> None:
         with opened() as postroom:
-            print_entry(postroom.outbox_entry(outbox_id))
+            entry = postroom.outbox_entry(outbox_id)
+        if json:
+            print_json(entry_json(entry))
+        else:
+            print_entry(entry)
 
     run_command(body)
 
@@ -159,6 +195,7 @@ def run_agent(
             }
         )
         configure_logging(log_level or state.settings().log_level)
+        # An agent on a database that does not exist would wait for emails forever.
         with opened(wait=True) as postroom:
             agent = postroom.agent()
 
@@ -182,18 +219,20 @@ def run_agent(
 
 
 @agent_app.command("list")
-def list_agents() -> None:
+def list_agents(json: JsonOption = False) -> None:
     """Agents with their heartbeats: running, degraded (and why), stale or stopped."""
 
     def body() -> None:
         with opened() as postroom:
             agents = postroom.agents()
+        if json:
+            print_json([agent_json(a) for a in agents])
+            return
         # Ids are never cut short: they are what `agent pause` takes.
-        width = max((len(a.id) for a in agents), default=2)
-        table = Table(Column("id", no_wrap=True, min_width=width),
-                      "host", "pid", "state", "started", "last beat", "sent", "failed")  # fmt: skip
+        rows = table(id_column("id", (a.id for a in agents)),
+                     "host", "pid", "state", "started", "last beat", "sent", "failed")  # fmt: skip
         for a in agents:
-            table.add_row(
+            rows.add_row(
                 a.id,
                 a.host,
                 str(a.pid),
@@ -203,7 +242,7 @@ def list_agents() -> None:
                 str(a.sent),
                 str(a.failed),
             )
-        console.print(table)
+        console.print(rows)
         # Why an agent cannot work takes a line of its own: a table cell would wrap it.
         for a in agents:
             if a.state == "degraded":

@@ -5,20 +5,33 @@ from __future__ import annotations
 import contextlib
 import secrets
 import signal
-import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Column, Table
 
 from postroom.app import Postroom
-from postroom.cli.common import configure_logging, console, opened, run_command, state, styled
-from postroom.demo import demo_environment
+from postroom.cli.common import (
+    JsonOption,
+    check_can_listen,
+    configure_logging,
+    console,
+    free_port,
+    id_column,
+    opened,
+    print_json,
+    run_command,
+    state,
+    styled,
+    table,
+    where,
+)
+from postroom.demo import demo_environment, live_agents
 from postroom.devinbox.server import DEFAULT_DIRECTORY
-from postroom.errors import ConfigurationError
+from postroom.errors import ConfigurationError, StateError
 from postroom.identity import Scope
+from postroom.identity.tokens import ApiToken
 
 admin_app = typer.Typer(help="Admin Studio users: create, list, set a password.")
 tokens_app = typer.Typer(help="REST API tokens: create, list, revoke.", no_args_is_help=True)
@@ -43,7 +56,10 @@ def serve(
         "examples/mortgage.yaml"
     ),
     inbox_dir: Annotated[Path, typer.Option(help="Dev inbox folder")] = DEFAULT_DIRECTORY,
-    inbox_port: Annotated[int, typer.Option(help="Dev inbox port")] = 1025,
+    inbox_port: Annotated[
+        int | None,
+        typer.Option(help="Dev inbox port [default: 1025, or a free one when it is taken]"),
+    ] = None,
 ) -> None:
     """Run the REST API (/api/v1), the Admin Studio (/) and a sender agent."""
     # The web stack loads only for this command: other commands start faster without it.
@@ -57,16 +73,31 @@ def serve(
         settings = state.settings(**given)
         configure_logging(settings.log_level)
         # Said before anything starts: uvicorn would say it after the agent had started,
-        # and exit with a code of its own.
+        # and exit with a code of its own; the dev inbox after a 10 s timeout.
         check_can_listen(settings.host, settings.port)
-        with opened(wait=True, **given) as postroom, contextlib.ExitStack() as stack:
+        chosen_inbox_port = 0
+        if demo:
+            if inbox_port is not None:
+                check_can_listen("127.0.0.1", inbox_port, flag="--inbox-port")
+            if not config.is_file():
+                raise ConfigurationError(
+                    f"no example records at {config}: run from Postroom's folder, or give --config"
+                )
+            chosen_inbox_port = inbox_port or free_port(preferred=1025)
+        # A service creates its database when there is none (`make run` on a fresh clone).
+        with opened(create=True, wait=True, **given) as postroom, contextlib.ExitStack() as stack:
             inbox = None
             if demo:
+                _refuse_a_used_database(postroom, port=chosen_inbox_port)
                 inbox, report = stack.enter_context(
-                    demo_environment(postroom, config=config, inbox_dir=inbox_dir, port=inbox_port)
+                    demo_environment(
+                        postroom, config=config, inbox_dir=inbox_dir, port=chosen_inbox_port
+                    )
                 )
                 console.print(f"applied {config}: {len(report.changes)} records")
-                console.print(f"dev inbox on 127.0.0.1:{inbox_port}, keeping mail in {inbox_dir}")
+                console.print(
+                    f"dev inbox on 127.0.0.1:{chosen_inbox_port}, keeping mail in {inbox_dir}"
+                )
                 _print_demo_login(postroom)
             elif not postroom.identity.admins():
                 console.print("no admin user yet: create one with `postroom admin create NAME`")
@@ -93,19 +124,16 @@ def serve(
     run_command(body)
 
 
-def check_can_listen(host: str, port: int) -> None:
-    """Raise :class:`ConfigurationError` unless ``host:port`` can be listened on now."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        family, kind, proto, _, address = infos[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}): is another server "
-            "running there? choose another with --port"
-        ) from None
+def _refuse_a_used_database(postroom: Postroom, *, port: int) -> None:
+    """--demo repoints the example's accounts: never under a service already running."""
+    agents = live_agents(postroom)
+    if agents:
+        a = agents[0]
+        raise StateError(
+            f"a running service uses database {where(postroom.settings.database_url)} "
+            f"(agent {a.id}, pid {a.pid} on {a.host}): --demo would point its accounts at "
+            f"127.0.0.1:{port}; stop it, or give this one another --database-url"
+        )
 
 
 def _print_demo_login(postroom: Postroom) -> None:
@@ -143,7 +171,7 @@ def create_admin(username: str, password_stdin: PasswordStdin = False) -> None:
 
     def body() -> None:
         password = _read_password(password_stdin)
-        with opened() as postroom:
+        with opened(create=True) as postroom:
             user = postroom.identity.create_admin(username=username, password=password)
         console.print(f"admin user {user.username} created")
 
@@ -164,16 +192,19 @@ def set_password(username: str, password_stdin: PasswordStdin = False) -> None:
 
 
 @admin_app.command("list")
-def list_admins() -> None:
+def list_admins(json: JsonOption = False) -> None:
     """List Admin Studio users."""
 
     def body() -> None:
         with opened() as postroom:
             users = postroom.identity.admins()
-        table = Table("username", "created")
+        if json:
+            print_json([{"username": u.username, "created_at": u.created_at} for u in users])
+            return
+        rows = table("username", "created")
         for u in users:
-            table.add_row(u.username, f"{u.created_at:%Y-%m-%d %H:%M}")
-        console.print(table)
+            rows.add_row(u.username, f"{u.created_at:%Y-%m-%d %H:%M}")
+        console.print(rows)
 
     run_command(body)
 
@@ -186,7 +217,7 @@ def create_token(
     """Create an API token; its value is printed once and only its hash is kept."""
 
     def body() -> None:
-        with opened() as postroom:
+        with opened(create=True) as postroom:
             issued = postroom.identity.create_token(name=name, scopes=set(scope))
         console.print(f"token {issued.token.id} ({', '.join(sorted(issued.token.scopes))}):")
         console.print(issued.value)
@@ -196,17 +227,19 @@ def create_token(
 
 
 @tokens_app.command("list")
-def list_tokens() -> None:
+def list_tokens(json: JsonOption = False) -> None:
     """List API tokens (never their values)."""
 
     def body() -> None:
         with opened() as postroom:
             tokens = postroom.identity.list_tokens()
-        # Ids are never cut short: they are what `tokens revoke` takes.
-        table = Table(Column("id", no_wrap=True, min_width=16), "name", "scopes", "created",
-                      "last used", "state")  # fmt: skip
+        if json:
+            print_json([token_json(t) for t in tokens])
+            return
+        rows = table(id_column("id", (t.id for t in tokens)), "name", "scopes", "created",
+                     "last used", "state")  # fmt: skip
         for t in tokens:
-            table.add_row(
+            rows.add_row(
                 t.id,
                 t.name,
                 ", ".join(sorted(t.scopes)),
@@ -214,7 +247,7 @@ def list_tokens() -> None:
                 f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
                 f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active",
             )
-        console.print(table)
+        console.print(rows)
 
     run_command(body)
 
@@ -229,3 +262,15 @@ def revoke_token(token_id: str) -> None:
         console.print(f"token {token.id} ({token.name}) revoked")
 
     run_command(body)
+
+
+def token_json(t: ApiToken) -> dict[str, Any]:
+    """An API token as ``tokens list --json`` prints it: never its value."""
+    return {
+        "id": t.id,
+        "name": t.name,
+        "scopes": sorted(t.scopes),
+        "created_at": t.created_at,
+        "last_used_at": t.last_used_at,
+        "revoked_at": t.revoked_at,
+    }

@@ -11,6 +11,7 @@ import email.policy
 import ipaddress
 import json
 import os
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -101,6 +102,8 @@ class DevInbox:
         return AuthResult(success=ok, handled=False)
 
     def start(self) -> None:
+        # aiosmtpd reports a port in use only after its ready timeout (10 s): probe first.
+        _check_free(self.host, self.port)
         self.directory.mkdir(parents=True, exist_ok=True)
         kwargs: dict[str, Any] = {}
         if self._user is not None:
@@ -138,6 +141,17 @@ class DevInbox:
 
     def messages(self) -> list[InboxMessage]:
         return read_inbox(self.directory)
+
+
+def _check_free(host: str, port: int) -> None:
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio binds
+            probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigurationError(
+            f"the dev inbox cannot listen on {host}:{port} ({exc.strerror or exc})"
+        ) from None
 
 
 def read_inbox(directory: Path) -> list[InboxMessage]:
