@@ -94,6 +94,10 @@ KeyFileOption = Annotated[
     typer.Option("--key-file", help="Key file for secrets (env POSTROOM_KEY_FILE)"),
 ]
 
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (keys as documented)")
+]
+
 
 class State:
     """Global options given before the command."""

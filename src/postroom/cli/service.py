@@ -62,10 +62,6 @@ def serve(
     ] = None,
 ) -> None:
     """Run the REST API (/api/v1), the Admin Studio (/) and a sender agent."""
-    # The web stack loads only for this command: other commands start faster without it.
-    import uvicorn  # noqa: PLC0415
-
-    from postroom.server import create_app  # noqa: PLC0415
 
     def body() -> None:
         flags = {"host": host, "port": port, "max_request_bytes": max_request_bytes}
@@ -84,6 +80,11 @@ def serve(
                     f"no example records at {config}: run from Postroom's folder, or give --config"
                 )
             chosen_inbox_port = inbox_port or free_port(preferred=1025)
+        # The web stack loads only now: other commands, and a refusal, come sooner without it.
+        import uvicorn  # noqa: PLC0415
+
+        from postroom.server import create_app  # noqa: PLC0415
+
         # A service creates its database when there is none (`make run` on a fresh clone).
         with opened(create=True, wait=True, **given) as postroom, contextlib.ExitStack() as stack:
             inbox = None
