@@ -257,7 +257,9 @@ def test_secrets_set_through_forms_never_come_back(
     )
     assert pr.auth_profile("Graph").client_id == "client-2"
     assert pr.auth_profile("Graph").client_secret.get_secret_value() == CLIENT_SECRET
-    case = pr.cases.create(MORTGAGE, data={"applicant": "Jo", "customer_email": "jo@example.net"})
+    case = pr.cases.create(
+        MORTGAGE, data={"applicant": "Jo", "amount": 1000, "customer_email": "jo@example.net"}
+    )
     pr.send(to=["x@example.net"], subject="s", body="b", case_id=case.id)
     shown = 0
     for path in page_paths(pr):
@@ -337,7 +339,9 @@ def test_invalid_case_data_is_shown_with_the_form(client: TestClient, pr: Postro
 
 def test_correspondence_preview_renders_against_a_case(client: TestClient, pr: Postroom) -> None:
     pr.apply({"accounts": [{"name": "Default", "address": "n@example.com", "host": "h.example"}]})
-    case = pr.cases.create(MORTGAGE, data={"applicant": "<b>Jo</b>"}, operator="alice")
+    case = pr.cases.create(
+        MORTGAGE, data={"applicant": "<b>Jo</b>", "amount": 1000}, operator="alice"
+    )
     csrf = log_in(client)
     got = client.post(
         "/correspondence/preview",

@@ -3,56 +3,77 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from postroom.cases.data import typed_value
+from postroom.cases.models import Case, CaseType
 from postroom.cases.service import MAX_ATTACHMENT_BYTES
-from postroom.errors import PostroomError
+from postroom.cases.store import CaseQuery, CaseSort, search_cases
+from postroom.errors import InvalidFieldsError, NotFoundError, PostroomError
 from postroom.web import forms, mail
+from postroom.web.pages.case_form import (
+    creation_emails,
+    field_errors,
+    field_input,
+    needs_creator,
+    posted_data,
+    posted_values,
+)
 from postroom.web.render import page, redirect
 from postroom.web.session import Auth, Form, LoggedIn, postroom_of
 
 router = APIRouter()
+PAGE_SIZE = 50
 
 
-def _data(value: str) -> dict[str, Any]:
-    """Case data typed as a JSON object, or as ``name = value`` lines."""
-    if value.strip().startswith("{"):
-        try:
-            parsed = json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"case data is not valid JSON: {exc}") from None
-        if not isinstance(parsed, dict):
-            raise ValueError("case data must be a JSON object")
-        return parsed
-    # As on the command line: a value that reads as JSON (a number, true) keeps its type.
-    return {k: typed_value(v) for k, v in forms.pairs(value, what="case data").items()}
+def _link(params: dict[str, object]) -> str:
+    """/cases with these parameters, leaving out empty ones and the defaults."""
+    defaults = {"sort": CaseSort.CREATED.value, "order": "desc", "page": 1}
+    kept = {k: v for k, v in params.items() if v not in ("", None) and defaults.get(k) != v}
+    return "/cases?" + urlencode(kept) if kept else "/cases"
 
 
 def _cases_page(
     request: Request,
     auth: Auth,
     *,
+    case_type: str = "",
     values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
     pr = postroom_of(request)
+    params = request.query_params
+    sort = params.get("sort", "")
+    sort_key = CaseSort(sort) if sort in {k.value for k in CaseSort} else CaseSort.CREATED
+    descending = params.get("order", "") != "asc"
+    try:
+        page_number = max(int(params.get("page", "1")), 1)
+    except ValueError:
+        page_number = 1
+    query = CaseQuery(
+        text=params.get("q", ""),
+        sort=sort_key,
+        descending=descending,
+        page=page_number,
+        page_size=PAGE_SIZE,
+    )
     with pr.engine.connect() as conn:
         types = pr.case_type_store.list(conn)
         operators = pr.operator_store.list(conn)
-    fields = {
-        ct.class_name: sorted(
-            source.removeprefix("data.")
-            for source in ct.parties.values()
-            if source.startswith("data.")
-        )
-        for ct in types
+        found = search_cases(conn, query)
+    chosen_name = case_type or params.get("case_type", "")
+    chosen: CaseType | None = next(
+        (t for t in types if t.class_name == chosen_name), types[0] if types else None
+    )
+    listing = {
+        "q": query.text,
+        "sort": sort_key.value,
+        "order": "desc" if descending else "asc",
     }
     return page(
         request,
@@ -60,11 +81,19 @@ def _cases_page(
         auth,
         status_code=status_code,
         title="Cases",
-        cases=pr.cases.recent(limit=50),
+        found=found,
+        cases=found.cases,
+        f=listing,
+        sort_keys=[k.value for k in CaseSort],
+        link=lambda **changes: _link({**listing, "page": found.page, **changes}),
         types=types,
+        chosen=chosen,
+        inputs=field_input(chosen) if chosen is not None else [],
+        emails=creation_emails(chosen),
+        needs_creator=needs_creator(chosen),
         operators=operators,
-        fields=fields,
-        v=values or {"case_type": "", "operator": "", "data": ""},
+        v=values or {},
+        errors=errors or {},
         error=error,
     )
 
@@ -76,23 +105,42 @@ def list_cases(request: Request, auth: LoggedIn) -> Response:
 
 @router.post("/cases")
 def create_case(request: Request, auth: LoggedIn, form: Form) -> Response:
-    values = {
-        "case_type": forms.text(form, "case_type"),
-        "operator": forms.text(form, "operator"),
-        "data": forms.raw(form, "data"),
-    }
+    pr = postroom_of(request)
+    name = forms.text(form, "case_type")
+    operator = forms.text(form, "operator")
+    ctype: CaseType | None = None
+    shown = {"operator": operator, **posted_values(form)}
     try:
-        case = postroom_of(request).cases.create(
-            values["case_type"], data=_data(values["data"]), operator=values["operator"] or None
+        with pr.engine.connect() as conn:
+            ctype = pr.case_type_store.get(conn, name)
+        data = posted_data(form, ctype)
+        case = pr.cases.create(name, data=data, operator=operator or None)
+    except InvalidFieldsError as exc:
+        by_field, others = field_errors(exc, ctype)
+        message = "; ".join(others) if others else "check the fields marked below."
+        return _cases_page(
+            request,
+            auth,
+            case_type=name,
+            values=shown,
+            errors=by_field,
+            error=message,
+            status_code=422,
         )
     except (PostroomError, ValueError) as exc:
-        return _cases_page(request, auth, values=values, error=str(exc), status_code=422)
-    notice = f"Case {case.id} created."
-    failed = [h.detail for h in case.history if h.action == "email-failed"]
+        if isinstance(exc, NotFoundError) and ctype is None:
+            name = ""
+        return _cases_page(
+            request, auth, case_type=name, values=shown, error=str(exc), status_code=422
+        )
+    target = f"/cases/{quote(case.id, safe='')}"
+    failed = _failed(case)
     if failed:
-        # The case stands; an email its steps could not build is a failed outbox row.
-        notice += f" Its email could not be built: {'; '.join(failed)}"
-    return redirect(request, f"/cases/{quote(case.id, safe='')}", notice)
+        # The case stands, but what its creation was to send did not go: an error to
+        # see now, not a success to read past.
+        notice = f"Case {case.id} created, but its email could not be sent: {'; '.join(failed)}"
+        return redirect(request, target, notice, level="error")
+    return redirect(request, target, f"Case {case.id} created.")
 
 
 @router.get("/cases/{case_id}")
@@ -114,11 +162,21 @@ def show_case(request: Request, auth: LoggedIn, case_id: str) -> Response:
 def set_status(request: Request, auth: LoggedIn, form: Form, case_id: str) -> Response:
     status = forms.text(form, "status")
     target = f"/cases/{quote(case_id, safe='')}"
+    cases = postroom_of(request).cases
     try:
-        postroom_of(request).cases.set_status(case_id, status)
+        before = len(_failed(cases.get(case_id)))
+        failed = _failed(cases.set_status(case_id, status))[before:]
     except PostroomError as exc:
-        return redirect(request, target, f"Status not changed: {exc}")
+        return redirect(request, target, f"Status not changed: {exc}", level="error")
+    if failed:
+        notice = f"Status set to {status}, but its email could not be sent: {'; '.join(failed)}"
+        return redirect(request, target, notice, level="error")
     return redirect(request, target, f"Status set to {status}.")
+
+
+def _failed(case: Case) -> list[str]:
+    """What the case's steps could not send, oldest first."""
+    return [h.detail for h in case.history if h.action == "email-failed"]
 
 
 @router.post("/cases/{case_id}/attachments")
@@ -126,7 +184,7 @@ async def attach(request: Request, auth: LoggedIn, form: Form, case_id: str) -> 
     target = f"/cases/{quote(case_id, safe='')}"
     upload = forms.upload(form, "file")
     if upload is None:
-        return redirect(request, target, "Choose a file to attach.")
+        return redirect(request, target, "Choose a file to attach.", level="warning")
     content = await upload.read(MAX_ATTACHMENT_BYTES + 1)
     try:
         await run_in_threadpool(
@@ -138,7 +196,7 @@ async def attach(request: Request, auth: LoggedIn, form: Form, case_id: str) -> 
             )
         )
     except PostroomError as exc:
-        return redirect(request, target, f"Not attached: {exc}")
+        return redirect(request, target, f"Not attached: {exc}", level="error")
     return redirect(request, target, f"{upload.filename} attached.")
 
 
