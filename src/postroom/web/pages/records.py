@@ -1,4 +1,7 @@
-"""Operators (create and edit) and case types (their account resolution; edited as YAML)."""
+"""Operators (create and edit) and case types (their account resolution; edited as YAML).
+
+This router also carries every record type's delete pages (:mod:`.deleting`).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,12 @@ from postroom.cases.models import CaseType
 from postroom.config.apply import parse_yaml
 from postroom.errors import ConfigurationError, NoAccountError, PostroomError
 from postroom.web import forms
+from postroom.web.pages import deleting
 from postroom.web.render import page, redirect
 from postroom.web.session import Auth, Form, LoggedIn, postroom_of
 
 router = APIRouter()
+router.include_router(deleting.router)
 _OPERATOR_FIELDS = ("id", "name", "email", "reports_to")
 
 
@@ -138,7 +143,13 @@ def as_yaml(case_type: CaseType) -> str:
 
 
 def _editor(
-    request: Request, auth: Auth, *, text: str, error: str | None = None, status_code: int = 200
+    request: Request,
+    auth: Auth,
+    *,
+    text: str,
+    class_name: str = "",
+    error: str | None = None,
+    status_code: int = 200,
 ) -> Response:
     return page(
         request,
@@ -146,6 +157,7 @@ def _editor(
         auth,
         title="Edit case type",
         text=text,
+        class_name=class_name,
         error=error,
         status_code=status_code,
     )
@@ -158,7 +170,7 @@ def edit_case_type(request: Request, auth: LoggedIn, class_name: str = "") -> Re
     pr = postroom_of(request)
     with pr.engine.connect() as conn:
         case_type = pr.case_type_store.get(conn, class_name)
-    return _editor(request, auth, text=as_yaml(case_type))
+    return _editor(request, auth, text=as_yaml(case_type), class_name=case_type.class_name)
 
 
 @router.post("/case-types")
