@@ -147,12 +147,19 @@ def create_case(request: Request, auth: LoggedIn, form: Form) -> Response:
 def show_case(request: Request, auth: LoggedIn, case_id: str) -> Response:
     pr = postroom_of(request)
     case = pr.cases.get(case_id)
+    with pr.engine.connect() as conn:
+        try:
+            fields = pr.case_type_store.get(conn, case.case_type).fields
+        except NotFoundError:  # its type was deleted: the data is still shown
+            fields = []
     return page(
         request,
         "case.html",
         auth,
         title=f"Case {case.id}",
         case=case,
+        fields=fields,
+        field_names={f.name for f in fields},
         emails=pr.outbox(case_id=case.id, limit=100),
         data_json=json.dumps(case.data, indent=2, ensure_ascii=False, default=str),
     )

@@ -12,6 +12,9 @@ from pydantic import ValidationError
 from postroom.accounts import resolve_account
 from postroom.app import Postroom
 from postroom.cases.emails import EmailRequest, first_party, render_context
+from postroom.cases.models import CaseType
+from postroom.cases.references import correspondence_references
+from postroom.cases.samples import SAMPLE_OPERATOR, SAMPLE_PARTY, sample_case
 from postroom.cases.store import load_case
 from postroom.correspondence import Correspondence, Renderer
 from postroom.correspondence.render import Rendered
@@ -128,17 +131,30 @@ def _preview(pr: Postroom, record: Correspondence, case_id: str) -> Rendered:
         renderer = Renderer(records)
         renderer.check_source(record.html, what="html")
         # One connection throughout: on SQLite a second one would wait for this one's lock.
-        case = load_case(conn, case_id) if case_id else None
-        ctype = pr.case_type_store.get(conn, case.case_type) if case else None
+        if case_id:
+            case = load_case(conn, case_id)
+            ctype: CaseType | None = pr.case_type_store.get(conn, case.case_type)
+            actor = pr.operator_store.find(conn, case.created_by) if case.created_by else None
+        else:
+            # No case chosen: a sample case of the type whose step sends this letter (its
+            # declared fields filled in), so the letter shows, not a missing-value error.
+            ctype = next(
+                (
+                    t
+                    for t in pr.case_type_store.list(conn)
+                    if any(s.correspondence == record.name for s in t.steps)
+                ),
+                None,
+            )
+            actor = next(iter(pr.operator_store.list(conn)), SAMPLE_OPERATOR)
+            reads = correspondence_references(records, record.name)
+            case = sample_case(ctype, reads=reads, creator=actor)
         names = {a.name for a in pr.account_store.list(conn)}
         class_name = ctype.class_name if ctype else "Default"
         resolution = resolve_account(
             class_name, names.__contains__, class_group=ctype.class_group if ctype else None
         )
         account = pr.account_store.get(conn, resolution.account)
-        actor = None
-        if case is not None and case.created_by:
-            actor = pr.operator_store.find(conn, case.created_by)
         party: dict[str, Any] = {}
         if ctype is not None:
             # The party of the first step sending this correspondence, as the step would.
@@ -146,6 +162,8 @@ def _preview(pr: Postroom, record: Correspondence, case_id: str) -> Rendered:
             if step is not None:
                 request = EmailRequest(to=step.to, cc=step.cc, bcc=step.bcc)
                 party = first_party(request, case)
+        if not party and not case_id:
+            party = SAMPLE_PARTY.model_dump()
         context = render_context(
             case,
             label=ctype.label if ctype else "",
