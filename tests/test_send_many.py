@@ -10,7 +10,7 @@ from sqlalchemy import event
 from postroom import Postroom
 from postroom.app import MAX_SEND_MANY
 from postroom.cases.emails import EmailRequest
-from postroom.errors import MessageError, NoAccountError, NotFoundError
+from postroom.errors import InvalidFieldsError, MessageError, NoAccountError, NotFoundError
 from postroom.identity import Scope
 from postroom.outbox import OutboxStatus, Priority
 from tests.apikit import client, issue_tokens
@@ -47,14 +47,18 @@ def test_one_bad_email_queues_none_and_names_which(database_url: str) -> None:
         pr.apply({"accounts": [account(2525)], "correspondence": [LETTER]})
         good = EmailRequest.addressed(to=["a@example.net"], correspondence="Notice")
         bad = EmailRequest.addressed(to=["b@example.net"], correspondence="No such letter")
-        with pytest.raises(NotFoundError, match=r"email 2: no correspondence named 'No such"):
+        with pytest.raises(NotFoundError, match=r"no correspondence named 'No such") as info:
             pr.send_many([good, good, bad, good])
+        assert isinstance(info.value, InvalidFieldsError)
+        assert [i.field for i in info.value.issues] == ["emails.2.correspondence"]
         assert pr.outbox_counts().get(OutboxStatus.QUEUED, 0) == 0
 
 
 def test_a_bad_address_is_refused_before_anything_is_queued() -> None:
-    with pytest.raises(MessageError, match="not a valid email address"):
-        EmailRequest.addressed(to=["not an address"], subject="s", body="b")
+    with pytest.raises(MessageError, match="not a valid email address") as info:
+        EmailRequest.addressed(to=["a@example.net", "not an address"], subject="s", body="b")
+    assert isinstance(info.value, InvalidFieldsError)
+    assert [i.field for i in info.value.issues] == ["to.1"]
 
 
 def test_the_account_is_resolved_and_looked_up_once_per_batch(database_url: str) -> None:
@@ -85,7 +89,7 @@ def test_the_account_is_resolved_and_looked_up_once_per_batch(database_url: str)
 
 def test_priority_and_class_are_kept_and_a_missing_account_is_clear(database_url: str) -> None:
     with Postroom(make_settings(database_url)) as pr:
-        with pytest.raises(NoAccountError, match="email 0: no email account for class MyOrg-"):
+        with pytest.raises(NoAccountError, match="class_name: no email account for class MyOrg-"):
             pr.send_many(
                 [EmailRequest.addressed(to=["a@example.net"], subject="s", body="b")],
                 class_name="MyOrg-Notices",
@@ -148,11 +152,13 @@ def test_the_api_refuses_a_bad_batch_whole(sqlite_postroom: Postroom) -> None:
         headers=send,
     )
     assert unknown.status_code == 422, unknown.text
-    assert "email 1: no correspondence named 'Nope'" in unknown.json()["detail"]
+    assert "no correspondence named 'Nope'" in unknown.json()["detail"]
+    assert [e["field"] for e in unknown.json()["errors"]] == ["body.emails.1.correspondence"]
     too_many = api.post("/api/v1/emails/batch", json={"emails": [good] * 1001}, headers=send)
     assert too_many.status_code == 422
     bad_address = api.post(
         "/api/v1/emails/batch", json={"emails": [{**good, "to": ["not an address"]}]}, headers=send
     )
     assert bad_address.status_code == 422
+    assert [e["field"] for e in bad_address.json()["errors"]] == ["body.emails.0.to.0"]
     assert pr.outbox() == []

@@ -22,7 +22,9 @@ from postroom.agent import AgentConfig, SenderAgent
 from postroom.agent.immediate import deliver_ids, run_in_own_loop
 from postroom.agent.registry import AgentInfo, list_agents, set_paused
 from postroom.auth import AuthProfile, AuthProfileStore, TokenCache
+from postroom.cases.adhoc import QueuedEmail, at_field, explained, located, prefixed
 from postroom.cases.emails import Composer, EmailRequest
+from postroom.cases.models import CaseType
 from postroom.cases.service import CaseService
 from postroom.cases.store import CaseTypeStore, add_history, load_case
 from postroom.config.apply import ApplyReport, apply_config, write_records
@@ -30,7 +32,14 @@ from postroom.correspondence import CorrespondenceStore, RendererCache
 from postroom.db import create_db_engine, tables, upgrade
 from postroom.db.engine import reading
 from postroom.db.migrate import check_schema
-from postroom.errors import ConfigurationError, MessageError, NotFoundError, TemplateError
+from postroom.errors import (
+    ConfigurationError,
+    InvalidFieldsError,
+    MessageError,
+    NoAccountError,
+    NotFoundError,
+    TemplateError,
+)
 from postroom.identity import Identity
 from postroom.keystores.models import Keystore
 from postroom.keystores.store import KeystoreStore
@@ -292,28 +301,69 @@ class Postroom:
         priority: Priority = Priority.NORMAL,
         send_after: datetime | None = None,
         expires_at: datetime | None = None,
+        template: bool = False,
         record: Callable[[Connection, list[int]], None] | None = None,
     ) -> int:
         """Queue an ad-hoc email; the account is resolved from the case's class or ``class_name``.
 
-        Returns the outbox id; an email the account encrypts for some recipients only is
-        two rows (encrypted, then unencrypted), and this is the first. Errors (no account,
-        template, address, missing certificate) are raised here.
+        ``subject`` and ``body`` (HTML) are sent as written; ``template=True`` renders them
+        as templates. Returns the outbox id; :meth:`queue_email` also says which account
+        was chosen and why. Errors (no account, template, address, missing certificate)
+        are raised here, naming the field they come from.
+        """
+        return self.queue_email(
+            to=to, subject=subject, body=body, correspondence=correspondence,
+            class_name=class_name, case_id=case_id, cc=cc, bcc=bcc, priority=priority,
+            send_after=send_after, expires_at=expires_at, template=template,
+            record=(lambda conn, queued: record(conn, list(queued.ids))) if record else None,
+        ).ids[0]  # fmt: skip
+
+    def queue_email(
+        self,
+        *,
+        to: Sequence[str],
+        subject: str | None = None,
+        body: str | None = None,
+        correspondence: str | None = None,
+        class_name: str | None = None,
+        case_id: str | None = None,
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
+        priority: Priority = Priority.NORMAL,
+        send_after: datetime | None = None,
+        expires_at: datetime | None = None,
+        template: bool = False,
+        record: Callable[[Connection, QueuedEmail], None] | None = None,
+    ) -> QueuedEmail:
+        """:meth:`send`, answering the outbox ids, the account chosen, why, and warnings.
+
+        An email the account encrypts for some recipients only is two rows (encrypted,
+        then unencrypted). A ``class_name`` that is no case type and has no account of
+        its own still sends (from a parent's account or Default), with a warning.
+        ``record`` is called with the answer in the transaction that queues the email.
         """
         request = EmailRequest.addressed(
             to=to, cc=cc, bcc=bcc, correspondence=correspondence, subject=subject, body=body,
-            priority=priority, send_after=send_after, expires_at=expires_at,
+            priority=priority, send_after=send_after, expires_at=expires_at, template=template,
         )  # fmt: skip
         check_email(request)
         check_names(class_name=class_name, case_id=case_id)
         # Composed (templates rendered) before the writing transaction: on SQLite a
         # slow template must not hold the write lock that every other writer waits for.
         with reading(self.engine) as conn:
-            case = load_case(conn, case_id, details=False) if case_id else None
+            with at_field("case_id"):
+                case = load_case(conn, case_id, details=False) if case_id else None
             resolved_class = case.case_type if case is not None else (class_name or DEFAULT_ACCOUNT)
+            ctype = self._case_type_or_none(conn, resolved_class)
             composed = self.composer.batch(conn).compose(
-                request, class_name=resolved_class, case=case
+                request,
+                class_name=resolved_class,
+                case=case,
+                class_group=ctype.class_group if ctype is not None else None,
+                name_fields=True,
+                class_field="case_id" if case is not None else "class_name",
             )
+        resolution = composed.resolution
         with self.engine.begin() as conn:
             ids = [self.outbox_store.enqueue(conn, email) for email in composed.emails]
             if case is not None:
@@ -326,12 +376,24 @@ class Postroom:
                         detail=(
                             f"'{email.subject}' to {', '.join(email.recipients)} queued as "
                             f"outbox #{outbox_id}{composed.note(email)}; account "
-                            f"{composed.resolution.account}: {composed.resolution.reason}"
+                            f"{resolution.account}: {resolution.reason}"
                         ),
                     )
+            queued = explained(
+                ids,
+                resolution,
+                class_name=resolved_class if case is not None or class_name else None,
+                known_type=ctype is not None,
+            )
             if record is not None:
-                record(conn, ids)  # in the same transaction: see CaseService.create
-        return ids[0]
+                record(conn, queued)  # in the same transaction: see CaseService.create
+        return queued
+
+    def _case_type_or_none(self, conn: Connection, class_name: str) -> CaseType | None:
+        try:
+            return self.case_type_store.get(conn, class_name)
+        except NotFoundError:
+            return None
 
     def send_many(
         self,
@@ -355,10 +417,17 @@ class Postroom:
             for number, request in enumerate(requests):
                 check_email(request, prefix=f"email {number}: ")
                 try:
-                    emails.extend(batch.compose(request, class_name=class_name).emails)
+                    composed = batch.compose(
+                        request, class_name=class_name, name_fields=True, class_field=None
+                    )
+                except NoAccountError as exc:
+                    raise located(exc, "class_name") from None  # the batch's, not the email's
+                except InvalidFieldsError as exc:
+                    # The same kind of error, its fields under the request's index.
+                    raise prefixed(exc, f"emails.{number}.") from None
                 except (ConfigurationError, NotFoundError, TemplateError, MessageError) as exc:
-                    # The same kind of error, saying which request it comes from.
                     raise type(exc)(f"email {number}: {exc}") from None
+                emails.extend(composed.emails)
         with self.engine.begin() as conn:
             ids = self.outbox_store.enqueue_many(conn, emails)
             if record is not None:

@@ -147,8 +147,7 @@ async def _on_postroom_error(_: Request, exc: Exception) -> JSONResponse:
         found = FieldProblem(field=exc.field or "body", message=str(exc))
         return problem_response(status, str(exc), kind="validation", errors=[found])
     if isinstance(exc, InvalidFieldsError):
-        issues = [FieldProblem(field=f"body.{i.field}", message=i.message) for i in exc.issues]
-        return problem_response(status, str(exc), kind="validation", errors=issues)
+        return problem_response(status, str(exc), kind="validation", errors=body_problems(exc))
     return problem_response(status, str(exc))
 
 
@@ -159,11 +158,34 @@ async def _on_unicode_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, f"text is not valid Unicode: {printable(str(exc))}")
 
 
-async def _on_request_validation(_: Request, exc: Exception) -> JSONResponse:
+async def _on_request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    malformed = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+    if malformed is not None:
+        # Not JSON at all is a bad request (400), not content that fails to validate.
+        detail = _malformed_detail(await request.body(), malformed)
+        found = FieldProblem(field="body", message=detail)
+        return problem_response(400, detail, kind="malformed-json", errors=[found])
     errors = field_problems(exc.errors())
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return problem_response(422, detail, kind="validation", errors=errors)
+
+
+def _malformed_detail(body: bytes, error: dict[str, Any]) -> str:
+    """Why the JSON parser stopped and where: line, column and character."""
+    why = str((error.get("ctx") or {}).get("error") or "not valid JSON")
+    loc = error.get("loc") or ()
+    position = loc[-1] if loc and isinstance(loc[-1], int) else None
+    if position is None:
+        return f"the body is not valid JSON: {why}"
+    # The parser counts characters of the decoded text; the body is UTF-8 (checked).
+    before = body.decode("utf-8", "replace")[:position]
+    line = before.count("\n") + 1
+    column = position - (before.rfind("\n") + 1) + 1
+    return (
+        f"the body is not valid JSON: {why} at line {line}, column {column} "
+        f"(character {position + 1})"
+    )
 
 
 async def _on_http_exception(_: Request, exc: Exception) -> JSONResponse:
@@ -218,10 +240,25 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def body_problems(exc: InvalidFieldsError) -> list[FieldProblem]:
+    """The issues of ``exc`` as problems of the request body (``body.to.1``)."""
+    return [FieldProblem(field=f"body.{i.field}", message=i.message) for i in exc.issues]
+
+
 @contextlib.contextmanager
-def referenced() -> Iterator[None]:
-    """A record the request body names (not the URL) is missing: 422, not 404."""
+def referenced(field: str | None = None) -> Iterator[None]:
+    """A record the request body names (not the URL) is missing: 422, not 404.
+
+    The error names the field that named the record: the one the error carries, or
+    ``field``.
+    """
     try:
         yield
     except NotFoundError as exc:
-        raise ApiProblem(422, str(exc), kind="unknown-reference") from None
+        if isinstance(exc, InvalidFieldsError):
+            errors = body_problems(exc)
+        elif field is not None:
+            errors = [FieldProblem(field=f"body.{field}", message=str(exc))]
+        else:
+            errors = []
+        raise ApiProblem(422, str(exc), kind="unknown-reference", errors=errors) from None

@@ -8,17 +8,18 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cryptography import x509
-from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from postroom.accounts import AccountStore, EmailAccount, Resolution, resolve_account
 from postroom.accounts.encryption import plan_copies
 from postroom.cases import store as case_store
+from postroom.cases.adhoc import addressed_recipients, as_written, at_field, invalid
 from postroom.cases.models import Case, Recipient, RecipientKind
 from postroom.correspondence import Attachment, Mailbox, OutgoingEmail, Renderer, build_message
 from postroom.correspondence.mime import new_message_id
+from postroom.correspondence.render import Rendered
 from postroom.db.types import utcnow
-from postroom.errors import ConfigurationError, MessageError
+from postroom.errors import ConfigurationError, FieldIssue, MessageError
 from postroom.operators import Operator, OperatorStore
 from postroom.outbox.models import NewEmail
 from postroom.outbox.status import Priority
@@ -27,7 +28,12 @@ from postroom.validation import check_address
 
 @dataclass(frozen=True, slots=True)
 class EmailRequest:
-    """What to send: recipients and either a correspondence name or inline content."""
+    """What to send: recipients and either a correspondence name or inline content.
+
+    ``template`` says whether an inline subject and body are templates: they are in a
+    case type's steps (built with this constructor); an ad-hoc request from
+    :meth:`addressed` is sent as written unless it asks for ``template=True``.
+    """
 
     to: Sequence[Recipient] = ()
     cc: Sequence[Recipient] = ()
@@ -39,6 +45,7 @@ class EmailRequest:
     priority: Priority = Priority.NORMAL
     send_after: datetime | None = None  # a scheduled send: not before this time
     expires_at: datetime | None = None  # never sent at or after this time
+    template: bool = True
 
     @classmethod
     def addressed(
@@ -53,27 +60,32 @@ class EmailRequest:
         priority: Priority = Priority.NORMAL,
         send_after: datetime | None = None,
         expires_at: datetime | None = None,
+        template: bool = False,
     ) -> EmailRequest:
-        """An ad-hoc request to plain addresses; a bad address is a :class:`MessageError`."""
-        try:
-            return cls(
-                to=[Recipient(kind=RecipientKind.ADDRESS, value=a) for a in to],
-                cc=[Recipient(kind=RecipientKind.ADDRESS, value=a) for a in cc],
-                bcc=[Recipient(kind=RecipientKind.ADDRESS, value=a) for a in bcc],
-                correspondence=correspondence,
-                subject=subject,
-                body=body,
-                priority=priority,
-                send_after=send_after,
-                expires_at=expires_at,
-            )
-        except ValidationError as exc:
-            raise MessageError(
-                "; ".join(
-                    str(e["msg"]).removeprefix("Value error, ")
-                    for e in exc.errors(include_url=False, include_input=False)
-                )
-            ) from None
+        """An ad-hoc request to plain addresses, its subject and body as written.
+
+        A bad address is an :class:`InvalidFieldsError` (also a :class:`MessageError`)
+        naming it, e.g. ``to.1``; ``template=True`` renders subject and body as templates.
+        """
+        issues: list[FieldIssue] = []
+        lists = {
+            name: addressed_recipients(name, values, issues)
+            for name, values in (("to", to), ("cc", cc), ("bcc", bcc))
+        }
+        if issues:
+            raise invalid(MessageError, issues)
+        return cls(
+            to=lists["to"],
+            cc=lists["cc"],
+            bcc=lists["bcc"],
+            correspondence=correspondence,
+            subject=subject,
+            body=body,
+            priority=priority,
+            send_after=send_after,
+            expires_at=expires_at,
+            template=template,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,18 +197,29 @@ class Composition:
         actor: Operator | None = None,
         label: str = "",
         class_group: str | None = None,
+        name_fields: bool = False,
+        class_field: str | None = "class_name",
     ) -> ComposedEmail:
-        """The outbox rows of ``request``; nothing is written."""
+        """The outbox rows of ``request``; nothing is written.
+
+        With ``name_fields`` (an ad-hoc request from a user), an error names the request's
+        field it comes from (``to.1``, ``subject``; ``class_field`` for the account, unless
+        it is None).
+        """
         conn = self._conn
-        resolution, account = self._account(class_name, class_group)
-        to = self._mailboxes(conn, request.to, case)
-        cc = self._mailboxes(conn, request.cc, case)
-        bcc = self._mailboxes(conn, request.bcc, case)
-        if not (to or cc or bcc):
-            raise MessageError("the email has no recipient")
-        if not request.correspondence and not (request.subject or "").strip():
-            raise MessageError("the email has no subject: give one, or name a correspondence")
-        _check_timing(request, utcnow())
+        with at_field(class_field or "", active=name_fields and class_field is not None):
+            resolution, account = self._account(class_name, class_group)
+        lists = []
+        for name, recipients in (("to", request.to), ("cc", request.cc), ("bcc", request.bcc)):
+            lists.append(self._mailboxes(conn, recipients, case, field=name, active=name_fields))
+        to, cc, bcc = lists
+        with at_field("to", active=name_fields):
+            if not (to or cc or bcc):
+                raise MessageError("the email has no recipient")
+        with at_field("subject", active=name_fields):
+            if not request.correspondence and not (request.subject or "").strip():
+                raise MessageError("the email has no subject: give one, or name a correspondence")
+        _check_timing(request, utcnow(), name_fields=name_fields)
         context = render_context(
             case,
             label=label,
@@ -207,11 +230,19 @@ class Composition:
         )
         renderer = self._render_with()
         if request.correspondence:
-            rendered = renderer.render(request.correspondence, context)
+            with at_field("correspondence", active=name_fields):
+                rendered = renderer.render(request.correspondence, context)
+        elif not request.template:
+            rendered = as_written(subject=request.subject or "", body=request.body or "")
         else:
-            rendered = renderer.render_inline(
-                subject=request.subject or "", body=request.body or "", context=context
-            )
+            # Each part on its own, so that an error names the part it is in.
+            with at_field("subject", active=name_fields):
+                subject = renderer.render_inline(
+                    subject=request.subject or "", body="", context=context
+                )
+            with at_field("body", active=name_fields):
+                body = renderer.render_inline(subject="", body=request.body or "", context=context)
+            rendered = Rendered(subject=subject.subject, html=body.html, text=body.text)
         attachments: tuple[Attachment, ...] = ()
         if request.include_attachments and case is not None:
             attachments = tuple(
@@ -272,51 +303,63 @@ class Composition:
         )
 
     def _mailboxes(
-        self, conn: Connection, recipients: Sequence[Recipient], case: Case | None
+        self,
+        conn: Connection,
+        recipients: Sequence[Recipient],
+        case: Case | None,
+        *,
+        field: str,
+        active: bool,
     ) -> list[Mailbox]:
         boxes = []
-        for r in recipients:
-            if r.kind is RecipientKind.ADDRESS:
-                # The normalised form: the envelope must not get the raw value (with, say,
-                # a trailing U+2028 that the validator stripped).
-                try:
-                    boxes.append(Mailbox(check_address(r.value, what="recipient address")))
-                except ValueError as exc:
-                    raise MessageError(str(exc)) from None
-            elif r.kind is RecipientKind.OPERATOR:
-                operator = self._operators.get(conn, r.value)
-                if not operator.email:
-                    raise MessageError(f"operator {operator.id} has no email address")
-                boxes.append(Mailbox(operator.email, operator.name))
-            elif case is None:
-                raise MessageError(f"a {r.kind} recipient needs a case")
-            elif r.kind is RecipientKind.PARTY:
-                party = next((p for p in case.parties if p.role == r.value), None)
-                if party is None:
-                    raise MessageError(f"case {case.id} has no {r.value} work party")
-                boxes.append(Mailbox(party.address, party.name))
-            else:
-                value = case.data.get(r.value)
-                if not isinstance(value, str) or not value:
-                    raise MessageError(f"case {case.id} has no address in field {r.value!r}")
-                try:
-                    boxes.append(Mailbox(check_address(value, what=f"field {r.value}")))
-                except ValueError as exc:
-                    raise MessageError(str(exc)) from None
+        for index, r in enumerate(recipients):
+            with at_field(f"{field}.{index}", active=active):
+                boxes.append(self._mailbox(conn, r, case))
         return boxes
 
+    def _mailbox(self, conn: Connection, r: Recipient, case: Case | None) -> Mailbox:
+        if r.kind is RecipientKind.ADDRESS:
+            # The normalised form: the envelope must not get the raw value (with, say,
+            # a trailing U+2028 that the validator stripped).
+            try:
+                return Mailbox(check_address(r.value, what="recipient address"))
+            except ValueError as exc:
+                raise MessageError(str(exc)) from None
+        if r.kind is RecipientKind.OPERATOR:
+            operator = self._operators.get(conn, r.value)
+            if not operator.email:
+                raise MessageError(f"operator {operator.id} has no email address")
+            return Mailbox(operator.email, operator.name)
+        if case is None:
+            raise MessageError(f"a {r.kind} recipient needs a case")
+        if r.kind is RecipientKind.PARTY:
+            party = next((p for p in case.parties if p.role == r.value), None)
+            if party is None:
+                raise MessageError(f"case {case.id} has no {r.value} work party")
+            return Mailbox(party.address, party.name)
+        value = case.data.get(r.value)
+        if not isinstance(value, str) or not value:
+            raise MessageError(f"case {case.id} has no address in field {r.value!r}")
+        try:
+            return Mailbox(check_address(value, what=f"field {r.value}"))
+        except ValueError as exc:
+            raise MessageError(str(exc)) from None
 
-def _check_timing(request: EmailRequest, now: datetime) -> None:
+
+def _check_timing(request: EmailRequest, now: datetime, *, name_fields: bool) -> None:
     for name in ("send_after", "expires_at"):
         value = getattr(request, name)
-        if value is not None and value.tzinfo is None:
-            raise MessageError(f"{name} needs a time zone (e.g. 2026-12-01T09:00:00+01:00)")
+        with at_field(name, active=name_fields):
+            if value is not None and value.tzinfo is None:
+                raise MessageError(f"{name} needs a time zone (e.g. 2026-12-01T09:00:00+01:00)")
     if request.expires_at is None:
         return
-    if request.expires_at <= now:
-        raise MessageError(f"expires_at {request.expires_at.isoformat()} has already passed")
-    if request.send_after is not None and request.send_after >= request.expires_at:
-        raise MessageError("send_after must come before expires_at: it would never be sent")
+    with at_field("expires_at", active=name_fields):
+        if request.expires_at <= now:
+            raise MessageError(f"expires_at {request.expires_at.isoformat()} has already passed")
+    with at_field("send_after", active=name_fields):
+        if request.send_after is not None and request.send_after >= request.expires_at:
+            raise MessageError("send_after must come before expires_at: it would never be sent")
 
 
 def first_party(request: EmailRequest, case: Case | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from postroom.api.idempotency import (
 )
 from postroom.api.ownership import check_case, record_owner
 from postroom.api.problems import ApiProblem, problem_responses, referenced
-from postroom.api.schemas.work import CaseCreate, StatusChange
+from postroom.api.schemas.work import CaseCreate, CaseView, StatusChange, deprecated
 from postroom.app import Postroom
 from postroom.cases.models import Case
 from postroom.cases.service import MAX_ATTACHMENT_BYTES
@@ -41,8 +41,9 @@ def router(postroom: Postroom) -> APIRouter:
         response: Response,
         token: SendToken,
         key: IdempotencyKey = None,
-    ) -> Case:
-        """Create a case and queue its ``on: created`` emails, in one transaction."""
+    ) -> CaseView:
+        """Create a case of the case type ``class_name`` and queue its ``on: created`` emails,
+        in one transaction. ``case_type`` is the deprecated name of ``class_name``."""
         digest = request_hash("POST /cases", body.model_dump(mode="json"))
 
         def record(conn: Connection, case_id: str) -> None:
@@ -51,9 +52,9 @@ def router(postroom: Postroom) -> APIRouter:
             record_key(conn, token_id=token.id, key=key, digest=digest, stored=stored)
 
         def create() -> Case:
-            with referenced():
+            with referenced("class_name"):
                 return postroom.cases.create(
-                    body.case_type, data=body.data, operator=body.operator, record=record
+                    body.class_name, data=body.data, operator=body.operator, record=record
                 )
 
         result = once(engine, token_id=token.id, key=key, digest=digest, create=create)
@@ -64,24 +65,27 @@ def router(postroom: Postroom) -> APIRouter:
         else:
             case = result
         response.headers["Location"] = _location(request, case.id)
-        return case
+        deprecated(response, body.deprecated_names)
+        return CaseView.of(case)
 
     @api.get("/cases", dependencies=[admin], summary="The newest cases (admin)")
-    def recent_cases(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[Case]:
-        return postroom.cases.recent(limit=limit)
+    def recent_cases(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[CaseView]:
+        return [CaseView.of(c) for c in postroom.cases.recent(limit=limit)]
 
     @api.get("/cases/{case_id}", responses=problem_responses(401, 403, 404))
-    def get_case(case_id: str, token: SendToken) -> Case:
+    def get_case(case_id: str, token: SendToken) -> CaseView:
         check_case(engine, token, case_id)
-        return postroom.cases.get(case_id)
+        return CaseView.of(postroom.cases.get(case_id))
 
     @api.post("/cases/{case_id}/status", responses=_CHANGE)
-    def set_status(case_id: str, body: StatusChange, token: SendToken) -> Case:
+    def set_status(case_id: str, body: StatusChange, token: SendToken) -> CaseView:
         """Move the case to a status; entering it fires that status's emails."""
         check_case(engine, token, case_id)
         postroom.cases.get(case_id)  # 404 for the case; a missing operator is a 422
-        with referenced():
-            return postroom.cases.set_status(case_id, body.status, operator=body.operator)
+        with referenced("operator"):
+            return CaseView.of(
+                postroom.cases.set_status(case_id, body.status, operator=body.operator)
+            )
 
     @api.post("/cases/{case_id}/attachments", status_code=201, responses=_CHANGE)
     def attach(
@@ -89,18 +93,19 @@ def router(postroom: Postroom) -> APIRouter:
         file: Annotated[UploadFile, File(description="The file (25 MB at most)")],
         token: SendToken,
         name: Annotated[str | None, Form(max_length=255)] = None,
-    ) -> Case:
+    ) -> CaseView:
         check_case(engine, token, case_id)
         postroom.cases.get(case_id)  # 404 before reading a large upload
         content = file.file.read(MAX_ATTACHMENT_BYTES + 1)
         if len(content) > MAX_ATTACHMENT_BYTES:
             raise ApiProblem(413, "the attachment is larger than 25 MB", kind="too-large")
-        return postroom.cases.attach(
+        case = postroom.cases.attach(
             case_id,
             name=name or file.filename or "",
             content=content,
             content_type=file.content_type,
         )
+        return CaseView.of(case)
 
     @api.get(
         "/cases/{case_id}/attachments/{name}",

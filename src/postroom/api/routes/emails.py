@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import Connection, Engine
@@ -28,7 +28,9 @@ from postroom.api.schemas.work import (
     QueuedEmails,
 )
 from postroom.app import Postroom
+from postroom.cases.adhoc import QueuedEmail, prefixed
 from postroom.cases.emails import EmailRequest
+from postroom.errors import InvalidFieldsError
 from postroom.outbox import OutboxStatus
 
 MAX_PAGE = 200
@@ -38,9 +40,6 @@ EmailId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 def router(postroom: Postroom) -> APIRouter:
     api = APIRouter(tags=["emails"], responses=problem_responses(401, 403))
 
-    def queued(ids: list[int]) -> QueuedEmails:
-        return QueuedEmails(ids=ids, emails=[EmailView.of(postroom.outbox_entry(i)) for i in ids])
-
     @api.post("/emails", status_code=201, responses=problem_responses(401, 403, 422))
     def send_email(
         body: EmailCreate,
@@ -49,16 +48,20 @@ def router(postroom: Postroom) -> APIRouter:
         token: SendToken,
         key: IdempotencyKey = None,
     ) -> QueuedEmails:
-        """Queue an email for a case (its class's account) or a class (``class_name``)."""
+        """Queue an email for a case (its class's account) or a class (``class_name``).
+
+        Subject and body are sent as written unless ``template`` is true. The answer
+        names the account chosen and why, and warns of a class that matches nothing.
+        """
         if body.case_id is not None:
             check_case(postroom.engine, token, body.case_id)  # a send token's own cases only
-        ids = _queue_once(
+        answer = _queue_once(
             postroom.engine,
             token_id=token.id,
             key=key,
             digest=request_hash("POST /emails", body.model_dump(mode="json")),
             response=response,
-            queue=lambda record: postroom.send(
+            queue=lambda record: postroom.queue_email(
                 to=body.to,
                 cc=body.cc,
                 bcc=body.bcc,
@@ -70,30 +73,41 @@ def router(postroom: Postroom) -> APIRouter:
                 priority=body.priority,
                 send_after=body.send_after,
                 expires_at=body.expires_at,
-                record=record,
+                template=body.template,
+                record=lambda conn, queued: record(conn, _answer(queued)),
             ),
         )
+        ids = [int(i) for i in answer["ids"]]
         response.headers["Location"] = str(request.url_for("get_email", email_id=ids[0]))
-        return queued(ids)
+        return QueuedEmails(
+            ids=ids,
+            emails=[EmailView.of(postroom.outbox_entry(i)) for i in ids],
+            account=str(answer.get("account", "")),
+            account_reason=str(answer.get("account_reason", "")),
+            warnings=[str(w) for w in answer.get("warnings", [])],
+        )
 
     @api.post("/emails/batch", status_code=201, responses=problem_responses(401, 403, 422))
     def send_batch(
         body: EmailBatchCreate, response: Response, token: SendToken, key: IdempotencyKey = None
     ) -> QueuedBatch:
         """Queue many ad-hoc emails in one transaction: all of them, or none (the error
-        names the email). Templates and the account are looked up once."""
-        requests = [_request(e) for e in body.emails]
-        ids = _queue_once(
+        names the email, e.g. ``body.emails.3.to.1``). Templates and the account are
+        looked up once."""
+        requests = [_request(e, number) for number, e in enumerate(body.emails)]
+        answer = _queue_once(
             postroom.engine,
             token_id=token.id,
             key=key,
             digest=request_hash("POST /emails/batch", body.model_dump(mode="json")),
             response=response,
             queue=lambda record: postroom.send_many(
-                requests, class_name=body.class_name, record=record
+                requests,
+                class_name=body.class_name,
+                record=lambda conn, ids: record(conn, {"ids": ids}),
             ),
         )
-        return QueuedBatch(ids=ids)
+        return QueuedBatch(ids=[int(i) for i in answer["ids"]])
 
     @api.get("/emails", dependencies=[admin], summary="List emails, newest first")
     def list_emails(
@@ -141,7 +155,16 @@ def router(postroom: Postroom) -> APIRouter:
     return api
 
 
-Recorder = Callable[[Connection, list[int]], None]
+Recorder = Callable[[Connection, dict[str, Any]], None]
+
+
+def _answer(queued: QueuedEmail) -> dict[str, Any]:
+    return {
+        "ids": list(queued.ids),
+        "account": queued.account,
+        "account_reason": queued.reason,
+        "warnings": list(queued.warnings),
+    }
 
 
 def _queue_once(
@@ -152,23 +175,21 @@ def _queue_once(
     digest: str,
     response: Response,
     queue: Callable[[Recorder], object],
-) -> list[int]:
-    """The ids ``queue`` creates, or on a replayed idempotency key the first answer's.
+) -> dict[str, Any]:
+    """The answer ``queue`` gives (``ids`` and more), or on a replayed key the first one.
 
-    ``queue`` hands its recorder the new ids in the creating transaction: who owns them
-    and the key's answer are committed with them.
+    ``queue`` hands its recorder the answer in the creating transaction: who owns the
+    new emails and the key's answer are committed with them.
     """
-    created: list[int] = []
+    created: dict[str, Any] = {}
 
-    def record(conn: Connection, ids: list[int]) -> None:
-        for outbox_id in ids:
+    def record(conn: Connection, answer: dict[str, Any]) -> None:
+        for outbox_id in answer["ids"]:
             record_owner(conn, token_id=token_id, kind="email", ident=str(outbox_id))
-        record_key(
-            conn, token_id=token_id, key=key, digest=digest, stored=Stored(201, {"ids": ids})
-        )
-        created.extend(ids)
+        record_key(conn, token_id=token_id, key=key, digest=digest, stored=Stored(201, answer))
+        created.update(answer)
 
-    def create() -> list[int]:
+    def create() -> dict[str, Any]:
         with referenced():
             queue(record)
         return created
@@ -177,19 +198,23 @@ def _queue_once(
     if isinstance(result, Stored):
         response.status_code = result.status_code
         response.headers["Idempotent-Replayed"] = "true"
-        return [int(i) for i in result.body["ids"]]
+        return result.body
     return result
 
 
-def _request(email: BatchEmail) -> EmailRequest:
-    return EmailRequest.addressed(
-        to=email.to,
-        cc=email.cc,
-        bcc=email.bcc,
-        subject=email.subject,
-        body=email.body,
-        correspondence=email.correspondence,
-        priority=email.priority,
-        send_after=email.send_after,
-        expires_at=email.expires_at,
-    )
+def _request(email: BatchEmail, number: int) -> EmailRequest:
+    try:
+        return EmailRequest.addressed(
+            to=email.to,
+            cc=email.cc,
+            bcc=email.bcc,
+            subject=email.subject,
+            body=email.body,
+            correspondence=email.correspondence,
+            priority=email.priority,
+            send_after=email.send_after,
+            expires_at=email.expires_at,
+            template=email.template,
+        )
+    except InvalidFieldsError as exc:
+        raise prefixed(exc, f"emails.{number}.") from None

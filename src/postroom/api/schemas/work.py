@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi import Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from postroom.accounts.connectivity import ConnectivityReport
 from postroom.agent.registry import AgentInfo
+from postroom.cases.models import Case
 from postroom.outbox import OutboxEntry, OutboxStatus
 from postroom.outbox.models import RecipientState
 from postroom.outbox.status import Hold, Priority
@@ -18,14 +20,14 @@ Address = Annotated[str, Field(min_length=3, max_length=320, examples=["someone@
 
 
 class CaseCreate(BaseModel):
-    """A new case of a case type, with its data and the operator creating it."""
+    """A new case of a case type (named by its class), with its data and its creator."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [
                 {
-                    "case_type": "MyOrg-Mortgage-Work-MortgageRequest",
+                    "class_name": "MyOrg-Mortgage-Work-MortgageRequest",
                     "data": {"applicant": "Zoë Ångström", "amount": 250000},
                     "operator": "alice",
                 }
@@ -33,15 +35,73 @@ class CaseCreate(BaseModel):
         },
     )
 
-    case_type: str = Field(min_length=1, max_length=255, description="The case type's class")
+    class_name: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The case type's class",
+        examples=["MyOrg-Mortgage-Work-MortgageRequest"],
+    )
+    case_type: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        exclude=True,
+        description="Deprecated: use class_name (accepted until the next release)",
+        json_schema_extra={"deprecated": True},
+    )
     data: dict[str, Any] = Field(default_factory=dict)
     operator: str | None = Field(None, min_length=1, max_length=255)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alias(cls, data: Any) -> Any:
+        return renamed(data, old="case_type", new="class_name")
+
+    @property
+    def deprecated_names(self) -> list[str]:
+        """The deprecated names this request used (answered with a Deprecation header)."""
+        return ["case_type"] if "case_type" in self.model_fields_set else []
+
+
+def renamed(data: Any, *, old: str, new: str) -> Any:
+    """``data`` with a deprecated ``old`` name's value under ``new`` (both given: they agree)."""
+    if not isinstance(data, dict) or old not in data:
+        return data
+    if new in data and data[new] != data[old]:
+        raise ValueError(f"{old} is the deprecated name of {new}: give {new} only")
+    return {**data, new: data[old]}
+
+
+def deprecated(response: Response, names: list[str]) -> None:
+    """Say in the answer that the request used deprecated names, and which."""
+    if names:
+        response.headers["Deprecation"] = "true"
+        response.headers["X-Deprecated-Names"] = ", ".join(names)
+
+
+class CaseView(Case):
+    """A case with its parties, attachments and history; ``class_name`` names its type."""
+
+    class_name: str = Field(description="The case type's class")
+    case_type: str = Field(
+        description="Deprecated: the same as class_name (kept until the next release)",
+        json_schema_extra={"deprecated": True},
+    )
+
+    @classmethod
+    def of(cls, case: Case) -> CaseView:
+        return cls.model_validate({**dict(case), "class_name": case.case_type})
 
 
 class StatusChange(BaseModel):
     """A case's new status; entering it fires the case type's steps for it."""
 
     model_config = ConfigDict(extra="forbid")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"status": "Resolved-Completed", "operator": "alice"}]},
+    )
 
     status: str = Field(pattern=_STATUS_PATTERN, examples=["Resolved-Completed"])
     operator: str | None = Field(None, min_length=1, max_length=255)
@@ -55,8 +115,15 @@ class BatchEmail(BaseModel):
     to: list[Address] = Field(min_length=1, max_length=100)
     cc: list[Address] = Field(default_factory=list, max_length=100)
     bcc: list[Address] = Field(default_factory=list, max_length=100)
-    subject: str | None = Field(None, max_length=998)
-    body: str | None = Field(None, description="HTML; the text part is derived from it")
+    subject: str | None = Field(None, max_length=998, description="Sent as written")
+    body: str | None = Field(
+        None, description="HTML, sent as written; the text part is derived from it"
+    )
+    template: bool = Field(
+        False,
+        description="Render subject and body as templates (Jinja: {{ case.id }}, "
+        "{{ account.name }}...); by default they are sent as written",
+    )
     correspondence: str | None = Field(None, max_length=255)
     priority: Priority = Field(Priority.NORMAL, description="Due emails go out high first")
     send_after: AwareDatetime | None = Field(
@@ -78,8 +145,15 @@ class EmailCreate(BatchEmail):
                     "to": ["customer@example.com"],
                     "subject": "Your request",
                     "body": "<p>We received it.</p>",
+                    "class_name": "MyOrg-Mortgage-Work-MortgageRequest",
+                },
+                {
+                    "to": ["customer@example.com"],
+                    "subject": "Your case {{ case.id }}",
+                    "body": "<p>We received it.</p>",
                     "case_id": "M-1",
-                }
+                    "template": True,
+                },
             ]
         },
     )
@@ -161,10 +235,20 @@ class EmailView(BaseModel):
 
 
 class QueuedEmails(BaseModel):
-    """What an ad-hoc email became: one outbox row, or two when only some are encrypted."""
+    """What an ad-hoc email became (one outbox row, or two when only some are encrypted),
+    the account that sends it and why."""
 
     ids: list[int]
     emails: list[EmailView]
+    account: str = Field(examples=["Claims"], description="The account that sends it")
+    account_reason: str = Field(
+        examples=["class MyOrg-Claims-Work-Claim: matches class MyOrg-Claims"],
+        description="Why that account: how the class was resolved",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What may not be what was meant, e.g. a class that is no case type",
+    )
 
 
 class EmailPage(BaseModel):
