@@ -7,12 +7,20 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup run test chaos check bench bench-detail clean
 
+# One shell, so the time taken can be said at the end; each step says what it does, and pip
+# shows what it collects and installs (the first time takes a minute or two).
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Postroom needs Python 3.11 or newer")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	PIP_CONSTRAINT=constraints.txt $(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	@set -e; start=$$(date +%s); \
+	echo "==> [1/3] creating the virtual environment $(VENV)"; \
+	$(PYTHON) -m venv $(VENV); \
+	echo "==> [2/3] upgrading pip"; \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip; \
+	echo "==> [3/3] installing Postroom and its dependencies (pinned by constraints.txt)"; \
+	PIP_CONSTRAINT=constraints.txt $(BIN)/python -m pip install --disable-pip-version-check \
+	  --progress-bar on -e '.[dev]'; \
+	touch $(STAMP); \
+	echo "==> set up in $$(( $$(date +%s) - start )) s"
 
 setup: $(STAMP)
 
@@ -37,4 +45,4 @@ bench-detail: setup
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) postroom.db postroom.db-wal postroom.db-shm postroom.key postroom-inbox test-artifacts
+	rm -rf $(VENV) postroom.db postroom.db-wal postroom.db-shm postroom.key postroom-inbox postroom-demo test-artifacts
