@@ -14,6 +14,7 @@ from postroom.cases.data import parse_data
 from postroom.cli.common import (
     JsonOption,
     console,
+    err_console,
     id_column,
     opened,
     print_json,
@@ -148,8 +149,18 @@ def attach(
 
 def send(
     to: Annotated[list[str], typer.Option("--to", help="Recipient address (repeatable)")],
-    subject: Annotated[str | None, typer.Option(help="Subject (template)")] = None,
-    body_html: Annotated[str | None, typer.Option("--body", help="HTML body (template)")] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Subject, sent as written (see --template)")
+    ] = None,
+    body_html: Annotated[
+        str | None, typer.Option("--body", help="HTML body, sent as written (see --template)")
+    ] = None,
+    template: Annotated[
+        bool,
+        typer.Option(
+            "--template", help="Render --subject and --body as templates ({{ case.id }}...)"
+        ),
+    ] = False,
     correspondence: Annotated[
         str | None, typer.Option(help="Correspondence name instead of subject/body")
     ] = None,
@@ -168,8 +179,12 @@ def send(
     expires_at: Annotated[
         str | None, typer.Option(help="Never at or after this time (ISO 8601 with a time zone)")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Queue an ad-hoc email, sent from the account resolved for the case or class."""
+    """Queue an ad-hoc email, sent from the account resolved for the case or class.
+
+    --json prints {ids, account, account_reason, warnings}.
+    """
 
     def body() -> None:
         if correspondence is None and (subject is None or body_html is None):
@@ -177,7 +192,7 @@ def send(
         after = _moment(send_after, "--send-after")
         expiry = _moment(expires_at, "--expires-at")
         with opened() as postroom:
-            outbox_id = postroom.send(
+            queued = postroom.queue_email(
                 to=to,
                 cc=cc or [],
                 bcc=bcc or [],
@@ -189,11 +204,23 @@ def send(
                 priority=priority,
                 send_after=after,
                 expires_at=expiry,
+                template=template,
             )
-            entry = postroom.outbox_entry(outbox_id)
-        console.print(
-            f"queued as outbox #{outbox_id} from account {entry.account}: {entry.subject}"
-        )
+            entry = postroom.outbox_entry(queued.ids[0])
+        if as_json:
+            print_json(
+                {
+                    "ids": list(queued.ids),
+                    "account": queued.account,
+                    "account_reason": queued.reason,
+                    "warnings": list(queued.warnings),
+                }
+            )
+            return
+        console.print(f"queued as outbox #{queued.ids[0]}: {entry.subject}")
+        console.print(f"account {queued.account} ({queued.reason})")
+        for warning in queued.warnings:
+            err_console.print(styled(("warning:", "yellow bold"), f" {warning}"))
 
     run_command(body)
 
