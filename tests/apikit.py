@@ -30,7 +30,7 @@ MINIMAL_RECORDS: dict[str, Any] = {
     ],
     "case_types": [{"class": "A-B-C", "class_group": "A-B", "id_prefix": "C-"}],
 }  # fmt: skip
-PUBLIC = {("GET", "/healthz")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/"), ("GET", "/docs"), ("GET", "/docs/{name}")}
 # The routes a send token may use, from the issue: create cases and emails, and read or
 # advance what it created. Every other route is admin-only.
 SEND_ROUTES = {

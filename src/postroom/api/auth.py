@@ -27,7 +27,9 @@ from postroom.security.throttle import Verdict
 
 log = logging.getLogger("postroom.api")
 
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
+# The index, the health check and the documentation: what a newcomer opens first.
+PUBLIC_PATHS = frozenset({"", "/", "/healthz", "/openapi.json", "/docs"})
+PUBLIC_PREFIXES = ("/docs/",)
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="postroom"'}
 _INVALID = {"WWW-Authenticate": 'Bearer realm="postroom", error="invalid_token"'}
 
@@ -39,6 +41,10 @@ def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 def _bearer_value(scope: Scope) -> str | None:
@@ -65,13 +71,16 @@ class TokenAuthentication:
         self.throttle = self.door.tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) in PUBLIC_PATHS:
+        if scope["type"] != "http" or _public(_route_path(scope)):
             await self.app(scope, receive, send)
             return
         value = _bearer_value(scope)
         if value is None:
             response = problem_response(
-                401, "send an API token: Authorization: Bearer prt_…", headers=CHALLENGE
+                401,
+                "send an API token: Authorization: Bearer prt_… (the documentation, "
+                "without a token: /api/v1/docs)",
+                headers=CHALLENGE,
             )
             await response(scope, receive, send)
             return
