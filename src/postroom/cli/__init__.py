@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postroom.cli import cases, devinbox, keystores, outbox, profiles, records, service
+from postroom.cli import cases, devinbox, keystores, kinds, outbox, profiles, records, service
 from postroom.cli.common import (
     DatabaseOption,
     KeyFileOption,
@@ -41,6 +41,9 @@ app.command()(records.apply)
 app.add_typer(records.accounts_app, name="accounts")
 app.add_typer(profiles.profiles_app, name="profiles")
 app.add_typer(keystores.keystores_app, name="keystores")
+app.add_typer(kinds.operators_app, name="operators")
+app.add_typer(kinds.correspondence_app, name="correspondence")
+app.add_typer(kinds.case_types_app, name="case-types")
 app.add_typer(cases.cases_app, name="cases")
 app.command()(cases.send)
 app.add_typer(outbox.outbox_app, name="outbox")

@@ -3,45 +3,69 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from postroom.cli.common import console, mask, opened, run_command, styled
+from postroom import catalog
+from postroom.cli.common import (
+    JsonOption,
+    console,
+    id_column,
+    mask,
+    opened,
+    print_json,
+    run_command,
+    styled,
+    table,
+)
+from postroom.cli.kinds import delete_command
 
 profiles_app = typer.Typer(
-    help="Authentication profiles (OAuth 2.0 client credentials): list, show, test.",
+    help="Authentication profiles (OAuth 2.0 client credentials): list, show, test, delete.",
     no_args_is_help=True,
 )
 
 
 @profiles_app.command("list")
-def list_profiles() -> None:
+def list_profiles(json: JsonOption = False) -> None:
     """List authentication profiles and the accounts that use them."""
 
     def body() -> None:
         with opened() as postroom:
             profiles = postroom.auth_profiles()
             accounts = postroom.accounts()
-        table = Table("name", "client_id", "token endpoint", "scope", "used by")
+        if json:
+            print_json([catalog.AUTH_PROFILES.as_json(p) for p in profiles])
+            return
+        rows = table(
+            id_column("name", (p.name for p in profiles)),
+            "client_id",
+            "token endpoint",
+            "scope",
+            "used by",
+        )
         for p in profiles:
             users = ", ".join(a.name for a in accounts if a.auth_profile == p.name)
-            table.add_row(p.name, p.client_id, p.token_endpoint, p.scope, users or "-")
-        console.print(table)
+            rows.add_row(p.name, p.client_id, p.token_endpoint, p.scope, users or "-")
+        console.print(rows)
 
     run_command(body)
 
 
 @profiles_app.command("show")
-def show_profile(name: str) -> None:
+def show_profile(name: str, json: JsonOption = False) -> None:
     """Show one profile (the client secret is never shown)."""
 
     def body() -> None:
         with opened() as postroom:
             profile = postroom.auth_profile(name)
-        table = Table("field", "value", show_header=False)
+        if json:
+            print_json(catalog.AUTH_PROFILES.as_json(profile))
+            return
+        rows = table("field", "value")
+        rows.show_header = False
         for field in ("name", "grant_type", "client_id", "tenant_id", "token_endpoint", "scope"):
-            table.add_row(field, str(getattr(profile, field) or ""))
-        table.add_row("client_secret", mask(profile.client_secret))
-        console.print(table)
+            rows.add_row(field, str(getattr(profile, field) or ""))
+        rows.add_row("client_secret", mask(profile.client_secret))
+        console.print(rows)
 
     run_command(body)
 
@@ -61,3 +85,6 @@ def test_profile(name: str) -> None:
             raise SystemExit(1)
 
     run_command(body)
+
+
+profiles_app.command("delete")(delete_command(catalog.AUTH_PROFILES))

@@ -8,15 +8,28 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from postroom import catalog
 from postroom.accounts import EmailAccount, Protocol, candidate_accounts, resolve_account
 from postroom.accounts.connectivity import ConnectivityReport
 from postroom.accounts.encryption import Encryption, WithoutCertificate, encryption_warnings
 from postroom.accounts.holds import AccountHold
-from postroom.cli.common import console, mask, opened, run_command, styled
+from postroom.cli.common import (
+    JsonOption,
+    console,
+    id_column,
+    mask,
+    opened,
+    print_json,
+    run_command,
+    styled,
+    table,
+)
+from postroom.cli.kinds import delete_command
 from postroom.db.types import utcnow
 
 accounts_app = typer.Typer(
-    help="Email accounts: list, show, test connectivity, release a hold.", no_args_is_help=True
+    help="Email accounts: list, show, test connectivity, release a hold, delete.",
+    no_args_is_help=True,
 )
 
 
@@ -30,11 +43,11 @@ def apply(
     def body() -> None:
         with opened(create=True) as postroom:
             report = postroom.apply(file)
-        table = Table("kind", "name", "change")
+        rows = table("kind", id_column("name", (n for _, n, _ in report.changes)), "change")
         for kind, name, change in report.changes:
             style = {"created": "green", "updated": "yellow"}.get(change, "dim")
-            table.add_row(kind, name, styled((change, style)))
-        console.print(table)
+            rows.add_row(kind, name, styled((change, style)))
+        console.print(rows)
         for warning in report.warnings:
             console.print(styled(("warning: ", "yellow"), warning))
         console.print(
@@ -46,14 +59,24 @@ def apply(
 
 
 @accounts_app.command("list")
-def list_accounts() -> None:
+def list_accounts(json: JsonOption = False) -> None:
     """List email accounts."""
 
     def body() -> None:
         with opened() as postroom:
             accounts = postroom.accounts()
             held = {h.account for h in postroom.holds()}
-        table = Table("name", "protocol", "address", "server", "credentials", "state")
+        if json:
+            print_json([catalog.ACCOUNTS.as_json(a) for a in accounts])
+            return
+        rows = table(
+            id_column("name", (a.name for a in accounts)),
+            "protocol",
+            "address",
+            "server",
+            "credentials",
+            "state",
+        )
         for a in accounts:
             if a.protocol is Protocol.GRAPH:
                 server = f"{a.graph_url} ({a.mailbox})"
@@ -61,8 +84,8 @@ def list_accounts() -> None:
                 server = f"{a.host}:{a.port} {a.security}"
             credentials = f"profile {a.auth_profile}" if a.auth_profile else mask(a.password)
             state = styled(("held", "bold red")) if a.name in held else styled(("active", "green"))
-            table.add_row(a.name, a.protocol, a.address, server, credentials, state)
-        console.print(table)
+            rows.add_row(a.name, a.protocol, a.address, server, credentials, state)
+        console.print(rows)
 
     run_command(body)
 
@@ -72,12 +95,12 @@ _SMTP = ("host", "port", "security", "tls_min_version", "allow_insecure_auth")
 _GRAPH = ("graph_url", "mailbox", "save_to_sent_items")
 
 
-def _describe_encryption(table: Table, encryption: Encryption) -> None:
+def _describe_encryption(rows: Table, encryption: Encryption) -> None:
     others = {
         WithoutCertificate.FAIL: "the email fails",
         WithoutCertificate.SEND_UNENCRYPTED: "they get an unencrypted copy",
     }[encryption.without_certificate]
-    table.add_row(
+    rows.add_row(
         "encryption",
         f"S/MIME AES-256, {len(encryption.certificates)} certificates; "
         f"recipients without one: {others}",
@@ -85,41 +108,40 @@ def _describe_encryption(table: Table, encryption: Encryption) -> None:
     for row in encryption.certificates:
         certificate = row.x509
         subject = certificate.subject.rfc4514_string()
-        table.add_row(
+        rows.add_row(
             f"  {row.recipient}",
             f"{subject}, valid until {certificate.not_valid_after_utc:%Y-%m-%d}",
         )
     for warning in encryption_warnings(encryption, now=utcnow()):
-        table.add_row("  warning", styled((warning, "yellow")))
+        rows.add_row("  warning", styled((warning, "yellow")))
 
 
 def describe_account(account: EmailAccount, hold: AccountHold | None = None) -> Table:
-    table = Table("field", "value", show_header=False)
+    rows = table("field", "value")
+    rows.show_header = False
     graph = account.protocol is Protocol.GRAPH
     for field in (*_COMMON, *(_GRAPH if graph else _SMTP)):
-        table.add_row(field, str(getattr(account, field) or ""))
+        rows.add_row(field, str(getattr(account, field) or ""))
     if account.auth_profile:
         how = "bearer token" if graph else "AUTH XOAUTH2"
-        table.add_row("auth_profile", f"{account.auth_profile} ({how})")
+        rows.add_row("auth_profile", f"{account.auth_profile} ({how})")
     if not graph:
-        table.add_row("user_id", account.login)
+        rows.add_row("user_id", account.login)
         if not account.auth_profile:
-            table.add_row("password", mask(account.password))
-        table.add_row("truststore", "custom PEM bundle" if account.truststore else "system CAs")
-    table.add_row("on_unknown_outcome", str(account.on_unknown_outcome))
+            rows.add_row("password", mask(account.password))
+        rows.add_row("truststore", "custom PEM bundle" if account.truststore else "system CAs")
+    rows.add_row("on_unknown_outcome", str(account.on_unknown_outcome))
     if account.signing is not None:
         alias = f" (alias {account.signing.alias})" if account.signing.alias else ""
-        table.add_row("signing", f"S/MIME with keystore {account.signing.keystore}{alias}")
+        rows.add_row("signing", f"S/MIME with keystore {account.signing.keystore}{alias}")
     if account.dkim is not None:
-        table.add_row(
-            "dkim", f"d={account.dkim.domain} s={account.dkim.selector}, key •••••• (set)"
-        )
+        rows.add_row("dkim", f"d={account.dkim.domain} s={account.dkim.selector}, key •••••• (set)")
     if account.encryption is not None:
-        _describe_encryption(table, account.encryption)
+        _describe_encryption(rows, account.encryption)
     if hold is None:
-        table.add_row("state", styled(("active", "green")))
+        rows.add_row("state", styled(("active", "green")))
     else:
-        table.add_row(
+        rows.add_row(
             "state",
             styled(
                 ("held", "bold red"),
@@ -130,24 +152,27 @@ def describe_account(account: EmailAccount, hold: AccountHold | None = None) -> 
             ),
         )
     for key, value in sorted(account.advanced.items()):
-        table.add_row(f"advanced {key}", value)
-    table.add_row(
+        rows.add_row(f"advanced {key}", value)
+    rows.add_row(
         "used for classes",
         f"{account.name} and its subclasses"
         if account.name != "Default"
         else "every class without its own account",
     )
-    return table
+    return rows
 
 
 @accounts_app.command("show")
-def show_account(name: str) -> None:
+def show_account(name: str, json: JsonOption = False) -> None:
     """Show one account (secrets masked) and any departure from its provider preset."""
 
     def body() -> None:
         with opened() as postroom:
             sender = postroom.sender(name)
         account = sender.account
+        if json:
+            print_json(catalog.ACCOUNTS.as_json(account))
+            return
         console.print(describe_account(account, sender.hold))
         for warning in account.warnings:
             console.print(styled(("warning: ", "yellow"), warning))
@@ -202,3 +227,6 @@ def release(name: str) -> None:
         console.print(f"account {name} is active; {released} held emails queued again")
 
     run_command(body)
+
+
+accounts_app.command("delete")(delete_command(catalog.ACCOUNTS))
