@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from pydantic import ValidationError
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from postroom import Postroom
@@ -18,7 +21,8 @@ from postroom.cases.store import CaseQuery, CaseSort, search_cases
 from postroom.cli import app
 from postroom.errors import ConfigurationError, InvalidFieldsError
 from tests.apikit import PREFIX, client, issue_tokens
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, make_settings
+from tests.studiokit import log_in, mortgage_records, studio_client
 
 CLASS = "MyOrg-Loans-Work-Loan"
 FIELDS: list[dict[str, Any]] = [
@@ -310,3 +314,152 @@ def test_cases_are_searched_sorted_and_paged(postroom: Postroom) -> None:
         by_status = search_cases(conn, CaseQuery(sort=CaseSort.STATUS, descending=False))
         assert by_status.cases[-1].id == "L-7"  # Done, then New by id
         assert search_cases(conn, CaseQuery(page=99, page_size=5)).page == 2
+
+
+# --- the Studio -----------------------------------------------------------------------
+
+MORTGAGE = "MyOrg-Mortgage-Work-MortgageRequest"
+
+
+@pytest.fixture
+def studio(tmp_path: Path) -> Iterator[tuple[Postroom, TestClient, str]]:
+    with Postroom(make_settings(f"sqlite:///{tmp_path / 'studio.db'}")) as pr:
+        pr.apply(mortgage_records())
+        pr.apply(
+            {"accounts": [{"name": "Default", "address": "n@example.com", "host": "h.example"}]}
+        )
+        with studio_client(pr, inbox_dir=tmp_path / "inbox") as c:
+            yield pr, c, log_in(c)
+
+
+def notice_of(response: Any) -> tuple[str, str]:
+    found = re.search(r'<p class="notice (\w+)"[^>]*>([^<]*)</p>', response.text)
+    assert found is not None, "the page shows no notice"
+    return found.group(1), found.group(2)
+
+
+def test_studio_form_is_built_from_the_fields(studio: tuple[Postroom, TestClient, str]) -> None:
+    _, c, _ = studio
+    html = c.get(f"/cases?case_type={MORTGAGE}").text
+    assert '<input id="f-data-applicant" name="data.applicant" type="text" value=""' in html
+    assert 'id="f-data-amount" name="data.amount" type="number" value="" step="0.01"' in html
+    assert 'name="data.customer_email" type="email"' in html
+    assert '<select id="f-data-currency" name="data.currency"' in html
+    assert '<option value="EUR" selected>EUR</option>' in html  # the default
+    assert '<label for="f-data-applicant">Applicant' in html
+    assert "The borrower&#39;s full name." in html  # the help text
+    assert 'name="data"' not in html  # no free-form box for a type with fields
+    # The creator is asked for: the Case Manager is the creator's manager.
+    assert '<select id="f-operator" name="operator" required' in html
+    assert "(system)" not in html
+    # What creating it sends, before it is sent.
+    plan = html[html.index('id="creation-emails"') :]
+    assert "Notify the case manager" in plan
+    assert "to CaseManager (the creator&#39;s manager)" in plan
+
+
+def test_studio_shows_each_field_error_beside_it(studio: tuple[Postroom, TestClient, str]) -> None:
+    pr, c, csrf = studio
+    form = {
+        "csrf_token": csrf,
+        "case_type": MORTGAGE,
+        "operator": "alice",
+        "data.applicant": "",
+        "data.amount": "12.345",
+        "data.currency": "EUR",
+        "data.customer_email": "not-an-address",
+    }
+    got = c.post("/cases", data=form)
+    assert got.status_code == 422
+    assert 'id="e-data-applicant">Applicant is required' in got.text
+    assert 'id="e-data-amount">Amount has more than 2 decimal places' in got.text
+    assert 'id="e-data-customer_email">Customer email is not a valid email address' in got.text
+    assert 'value="12.345"' in got.text
+    assert 'value="not-an-address"' in got.text
+    assert 'aria-describedby="e-data-amount"' in got.text
+    assert '<option value="alice" selected>' in got.text
+    with pr.engine.connect() as conn:
+        assert search_cases(conn, CaseQuery()).total == 0
+
+
+def test_studio_created_case_and_failed_email(studio: tuple[Postroom, TestClient, str]) -> None:
+    _, c, csrf = studio
+    form = {
+        "csrf_token": csrf,
+        "case_type": MORTGAGE,
+        "data.applicant": "Jane Doe",
+        "data.amount": "250000",
+        "data.currency": "USD",
+        "data.customer_email": "",
+    }
+    made = c.post("/cases", data={**form, "operator": "alice"})
+    assert notice_of(made) == ("success", "Case M-1 created.")
+    assert "USD" in made.text
+    # Carol reports to nobody: the Case Manager email cannot be built. An error, not a success.
+    failed = c.post("/cases", data={**form, "operator": "carol"})
+    level, text = notice_of(failed)
+    assert level == "error"
+    assert "Case M-2 created, but its email could not be sent" in text
+    assert "CaseManager" in text
+
+
+def test_studio_cases_list_search_sort_page(studio: tuple[Postroom, TestClient, str]) -> None:
+    pr, c, _ = studio
+    for i in range(52):
+        pr.cases.create(
+            MORTGAGE,
+            data={"applicant": f"A{i}", "amount": 1, "customer_email": f"c{i}@example.org"},
+            operator="alice",
+        )
+    first = c.get("/cases").text
+    assert "52 cases, page 1 of 2." in first
+    assert 'href="/cases?page=2"' in first
+    second = c.get("/cases?page=2").text
+    assert ">M-1</a>" in second
+    assert ">M-52</a>" not in second
+    found = c.get("/cases?q=c7%40example").text
+    assert "1 case." in found
+    assert ">M-8</a>" in found
+    ordered = c.get("/cases?sort=id&order=asc").text
+    assert ordered.index(">M-1</a>") < ordered.index(">M-10</a>")
+    assert 'href="/cases?q=c7%40example&amp;page=2"' not in found  # one page only
+    assert 'href="/cases?sort=id&amp;order=asc&amp;page=2"' in ordered  # links keep the query
+
+
+def test_case_page_marks_its_live_parts(studio: tuple[Postroom, TestClient, str]) -> None:
+    pr, c, _ = studio
+    case = pr.cases.create(MORTGAGE, data={"applicant": "Jo", "amount": 5}, operator="alice")
+    html = c.get(f"/cases/{case.id}").text
+    for part in ('id="case-status" data-live', 'id="case-emails" data-live',
+                 'id="case-history" data-live'):  # fmt: skip
+        assert part in html
+    live = html[
+        html.index('id="case-emails"') : html.index("</section>", html.index('id="case-emails"'))
+    ]
+    assert "<form" not in live
+    assert "<dt>Applicant</dt><dd>Jo</dd>" in html
+
+
+def test_preview_without_a_case_uses_sample_data(studio: tuple[Postroom, TestClient, str]) -> None:
+    pr, c, csrf = studio
+    with pr.engine.connect() as conn:
+        letter = pr.correspondence_store.get(conn, "Mortgage case creation")
+    got = c.post(
+        "/correspondence/preview",
+        data={"csrf_token": csrf, "name": letter.name, "subject": letter.subject or "",
+              "html": letter.html, "case_id": ""},
+    )  # fmt: skip
+    assert got.status_code == 200
+    assert "error" not in got.text.lower()
+    assert "Mortgage request M-1001 created by" in got.text
+    assert "Jane Doe" in got.text
+    assert "1250" in got.text
+    assert "EUR" in got.text
+    # A letter no case type sends: a generic sample, every case.data key it reads filled.
+    other = c.post(
+        "/correspondence/preview",
+        data={"csrf_token": csrf, "name": "Loose", "subject": "For {{ case.id }}",
+              "html": "<p>{{ party.name }}: {{ case.data.anything }}</p>", "case_id": ""},
+    )  # fmt: skip
+    assert "For CASE-1001" in other.text
+    assert "Sample anything" in other.text
