@@ -1,35 +1,60 @@
 """Admin Studio in a real browser (Chromium via Playwright) against real servers.
 
 uvicorn serves the studio on 127.0.0.1, a sender agent runs in another thread and an
-aiosmtpd server receives the mail. Screenshots of each page go to
-test-artifacts/screenshots/.
+aiosmtpd server receives the mail. One browser and one server serve the whole module.
+Screenshots go to test-artifacts/screenshots/.
+
+The serving helpers live in tests/studiokit.py and are re-exported here for the other
+browser test modules.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from postroom import Postroom
+from postroom.db.types import utcnow
+from postroom.identity import Scope
 from postroom.outbox import OutboxStatus
-from postroom.web import create_studio
 from tests.conftest import IN_CI, make_settings
 from tests.fakes import ServerInfo, smtp_server
-from tests.studiokit import ADMIN, PASSWORD, mortgage_records
-from tests.test_server import free_port, wait_for
+from tests.studiokit import (
+    ADMIN,
+    CHROMIUM,
+    PASSWORD,
+    PHONE,
+    SHOTS,
+    WIDE,
+    agent_running,
+    launch,
+    log_in_page,
+    mortgage_records,
+    reload_until,
+    serving,
+    shot,
+    watch,
+)
+from tests.test_server import wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).parent.parent / "test-artifacts" / "screenshots"
+__all__ = [
+    "ADMIN",
+    "CHROMIUM",
+    "PASSWORD",
+    "SHOTS",
+    "agent_running",
+    "reload_until",
+    "serving",
+    "shot",
+]
+
 REFUSED = "refused@example.net"
+CASE_TYPE = "MyOrg-Mortgage-Work-MortgageRequest"
 
 if not CHROMIUM.exists() and not IN_CI:
     pytest.skip(
@@ -37,229 +62,274 @@ if not CHROMIUM.exists() and not IN_CI:
         allow_module_level=True,
     )
 
-
-@contextmanager
-def serving(pr: Postroom, inbox_dir: Path) -> Iterator[str]:
-    """The studio under uvicorn in a thread, on a free loopback port."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_studio(pr, inbox_dir=inbox_dir),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started or not thread.is_alive(), limit=10)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "uvicorn did not stop in time"
+World = tuple[Postroom, ServerInfo, str]
 
 
-@contextmanager
-def agent_running(pr: Postroom) -> Iterator[None]:
-    """A sender agent in its own thread and event loop, stopped when the block ends."""
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(pr.agent().run(stop=stop))
-        except BaseException as exc:  # reported by the test below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=20)
-        assert not thread.is_alive(), "the agent did not stop in time"
-        loop.close()
-        assert errors == []
-
-
-def reload_until(page: Page, done: Callable[[], bool], *, limit: float = 20.0) -> None:
-    """Reload ``page`` until ``done()`` (bounded by ``limit`` seconds)."""
-    deadline = time.monotonic() + limit
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting on {page.url}"
-        time.sleep(0.3)
-        page.reload()
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Postroom, ServerInfo, str]]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    inbox = tmp_path / "inbox"
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("studio")
+    inbox = tmp / "inbox"
     inbox.mkdir()
     with (
         smtp_server() as srv,
-        Postroom(make_settings(f"sqlite:///{tmp_path / 'studio.db'}")) as pr,
+        Postroom(make_settings(f"sqlite:///{tmp / 'studio.db'}")) as pr,
     ):
         srv.sink.rcpt_replies[REFUSED] = "550 5.1.1 no such user"
-        pr.apply(mortgage_records())
+        records = mortgage_records()
+        records["accounts"] = [
+            {"name": "Default", "address": "noreply@example.com", "host": "127.0.0.1",
+             "port": srv.port, "security": "none"},
+        ]  # fmt: skip
+        pr.apply(records)
         pr.identity.create_admin(username=ADMIN, password=PASSWORD)
         with agent_running(pr), serving(pr, inbox) as base:
             yield pr, srv, base
 
 
-def shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def test_studio_end_to_end_in_chromium(world: tuple[Postroom, ServerInfo, str]) -> None:
-    pr, srv, base = world
-    problems: list[str] = []
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(10_000)
-
-            def on_console(msg: ConsoleMessage) -> None:
-                if msg.type == "error":
-                    problems.append(f"console: {msg.text} ({page.url})")
-
-            page.on("console", on_console)
-            page.on("pageerror", lambda exc: problems.append(f"page error: {exc} ({page.url})"))
-
-            # Log in: an unauthenticated page request lands on the login form.
-            page.goto(base + "/outbox")
-            expect(page).to_have_url(re.compile(r"/login\?next="))
-            shot(page, "01-login")
-            page.get_by_label("User name").fill(ADMIN)
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Log in").click()
-            expect(page).to_have_url(base + "/outbox")
-            page.goto(base + "/")
-            expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-            shot(page, "02-dashboard")
-
-            # An email account from a provider preset, pointed at the test SMTP server.
-            page.goto(base + "/accounts/new")
-            page.get_by_label("Provider").select_option("office365")
-            expect(page.get_by_label("SMTP host")).to_have_value("smtp.office365.com")
-            expect(page.get_by_label("Port")).to_have_value("587")
-            expect(page.get_by_label("Security", exact=True)).to_have_value("starttls")
-            page.get_by_label("Name", exact=True).fill("MyOrg-Mortgage-Work")
-            page.get_by_label("From address").fill("mortgages@example.com")
-            page.get_by_label("Display name").fill("MyOrg Mortgages")
-            page.get_by_label("SMTP host").fill("127.0.0.1")
-            page.get_by_label("Port").fill(str(srv.port))
-            page.get_by_label("Security", exact=True).select_option("none")
-            shot(page, "03-account-new")
-            page.get_by_role("button", name="Create account").click()
-            expect(page.locator(".notice")).to_contain_text("MyOrg-Mortgage-Work: created")
-            page.get_by_role("button", name="Test connectivity").click()
-            expect(page.locator("#test-result")).to_have_text("All steps passed.")
-            expect(page.locator("ol.steps li").first).to_be_visible()
-            shot(page, "04-account-test")
-            assert pr.account("MyOrg-Mortgage-Work").port == srv.port
-
-            page.goto(base + "/accounts")
-            expect(page.get_by_role("cell", name="MyOrg-Mortgage-Work").first).to_be_visible()
-            shot(page, "05-accounts")
-
-            # A Mortgage case: its email goes from queued to sent.
-            page.goto(base + "/cases")
-            page.get_by_label("Case type").select_option(label="Mortgage Request")
-            page.get_by_label("Created by").select_option("alice")
-            page.get_by_label("Case data").fill(
-                "applicant = Jane Doe\namount = 250000\ncustomer_email = jane@example.net"
-            )
-            page.get_by_role("button", name="Create case").click()
-            expect(page.locator(".notice")).to_contain_text("created")
-            case_id = page.url.rsplit("/", 1)[-1]
-            shot(page, "06-case-created")
-
-            page.goto(f"{base}/outbox?case={case_id}")
-            row = page.locator("#outbox tbody tr").first
-            reload_until(page, lambda: "sent" in (row.locator(".status").text_content() or ""))
-            expect(row).to_contain_text("Mortgage request")
-            shot(page, "07-outbox-sent")
-            assert any(r.rcpt_tos == ["carol.manager@example.com"] for r in srv.sink.received)
-
-            # The case shows the sent .eml; it opens readably and downloads.
-            page.goto(f"{base}/cases/{case_id}")
-            link = page.locator(
-                "#attachments td:first-child > a", has_text=re.compile(r"email-\d+\.eml")
-            )
-            expect(link).to_be_visible()
-            shot(page, "08-case")
-            link.click()
-            expect(page.locator("dl.headers")).to_contain_text("Mortgage request")
-            expect(page.frame_locator("iframe.body").locator("body")).to_contain_text(
-                "Dear Carol Case-Manager"
-            )
-            shot(page, "09-case-eml")
-            with page.expect_download() as download:
-                page.get_by_role("link", name="Download .eml").click()
-            assert download.value.suggested_filename.endswith(".eml")
-
-            # A failed email, retried after the cause is fixed.
-            failed_id = pr.send(
-                to=[REFUSED],
-                subject="Will bounce",
-                body="<p>b</p>",
-                class_name="MyOrg-Mortgage-Work",
-            )
-            wait_for(lambda: pr.outbox_entry(failed_id).status is OutboxStatus.FAILED)
-            page.goto(base + "/outbox?status=failed")
-            shot(page, "10-outbox-failed")
-            page.get_by_role("link", name=f"#{failed_id}").click()
-            expect(page.locator("#last-error")).to_contain_text("550")
-            shot(page, "11-outbox-entry-failed")
-            del srv.sink.rcpt_replies[REFUSED]
-            page.get_by_role("button", name="Retry").click()
-            expect(page.locator(".notice")).to_contain_text(f"Email #{failed_id} is queued")
-            status = page.locator("#entry-status")
-            reload_until(page, lambda: "sent" in (status.text_content() or ""))
-            shot(page, "12-outbox-entry-retried")
-
-            # The other pages render without errors.
-            page.goto(base + "/correspondence/edit?name=Mortgage+case+creation")
-            page.get_by_label("Preview against case").select_option(case_id)
-            preview = page.frame_locator("#preview")
-            expect(preview.locator("#subject")).to_contain_text(case_id)
-            page.get_by_label("HTML body (Jinja2)").fill("<p>Hello {{ case.data.applicant }}</p>")
-            expect(preview.locator("#body")).to_have_text("Hello Jane Doe")
-            shot(page, "13-correspondence-editor")
-            page.goto(base + "/agents")
-            expect(page.locator("#agents")).to_contain_text("running")
-            page.locator("#agents").get_by_role("button", name=re.compile("^Pause")).click()
-            expect(page.locator("#agents")).to_contain_text("paused")
-            page.locator("#agents").get_by_role("button", name=re.compile("^Resume")).click()
-            expect(page.locator(".notice")).to_contain_text("resumed")
-            shot(page, "14-agents")
-            page.goto(base + "/tokens")
-            page.get_by_label("Name (who or what uses it)").fill("case app")
-            page.get_by_role("button", name="Create token").click()
-            expect(page.locator("#token-value")).to_have_value(re.compile(r"^prt_"))
-            shot(page, "22-api-token-created")
-            for path, name in (
-                ("/", "15-dashboard-after"),
-                ("/auth-profiles", "16-auth-profiles"),
-                ("/keystores", "17-keystores"),
-                ("/operators", "18-operators"),
-                ("/case-types", "19-case-types"),
-                ("/correspondence", "20-correspondence"),
-                ("/inbox", "21-dev-inbox"),
-            ):
-                page.goto(base + path)
-                expect(page.locator("main h1")).to_be_visible()
-                shot(page, name)
-            page.get_by_role("button", name="Log out").click()
-            expect(page).to_have_url(re.compile(r"/login$"))
+            yield browser
         finally:
             browser.close()
-    assert problems == []
+
+
+@pytest.fixture
+def problems() -> Iterator[list[str]]:
+    """Console errors and uncaught exceptions seen by the test's pages: none is allowed."""
+    seen: list[str] = []
+    yield seen
+    assert not seen, "\n".join(seen)
+
+
+def open_page(
+    browser: Browser, base: str, problems: list[str], *, viewport: dict[str, int]
+) -> Page:
+    page = watch(browser.new_context(viewport=viewport).new_page(), problems)  # type: ignore[arg-type]
+    log_in_page(page, base)
+    return page
+
+
+def test_studio_end_to_end_in_chromium(world: World, browser: Browser, problems: list[str]) -> None:
+    pr, srv, base = world
+    context = browser.new_context(viewport=WIDE)  # type: ignore[arg-type]
+    page = watch(context.new_page(), problems)
+    try:
+        # Log in: an unauthenticated page request lands on the login form.
+        page.goto(base + "/outbox")
+        expect(page).to_have_url(re.compile(r"/login\?next="))
+        page.get_by_label("User name").fill(ADMIN)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(base + "/outbox")
+
+        # An email account from a provider preset, pointed at the test SMTP server.
+        page.goto(base + "/accounts/new")
+        page.get_by_label("Provider").select_option("office365")
+        expect(page.get_by_label("SMTP host")).to_have_value("smtp.office365.com")
+        expect(page.get_by_label("Port")).to_have_value("587")
+        expect(page.get_by_label("Security", exact=True)).to_have_value("starttls")
+        page.get_by_label("Name", exact=True).fill("MyOrg-Mortgage-Work")
+        page.get_by_label("From address").fill("mortgages@example.com")
+        page.get_by_label("Display name").fill("MyOrg Mortgages")
+        page.get_by_label("SMTP host").fill("127.0.0.1")
+        page.get_by_label("Port").fill(str(srv.port))
+        page.get_by_label("Security", exact=True).select_option("none")
+        page.get_by_role("button", name="Create account").click()
+        expect(page.locator(".notice")).to_contain_text("MyOrg-Mortgage-Work: created")
+        page.get_by_role("button", name="Test connectivity").click()
+        expect(page.locator("#test-result")).to_have_text("All steps passed.")
+        shot(page, "flow-account-tested-1280")
+        assert pr.account("MyOrg-Mortgage-Work").port == srv.port
+
+        # A Mortgage case (its create form has tests of its own): the email reaches sent.
+        case = pr.cases.create(
+            CASE_TYPE,
+            data={"applicant": "Jane Doe", "amount": "250000", "customer_email": "j@x.net"},
+            operator="alice",
+        )
+        page.goto(f"{base}/outbox?case={case.id}")
+        row = page.locator("#outbox tbody tr").first
+        expect(row.locator(".status")).to_have_text("sent", timeout=30_000)  # live, no reload
+        expect(row).to_contain_text("Mortgage request")
+        assert any(r.rcpt_tos == ["carol.manager@example.com"] for r in srv.sink.received)
+
+        # The case shows the sent .eml; it opens readably and downloads.
+        page.goto(f"{base}/cases/{case.id}")
+        link = page.locator("a", has_text=re.compile(r"email-\d+\.eml")).first
+        expect(link).to_be_visible()
+        link.click()
+        expect(page.locator("dl.headers")).to_contain_text("Mortgage request")
+        expect(page.frame_locator("iframe.body").locator("body")).to_contain_text(
+            "Dear Carol Case-Manager"
+        )
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download .eml").click()
+        assert download.value.suggested_filename.endswith(".eml")
+
+        # A failed email, retried after the cause is fixed; the page follows without reload.
+        failed_id = pr.send(to=[REFUSED], subject="Will bounce", body="<p>b</p>")
+        wait_for(lambda: pr.outbox_entry(failed_id).status is OutboxStatus.FAILED, limit=30)
+        page.goto(base + "/outbox?status=failed")
+        page.get_by_role("link", name=f"#{failed_id}").click()
+        expect(page.locator("#last-error")).to_contain_text("550")
+        del srv.sink.rcpt_replies[REFUSED]
+        page.get_by_role("button", name="Retry").click()
+        expect(page.locator(".notice.success")).to_contain_text(f"Email #{failed_id} is queued")
+        expect(page.locator("#entry-status")).to_contain_text("sent", timeout=30_000)
+        shot(page, "flow-entry-retried-1280")
+
+        # Retrying a sent email is refused, and shown as an error, not a success.
+        token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+        answer = page.request.post(
+            f"{base}/outbox/{failed_id}/retry", form={"csrf_token": token or ""}, max_redirects=0
+        )
+        assert answer.status == 303
+        page.goto(f"{base}/outbox/{failed_id}")
+        # The notice cookie was set by the request above, shared by the context.
+        expect(page.locator(".notice.error")).to_contain_text("Not done")
+
+        # The correspondence editor previews against the case.
+        page.goto(base + "/correspondence/edit?name=Mortgage+case+creation")
+        page.get_by_label("Preview against case").select_option(case.id)
+        preview = page.frame_locator("#preview")
+        expect(preview.locator("#subject")).to_contain_text(case.id)
+        page.get_by_label("HTML body (Jinja2)").fill("<p>Hello {{ case.data.applicant }}</p>")
+        expect(preview.locator("#body")).to_have_text("Hello Jane Doe")
+
+        # Agents: pause and resume.
+        page.goto(base + "/agents")
+        expect(page.locator("#agents")).to_contain_text("running")
+        page.locator("#agents").get_by_role("button", name=re.compile("^Pause")).click()
+        expect(page.locator("#agents")).to_contain_text("paused")
+        page.locator("#agents").get_by_role("button", name=re.compile("^Resume")).click()
+        expect(page.locator(".notice")).to_contain_text("resumed")
+
+        # An API token, shown once.
+        page.goto(base + "/tokens")
+        page.get_by_label("Name (who or what uses it)").fill("case app")
+        page.get_by_role("button", name="Create token").click()
+        expect(page.locator("#token-value")).to_have_value(re.compile(r"^prt_"))
+        page.get_by_role("button", name="Log out").click()
+        expect(page).to_have_url(re.compile(r"/login$"))
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport", [WIDE, PHONE], ids=["1280", "390"])
+def test_outbox_search_by_recipient_and_sort(
+    world: World, browser: Browser, problems: list[str], viewport: dict[str, int]
+) -> None:
+    pr, _, base = world
+    width = viewport["width"]
+    ids = {
+        who: pr.send(to=[f"{who}.{width}@example.org"], subject=f"Search {who} {width}", body="b")
+        for who in ("zoe", "bob", "amy")
+    }
+    page = open_page(browser, base, problems, viewport=viewport)
+    try:
+        page.goto(base + "/outbox")
+        page.get_by_label("Search").fill(f"BOB.{width}@example")  # any case
+        page.get_by_role("button", name="Search").click()
+        expect(page).to_have_url(re.compile(r"[?&]q=BOB"))
+        rows = page.locator("#outbox tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text(f"bob.{width}@example.org")
+        expect(page.locator("#outbox-count")).to_have_text("1 email.")
+        shot(page, f"outbox-search-{width}")
+
+        # By subject, ascending, from the column header; the search is kept.
+        page.get_by_label("Search").fill("Search ")
+        page.get_by_role("button", name="Search").click()
+        page.locator("#outbox thead").get_by_role("link", name="Subject").click()
+        header = page.locator("#outbox thead th", has_text="Subject")
+        expect(header).to_have_attribute("aria-sort", "descending")
+        page.locator("#outbox thead").get_by_role("link", name="Subject").click()
+        expect(header).to_have_attribute("aria-sort", "ascending")
+        expect(page).to_have_url(re.compile(r"q=Search"))
+        mine = page.locator("#outbox tbody tr", has_text=f" {width}")
+        expect(mine).to_have_count(3)
+        assert [t.split()[1] for t in mine.locator("td:nth-child(3)").all_text_contents()] == [
+            "amy",
+            "bob",
+            "zoe",
+        ]
+        assert {int(i) for i in mine.evaluate_all("rs => rs.map(r => r.dataset.id)")} == set(
+            ids.values()
+        )
+    finally:
+        page.context.close()
+
+
+def test_outbox_dashboard_and_entry_update_without_reload(
+    world: World, browser: Browser, problems: list[str]
+) -> None:
+    pr, _, base = world
+    outbox = open_page(browser, base, problems, viewport=WIDE)
+    dashboard = outbox.context.new_page()
+    watch(dashboard, problems)
+    try:
+        outbox.goto(base + "/outbox?q=watched")
+        dashboard.goto(base + "/")
+        for page in (outbox, dashboard):
+            page.evaluate("window.notReloaded = true")
+        # Queued while the pages are open; the agent sends it a few seconds later.
+        outbox_id = pr.send(
+            to=["watcher@example.org"],
+            subject="A watched email",
+            body="b",
+            send_after=utcnow() + timedelta(seconds=3),
+        )
+        row = outbox.locator(f"#outbox tbody tr[data-id='{outbox_id}']")
+        expect(row.locator(".status")).to_have_text(re.compile("queued|retry"), timeout=10_000)
+        entry = outbox.context.new_page()
+        watch(entry, problems)
+        entry.goto(f"{base}/outbox/{outbox_id}")
+        expect(row.locator(".status")).to_have_text("sent", timeout=30_000)
+        expect(entry.locator("#entry-status")).to_contain_text("sent", timeout=10_000)
+        recent = dashboard.locator(f"#recent tr[data-id='{outbox_id}'] .status")
+        expect(recent).to_have_text("sent", timeout=10_000)
+        expect(outbox.locator("#live-status")).to_contain_text("sent")
+        for page in (outbox, dashboard):
+            assert page.evaluate("window.notReloaded") is True
+        shot(dashboard, "flow-dashboard-live-1280")
+    finally:
+        outbox.context.close()
+
+
+def test_tokens_filter_and_sort_in_the_page(
+    world: World, browser: Browser, problems: list[str]
+) -> None:
+    pr, _, base = world
+    for name in ("charlie", "alpha", "bravo"):
+        pr.identity.create_token(name=f"sort-{name}", scopes={Scope.SEND})
+    page = open_page(browser, base, problems, viewport=PHONE)
+    try:
+        page.goto(base + "/tokens")
+        page.get_by_label("Filter tokens").fill("sort-")
+        rows = page.locator("#tokens tbody tr:visible")
+        expect(rows).to_have_count(3)
+        page.get_by_label("Filter tokens").fill("BRAVO")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("sort-bravo")
+        page.get_by_label("Filter tokens").fill("sort-")
+        header = page.locator("#tokens thead th", has_text="Name")
+        header.get_by_role("button").click()
+        expect(header).to_have_attribute("aria-sort", "ascending")
+        assert rows.locator("td:nth-child(2)").all_text_contents() == [
+            "sort-alpha",
+            "sort-bravo",
+            "sort-charlie",
+        ]
+        header.get_by_role("button").click()
+        expect(header).to_have_attribute("aria-sort", "descending")
+        assert rows.locator("td:nth-child(2)").first.text_content() == "sort-charlie"
+        shot(page, "tokens-sorted-390")
+    finally:
+        page.context.close()
+
+
+def test_screenshots_directory(world: World) -> None:
+    assert Path(SHOTS).is_dir()

@@ -67,6 +67,15 @@
     return open;
   }
 
+  var SCROLLERS = ".table-wrap, .chart-wrap";
+
+  // Where the user had scrolled the wide tables and the chart to, kept across an update.
+  function scrollPositions(element) {
+    return Array.prototype.map.call(element.querySelectorAll(SCROLLERS), function (scroller) {
+      return scroller.scrollLeft;
+    });
+  }
+
   function liveUpdates(elements) {
     var status = document.getElementById("live-status");
     var failures = 0;
@@ -96,11 +105,17 @@
         }
         var before = statusSummary(element);
         var open = openDetails(element);
+        var scrolled = scrollPositions(element);
         element.innerHTML = next.innerHTML;
         element.querySelectorAll("details").forEach(function (details, index) {
           details.open = open.indexOf(index) >= 0;
         });
         enhance(element);
+        element.querySelectorAll(SCROLLERS).forEach(function (scroller, index) {
+          if (index < scrolled.length) {
+            scroller.scrollLeft = scrolled[index];
+          }
+        });
         var after = statusSummary(element);
         if (after !== before && after) {
           changed.push(after);
@@ -280,6 +295,10 @@
     document.querySelectorAll("form[data-presets]").forEach(fillFromPresets);
     document.querySelectorAll("form[data-live-preview]").forEach(livePreview);
     enhance(document);
+    // The chart's newest minutes are on the right: show them first on a narrow screen.
+    document.querySelectorAll(".chart-wrap").forEach(function (wrap) {
+      wrap.scrollLeft = wrap.scrollWidth;
+    });
     document.querySelectorAll("input[data-filter-for]").forEach(function (input) {
       input.addEventListener("input", function () {
         filterRows(input);
