@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from postroom.api import create_api
 from postroom.app import Postroom
@@ -58,6 +59,8 @@ def create_app(
         redoc_url=None,
         openapi_url=None,  # the API publishes its own, at /api/v1/openapi.json
     )
+    # /api/v1 without its slash would reach the Studio's 404: it leads to the API's index.
+    app.add_route("/api/v1", lambda _: RedirectResponse("/api/v1/", status_code=308))
     app.mount("/api/v1", create_api(postroom))
     app.mount("/", create_studio(postroom, inbox_dir=inbox_dir))
     return app

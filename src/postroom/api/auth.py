@@ -34,7 +34,7 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="postroom"'}
 _INVALID = {"WWW-Authenticate": 'Bearer realm="postroom", error="invalid_token"'}
 
 # Declared on routes for the OpenAPI document (securitySchemes); the middleware checks.
-bearer = HTTPBearer(auto_error=False, description="An API token: prt_<id>_<secret>")
+bearer = HTTPBearer(auto_error=False, description="An API token: `prt_<id>_<secret>`")
 
 
 def _route_path(scope: Scope) -> str:
