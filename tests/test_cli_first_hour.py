@@ -323,7 +323,6 @@ def test_tables_are_never_cut(filled: list[str]) -> None:
     narrow = CliRunner().invoke(app, [*filled, "outbox", "list"], env={"COLUMNS": "60"})
     assert narrow.exit_code == 0
     assert "…" not in narrow.output
-    print(narrow.output)
     rows = [line for line in narrow.output.splitlines() if line[:1] in "┏┃┡│└"]
     assert max(len(line) for line in rows) <= 60
     cells = "".join(
