@@ -1,0 +1,125 @@
+"""Deleting records in the Studio, in Chromium at 1,280 px: confirm, delete, refusals.
+
+One record of each type is deleted through its list page's button and the confirmation
+page; a record still in use is refused with the API's message, shown as an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from postroom import Postroom, catalog
+from postroom.errors import NotFoundError
+from tests.conftest import IN_CI, make_settings
+from tests.studiokit import (
+    ADMIN,
+    CHROMIUM,
+    PASSWORD,
+    WIDE,
+    launch,
+    log_in_page,
+    mortgage_records,
+    serving,
+    shot,
+    watch,
+)
+from tests.test_record_kinds import apply_records, signing_keystore
+
+if not CHROMIUM.exists() and not IN_CI:
+    pytest.skip(
+        f"{CHROMIUM} is absent: the browser tests need Debian's chromium package",
+        allow_module_level=True,
+    )
+
+World = tuple[Postroom, str]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("studio-delete")
+    with Postroom(make_settings(f"sqlite:///{tmp / 'studio.db'}")) as pr:
+        pr.apply(mortgage_records())
+        apply_records(pr)
+        pr.apply({"keystores": [signing_keystore("Spare")]})
+        pr.identity.create_admin(username=ADMIN, password=PASSWORD)
+        with serving(pr, tmp / "inbox") as base:
+            yield pr, base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, world: World) -> Iterator[Page]:
+    problems: list[str] = []
+    context = browser.new_context(viewport=WIDE)  # type: ignore[arg-type]
+    opened = watch(context.new_page(), problems)
+    log_in_page(opened, world[1])
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert not problems, "\n".join(problems)
+
+
+def notice(page: Page) -> str:
+    return page.locator("p.notice").inner_text()
+
+
+def test_one_record_of_each_type_is_deleted(world: World, page: Page) -> None:
+    pr, base = world
+    for kind, key, what in [
+        (catalog.ACCOUNTS, "Spare", "account Spare"),
+        (catalog.AUTH_PROFILES, "unused", "profile unused"),
+        (catalog.KEYSTORES, "Spare", "keystore Spare"),
+        (catalog.OPERATORS, "frank", "operator frank"),
+        (catalog.CORRESPONDENCE, "Unused letter", "correspondence Unused letter"),
+        (catalog.CASE_TYPES, "A-B-D", "case type A-B-D"),
+    ]:
+        page.goto(f"{base}/{kind.slug}")
+        # The filter box narrows the table to the record's row before its button is used.
+        page.locator(f"input[data-filter-for='{kind.slug}-table']").fill(key)
+        page.get_by_role("button", name=f"Delete {what}", exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(f"Delete {kind.name} {key}?")
+        if kind is catalog.ACCOUNTS:
+            shot(page, "delete-confirm-wide")
+        page.get_by_role("button", name=f"Delete {kind.name} {key}").click()
+        page.wait_for_url(re.compile(rf"/{kind.slug}$"))
+        expect(page.locator("p.notice.success")).to_have_text(f"{kind.label} {key} deleted.")
+        expect(page.get_by_role("button", name=f"Delete {what}", exact=True)).to_have_count(0)
+        with pytest.raises(NotFoundError):
+            catalog.record(pr, kind, key)
+
+
+def test_a_record_in_use_is_refused_as_an_error(world: World, page: Page) -> None:
+    pr, base = world
+    page.goto(f"{base}/auth-profiles/entra")
+    page.get_by_role("button", name="Delete profile entra", exact=True).click()
+    page.wait_for_url(re.compile(r"/auth-profiles$"))
+    error = page.locator("p.notice.error")
+    expect(error).to_have_text("Not deleted: auth profile entra is still used by account Graph.")
+    expect(error).to_have_attribute("role", "alert")
+    expect(page.locator("p.notice.success")).to_have_count(0)
+    shot(page, "delete-refused-wide")
+    catalog.record(pr, catalog.AUTH_PROFILES, "entra")
+
+
+def test_the_confirmation_can_be_cancelled(world: World, page: Page) -> None:
+    pr, base = world
+    pr.apply({"correspondence": [{"name": "Kept", "subject": "k", "html": "<p>k</p>"}]})
+    page.goto(f"{base}/correspondence/edit?name=Kept")
+    page.get_by_role("button", name="Delete correspondence Kept", exact=True).click()
+    page.get_by_role("link", name="Cancel").click()
+    page.wait_for_url(re.compile(r"/correspondence/edit\?name=Kept$"))
+    catalog.record(pr, catalog.CORRESPONDENCE, "Kept")
