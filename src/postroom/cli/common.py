@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import socket
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +25,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from postroom.agent.health import Backoff, first_line, raise_if_fatal
 from postroom.app import Postroom
+from postroom.cli.preflight import check_database
 from postroom.errors import (
     ConfigurationError,
     MessageError,
@@ -36,7 +34,7 @@ from postroom.errors import (
     StateError,
     TemplateError,
 )
-from postroom.settings import Settings, sqlite_path
+from postroom.settings import Settings
 from postroom.text import check_tree, printable
 
 try:  # Typer 0.2x bundles its own Click, whose context stack is the one commands run in
@@ -137,7 +135,7 @@ def opened(*, create: bool = False, wait: bool = False, **overrides: Any) -> Ite
     refused: a mistyped path must not become a new, empty database.
     """
     settings = state.settings(**overrides)
-    check_database(settings.database_url, create=create)
+    check_database(settings.database_url, create=create, say=err_console.print)
     postroom = open_when_the_database_answers(settings) if wait else Postroom(settings)
     try:
         yield postroom
@@ -163,78 +161,6 @@ def open_when_the_database_answers(settings: Settings) -> Postroom:
                 log.warning("database unavailable at start-up: %s; waiting for it", reason)
                 said = reason
             time.sleep(backoff.next_delay())
-
-
-def check_database(url: str, *, create: bool) -> None:
-    """Refuse a SQLite file that is missing or holds no Postroom schema, unless ``create``.
-
-    With ``create``, a new file is said on one line (stderr): where it was made.
-    """
-    path = sqlite_path(url)
-    if path is None:
-        return  # PostgreSQL: a missing database is refused by the server itself
-    shown = shown_path(url)
-    how = "create it with 'postroom db upgrade' or 'postroom apply FILE'"
-    if not path.exists():
-        if not create:
-            raise ConfigurationError(f"database {shown} does not exist; {how}")
-        err_console.print(f"new database {shown}")
-        return
-    if not create and not has_schema(path):
-        raise ConfigurationError(f"database {shown} has no Postroom schema; {how}")
-
-
-def has_schema(path: Path) -> bool:
-    """Whether the SQLite file at ``path`` holds a Postroom schema (read without writing)."""
-    try:
-        with contextlib.closing(
-            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        ) as db:
-            found = db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-            ).fetchone()
-    except sqlite3.Error:
-        return True  # not a database, or unreadable: opening it says why, in one line
-    return found is not None
-
-
-def shown_path(url: str) -> str:
-    """The file of a SQLite URL as it was written (``./postroom.db``)."""
-    return url.partition(":///")[2].split("?", 1)[0]
-
-
-def check_can_listen(host: str, port: int, *, flag: str = "--port") -> None:
-    """Raise :class:`ConfigurationError`, naming ``flag``, unless ``host:port`` is free now.
-
-    Checked before anything slow starts: a busy port is said at once.
-    """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        family, kind, proto, _, address = infos[0]
-        with socket.socket(family, kind, proto) as probe:
-            # As the servers bind: a port in TIME_WAIT is free, one listened on is not.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}): is another server "
-            f"running there? choose another with {flag}"
-        ) from None
-
-
-def free_port(host: str = "127.0.0.1", *, preferred: int | None = None) -> int:
-    """``preferred`` when it can be listened on now, else a port the system picks."""
-    if preferred is not None:
-        try:
-            check_can_listen(host, preferred)
-        except ConfigurationError:
-            pass
-        else:
-            return preferred
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 EXIT_CODES: list[tuple[type[Exception], int]] = [

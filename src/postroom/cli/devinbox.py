@@ -16,10 +16,8 @@ from postroom.app import Postroom
 from postroom.cli.cases import print_case
 from postroom.cli.common import (
     JsonOption,
-    check_can_listen,
     configure_logging,
     console,
-    free_port,
     opened,
     print_json,
     run_command,
@@ -28,6 +26,7 @@ from postroom.cli.common import (
     table,
     where,
 )
+from postroom.cli.preflight import check_can_listen, free_port
 from postroom.demo import (
     DEMO_DATABASE_URL,
     DEMO_INBOX,

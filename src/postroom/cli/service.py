@@ -14,10 +14,8 @@ import typer
 from postroom.app import Postroom
 from postroom.cli.common import (
     JsonOption,
-    check_can_listen,
     configure_logging,
     console,
-    free_port,
     id_column,
     opened,
     print_json,
@@ -27,6 +25,7 @@ from postroom.cli.common import (
     table,
     where,
 )
+from postroom.cli.preflight import check_can_listen, free_port
 from postroom.demo import demo_environment, live_agents
 from postroom.devinbox.server import DEFAULT_DIRECTORY
 from postroom.errors import ConfigurationError, StateError
