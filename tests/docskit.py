@@ -230,7 +230,7 @@ def is_configuration(document: Any) -> bool:
 def placeholders(text: str) -> dict[str, str]:
     """Values for the ``${NAME}`` references (without a default) that a YAML block holds."""
     names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)
-    return {name: f"docs-example-{name.lower()}" for name in names}
+    return {name: f"{name.lower().replace('_', '-')}.example.com" for name in names}
 
 
 # -- output ----------------------------------------------------------------------------------
