@@ -511,3 +511,47 @@ def test_creating_an_account_that_exists_is_refused_and_keeps_it(
     assert refused.status_code == 409
     assert "account Sales exists already: edit it instead" in refused.text
     assert pr.account("Sales").address == "sales@example.com"
+
+
+def test_outbox_search_sort_and_pages_keep_each_other(client: TestClient, pr: Postroom) -> None:
+    pr.apply({"accounts": [{"name": "Default", "address": "a@example.com", "host": "h.example"}]})
+    for i in range(53):
+        pr.send(to=[f"r{i}@example.org"], subject=f"Paged {i:02}", body="b")
+    pr.send(to=["other@example.org"], subject="Unrelated", body="b")
+    log_in(client)
+    first = client.get("/outbox", params={"q": "paged", "sort": "subject", "order": "asc"})
+    assert first.status_code == 200
+    assert "53 emails, page 1 of 2." in first.text
+    assert "Unrelated" not in first.text
+    assert first.text.index("Paged 00") < first.text.index("Paged 49")
+    assert "Paged 50" not in first.text
+    # The next page keeps the search and the order; the current column says how it sorts.
+    assert 'href="/outbox?q=paged&amp;sort=subject&amp;order=asc&amp;page=2"' in first.text
+    assert 'aria-sort="ascending"' in first.text
+    second = client.get(
+        "/outbox", params={"q": "paged", "sort": "subject", "order": "asc", "page": 2}
+    )
+    assert "Paged 52" in second.text
+    assert "Paged 49" not in second.text
+    assert 'rel="prev"' in second.text
+    assert 'rel="next"' not in second.text
+    # Unknown values fall back to the defaults instead of failing.
+    odd = client.get("/outbox", params={"sort": "nonsense", "order": "sideways", "page": 99})
+    assert odd.status_code == 200
+    assert "page 2 of 2" in odd.text
+    missing = client.get("/outbox", params={"q": "50%_"})
+    assert "No emails match." in missing.text
+
+
+def test_studio_notices_keep_their_level(client: TestClient, pr: Postroom) -> None:
+    pr.apply({"accounts": [{"name": "Default", "address": "a@example.com", "host": "h.example"}]})
+    outbox_id = pr.send(to=["a@example.net"], subject="s", body="b")
+    csrf = log_in(client)
+    with pr.engine.begin() as conn:
+        conn.execute(update(tables.outbox).values(status="sent"))
+    refused = client.post(f"/outbox/{outbox_id}/retry", data={"csrf_token": csrf})
+    assert 'class="notice error"' in refused.text
+    assert "Not done" in refused.text
+    missing = client.get("/outbox/424242")
+    assert missing.status_code == 404
+    assert "error-page" in missing.text
