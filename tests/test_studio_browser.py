@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from postroom import Postroom
 from postroom.db.types import utcnow
@@ -333,3 +333,38 @@ def test_tokens_filter_and_sort_in_the_page(
 
 def test_screenshots_directory(world: World) -> None:
     assert Path(SHOTS).is_dir()
+
+
+def test_live_updates_stop_after_failures_and_say_so(world: World, browser: Browser) -> None:
+    _, _, base = world
+    seen: list[str] = []
+    page = open_page(browser, base, seen, viewport=WIDE)
+    refused: list[str] = []
+
+    def refuse(route: Route) -> None:
+        if route.request.headers.get("x-postroom-live") == "1":
+            refused.append(route.request.url)
+            route.fulfill(status=503, body="down for maintenance")
+        else:
+            route.continue_()
+
+    try:
+        page.clock.install()
+        page.route(base + "/agents", refuse)
+        page.goto(base + "/agents")
+        status = page.locator("#live-status")
+        for _ in range(8):  # the waits back off: 4 s, 8 s, 16 s, 32 s
+            if "paused" in (status.text_content() or ""):
+                break
+            page.clock.run_for(40_000)
+            expect(page.locator("#agents")).to_be_visible()
+        expect(status).to_contain_text("Live updates paused")
+        expect(status).to_contain_text("Reload")
+        count = len(refused)
+        page.clock.run_for(120_000)  # stopped: no more requests
+        expect(page.locator("#agents")).to_be_visible()
+        assert len(refused) == count == 5
+        # The browser logs each refused request; nothing else went wrong.
+        assert [p for p in seen if "503 (Service Unavailable)" not in p] == []
+    finally:
+        page.context.close()
