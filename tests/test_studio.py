@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from postroom import Postroom
 from postroom.db import tables
 from postroom.db.types import utcnow
+from postroom.identity import Scope
 from postroom.outbox import OutboxStatus
 from postroom.outbox.activity import activity
 from tests.conftest import make_settings
@@ -555,3 +556,15 @@ def test_studio_notices_keep_their_level(client: TestClient, pr: Postroom) -> No
     missing = client.get("/outbox/424242")
     assert missing.status_code == 404
     assert "error-page" in missing.text
+
+
+def test_a_live_refresh_leaves_the_notice_to_the_next_page(
+    client: TestClient, pr: Postroom
+) -> None:
+    csrf = log_in(client)
+    pr.identity.create_token(name="crm", scopes={Scope.SEND})
+    [token] = pr.identity.list_tokens()
+    client.post(f"/tokens/{token.id}/revoke", data={"csrf_token": csrf}, follow_redirects=False)
+    live = client.get("/outbox", headers={"X-Postroom-Live": "1"})
+    assert "(crm) revoked." not in live.text
+    assert "(crm) revoked." in client.get("/tokens").text

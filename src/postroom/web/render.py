@@ -18,6 +18,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 Level = Literal["success", "warning", "error"]
 LEVELS = frozenset(get_args(Level))
 NOTICE_COOKIE = "postroom_notice"
+# Sent by studio.js when it refreshes a page's live parts in the background.
+LIVE_HEADER = "X-Postroom-Live"
 
 NAV = (
     ("/", "Dashboard"),
@@ -80,7 +82,9 @@ def page(
     **context: Any,
 ) -> HTMLResponse:
     """A full page: the template with the user, CSRF token, navigation and any notice."""
-    notice = request.cookies.get(NOTICE_COOKIE)
+    # A background refresh leaves the one-time notice to the page the user opens next.
+    live = request.headers.get(LIVE_HEADER) == "1"
+    notice = None if live else request.cookies.get(NOTICE_COOKIE)
     level, _, text = unquote(notice).partition(":") if notice else ("", "", "")
     if level not in LEVELS:  # a cookie from before levels existed
         level, text = "success", unquote(notice or "")
