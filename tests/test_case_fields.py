@@ -285,6 +285,20 @@ def test_apply_warns_about_case_data_no_field_declares(postroom: Postroom) -> No
     assert "step Welcome (correspondence Welcome) reads case.data.branch" in found
 
 
+def test_apply_warns_when_an_address_comes_from_a_field_that_is_not_an_email(
+    postroom: Postroom,
+) -> None:
+    config = records(
+        parties={"Customer": "data.applicant"},
+        steps=[{"name": "Hi", "on": "created", "to": [{"field": "amount"}], "subject": "s",
+                "body": "b"}],
+    )  # fmt: skip
+    found = "\n".join(postroom.apply(config).warnings)
+    assert "party Customer takes an address from field applicant, a text field" in found
+    assert "step Hi takes an address from field amount, a money field" in found
+    assert "takes an address" not in "\n".join(postroom.apply(records()).warnings)
+
+
 def test_apply_does_not_warn_for_types_without_fields(postroom: Postroom) -> None:
     config = records(
         fields=[],

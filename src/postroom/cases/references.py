@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 
 from jinja2 import Environment, TemplateSyntaxError, meta, nodes
 
+from postroom.cases.fields import FieldType
 from postroom.cases.models import CaseType, RecipientKind
 from postroom.correspondence import Correspondence
 
@@ -119,4 +120,24 @@ def undeclared_references(ct: CaseType, records: Mapping[str, Correspondence]) -
         )
         if key not in declared and message not in warnings:
             warnings.append(message)
+    return warnings + _addresses_not_emails(ct)
+
+
+def _addresses_not_emails(ct: CaseType) -> list[str]:
+    """A party or recipient takes its address from a declared field that is not an email."""
+    uses = [(f"party {role}", s.removeprefix("data.")) for role, s in ct.parties.items()]
+    uses += [
+        (f"step {step.name or step.on}", r.value)
+        for step in ct.steps
+        for r in (*step.to, *step.cc, *step.bcc)
+        if r.kind is RecipientKind.FIELD
+    ]
+    warnings = []
+    for where, name in uses:
+        declared = ct.field(name)
+        if declared is not None and declared.type is not FieldType.EMAIL:
+            warnings.append(
+                f"case type {ct.class_name}: {where} takes an address from field {name}, "
+                f"a {declared.type} field; declare it as type email"
+            )
     return warnings
