@@ -131,3 +131,17 @@ def test_edit_pages_offer_delete(client: TestClient) -> None:
         assert page.status_code == 200, path
         assert f'action="{action}"' in page.text, path
         csrf_of(page.text)
+
+
+def test_a_name_with_a_slash_is_deleted(client: TestClient, pr: Postroom) -> None:
+    pr.apply({"correspondence": [{"name": "Notes/2024 draft", "subject": "s", "html": "<p>x</p>"}]})
+    csrf = log_in(client)
+    editor = client.get("/correspondence/edit?name=Notes%2F2024%20draft").text
+    url = "/correspondence/Notes%2F2024%20draft/delete"
+    assert f'action="{url}"' in editor
+    asked = client.post(url, data={"csrf_token": csrf})
+    assert "Delete correspondence Notes/2024 draft?" in html.unescape(asked.text)
+    done = client.post(url, data={"csrf_token": csrf, "confirm": "1"}, follow_redirects=False)
+    assert done.status_code == 303
+    with pytest.raises(NotFoundError):
+        catalog.record(pr, catalog.CORRESPONDENCE, "Notes/2024 draft")
