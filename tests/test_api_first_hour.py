@@ -197,6 +197,8 @@ def test_each_422_names_its_field(world: tuple[Postroom, ServerInfo]) -> None:
     assert fields(ok | {"subject": "{{ nope }}", "template": True}) == ["body.subject"]
     assert fields({"to": ["a@example.com"], "correspondence": "Nope"}) == ["body.correspondence"]
     assert fields({"class_name": "No-Such-Type"}, "/api/v1/cases") == ["body.class_name"]
+    ghost = {"class_name": "Other-Kind", "operator": "ghost"}
+    assert fields(ghost, "/api/v1/cases") == ["body.operator"]
     batch = {"emails": [ok, ok | {"to": ["a@example.com", "b@"]}]}
     assert fields(batch, "/api/v1/emails/batch") == ["body.emails.1.to.1"]
     assert pr.outbox() == []

@@ -222,6 +222,7 @@ def test_send_ad_hoc_resolves_the_account(postroom: Postroom, server_tls: ssl.SS
             subject="Hi {{ case.type }}",
             body="<p>b</p>",
             class_name="MyOrg-Mortgage-Work-Other",
+            template=True,
         )
         run_agent(postroom)
     assert postroom.outbox_entry(outbox_id).account == "MyOrg-Mortgage"

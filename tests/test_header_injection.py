@@ -435,6 +435,7 @@ def test_addresses_are_refused_or_delivered_exactly(
             subject="Re: {{ case.data.title }}",
             body="<p>{{ case.data.title }}</p>",
             case_id=case.id,
+            template=True,
         ),
         PostroomError,
     )

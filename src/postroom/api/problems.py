@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -246,11 +246,11 @@ def body_problems(exc: InvalidFieldsError) -> list[FieldProblem]:
 
 
 @contextlib.contextmanager
-def referenced(field: str | None = None) -> Iterator[None]:
+def referenced(field: str | Callable[[], str] | None = None) -> Iterator[None]:
     """A record the request body names (not the URL) is missing: 422, not 404.
 
     The error names the field that named the record: the one the error carries, or
-    ``field``.
+    ``field`` (a function when it takes a look to know which field it was).
     """
     try:
         yield
@@ -258,7 +258,8 @@ def referenced(field: str | None = None) -> Iterator[None]:
         if isinstance(exc, InvalidFieldsError):
             errors = body_problems(exc)
         elif field is not None:
-            errors = [FieldProblem(field=f"body.{field}", message=str(exc))]
+            name = field if isinstance(field, str) else field()
+            errors = [FieldProblem(field=f"body.{name}", message=str(exc))]
         else:
             errors = []
         raise ApiProblem(422, str(exc), kind="unknown-reference", errors=errors) from None

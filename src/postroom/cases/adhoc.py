@@ -27,6 +27,7 @@ from postroom.errors import (
     ConfigurationError,
     FieldIssue,
     InvalidFieldsError,
+    InvalidTextError,
     MessageError,
     NotFoundError,
     PostroomError,
@@ -36,6 +37,7 @@ from postroom.validation import single_line
 
 # What a request can get wrong; a SecretError or a DeliveryError is the service's.
 _REQUEST_ERRORS = (ConfigurationError, MessageError, NotFoundError, TemplateError)
+_LOCATED = (InvalidFieldsError, InvalidTextError)  # these name their field already
 _KINDS: dict[type[PostroomError], type[InvalidFieldsError]] = {}
 
 
@@ -59,7 +61,7 @@ def located(exc: PostroomError, field: str) -> PostroomError:
     Only errors in what the request says are located; one already located, or of the
     service (a secret it cannot read, a delivery), is returned unchanged.
     """
-    if isinstance(exc, InvalidFieldsError) or not isinstance(exc, _REQUEST_ERRORS):
+    if isinstance(exc, _LOCATED) or not isinstance(exc, _REQUEST_ERRORS):
         return exc
     return invalid(type(exc), [FieldIssue(field, str(exc))])
 
@@ -76,7 +78,7 @@ def at_field(field: str, *, active: bool = True) -> Iterator[None]:
     try:
         yield
     except _REQUEST_ERRORS as exc:
-        if not active or isinstance(exc, InvalidFieldsError):
+        if not active or isinstance(exc, _LOCATED):
             raise
         raise located(exc, field) from None
 

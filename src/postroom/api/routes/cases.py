@@ -20,6 +20,7 @@ from postroom.api.ownership import check_case, record_owner
 from postroom.api.problems import ApiProblem, problem_responses, referenced
 from postroom.api.schemas.work import CaseCreate, CaseView, StatusChange, deprecated
 from postroom.app import Postroom
+from postroom.cases.adhoc import at_field
 from postroom.cases.models import Case
 from postroom.cases.service import MAX_ATTACHMENT_BYTES
 
@@ -52,10 +53,19 @@ def router(postroom: Postroom) -> APIRouter:
             record_key(conn, token_id=token.id, key=key, digest=digest, stored=stored)
 
         def create() -> Case:
-            with referenced("class_name"):
+            # What the service refuses is in the data (a party's address, say), unless
+            # it is a record the body names: the case type, or the creating operator.
+            with at_field("data"), referenced(missing):
                 return postroom.cases.create(
                     body.class_name, data=body.data, operator=body.operator, record=record
                 )
+
+        def missing() -> str:
+            if body.operator is None:
+                return "class_name"
+            with engine.connect() as conn:
+                known = postroom.operator_store.find(conn, body.operator) is not None
+            return "class_name" if known else "operator"
 
         result = once(engine, token_id=token.id, key=key, digest=digest, create=create)
         if isinstance(result, Stored):
@@ -82,7 +92,7 @@ def router(postroom: Postroom) -> APIRouter:
         """Move the case to a status; entering it fires that status's emails."""
         check_case(engine, token, case_id)
         postroom.cases.get(case_id)  # 404 for the case; a missing operator is a 422
-        with referenced("operator"):
+        with at_field("status"), referenced("operator"):
             return CaseView.of(
                 postroom.cases.set_status(case_id, body.status, operator=body.operator)
             )
@@ -99,12 +109,13 @@ def router(postroom: Postroom) -> APIRouter:
         content = file.file.read(MAX_ATTACHMENT_BYTES + 1)
         if len(content) > MAX_ATTACHMENT_BYTES:
             raise ApiProblem(413, "the attachment is larger than 25 MB", kind="too-large")
-        case = postroom.cases.attach(
-            case_id,
-            name=name or file.filename or "",
-            content=content,
-            content_type=file.content_type,
-        )
+        with at_field("name"):
+            case = postroom.cases.attach(
+                case_id,
+                name=name or file.filename or "",
+                content=content,
+                content_type=file.content_type,
+            )
         return CaseView.of(case)
 
     @api.get(
