@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MONEY = re.compile(r"^[+-]?(?P<whole>\d+)(\.(?P<cents>\d*))?$")
+MONEY_DIGITS = 13
 MAX_FIELDS = 100
 
 
@@ -154,18 +156,18 @@ def _number(value: Any) -> int | float:
 def _money(value: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("must be an amount")
-    text = value.strip() if isinstance(value, str) else repr(value)
-    if isinstance(value, str) and not _NUMBER.match(text):
-        raise ValueError(f"must be an amount like 1250 or 1250.50, not {value!r}")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValueError("must be an amount like 1250 or 1250.50") from None
-    if not amount.is_finite():
+    if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be a finite amount")
-    exponent = amount.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2:
+    text = value.strip() if isinstance(value, str) else str(Decimal(repr(value)))
+    found = _MONEY.match(text)
+    if found is None:
+        raise ValueError(f"must be an amount like 1250 or 1250.50, not {value!r}")
+    if len(found.group("whole").lstrip("0")) > MONEY_DIGITS:
+        # Beyond this a JSON number (a double) no longer holds every cent exactly.
+        raise ValueError(f"is too large: at most {MONEY_DIGITS} digits before the point")
+    if len((found.group("cents") or "").rstrip("0")) > 2:
         raise ValueError("has more than 2 decimal places")
+    amount = Decimal(text)
     if amount == amount.to_integral_value():
         return int(amount)
     return float(amount.quantize(Decimal("0.01")))
