@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from postroom import Postroom
 from postroom.cases import CaseType, FieldType
-from postroom.cases.fields import CaseField, sample_data, validate_data
+from postroom.cases.fields import CaseField, coerce, sample_data, validate_data
 from postroom.cases.samples import sample_case
 from postroom.cases.store import CaseQuery, CaseSort, search_cases
 from postroom.cli import app
@@ -111,6 +111,26 @@ def test_validate_data_types_and_defaults() -> None:
     # Whole amounts are integers; a number typed on the command line suits a text field.
     assert validate_data(ct.fields, {"applicant": 7, "amount": "1200.00"})["amount"] == 1200
     assert validate_data(ct.fields, {"applicant": 7, "amount": 1})["applicant"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [("12", 12), ("12.50", 12.5), (" 0012.10 ", 12.1), (1250.5, 1250.5), (1000.0, 1000),
+     ("-3", -3), ("12.340", 12.34), ("9999999999999.99", 9999999999999.99)],
+)  # fmt: skip
+def test_money_is_a_number_of_cents(typed: Any, stored: Any) -> None:
+    assert coerce(CaseField(name="m", type=FieldType.MONEY), typed) == stored
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [("12.345", "more than 2 decimal places"), (0.1 + 0.2, "more than 2 decimal places"),
+     ("1e3", "like 1250"), ("1,250.00", "like 1250"), ("10000000000000", "too large"),
+     (float("inf"), "finite"), (True, "must be an amount")],
+)  # fmt: skip
+def test_money_refuses_what_is_not_an_amount(typed: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        coerce(CaseField(name="m", type=FieldType.MONEY), typed)
 
 
 def test_a_type_without_fields_takes_any_data() -> None:
