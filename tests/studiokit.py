@@ -178,6 +178,18 @@ def _axe_source() -> str:
 _AXE: list[str] = []
 
 
+def hold_live_updates(page: Page) -> None:
+    """Stop the page's background refreshes, as a hidden tab does, and let one in flight end.
+
+    Checks that read the whole page then see one version of it, not a part being replaced.
+    """
+    if page.locator("[data-live]").count():
+        page.evaluate(
+            "Object.defineProperty(document, 'hidden', {value: true, configurable: true})"
+        )
+        page.wait_for_load_state("networkidle")
+
+
 def accessibility_problems(page: Page) -> list[str]:
     """axe-core's serious and critical violations on the page, one line each.
 

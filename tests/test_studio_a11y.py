@@ -27,6 +27,7 @@ from tests.studiokit import (
     WIDE,
     accessibility_problems,
     agent_running,
+    hold_live_updates,
     launch,
     layout_problems,
     log_in_page,
@@ -151,6 +152,7 @@ def test_every_page_is_accessible_and_fits(
                 problems[:] = [
                     p for p in problems if not p.endswith(f"404 (Not Found) ({page.url})")
                 ]
+            hold_live_updates(page)
             problems += accessibility_problems(page)
             problems += layout_problems(page)
             shot(page, f"{name}-{width}")

@@ -126,6 +126,16 @@
       }
     }
 
+    function setBusy(on) {
+      elements.forEach(function (element) {
+        if (on) {
+          element.setAttribute("aria-busy", "true");
+        } else {
+          element.removeAttribute("aria-busy");
+        }
+      });
+    }
+
     function schedule(delay) {
       window.clearTimeout(timer);
       timer = window.setTimeout(tick, delay);
@@ -136,6 +146,7 @@
         return; // resumed by visibilitychange
       }
       busy = true;
+      setBusy(true);
       fetch(window.location.href, {
         credentials: "same-origin",
         headers: { "X-Postroom-Live": "1" },
@@ -150,9 +161,11 @@
         apply(new DOMParser().parseFromString(html, "text/html"));
         failures = 0;
         busy = false;
+        setBusy(false);
         schedule(LIVE_EVERY);
       }).catch(function () {
         busy = false;
+        setBusy(false);
         failures += 1;
         if (failures >= LIVE_MAX_FAILURES) {
           say("Live updates paused: the server did not answer. Reload the page to resume.", true);
