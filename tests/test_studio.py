@@ -568,3 +568,27 @@ def test_a_live_refresh_leaves_the_notice_to_the_next_page(
     live = client.get("/outbox", headers={"X-Postroom-Live": "1"})
     assert "(crm) revoked." not in live.text
     assert "(crm) revoked." in client.get("/tokens").text
+
+
+def test_dashboard_chart_has_a_legend_a_time_zone_and_its_data(
+    client: TestClient, pr: Postroom
+) -> None:
+    pr.apply({"accounts": [{"name": "Default", "address": "a@example.com", "host": "h.example"}]})
+    sent = pr.send(to=["a@example.net"], subject="Counted", body="b")
+    now = utcnow().replace(microsecond=0)
+    with pr.engine.begin() as conn:
+        t = tables.outbox
+        conn.execute(update(t).where(t.c.id == sent).values(status="sent", sent_at=now))
+    log_in(client)
+    shown = client.get("/").text
+    legend = shown.split('class="chart-legend"', 1)[1].split("</ul>", 1)[0]
+    assert "Sent" in legend
+    assert "Failed" in legend
+    assert "Times in UTC" in legend
+    assert "time (UTC)" in shown  # the axis
+    assert '<desc id="chart-desc">1 sent and 0 failed' in shown
+    table = shown.split('class="chart-data"', 1)[1].split("</details>", 1)[0]
+    assert f'<td class="nowrap">{now:%Y-%m-%d %H:%M}</td><td>1</td><td>0</td>' in table
+    # The recent emails and the counts are refreshed in place by studio.js.
+    assert 'id="recent-live" data-live' in shown
+    assert 'id="queue-live" data-live' in shown
