@@ -192,6 +192,8 @@ def test_each_422_names_its_field(world: tuple[Postroom, ServerInfo]) -> None:
         "body.bcc.1",
     ]
     assert fields(ok | {"subject": " "}) == ["body.subject"]
+    assert fields(ok | {"subject": "Hi\r\nBcc: evil@example.net"}) == ["body.subject"]
+    assert fields(ok | {"class_name": "A\nB"}) == ["body.class_name"]
     assert fields(ok | {"expires_at": "2001-01-01T00:00:00Z"}) == ["body.expires_at"]
     assert fields(ok | {"body": "{% if %}", "template": True}) == ["body.body"]
     assert fields(ok | {"subject": "{{ nope }}", "template": True}) == ["body.subject"]
@@ -201,6 +203,8 @@ def test_each_422_names_its_field(world: tuple[Postroom, ServerInfo]) -> None:
     assert fields(ghost, "/api/v1/cases") == ["body.operator"]
     batch = {"emails": [ok, ok | {"to": ["a@example.com", "b@"]}]}
     assert fields(batch, "/api/v1/emails/batch") == ["body.emails.1.to.1"]
+    batch = {"emails": [ok, ok | {"subject": "a\rb"}]}
+    assert fields(batch, "/api/v1/emails/batch") == ["body.emails.1.subject"]
     assert pr.outbox() == []
 
 

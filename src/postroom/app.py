@@ -415,7 +415,7 @@ class Postroom:
             batch = self.composer.batch(conn)
             emails: list[NewEmail] = []
             for number, request in enumerate(requests):
-                check_email(request, prefix=f"email {number}: ")
+                check_email(request, prefix=f"emails.{number}.")
                 try:
                     composed = batch.compose(
                         request, class_name=class_name, name_fields=True, class_field=None

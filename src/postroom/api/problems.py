@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
@@ -37,6 +38,7 @@ log = logging.getLogger("postroom.api")
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://postroom.dev/problems/"
 RETRY_AFTER_SECONDS = 5
+_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[.\[][^ ]*)?$")
 
 
 class FieldProblem(BaseModel):
@@ -144,11 +146,20 @@ async def _on_postroom_error(_: Request, exc: Exception) -> JSONResponse:
         log.error("request failed: %s", type(exc).__name__, exc_info=exc)
         return problem_response(500, "the server cannot read its stored secrets")
     if isinstance(exc, InvalidTextError):
-        found = FieldProblem(field=exc.field or "body", message=str(exc))
+        found = FieldProblem(field=_in_request(exc.field), message=str(exc))
         return problem_response(status, str(exc), kind="validation", errors=[found])
     if isinstance(exc, InvalidFieldsError):
         return problem_response(status, str(exc), kind="validation", errors=body_problems(exc))
     return problem_response(status, str(exc))
+
+
+def _in_request(field: str) -> str:
+    """A field the service named (``subject``) where the request has it (``body.subject``)."""
+    if not field or field == "body":
+        return "body"
+    if field.startswith(("body.", "body[", "path.", "query.")) or not _FIELD_PATH.match(field):
+        return field  # located by the API already, or a description ("a query parameter's name")
+    return f"body.{field}"
 
 
 async def _on_unicode_error(_: Request, exc: Exception) -> JSONResponse:
