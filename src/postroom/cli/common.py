@@ -66,10 +66,7 @@ def fit_consoles() -> None:
 
 def table(*columns: str | Column, title: str | None = None) -> Table:
     """A table whose cells wrap, and fold words too long for their column: nothing is cut."""
-    made = [
-        c if isinstance(c, Column) else Column(c, overflow="fold", min_width=min(len(c), 12))
-        for c in columns
-    ]
+    made = [c if isinstance(c, Column) else Column(c, overflow="fold") for c in columns]
     return Table(*made, title=title)
 
 
