@@ -556,6 +556,7 @@ def test_studio_notices_keep_their_level(client: TestClient, pr: Postroom) -> No
     missing = client.get("/outbox/424242")
     assert missing.status_code == 404
     assert "error-page" in missing.text
+    assert 'nav class="side"' in missing.text  # still signed in: the navigation stays
 
 
 def test_a_live_refresh_leaves_the_notice_to_the_next_page(

@@ -30,7 +30,7 @@ from postroom.web.pages import (
     tokens,
 )
 from postroom.web.render import page
-from postroom.web.session import LoginRequiredError
+from postroom.web.session import Auth, LoginRequiredError, current_auth
 
 STATIC = Path(__file__).parent / "static"
 # Studio pages load only their own scripts and styles; email bodies are framed from
@@ -57,8 +57,17 @@ def _login_required(request: Request, exc: Exception) -> Response:
     return RedirectResponse(exc.target, status_code=303)
 
 
+def _signed_in(request: Request) -> Auth | None:
+    try:
+        return current_auth(request)
+    except LoginRequiredError:
+        return None
+
+
 def _not_found(request: Request, exc: Exception) -> Response:
-    return page(request, "error.html", None, status_code=404, title="Not found", message=str(exc))
+    # Raised by pages behind the login: the user keeps the navigation to go on from there.
+    auth = _signed_in(request)
+    return page(request, "error.html", auth, status_code=404, title="Not found", message=str(exc))
 
 
 TITLES = {403: "Forbidden", 413: "Too large", 422: "Not saved", 429: "Too many attempts"}
