@@ -278,6 +278,10 @@ def test_the_cli_sends_as_written_and_renders_with_template(
     assert '"account": "MyOrg-Claims-Work"' in rendered.output
     [entry] = [e for e in pr.outbox() if e.subject.startswith("42")]
     assert entry.subject == "42 for MyOrg-Claims-Work-Claim"
+    typo = runner.invoke(cli_app, [*db, *common, "--subject", "s", "--class", "MyOrg-Clams"])
+    assert typo.exit_code == 0, typo.output
+    assert "account Default" in typo.output
+    assert "warning: class MyOrg-Clams is no case type" in typo.output
     broken = runner.invoke(cli_app, [*db, *common, "--subject", "{% if", "--template"])
     assert broken.exit_code != 0
     assert "subject:" in broken.output
