@@ -160,7 +160,7 @@ def test_demo_beside_a_running_serve_leaves_the_servers_accounts_untouched(
     )
     assert refused.returncode == 4
     line = one_error_line(refused)
-    assert "holds records (2 operators, 2 accounts, 2 correspondence, 1 case types)" in line
+    assert "holds records (operators: 2, accounts: 2, correspondence: 2, case types: 1)" in line
     assert "add --force" in line
     assert accounts_of(tmp_path)[0] == before
     forced = postroom_cli(

@@ -37,6 +37,7 @@ from postroom.demo import (
 from postroom.devinbox import DevInbox, InboxMessage, read_inbox
 from postroom.devinbox.server import DEFAULT_DIRECTORY
 from postroom.errors import ConfigurationError, NotFoundError, PostroomError, StateError
+from postroom.settings import sqlite_path
 
 inbox_app = typer.Typer(
     help="A local SMTP sink on 127.0.0.1:1025 that keeps what it receives.",
@@ -210,10 +211,11 @@ def demo(
             raise ConfigurationError(
                 f"no example records at {config}: run from Postroom's folder, or give --config"
             )
-        explicit = state.database_url is not None or "POSTROOM_DATABASE_URL" in os.environ
-        if not explicit:
+        given = state.database_url is not None or "POSTROOM_DATABASE_URL" in os.environ
+        if not given:
             state.database_url = DEMO_DATABASE_URL
         url = state.settings().database_url
+        explicit = given and not _is_the_demos_own(url)
         inbox_port = port if port is not None else free_port(preferred=1025)
         folder = inbox_dir or DEMO_INBOX
         console.print(
@@ -264,6 +266,11 @@ def demo(
     run_command(body)
 
 
+def _is_the_demos_own(url: str) -> bool:
+    path, own = sqlite_path(url), sqlite_path(DEMO_DATABASE_URL)
+    return path is not None and own is not None and path.resolve() == own.resolve()
+
+
 def _heading(title: str) -> None:
     # Not a rule across the console: output that is not a terminal is very wide.
     console.print(styled((f"── {title} ──", "bold")))
@@ -287,7 +294,7 @@ def _refuse_to_change(postroom: Postroom, *, explicit: bool, force: bool, port: 
         )
     held = held_records(postroom) if explicit else {}
     if held:
-        listed = ", ".join(f"{n} {kind}" for kind, n in held.items())
+        listed = ", ".join(f"{kind}: {n}" for kind, n in held.items())
         raise StateError(
             f"database {shown} holds records ({listed}): the demo would apply its example "
             f"over them and point its accounts at 127.0.0.1:{port}; add --force to do so, "
