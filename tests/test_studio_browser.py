@@ -368,3 +368,28 @@ def test_live_updates_stop_after_failures_and_say_so(world: World, browser: Brow
         assert [p for p in seen if "503 (Service Unavailable)" not in p] == []
     finally:
         page.context.close()
+
+
+def test_a_refresh_keeps_focus_sort_and_filter(
+    world: World, browser: Browser, problems: list[str]
+) -> None:
+    _, _, base = world
+    page = open_page(browser, base, problems, viewport=WIDE)
+    try:
+        page.goto(base + "/agents")
+        page.locator("#agents thead th", has_text="Agent").get_by_role("button").click()
+        page.locator("#agents").get_by_role("button", name=re.compile("^Pause")).focus()
+        # The heartbeat's "s ago" changes every second, so the table is replaced soon.
+        page.evaluate("document.querySelector('#agents tbody').dataset.old = 'yes'")
+        expect(page.locator("#agents tbody[data-old]")).to_have_count(0, timeout=15_000)
+        assert page.evaluate("document.activeElement.textContent").startswith("Pause")
+        header = page.locator("#agents thead th", has_text="Agent")
+        expect(header).to_have_attribute("aria-sort", "ascending")
+        # A filter that hides every row still hides them in the refreshed table.
+        page.get_by_label("Filter agents").fill("no such agent")
+        expect(page.locator("#agents tbody tr:visible")).to_have_count(0)
+        page.evaluate("document.querySelector('#agents tbody').dataset.old = 'yes'")
+        expect(page.locator("#agents tbody[data-old]")).to_have_count(0, timeout=15_000)
+        expect(page.locator("#agents tbody tr:visible")).to_have_count(0)
+    finally:
+        page.context.close()

@@ -43,7 +43,8 @@
   // page stays usable without this: a reload shows the same content.
   var LIVE_EVERY = 2000;
   var LIVE_MAX_FAILURES = 5;
-  var FIELDS = "input, select, textarea, button";
+  var FIELDS = "input, select, textarea";
+  var FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
 
   function statusSummary(element) {
     // What a screen reader hears: the statuses shown, not every refreshed timestamp.
@@ -76,6 +77,14 @@
     });
   }
 
+  function focusIndex(element) {
+    var active = document.activeElement;
+    if (!active || !element.contains(active)) {
+      return -1;
+    }
+    return Array.prototype.indexOf.call(element.querySelectorAll(FOCUSABLE), active);
+  }
+
   function liveUpdates(elements) {
     var status = document.getElementById("live-status");
     var failures = 0;
@@ -106,6 +115,7 @@
         var before = statusSummary(element);
         var open = openDetails(element);
         var scrolled = scrollPositions(element);
+        var focused = focusIndex(element);
         element.innerHTML = next.innerHTML;
         element.querySelectorAll("details").forEach(function (details, index) {
           details.open = open.indexOf(index) >= 0;
@@ -116,6 +126,13 @@
             scroller.scrollLeft = scrolled[index];
           }
         });
+        if (focused >= 0) {
+          // A keyboard user keeps their place: the same link or button has the focus again.
+          var again = element.querySelectorAll(FOCUSABLE)[focused];
+          if (again) {
+            again.focus({ preventScroll: true });
+          }
+        }
         var after = statusSummary(element);
         if (after !== before && after) {
           changed.push(after);
