@@ -1,7 +1,8 @@
 """The documentation runs: every command, YAML example and relative link in README and docs/.
 
 How blocks are marked and run is described in tests/docskit.py. A failure names the page,
-the line and the command.
+the line and the command. Pages run side by side (each in a directory of its own, with its
+own servers on free ports), as most of their time is spent waiting on servers and agents.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,8 @@ from tests.docskit import Block, Command, Session
 
 PAGES = docskit.pages()
 IDS = [str(p.relative_to(docskit.ROOT)) for p in PAGES]
+NOTHING_TO_RUN = "nothing to run"
+Outcomes = dict[Path, str | None]
 
 
 def _make_run_standin() -> str:
@@ -27,6 +32,27 @@ def _make_run_standin() -> str:
     recipe = makefile.split("\nrun:", 1)[1].splitlines()[1].strip()
     assert recipe == "$(BIN)/postroom serve --demo", recipe
     return 'postroom serve --demo --inbox-port "$POSTROOM_DEMO_SMTP_PORT"'
+
+
+def _each_page(run: Callable[[Path, Path], str | None], base: Path) -> Outcomes:
+    """``run(page, directory)`` for every page at once: None, a failure, or NOTHING_TO_RUN."""
+
+    def guarded(page: Path) -> str | None:
+        try:
+            return run(page, base / page.stem)
+        except AssertionError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=len(PAGES)) as pool:
+        outcomes = list(pool.map(guarded, PAGES))
+    return dict(zip(PAGES, outcomes, strict=True))
+
+
+def _report(outcome: str | None) -> None:
+    if outcome == NOTHING_TO_RUN:
+        pytest.skip(NOTHING_TO_RUN)
+    if outcome is not None:
+        pytest.fail(outcome, pytrace=False)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=IDS)
@@ -45,18 +71,34 @@ def test_the_readme_stays_short() -> None:
     assert len(lines) <= 130
 
 
+# -- YAML ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
+    return _each_page(_apply_page, tmp_path_factory.mktemp("yaml"))
+
+
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("page", PAGES, ids=IDS)
-def test_yaml_blocks_parse_and_apply(page: Path, tmp_path: Path) -> None:
+def test_yaml_blocks_parse_and_apply(page: Path, applied: Outcomes) -> None:
+    _report(applied[page])
+
+
+def _apply_page(page: Path, home: Path) -> str | None:
+    ran = False
     for block in docskit.blocks(page):
         if block.lang not in {"yaml", "yml"}:
             continue
+        ran = True
         try:
             document = yaml.safe_load(block.text)
         except yaml.YAMLError as exc:
-            pytest.fail(f"{block.where}: YAML does not parse: {exc}")
+            return f"{block.where}: YAML does not parse: {exc}"
         if "fragment" in block.marks or not docskit.is_configuration(document):
             continue
-        _apply(block, tmp_path / f"line-{block.line}")
+        _apply(block, home / f"line-{block.line}")
+    return None if ran else NOTHING_TO_RUN
 
 
 def _apply(block: Block, home: Path) -> None:
@@ -72,22 +114,37 @@ def _apply(block: Block, home: Path) -> None:
     )
 
 
+# -- shell -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
+    return _each_page(_run_page, tmp_path_factory.mktemp("shell"))
+
+
+# The first test of each kind waits for every page; a loaded 2-core machine needs headroom.
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("page", PAGES, ids=IDS)
-def test_shell_blocks_run(page: Path, tmp_path: Path) -> None:
+def test_shell_blocks_run(page: Path, ran: Outcomes) -> None:
+    _report(ran[page])
+
+
+def _run_page(page: Path, home: Path) -> str | None:
     runnable = [b for b in docskit.shell_blocks(page) if "skip" not in b.marks or _stands_in(b)]
     if not runnable:
-        pytest.skip(f"{page.name} has no shell blocks")
-    session = Session.fresh(tmp_path / "home")
+        return NOTHING_TO_RUN
+    session = Session.fresh(home)
     try:
         for block in runnable:
             for command in docskit.commands(block):
                 _run(session, command)
     finally:
         session.close()
+    return None
 
 
 def _stands_in(block: Block) -> bool:
-    """``make run``, skipped because it installs first; the test starts what it then runs."""
+    """``make run``, which installs first; the test starts what it then runs."""
     return block.text.strip().removeprefix("$ ") == "make run"
 
 
@@ -104,23 +161,25 @@ def _run(session: Session, command: Command) -> None:
         try:
             done = session.run(command)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"{command.where}: `{command.text}` did not end in time")
+            raise AssertionError(f"{command.where}: `{command.text}` did not end in time") from None
         output = done.stdout + done.stderr
-        failed = done.returncode != 0
         if "fails" in block.marks:
-            assert failed, f"{command.where}: `{command.text}` should fail but exited 0:\n{output}"
+            assert done.returncode != 0, (
+                f"{command.where}: `{command.text}` should fail but exited 0:\n{output}"
+            )
         else:
-            assert not failed, (
+            assert done.returncode == 0, (
                 f"{command.where}: `{command.text}` exited {done.returncode}:\n{output}"
             )
-        if docskit.output_matches(command.expected, done.stdout if _is_json(command) else output):
+        shown = done.stdout if _is_json(command) else output
+        if docskit.output_matches(command.expected, shown):
             return
         if "eventually" not in block.marks or time.monotonic() > deadline:
-            pytest.fail(
+            raise AssertionError(
                 f"{command.where}: `{command.text}` printed\n{output}\n"
                 f"which does not hold what the page shows:\n{command.expected}"
             )
-        time.sleep(0.25)
+        time.sleep(0.25)  # polling a background agent's progress, bounded by the deadline
 
 
 def _is_json(command: Command) -> bool:
