@@ -331,6 +331,11 @@ def test_the_answer_names_the_account_and_why(world: tuple[Postroom, ServerInfo]
         assert bare["account"] == "Default"
         assert bare["warnings"] == []
         assert "Default" in bare["account_reason"]
+        many = {"class_name": "MyOrg-Claims-Work-Claim", "emails": [mail, mail]}
+        batch = c.post("/api/v1/emails/batch", json=many, headers=send).json()
+        assert len(batch["ids"]) == 2
+        assert batch["account"] == "MyOrg-Claims-Work"
+        assert "MyOrg-Claims-Work-Claim" in batch["account_reason"]
         # A replay answers the same, account and reason included.
         key = send | {"Idempotency-Key": "k-1"}
         first = c.post("/api/v1/emails", json=mail | {"class_name": "MyOrg-Clams"}, headers=key)

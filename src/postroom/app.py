@@ -22,7 +22,7 @@ from postroom.agent import AgentConfig, SenderAgent
 from postroom.agent.immediate import deliver_ids, run_in_own_loop
 from postroom.agent.registry import AgentInfo, list_agents, set_paused
 from postroom.auth import AuthProfile, AuthProfileStore, TokenCache
-from postroom.cases.adhoc import QueuedEmail, at_field, explained, located, prefixed
+from postroom.cases.adhoc import QueuedEmail, at_field, explained, prefixed
 from postroom.cases.emails import Composer, EmailRequest
 from postroom.cases.models import CaseType
 from postroom.cases.service import CaseService
@@ -36,7 +36,6 @@ from postroom.errors import (
     ConfigurationError,
     InvalidFieldsError,
     MessageError,
-    NoAccountError,
     NotFoundError,
     TemplateError,
 )
@@ -406,22 +405,42 @@ class Postroom:
 
         The account and the templates are looked up once for the batch. Build each
         request with :meth:`EmailRequest.addressed`. Returns every outbox id, in order;
-        an error names the request it comes from and nothing is queued.
+        an error names the request it comes from (``emails.3.to.1``) and nothing is
+        queued. :meth:`queue_many` also says which account was chosen and why.
         """
+        if not requests:
+            return []
+        queued = self.queue_many(
+            requests,
+            class_name=class_name,
+            record=(lambda conn, q: record(conn, list(q.ids))) if record else None,
+        )
+        return list(queued.ids)
+
+    def queue_many(
+        self,
+        requests: Sequence[EmailRequest],
+        *,
+        class_name: str = DEFAULT_ACCOUNT,
+        record: Callable[[Connection, QueuedEmail], None] | None = None,
+    ) -> QueuedEmail:
+        """:meth:`send_many`, answering the outbox ids, the account chosen, why, and warnings."""
         if len(requests) > MAX_SEND_MANY:
             raise MessageError(f"at most {MAX_SEND_MANY:,} emails per call, not {len(requests):,}")
         check_names(class_name=class_name)
         with reading(self.engine) as conn:  # composed outside the write lock: see send()
+            ctype = self._case_type_or_none(conn, class_name)
+            group = ctype.class_group if ctype is not None else None
             batch = self.composer.batch(conn)
+            with at_field("class_name"):  # the batch's class, not one email's
+                resolution = batch.resolve(class_name, class_group=group)
             emails: list[NewEmail] = []
             for number, request in enumerate(requests):
                 check_email(request, prefix=f"emails.{number}.")
                 try:
                     composed = batch.compose(
-                        request, class_name=class_name, name_fields=True, class_field=None
+                        request, class_name=class_name, class_group=group, name_fields=True
                     )
-                except NoAccountError as exc:
-                    raise located(exc, "class_name") from None  # the batch's, not the email's
                 except InvalidFieldsError as exc:
                     # The same kind of error, its fields under the request's index.
                     raise prefixed(exc, f"emails.{number}.") from None
@@ -430,9 +449,10 @@ class Postroom:
                 emails.extend(composed.emails)
         with self.engine.begin() as conn:
             ids = self.outbox_store.enqueue_many(conn, emails)
+            queued = explained(ids, resolution, class_name=class_name, known_type=ctype is not None)
             if record is not None:
-                record(conn, ids)  # in the same transaction: see CaseService.create
-            return ids
+                record(conn, queued)  # in the same transaction: see CaseService.create
+        return queued
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings

@@ -172,6 +172,10 @@ class Composition:
         self._accounts: dict[tuple[str, str | None], tuple[Resolution, EmailAccount]] = {}
         self._renderer: Renderer | None = None
 
+    def resolve(self, class_name: str, *, class_group: str | None = None) -> Resolution:
+        """The account that sends for ``class_name``, and why (:class:`NoAccountError`)."""
+        return self._account(class_name, class_group)[0]
+
     def _account(self, class_name: str, class_group: str | None) -> tuple[Resolution, EmailAccount]:
         key = (class_name, class_group)
         found = self._accounts.get(key)

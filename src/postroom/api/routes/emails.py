@@ -101,13 +101,18 @@ def router(postroom: Postroom) -> APIRouter:
             key=key,
             digest=request_hash("POST /emails/batch", body.model_dump(mode="json")),
             response=response,
-            queue=lambda record: postroom.send_many(
+            queue=lambda record: postroom.queue_many(
                 requests,
                 class_name=body.class_name,
-                record=lambda conn, ids: record(conn, {"ids": ids}),
+                record=lambda conn, queued: record(conn, _answer(queued)),
             ),
         )
-        return QueuedBatch(ids=[int(i) for i in answer["ids"]])
+        return QueuedBatch(
+            ids=[int(i) for i in answer["ids"]],
+            account=str(answer.get("account", "")),
+            account_reason=str(answer.get("account_reason", "")),
+            warnings=[str(w) for w in answer.get("warnings", [])],
+        )
 
     @api.get("/emails", dependencies=[admin], summary="List emails, newest first")
     def list_emails(

@@ -190,9 +190,16 @@ class EmailBatchCreate(BaseModel):
 
 
 class QueuedBatch(BaseModel):
-    """The outbox ids of a batch, in the order of its emails (encrypted splits add rows)."""
+    """The outbox ids of a batch, in the order of its emails (encrypted splits add rows),
+    the account that sends them and why."""
 
     ids: list[int]
+    account: str = Field(examples=["Default"], description="The account that sends them")
+    account_reason: str = Field(description="Why that account: how the class was resolved")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What may not be what was meant, e.g. a class that is no case type",
+    )
 
 
 class RecipientView(BaseModel):
