@@ -359,7 +359,7 @@ def test_live_updates_stop_after_failures_and_say_so(world: World, browser: Brow
             page.clock.run_for(40_000)
             expect(page.locator("#agents")).to_be_visible()
         expect(status).to_contain_text("Live updates paused")
-        expect(status).to_contain_text("Reload")
+        expect(status).to_contain_text("reload the page")
         count = len(refused)
         page.clock.run_for(120_000)  # stopped: no more requests
         expect(page.locator("#agents")).to_be_visible()

@@ -85,7 +85,9 @@
     return Array.prototype.indexOf.call(element.querySelectorAll(FOCUSABLE), active);
   }
 
-  function liveUpdates(elements) {
+  // ``served`` holds each element's HTML as the server sent it: the page's own changes
+  // (sort buttons, hidden rows) do not count as news.
+  function liveUpdates(elements, served) {
     var status = document.getElementById("live-status");
     var failures = 0;
     var timer = null;
@@ -109,9 +111,10 @@
       var changed = [];
       elements.forEach(function (element) {
         var next = fresh.getElementById(element.id);
-        if (!next || editing(element) || next.innerHTML === element.innerHTML) {
+        if (!next || editing(element) || next.innerHTML === served[element.id]) {
           return;
         }
+        served[element.id] = next.innerHTML;
         var before = statusSummary(element);
         var open = openDetails(element);
         var scrolled = scrollPositions(element);
@@ -185,7 +188,7 @@
         setBusy(false);
         failures += 1;
         if (failures >= LIVE_MAX_FAILURES) {
-          say("Live updates paused: the server did not answer. Reload the page to resume.", true);
+          say("Live updates paused after repeated failures — reload the page to resume.", true);
           return;
         }
         // Back off: 4 s, 8 s, 16 s, ... so a struggling server is not hammered.
@@ -324,6 +327,11 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-presets]").forEach(fillFromPresets);
     document.querySelectorAll("form[data-live-preview]").forEach(livePreview);
+    var live = Array.prototype.slice.call(document.querySelectorAll("[data-live][id]"));
+    var served = {};
+    live.forEach(function (element) {
+      served[element.id] = element.innerHTML;
+    });
     enhance(document);
     // The chart's newest minutes are on the right: show them first on a narrow screen.
     document.querySelectorAll(".chart-wrap").forEach(function (wrap) {
@@ -334,9 +342,8 @@
         filterRows(input);
       });
     });
-    var live = Array.prototype.slice.call(document.querySelectorAll("[data-live][id]"));
     if (live.length && window.fetch && window.DOMParser) {
-      liveUpdates(live);
+      liveUpdates(live, served);
     }
     document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
       select.addEventListener("change", function () {
