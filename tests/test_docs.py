@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from tests import docskit
-from tests.docskit import Block, Command, Session
+from tests.docshell import Session
+from tests.docskit import Block, Command
 
 PAGES = docskit.pages()
 IDS = [str(p.relative_to(docskit.ROOT)) for p in PAGES]
