@@ -347,29 +347,29 @@ def busy_port_command(cwd: Path, port: int) -> list[tuple[list[str], str]]:
 
 def test_a_busy_port_is_said_at_once_naming_the_flag(tmp_path: Path) -> None:
     # Starting Python and importing Postroom takes a second or more (several on a loaded
-    # machine): each command is measured against that, best of two, so that load alone
-    # does not fail the test. Before the check, the dev inbox took 12 s to say it.
+    # machine): each command is measured against that, best of two each, so that load
+    # alone does not fail the test. Before the check, the dev inbox took 10 s more.
     def timed(*args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
         started = time.monotonic()
         done = postroom_cli(*args, cwd=tmp_path)
         return time.monotonic() - started, done
 
-    start_up = min(timed("--help")[0] for _ in range(2))
-    timings = [f"python and imports: {start_up:.2f} s"]
+    timings = []
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         for args, flag in busy_port_command(tmp_path, port):
+            start_up = min(timed("--help")[0] for _ in range(2))
             (took, done), (again, _) = timed(*args), timed(*args)
             took = min(took, again)
-            timings.append(f"{args[0]} {flag}: {took:.2f} s")
+            timings.append(f"{args[0]} {flag}: {took:.2f} s (python and imports {start_up:.2f} s)")
             assert done.returncode == 2, done.stdout + done.stderr
             line = one_error_line(done)
             assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in line
             assert line.endswith(f"choose another with {flag}")
             assert done.stdout == ""
-            assert took < start_up + 1.5, timings
+            assert took < start_up + 3, timings
     print("busy port reported in:", "; ".join(timings))
     assert not (tmp_path / "postroom.db").exists()  # nothing was started or created
     assert not (tmp_path / "postroom-demo").exists()
