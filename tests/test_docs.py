@@ -21,8 +21,16 @@ from tests import docskit
 from tests.docshell import Session
 from tests.docskit import Block, Command
 
+
+def _ids(pages: list[Path]) -> list[str]:
+    return [str(p.relative_to(docskit.ROOT)) for p in pages]
+
+
 PAGES = docskit.pages()
-IDS = [str(p.relative_to(docskit.ROOT)) for p in PAGES]
+IDS = _ids(PAGES)
+YAML_LANGS = frozenset({"yaml", "yml"})
+WITH_YAML = [p for p in PAGES if any(b.lang in YAML_LANGS for b in docskit.blocks(p))]
+WITH_SHELL = [p for p in PAGES if any(True for _ in docskit.shell_blocks(p))]
 NOTHING_TO_RUN = "nothing to run"
 Outcomes = dict[Path, str | None]
 
@@ -35,7 +43,7 @@ def _make_run_standin() -> str:
     return 'postroom serve --demo --inbox-port "$POSTROOM_DEMO_SMTP_PORT"'
 
 
-def _each_page(run: Callable[[Path, Path], str | None], base: Path) -> Outcomes:
+def _each_page(pages: list[Path], run: Callable[[Path, Path], str | None], base: Path) -> Outcomes:
     """``run(page, directory)`` for every page at once: None, a failure, or NOTHING_TO_RUN."""
 
     def guarded(page: Path) -> str | None:
@@ -44,9 +52,9 @@ def _each_page(run: Callable[[Path, Path], str | None], base: Path) -> Outcomes:
         except AssertionError as exc:
             return str(exc)
 
-    with ThreadPoolExecutor(max_workers=len(PAGES)) as pool:
-        outcomes = list(pool.map(guarded, PAGES))
-    return dict(zip(PAGES, outcomes, strict=True))
+    with ThreadPoolExecutor(max_workers=len(pages)) as pool:
+        outcomes = list(pool.map(guarded, pages))
+    return dict(zip(pages, outcomes, strict=True))
 
 
 def _report(outcome: str | None) -> None:
@@ -77,21 +85,19 @@ def test_the_readme_stays_short() -> None:
 
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
-    return _each_page(_apply_page, tmp_path_factory.mktemp("yaml"))
+    return _each_page(WITH_YAML, _apply_page, tmp_path_factory.mktemp("yaml"))
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("page", PAGES, ids=IDS)
+@pytest.mark.parametrize("page", WITH_YAML, ids=_ids(WITH_YAML))
 def test_yaml_blocks_parse_and_apply(page: Path, applied: Outcomes) -> None:
     _report(applied[page])
 
 
 def _apply_page(page: Path, home: Path) -> str | None:
-    ran = False
     for block in docskit.blocks(page):
-        if block.lang not in {"yaml", "yml"}:
+        if block.lang not in YAML_LANGS:
             continue
-        ran = True
         try:
             document = yaml.safe_load(block.text)
         except yaml.YAMLError as exc:
@@ -99,7 +105,7 @@ def _apply_page(page: Path, home: Path) -> str | None:
         if "fragment" in block.marks or not docskit.is_configuration(document):
             continue
         _apply(block, home / f"line-{block.line}")
-    return None if ran else NOTHING_TO_RUN
+    return None
 
 
 def _apply(block: Block, home: Path) -> None:
@@ -120,12 +126,12 @@ def _apply(block: Block, home: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
-    return _each_page(_run_page, tmp_path_factory.mktemp("shell"))
+    return _each_page(WITH_SHELL, _run_page, tmp_path_factory.mktemp("shell"))
 
 
 # The first test of each kind waits for every page; a loaded 2-core machine needs headroom.
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("page", PAGES, ids=IDS)
+@pytest.mark.parametrize("page", WITH_SHELL, ids=_ids(WITH_SHELL))
 def test_shell_blocks_run(page: Path, ran: Outcomes) -> None:
     _report(ran[page])
 
