@@ -15,8 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import typer.main
 import yaml
 
+from postroom.cli import app
+from postroom.settings import Settings
 from tests import docskit
 from tests.docshell import Session
 from tests.docskit import Block, Command
@@ -191,3 +194,26 @@ def _run(session: Session, command: Command) -> None:
 
 def _is_json(command: Command) -> bool:
     return command.expected.lstrip().startswith(("{", "["))
+
+
+# -- reference pages -------------------------------------------------------------------------
+
+
+def test_every_setting_is_in_the_settings_table() -> None:
+    page = (docskit.ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    missing = [n for n in Settings.model_fields if f"`POSTROOM_{n.upper()}`" not in page]
+    assert missing == []
+
+
+def test_every_command_is_in_the_cli_reference() -> None:
+    rows = [
+        line
+        for line in (docskit.ROOT / "docs" / "cli.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `")
+    ]
+    missing = []
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        for sub in getattr(command, "commands", None) or [""]:
+            if not any(f"`{name}" in row and sub in row for row in rows):
+                missing.append(f"{name} {sub}".strip())
+    assert missing == []
