@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +26,8 @@ from pathlib import Path
 
 from tests.docskit import ROOT, Command
 
-BIN = ROOT / ".venv" / "bin"
+# The interpreter running the tests is the one `postroom` is installed in (.venv/bin).
+BIN = Path(sys.executable).parent
 COMMAND_TIMEOUT = 60.0
 READY_TIMEOUT = 60.0
 
