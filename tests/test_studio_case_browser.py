@@ -55,6 +55,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             {"name": "Default", "address": "noreply@example.com", "host": "127.0.0.1",
              "port": srv.port, "security": "none"},
         ]  # fmt: skip
+        # A second type, without fields: chosen, the form falls back to free-form data.
+        records["case_types"].append(
+            {"class": "MyOrg-Notes-Work-Note", "class_group": "MyOrg-Notes-Work",
+             "label": "Note", "id_prefix": "N-"}
+        )  # fmt: skip
         pr.apply(records)
         pr.identity.create_admin(username=ADMIN, password=PASSWORD)
         with agent_running(pr), serving(pr, inbox) as base:
@@ -151,3 +156,20 @@ def test_a_case_that_cannot_send_is_shown_as_an_error(world: World, page: tuple[
     expect(notice).to_contain_text("CaseManager")
     expect(tab.locator("#case-history li.failed")).to_contain_text("email-failed")
     shot(tab, f"case-failed-{width}")
+
+
+def test_choosing_a_type_rebuilds_the_form(world: World, page: tuple[Page, str]) -> None:
+    pr, _, base = world
+    tab, width = page
+    tab.goto(base + "/cases")
+    expect(tab.get_by_label("Applicant")).to_be_visible()
+    with tab.expect_navigation():
+        tab.get_by_label("Case type").select_option(label="Note")
+    expect(tab).to_have_url(re.compile(r"case_type=MyOrg-Notes-Work-Note"))
+    expect(tab.get_by_label("Applicant")).to_have_count(0)
+    expect(tab.locator("#creation-emails")).to_contain_text("No email")
+    tab.get_by_label("Case data").fill(f"topic = width {width}")
+    tab.get_by_role("button", name="Create case").click()
+    expect(tab.locator(".notice")).to_have_class(re.compile(r"\bsuccess\b"))
+    case = pr.cases.get(tab.url.rsplit("/", 1)[-1])
+    assert case.data == {"topic": f"width {width}"}
