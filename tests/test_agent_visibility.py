@@ -32,7 +32,9 @@ def degraded_agent(pr: Postroom) -> str:
 
 def test_a_degraded_agent_is_shown_with_its_reason_everywhere(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
-    with Postroom(make_settings(url)) as pr:
+    # A long beat interval: the row is written once, and a loaded machine may take
+    # seconds to get through the CLI, the Studio and the API; it must not read as stale.
+    with Postroom(make_settings(url, heartbeat_interval=60)) as pr:
         agent_id = degraded_agent(pr)
         [info] = pr.agents()
         assert (info.state, info.reason, info.db_errors, info.sent) == ("degraded", REASON, 3, 7)
