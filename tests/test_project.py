@@ -39,6 +39,7 @@ def test_public_surface_is_exactly_all() -> None:
         "operators",
         "outbox",
         "records",
+        "catalog",
         "security",
         "settings",
         "transports",

@@ -419,12 +419,15 @@ def test_api_answers_422_naming_the_ad_hoc_subject(sqlite_postroom: Postroom) ->
                 "class_name": "A-B-C",
                 "subject": "{{ '%" + BIG + "d' % 1 }}",
                 "body": "<p>b</p>",
+                "template": True,
             },
             headers=tokens.send,
         )
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
-    detail = answer.json()["detail"]
-    assert detail.startswith("ad-hoc subject: "), detail
+    problem = answer.json()
+    detail = problem["detail"]
+    assert "ad-hoc subject: " in detail, detail
     assert "'%' formatting would build over" in detail
+    assert [e["field"] for e in problem["errors"]] == ["body.subject"]
     assert sqlite_postroom.outbox() == []

@@ -472,7 +472,7 @@ def test_nesting_too_deep_is_a_clear_refusal(sqlite_postroom: Postroom, source: 
         {"accounts": [{"name": "Default", "address": "a@example.com", "host": "127.0.0.1"}]}
     )
     with pytest.raises(TemplateLimitError, match="nested too deeply"):
-        sqlite_postroom.send(to=[CLIENT], subject="s", body=source)
+        sqlite_postroom.send(to=[CLIENT], subject="s", body=source, template=True)
     with pytest.raises(ConfigurationError, match="nested too deeply"):
         sqlite_postroom.apply(
             {"correspondence": [{"name": "Deep", "subject": "s", "html": source}]}
@@ -504,7 +504,7 @@ def test_a_slow_ad_hoc_template_does_not_hold_the_write_lock(
 
     def slow_send() -> None:
         try:
-            pr.send(to=[CLIENT], subject="s", body=SLOW)
+            pr.send(to=[CLIENT], subject="s", body=SLOW, template=True)
         except BaseException as exc:  # the time limit ends it, as it should
             failures.append(exc)
 
