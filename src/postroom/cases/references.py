@@ -48,7 +48,7 @@ def source_references(source: str) -> tuple[set[str], set[str]]:
     """The ``case.data`` keys ``source`` reads, and the correspondence it includes."""
     try:
         tree = _PARSER.parse(source)
-    except TemplateSyntaxError:
+    except (TemplateSyntaxError, RecursionError):
         return set(), set()  # apply refuses such a template with its own message
     found: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
