@@ -1,4 +1,4 @@
-"""Deleting records in the Studio, in Chromium at 1,280 px: confirm, delete, refusals.
+"""Deleting records in the Studio, in Chromium at 1,280 and 390 px: confirm, delete, refusals.
 
 One record of each type is deleted through its list page's button and the confirmation
 page; a record still in use is refused with the API's message, shown as an error.
@@ -19,6 +19,7 @@ from tests.studiokit import (
     ADMIN,
     CHROMIUM,
     PASSWORD,
+    PHONE,
     WIDE,
     launch,
     log_in_page,
@@ -60,10 +61,10 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, world: World) -> Iterator[Page]:
+@pytest.fixture(params=[WIDE, PHONE], ids=["wide", "phone"])
+def page(browser: Browser, world: World, request: pytest.FixtureRequest) -> Iterator[Page]:
     problems: list[str] = []
-    context = browser.new_context(viewport=WIDE)  # type: ignore[arg-type]
+    context = browser.new_context(viewport=request.param)
     opened = watch(context.new_page(), problems)
     log_in_page(opened, world[1])
     try:
@@ -79,6 +80,9 @@ def notice(page: Page) -> str:
 
 def test_one_record_of_each_type_is_deleted(world: World, page: Page) -> None:
     pr, base = world
+    # Each width deletes its own copy: the records the other width deleted come back.
+    apply_records(pr)
+    pr.apply({"keystores": [signing_keystore("Spare")]})
     for kind, key, what in [
         (catalog.ACCOUNTS, "Spare", "account Spare"),
         (catalog.AUTH_PROFILES, "unused", "profile unused"),
@@ -93,7 +97,7 @@ def test_one_record_of_each_type_is_deleted(world: World, page: Page) -> None:
         page.get_by_role("button", name=f"Delete {what}", exact=True).click()
         expect(page.get_by_role("heading", level=1)).to_have_text(f"Delete {kind.name} {key}?")
         if kind is catalog.ACCOUNTS:
-            shot(page, "delete-confirm-wide")
+            shot(page, f"delete-confirm-{page.viewport_size['width']}")
         page.get_by_role("button", name=f"Delete {kind.name} {key}").click()
         page.wait_for_url(re.compile(rf"/{kind.slug}$"))
         expect(page.locator("p.notice.success")).to_have_text(f"{kind.label} {key} deleted.")
@@ -111,7 +115,7 @@ def test_a_record_in_use_is_refused_as_an_error(world: World, page: Page) -> Non
     expect(error).to_have_text("Not deleted: auth profile entra is still used by account Graph.")
     expect(error).to_have_attribute("role", "alert")
     expect(page.locator("p.notice.success")).to_have_count(0)
-    shot(page, "delete-refused-wide")
+    shot(page, f"delete-refused-{page.viewport_size['width']}")
     catalog.record(pr, catalog.AUTH_PROFILES, "entra")
 
 
