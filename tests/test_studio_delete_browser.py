@@ -74,6 +74,12 @@ def page(browser: Browser, world: World, request: pytest.FixtureRequest) -> Iter
     assert not problems, "\n".join(problems)
 
 
+def width(page: Page) -> int:
+    size = page.viewport_size
+    assert size is not None
+    return size["width"]
+
+
 def notice(page: Page) -> str:
     return page.locator("p.notice").inner_text()
 
@@ -97,7 +103,7 @@ def test_one_record_of_each_type_is_deleted(world: World, page: Page) -> None:
         page.get_by_role("button", name=f"Delete {what}", exact=True).click()
         expect(page.get_by_role("heading", level=1)).to_have_text(f"Delete {kind.name} {key}?")
         if kind is catalog.ACCOUNTS:
-            shot(page, f"delete-confirm-{page.viewport_size['width']}")
+            shot(page, f"delete-confirm-{width(page)}")
         page.get_by_role("button", name=f"Delete {kind.name} {key}").click()
         page.wait_for_url(re.compile(rf"/{kind.slug}$"))
         expect(page.locator("p.notice.success")).to_have_text(f"{kind.label} {key} deleted.")
@@ -115,7 +121,7 @@ def test_a_record_in_use_is_refused_as_an_error(world: World, page: Page) -> Non
     expect(error).to_have_text("Not deleted: auth profile entra is still used by account Graph.")
     expect(error).to_have_attribute("role", "alert")
     expect(page.locator("p.notice.success")).to_have_count(0)
-    shot(page, f"delete-refused-{page.viewport_size['width']}")
+    shot(page, f"delete-refused-{width(page)}")
     catalog.record(pr, catalog.AUTH_PROFILES, "entra")
 
 
