@@ -40,6 +40,7 @@ def test_public_surface_is_exactly_all() -> None:
         "outbox",
         "records",
         "catalog",
+        "sending",
         "security",
         "settings",
         "transports",

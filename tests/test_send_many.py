@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import event
 
 from postroom import Postroom
-from postroom.app import MAX_SEND_MANY
 from postroom.cases.emails import EmailRequest
 from postroom.errors import InvalidFieldsError, MessageError, NoAccountError, NotFoundError
 from postroom.identity import Scope
 from postroom.outbox import OutboxStatus, Priority
+from postroom.sending import MAX_SEND_MANY
 from tests.apikit import client, issue_tokens
 from tests.conftest import make_settings
 from tests.fakes import smtp_server

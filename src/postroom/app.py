@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from postroom.accounts import DEFAULT_ACCOUNT, AccountStore, EmailAccount
+from postroom.accounts import AccountStore, EmailAccount
 from postroom.accounts.checks import check_account
 from postroom.accounts.connectivity import ConnectivityReport, Step
 from postroom.accounts.graph_check import token_step
@@ -22,43 +22,31 @@ from postroom.agent import AgentConfig, SenderAgent
 from postroom.agent.immediate import deliver_ids, run_in_own_loop
 from postroom.agent.registry import AgentInfo, list_agents, set_paused
 from postroom.auth import AuthProfile, AuthProfileStore, TokenCache
-from postroom.cases.adhoc import QueuedEmail, at_field, explained, prefixed
-from postroom.cases.emails import Composer, EmailRequest
-from postroom.cases.models import CaseType
+from postroom.cases.emails import Composer
 from postroom.cases.service import CaseService
-from postroom.cases.store import CaseTypeStore, add_history, load_case
+from postroom.cases.store import CaseTypeStore, add_history
 from postroom.config.apply import ApplyReport, apply_config, write_records
 from postroom.correspondence import CorrespondenceStore, RendererCache
 from postroom.db import create_db_engine, tables, upgrade
-from postroom.db.engine import reading
 from postroom.db.migrate import check_schema
-from postroom.errors import (
-    ConfigurationError,
-    InvalidFieldsError,
-    MessageError,
-    NotFoundError,
-    TemplateError,
-)
 from postroom.identity import Identity
 from postroom.keystores.models import Keystore
 from postroom.keystores.store import KeystoreStore
 from postroom.operators import OperatorStore
-from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, Priority, RetryPolicy
-from postroom.outbox.models import NewEmail
+from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, RetryPolicy
 from postroom.records import Change
 from postroom.security import SecretBox, load_secret_box
+from postroom.sending import Sending
 from postroom.settings import Settings
 from postroom.signing.sealer import Sealer
 from postroom.supervisor import TaskBoard
-from postroom.text import check_email, check_names
 from postroom.transports import Sender, TransportFactory, Transports
 
 log = logging.getLogger("postroom")
 T = TypeVar("T")
-MAX_SEND_MANY = 10_000  # one transaction: bounded so that a batch cannot hold the database
 
 
-class Postroom:
+class Postroom(Sending):
     """Postroom opened on one database."""
 
     def __init__(
@@ -283,176 +271,6 @@ class Postroom:
                     detail=f"outbox #{outbox_id} {done}",
                 )
             return entry
-
-    # --- sending ------------------------------------------------------------------------
-
-    def send(
-        self,
-        *,
-        to: Sequence[str],
-        subject: str | None = None,
-        body: str | None = None,
-        correspondence: str | None = None,
-        class_name: str | None = None,
-        case_id: str | None = None,
-        cc: Sequence[str] = (),
-        bcc: Sequence[str] = (),
-        priority: Priority = Priority.NORMAL,
-        send_after: datetime | None = None,
-        expires_at: datetime | None = None,
-        template: bool = False,
-        record: Callable[[Connection, list[int]], None] | None = None,
-    ) -> int:
-        """Queue an ad-hoc email; the account is resolved from the case's class or ``class_name``.
-
-        ``subject`` and ``body`` (HTML) are sent as written; ``template=True`` renders them
-        as templates. Returns the outbox id; :meth:`queue_email` also says which account
-        was chosen and why. Errors (no account, template, address, missing certificate)
-        are raised here, naming the field they come from.
-        """
-        return self.queue_email(
-            to=to, subject=subject, body=body, correspondence=correspondence,
-            class_name=class_name, case_id=case_id, cc=cc, bcc=bcc, priority=priority,
-            send_after=send_after, expires_at=expires_at, template=template,
-            record=(lambda conn, queued: record(conn, list(queued.ids))) if record else None,
-        ).ids[0]  # fmt: skip
-
-    def queue_email(
-        self,
-        *,
-        to: Sequence[str],
-        subject: str | None = None,
-        body: str | None = None,
-        correspondence: str | None = None,
-        class_name: str | None = None,
-        case_id: str | None = None,
-        cc: Sequence[str] = (),
-        bcc: Sequence[str] = (),
-        priority: Priority = Priority.NORMAL,
-        send_after: datetime | None = None,
-        expires_at: datetime | None = None,
-        template: bool = False,
-        record: Callable[[Connection, QueuedEmail], None] | None = None,
-    ) -> QueuedEmail:
-        """:meth:`send`, answering the outbox ids, the account chosen, why, and warnings.
-
-        An email the account encrypts for some recipients only is two rows (encrypted,
-        then unencrypted). A ``class_name`` that is no case type and has no account of
-        its own still sends (from a parent's account or Default), with a warning.
-        ``record`` is called with the answer in the transaction that queues the email.
-        """
-        request = EmailRequest.addressed(
-            to=to, cc=cc, bcc=bcc, correspondence=correspondence, subject=subject, body=body,
-            priority=priority, send_after=send_after, expires_at=expires_at, template=template,
-        )  # fmt: skip
-        check_email(request)
-        check_names(class_name=class_name, case_id=case_id)
-        # Composed (templates rendered) before the writing transaction: on SQLite a
-        # slow template must not hold the write lock that every other writer waits for.
-        with reading(self.engine) as conn:
-            with at_field("case_id"):
-                case = load_case(conn, case_id, details=False) if case_id else None
-            resolved_class = case.case_type if case is not None else (class_name or DEFAULT_ACCOUNT)
-            ctype = self._case_type_or_none(conn, resolved_class)
-            composed = self.composer.batch(conn).compose(
-                request,
-                class_name=resolved_class,
-                case=case,
-                class_group=ctype.class_group if ctype is not None else None,
-                name_fields=True,
-                class_field="case_id" if case is not None else "class_name",
-            )
-        resolution = composed.resolution
-        with self.engine.begin() as conn:
-            ids = [self.outbox_store.enqueue(conn, email) for email in composed.emails]
-            if case is not None:
-                for outbox_id, email in zip(ids, composed.emails, strict=True):
-                    add_history(
-                        conn,
-                        case.id,
-                        actor="api",
-                        action="email-queued",
-                        detail=(
-                            f"'{email.subject}' to {', '.join(email.recipients)} queued as "
-                            f"outbox #{outbox_id}{composed.note(email)}; account "
-                            f"{resolution.account}: {resolution.reason}"
-                        ),
-                    )
-            queued = explained(
-                ids,
-                resolution,
-                class_name=resolved_class if case is not None or class_name else None,
-                known_type=ctype is not None,
-            )
-            if record is not None:
-                record(conn, queued)  # in the same transaction: see CaseService.create
-        return queued
-
-    def _case_type_or_none(self, conn: Connection, class_name: str) -> CaseType | None:
-        try:
-            return self.case_type_store.get(conn, class_name)
-        except NotFoundError:
-            return None
-
-    def send_many(
-        self,
-        requests: Sequence[EmailRequest],
-        *,
-        class_name: str = DEFAULT_ACCOUNT,
-        record: Callable[[Connection, list[int]], None] | None = None,
-    ) -> list[int]:
-        """Queue many ad-hoc emails in one transaction: all of them, or none.
-
-        The account and the templates are looked up once for the batch. Build each
-        request with :meth:`EmailRequest.addressed`. Returns every outbox id, in order;
-        an error names the request it comes from (``emails.3.to.1``) and nothing is
-        queued. :meth:`queue_many` also says which account was chosen and why.
-        """
-        if not requests:
-            return []
-        queued = self.queue_many(
-            requests,
-            class_name=class_name,
-            record=(lambda conn, q: record(conn, list(q.ids))) if record else None,
-        )
-        return list(queued.ids)
-
-    def queue_many(
-        self,
-        requests: Sequence[EmailRequest],
-        *,
-        class_name: str = DEFAULT_ACCOUNT,
-        record: Callable[[Connection, QueuedEmail], None] | None = None,
-    ) -> QueuedEmail:
-        """:meth:`send_many`, answering the outbox ids, the account chosen, why, and warnings."""
-        if len(requests) > MAX_SEND_MANY:
-            raise MessageError(f"at most {MAX_SEND_MANY:,} emails per call, not {len(requests):,}")
-        check_names(class_name=class_name)
-        with reading(self.engine) as conn:  # composed outside the write lock: see send()
-            ctype = self._case_type_or_none(conn, class_name)
-            group = ctype.class_group if ctype is not None else None
-            batch = self.composer.batch(conn)
-            with at_field("class_name"):  # the batch's class, not one email's
-                resolution = batch.resolve(class_name, class_group=group)
-            emails: list[NewEmail] = []
-            for number, request in enumerate(requests):
-                check_email(request, prefix=f"emails.{number}.")
-                try:
-                    composed = batch.compose(
-                        request, class_name=class_name, class_group=group, name_fields=True
-                    )
-                except InvalidFieldsError as exc:
-                    # The same kind of error, its fields under the request's index.
-                    raise prefixed(exc, f"emails.{number}.") from None
-                except (ConfigurationError, NotFoundError, TemplateError, MessageError) as exc:
-                    raise type(exc)(f"email {number}: {exc}") from None
-                emails.extend(composed.emails)
-        with self.engine.begin() as conn:
-            ids = self.outbox_store.enqueue_many(conn, emails)
-            queued = explained(ids, resolution, class_name=class_name, known_type=ctype is not None)
-            if record is not None:
-                record(conn, queued)  # in the same transaction: see CaseService.create
-        return queued
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
