@@ -340,13 +340,13 @@ def test_cases_are_searched_sorted_and_paged(postroom: Postroom) -> None:
     with postroom.engine.connect() as conn:
         page = search_cases(conn, CaseQuery(page_size=3, page=2))
         assert (page.total, page.pages) == (7, 3)
-        assert [c.id for c in page.cases] == ["L-4", "L-3", "L-2"]
-        assert [c.id for c in search_cases(conn, CaseQuery(text="NEEDLE")).cases] == ["L-4"]
-        assert [c.id for c in search_cases(conn, CaseQuery(text="done")).cases] == ["L-5"]
+        assert [c.id for c in page.items] == ["L-4", "L-3", "L-2"]
+        assert [c.id for c in search_cases(conn, CaseQuery(text="NEEDLE")).items] == ["L-4"]
+        assert [c.id for c in search_cases(conn, CaseQuery(text="done")).items] == ["L-5"]
         assert search_cases(conn, CaseQuery(text="loan")).total == 7  # the type
         assert search_cases(conn, CaseQuery(text="%")).total == 0  # a wildcard matches itself
         by_status = search_cases(conn, CaseQuery(sort=CaseSort.STATUS, descending=False))
-        assert by_status.cases[-1].id == "L-7"  # Done, then New by id
+        assert by_status.items[-1].id == "L-7"  # Done, then New by id
         assert search_cases(conn, CaseQuery(page=99, page_size=5)).page == 2
 
 

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from postroom import Postroom
+from postroom.db.paging import Page
 from postroom.outbox import OutboxStatus
-from postroom.outbox.search import OutboxPage, OutboxQuery, SortKey, search_outbox
+from postroom.outbox.models import OutboxEntry
+from postroom.outbox.search import OutboxQuery, SortKey, search_outbox
 from tests.conftest import make_settings
 
 
@@ -22,13 +24,13 @@ def pr(database_url: str) -> Iterator[Postroom]:
         yield opened
 
 
-def found(pr: Postroom, **query: object) -> OutboxPage:
+def found(pr: Postroom, **query: object) -> Page[OutboxEntry]:
     with pr.engine.connect() as conn:
         return search_outbox(conn, OutboxQuery(**query))  # type: ignore[arg-type]
 
 
-def subjects(page: OutboxPage) -> list[str]:
-    return [e.subject for e in page.entries]
+def subjects(page: Page[OutboxEntry]) -> list[str]:
+    return [e.subject for e in page.items]
 
 
 def test_text_matches_subject_recipient_and_message_id(pr: Postroom) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
 
 from postroom.cases.models import AttachmentInfo, Case, CaseType, HistoryEntry, Party
 from postroom.db import tables
+from postroom.db.paging import Page, contains, ordered, paged
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError
 from postroom.records import Change, upsert
@@ -249,40 +250,14 @@ class CaseQuery:
     page_size: int = 50
 
 
-@dataclass(frozen=True, slots=True)
-class CasePage:
-    """One page of matching cases (without attachments and history) and the total."""
-
-    cases: list[Case]
-    total: int
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max((self.total + self.page_size - 1) // self.page_size, 1)
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    @property
-    def has_previous(self) -> bool:
-        return self.page > 1
-
-
 def _case_matching(text: str) -> ColumnElement[bool]:
     t, p = tables.cases, tables.case_parties
-    # LIKE with the user's % and _ escaped, lower-cased on both sides: the same on
-    # SQLite and PostgreSQL.
     needle = text.strip().lower()
-    party = exists().where(
-        p.c.case_id == t.c.id, func.lower(p.c.address).contains(needle, autoescape=True)
-    )
+    party = exists().where(p.c.case_id == t.c.id, contains(p.c.address, needle))
     return or_(
-        func.lower(t.c.id).contains(needle, autoescape=True),
-        func.lower(t.c.status).contains(needle, autoescape=True),
-        func.lower(t.c.case_type).contains(needle, autoescape=True),
+        contains(t.c.id, needle),
+        contains(t.c.status, needle),
+        contains(t.c.case_type, needle),
         party,
     )
 
@@ -291,22 +266,22 @@ def _case_filtered(query: CaseQuery, base: Select[Any]) -> Select[Any]:
     return base.where(_case_matching(query.text)) if query.text.strip() else base
 
 
-def search_cases(conn: Connection, query: CaseQuery) -> CasePage:
-    """The page of cases matching ``query``, and how many match in all."""
+def search_cases(conn: Connection, query: CaseQuery) -> Page[Case]:
+    """The page of cases (without attachments and history) matching ``query``, and the total."""
     t = tables.cases
-    total = conn.execute(_case_filtered(query, select(func.count()).select_from(t))).scalar_one()
-    size = max(query.page_size, 1)
-    page = min(max(query.page, 1), max((total + size - 1) // size, 1))
     column = {
         CaseSort.CREATED: t.c.created_at,
         CaseSort.ID: t.c.id,
         CaseSort.STATUS: t.c.status,
         CaseSort.TYPE: t.c.case_type,
     }[query.sort]
-    # The id breaks ties, so paging is stable when many cases share a status or a type.
-    order = (column.desc(), t.c.id.desc()) if query.descending else (column.asc(), t.c.id.asc())
-    ids = conn.execute(
-        _case_filtered(query, select(t.c.id)).order_by(*order).limit(size).offset((page - 1) * size)
+    return paged(
+        conn,
+        _case_filtered(query, select(func.count()).select_from(t)),
+        listed=_case_filtered(query, select(t.c.id)).order_by(
+            *ordered(column, t.c.id, descending=query.descending)
+        ),
+        page=query.page,
+        page_size=query.page_size,
+        item=lambda row: load_case(conn, row.id, details=False),
     )
-    cases = [load_case(conn, i, details=False) for (i,) in ids]
-    return CasePage(cases=cases, total=total, page=page, page_size=size)

@@ -13,6 +13,7 @@ from typing import TypeVar
 from sqlalchemy import ColumnElement, Connection, Select, String, cast, func, or_, select
 
 from postroom.db import tables
+from postroom.db.paging import Page, contains, ordered, paged
 from postroom.outbox.models import OutboxEntry
 from postroom.outbox.status import OutboxStatus
 from postroom.outbox.store import _ENTRY_COLUMNS, _entry
@@ -56,38 +57,16 @@ class OutboxQuery:
     page_size: int = 50
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxPage:
-    """One page of matching entries and how many match in all."""
-
-    entries: list[OutboxEntry]
-    total: int
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max((self.total + self.page_size - 1) // self.page_size, 1)
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    @property
-    def has_previous(self) -> bool:
-        return self.page > 1
-
-
 def _matching(text: str) -> ColumnElement[bool]:
     needle = text.strip().lower()
     # A pasted Message-ID usually comes with its angle brackets; stored ones have them too,
     # but matching without them finds the id either way.
     bare = needle.strip("<>")
     return or_(
-        func.lower(t.c.subject).contains(needle, autoescape=True),
+        contains(t.c.subject, needle),
         # The recipients are JSON; their text holds every address, quoted.
-        func.lower(cast(t.c.recipients, String)).contains(bare, autoescape=True),
-        func.lower(t.c.message_id).contains(bare, autoescape=True),
+        contains(cast(t.c.recipients, String), bare),
+        contains(t.c.message_id, bare),
     )
 
 
@@ -103,21 +82,15 @@ def _filtered(query: OutboxQuery, base: _S) -> _S:
     return base
 
 
-def search_outbox(conn: Connection, query: OutboxQuery) -> OutboxPage:
+def search_outbox(conn: Connection, query: OutboxQuery) -> Page[OutboxEntry]:
     """The page of outbox entries matching ``query``, and the number matching in all."""
-    counted = _filtered(query, select(func.count()).select_from(t))
-    total: int = conn.execute(counted).scalar_one()
-    size = max(query.page_size, 1)
-    pages = max((total + size - 1) // size, 1)
-    page = min(max(query.page, 1), pages)
-    column = _SORT_COLUMNS[query.sort]
-    order = column.desc() if query.descending else column.asc()
     # id breaks ties so paging is stable when many rows share a status or a subject.
-    tiebreak = t.c.id.desc() if query.descending else t.c.id.asc()
-    rows = conn.execute(
-        _filtered(query, select(*_ENTRY_COLUMNS))
-        .order_by(order, tiebreak)
-        .limit(size)
-        .offset((page - 1) * size)
+    order = ordered(_SORT_COLUMNS[query.sort], t.c.id, descending=query.descending)
+    return paged(
+        conn,
+        _filtered(query, select(func.count()).select_from(t)),
+        listed=_filtered(query, select(*_ENTRY_COLUMNS)).order_by(*order),
+        page=query.page,
+        page_size=query.page_size,
+        item=_entry,
     )
-    return OutboxPage(entries=[_entry(r) for r in rows], total=total, page=page, page_size=size)

@@ -82,7 +82,7 @@ def _cases_page(
         status_code=status_code,
         title="Cases",
         found=found,
-        cases=found.cases,
+        cases=found.items,
         f=listing,
         sort_keys=[k.value for k in CaseSort],
         link=lambda **changes: _link({**listing, "page": found.page, **changes}),

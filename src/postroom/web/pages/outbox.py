@@ -59,7 +59,7 @@ def list_outbox(
         auth,
         title="Outbox",
         found=found,
-        entries=found.entries,
+        entries=found.items,
         statuses=[s.value for s in OutboxStatus],
         sort_keys=[k.value for k in SortKey],
         account_names=[a.name for a in pr.accounts()],
