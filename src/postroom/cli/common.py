@@ -23,6 +23,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from postroom.accounts.connectivity import Step
 from postroom.agent.health import Backoff, first_line, raise_if_fatal
 from postroom.app import Postroom
 from postroom.cli.preflight import check_database
@@ -79,6 +80,14 @@ def id_column(header: str, values: Iterable[str]) -> Column:
 def styled(*parts: str | tuple[str, str]) -> Text:
     """A line from plain strings and (text, style) pairs; nothing in it is parsed as markup."""
     return Text.assemble(*parts)
+
+
+def print_step(step: Step) -> None:
+    """One step of a test: a tick or a cross, its name and detail, then what to do about it."""
+    mark = ("✓ ", "green") if step.ok else ("✗ ", "red")
+    console.print(styled(mark, (step.name, "bold"), f" {step.detail}"))
+    if step.explanation:
+        console.print(styled(("    " + step.explanation, "yellow")))
 
 
 DatabaseOption = Annotated[

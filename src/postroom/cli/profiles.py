@@ -12,8 +12,8 @@ from postroom.cli.common import (
     mask,
     opened,
     print_json,
+    print_step,
     run_command,
-    styled,
     table,
 )
 from postroom.cli.kinds import delete_command
@@ -77,10 +77,7 @@ def test_profile(name: str) -> None:
     def body() -> None:
         with opened() as postroom:
             step = postroom.test_auth_profile(name)
-        mark = ("✓ ", "green") if step.ok else ("✗ ", "red")
-        console.print(styled(mark, (step.name, "bold"), f" {step.detail}"))
-        if step.explanation:
-            console.print(styled(("    " + step.explanation, "yellow")))
+        print_step(step)
         if not step.ok:
             raise SystemExit(1)
 

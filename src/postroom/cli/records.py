@@ -20,6 +20,7 @@ from postroom.cli.common import (
     mask,
     opened,
     print_json,
+    print_step,
     run_command,
     styled,
     table,
@@ -211,10 +212,7 @@ def test_account(name: str) -> None:
 
 def print_report(report: ConnectivityReport) -> None:
     for step in report.steps:
-        mark = ("✓ ", "green") if step.ok else ("✗ ", "red")
-        console.print(styled(mark, (step.name, "bold"), f" {step.detail}"))
-        if step.explanation:
-            console.print(styled(("    " + step.explanation, "yellow")))
+        print_step(step)
 
 
 @accounts_app.command("release")
