@@ -13,13 +13,15 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 from starlette.testclient import TestClient
 
 from postroom import Postroom
 from postroom.config.apply import parse_yaml
 from postroom.web import create_studio
+from tests.conftest import IN_CI
 from tests.test_server import free_port, wait_for
 
 ADMIN = "admin"
@@ -140,6 +142,47 @@ def reload_until(page: Page, done: Callable[[], bool], *, limit: float = 20.0) -
 def launch(p: Playwright) -> Browser:
     """Debian's Chromium, headless."""
     return p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+
+
+def skip_without_chromium() -> None:
+    """Skip the calling test module when Chromium is absent (never on CI, where it must be)."""
+    if not CHROMIUM.exists() and not IN_CI:
+        pytest.skip(
+            f"{CHROMIUM} is absent: the browser tests need Debian's chromium package",
+            allow_module_level=True,
+        )
+
+
+def browser_fixture() -> Any:
+    """A module's ``browser`` fixture: one headless Chromium for the whole module.
+
+    A browser module assigns it (``browser = browser_fixture()``) rather than a conftest
+    defining it, so only the modules that drive a browser have one.
+    """
+
+    def browser() -> Iterator[Browser]:
+        with sync_playwright() as p:
+            opened = launch(p)
+            try:
+                yield opened
+            finally:
+                opened.close()
+
+    return pytest.fixture(scope="module", name="browser")(browser)
+
+
+@contextmanager
+def logged_in_page(browser: Browser, base: str, *, viewport: dict[str, int]) -> Iterator[Page]:
+    """A page in a context of its own, logged in; it must see no console error or exception."""
+    problems: list[str] = []
+    context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+    opened = watch(context.new_page(), problems)
+    log_in_page(opened, base)
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert not problems, "\n".join(problems)
 
 
 def watch(page: Page, problems: list[str]) -> Page:

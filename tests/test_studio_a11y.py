@@ -11,38 +11,34 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from postroom import Postroom
 from postroom.devinbox.server import DevInbox
 from postroom.identity import Scope
 from postroom.outbox import OutboxStatus
-from tests.conftest import IN_CI, make_settings
+from tests.conftest import make_settings
 from tests.fakes import smtp_server
 from tests.studiokit import (
     ADMIN,
-    CHROMIUM,
     PASSWORD,
     PHONE,
     WIDE,
     accessibility_problems,
     agent_running,
+    browser_fixture,
     hold_live_updates,
-    launch,
     layout_problems,
     log_in_page,
     mortgage_records,
     serving,
     shot,
+    skip_without_chromium,
     watch,
 )
 from tests.test_server import free_port, wait_for
 
-if not CHROMIUM.exists() and not IN_CI:
-    pytest.skip(
-        f"{CHROMIUM} is absent: the browser tests need Debian's chromium package",
-        allow_module_level=True,
-    )
+skip_without_chromium()
 
 REFUSED = "refused@example.net"
 CASE_TYPE = "MyOrg-Mortgage-Work-MortgageRequest"
@@ -121,14 +117,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[t
             yield base, pages
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = launch(p)
-        try:
-            yield browser
-        finally:
-            browser.close()
+browser = browser_fixture()
 
 
 @pytest.mark.parametrize("viewport", [WIDE, PHONE], ids=["1280", "390"])

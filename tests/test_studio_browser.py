@@ -16,13 +16,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect
 
 from postroom import Postroom
 from postroom.db.types import utcnow
 from postroom.identity import Scope
 from postroom.outbox import OutboxStatus
-from tests.conftest import IN_CI, make_settings
+from tests.conftest import make_settings
 from tests.fakes import ServerInfo, smtp_server
 from tests.studiokit import (
     ADMIN,
@@ -32,12 +32,13 @@ from tests.studiokit import (
     SHOTS,
     WIDE,
     agent_running,
-    launch,
+    browser_fixture,
     log_in_page,
     mortgage_records,
     reload_until,
     serving,
     shot,
+    skip_without_chromium,
     watch,
 )
 from tests.test_server import wait_for
@@ -56,11 +57,7 @@ __all__ = [
 REFUSED = "refused@example.net"
 CASE_TYPE = "MyOrg-Mortgage-Work-MortgageRequest"
 
-if not CHROMIUM.exists() and not IN_CI:
-    pytest.skip(
-        f"{CHROMIUM} is absent: the browser tests need Debian's chromium package",
-        allow_module_level=True,
-    )
+skip_without_chromium()
 
 World = tuple[Postroom, ServerInfo, str]
 
@@ -86,14 +83,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             yield pr, srv, base
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = launch(p)
-        try:
-            yield browser
-        finally:
-            browser.close()
+browser = browser_fixture()
 
 
 @pytest.fixture

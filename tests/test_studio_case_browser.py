@@ -10,33 +10,28 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from postroom import Postroom
-from tests.conftest import IN_CI, make_settings
+from tests.conftest import make_settings
 from tests.fakes import ServerInfo, smtp_server
 from tests.studiokit import (
     ADMIN,
-    CHROMIUM,
     PASSWORD,
     PHONE,
     WIDE,
     accessibility_problems,
     agent_running,
-    launch,
+    browser_fixture,
     layout_problems,
-    log_in_page,
+    logged_in_page,
     mortgage_records,
     serving,
     shot,
-    watch,
+    skip_without_chromium,
 )
 
-if not CHROMIUM.exists() and not IN_CI:
-    pytest.skip(
-        f"{CHROMIUM} is absent: the browser tests need Debian's chromium package",
-        allow_module_level=True,
-    )
+skip_without_chromium()
 
 World = tuple[Postroom, ServerInfo, str]
 
@@ -66,14 +61,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             yield pr, srv, base
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = launch(p)
-        try:
-            yield browser
-        finally:
-            browser.close()
+browser = browser_fixture()
 
 
 @pytest.fixture(params=[WIDE, PHONE], ids=["1280", "390"])
@@ -81,15 +69,8 @@ def page(
     request: pytest.FixtureRequest, world: World, browser: Browser
 ) -> Iterator[tuple[Page, str]]:
     viewport: dict[str, int] = request.param
-    problems: list[str] = []
-    context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
-    opened = watch(context.new_page(), problems)
-    log_in_page(opened, world[2])
-    try:
+    with logged_in_page(browser, world[2], viewport=viewport) as opened:
         yield opened, str(viewport["width"])
-    finally:
-        context.close()
-    assert not problems, "\n".join(problems)
 
 
 def fill_mortgage(page: Page, *, creator: str, applicant: str) -> None:

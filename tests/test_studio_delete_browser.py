@@ -10,31 +10,26 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from postroom import Postroom, catalog
 from postroom.errors import NotFoundError
-from tests.conftest import IN_CI, make_settings
+from tests.conftest import make_settings
 from tests.studiokit import (
     ADMIN,
-    CHROMIUM,
     PASSWORD,
     PHONE,
     WIDE,
-    launch,
-    log_in_page,
+    browser_fixture,
+    logged_in_page,
     mortgage_records,
     serving,
     shot,
-    watch,
+    skip_without_chromium,
 )
 from tests.test_record_kinds import apply_records, signing_keystore
 
-if not CHROMIUM.exists() and not IN_CI:
-    pytest.skip(
-        f"{CHROMIUM} is absent: the browser tests need Debian's chromium package",
-        allow_module_level=True,
-    )
+skip_without_chromium()
 
 World = tuple[Postroom, str]
 
@@ -51,27 +46,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             yield pr, base
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = launch(p)
-        try:
-            yield browser
-        finally:
-            browser.close()
+browser = browser_fixture()
 
 
 @pytest.fixture(params=[WIDE, PHONE], ids=["wide", "phone"])
 def page(browser: Browser, world: World, request: pytest.FixtureRequest) -> Iterator[Page]:
-    problems: list[str] = []
-    context = browser.new_context(viewport=request.param)
-    opened = watch(context.new_page(), problems)
-    log_in_page(opened, world[1])
-    try:
+    with logged_in_page(browser, world[1], viewport=request.param) as opened:
         yield opened
-    finally:
-        context.close()
-    assert not problems, "\n".join(problems)
 
 
 def width(page: Page) -> int:
