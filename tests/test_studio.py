@@ -593,3 +593,19 @@ def test_dashboard_chart_has_a_legend_a_time_zone_and_its_data(
     # The recent emails and the counts are refreshed in place by studio.js.
     assert 'id="recent-live" data-live' in shown
     assert 'id="queue-live" data-live' in shown
+
+
+def test_a_value_of_the_wrong_type_is_a_page_not_framework_json(client: TestClient) -> None:
+    csrf = log_in(client)
+    for got in (
+        client.get("/outbox/abc"),
+        client.get("/outbox/abc/body"),
+        client.post("/outbox/abc/retry", data={"csrf_token": csrf}),
+    ):
+        assert got.status_code == 404, got.text
+        assert got.headers["content-type"].startswith("text/html")
+        assert "There is nothing at /outbox/abc" in got.text
+        assert "int_parsing" not in got.text
+    paged = client.get("/outbox?page=many")
+    assert paged.status_code in (200, 422)
+    assert paged.headers["content-type"].startswith("text/html")

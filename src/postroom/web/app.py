@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
@@ -90,6 +91,28 @@ def _http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+def _invalid_request(request: Request, exc: Exception) -> Response:
+    """A path, query or form value of the wrong type, as a page rather than framework JSON.
+
+    A path part that cannot be an id (``/outbox/abc``) names nothing: it is a 404. A query
+    or form value the page cannot take is a 422 that names the value.
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    auth = _signed_in(request)
+    if any(e.get("loc", ("",))[0] == "path" for e in errors):
+        message = f"There is nothing at {request.url.path}."
+        return page(
+            request, "error.html", auth, status_code=404, title="Not found", message=message
+        )
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'value'}: "
+        f"{str(e.get('msg', 'invalid')).removeprefix('Value error, ')}"
+        for e in errors
+    )
+    return page(request, "error.html", auth, status_code=422, title="Not saved", message=problems)
+
+
 def _too_large(scope: Scope, limit: int) -> Response:
     return _http_error(Request(scope), ContentTooLarge(limit))
 
@@ -117,6 +140,7 @@ def create_studio(postroom: Postroom, *, inbox_dir: Path | None = None) -> FastA
     studio.add_exception_handler(LoginRequiredError, _login_required)
     studio.add_exception_handler(NotFoundError, _not_found)
     studio.add_exception_handler(HTTPException, _http_error)
+    studio.add_exception_handler(RequestValidationError, _invalid_request)
     studio.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (
         auth,
