@@ -336,7 +336,7 @@ def busy_port_command(cwd: Path, port: int) -> list[tuple[list[str], str]]:
     return [
         (["demo", "--port", str(port), "--config", EXAMPLE], "--port"),
         (["dev-inbox", "--port", str(port), "--dir", str(cwd / "inbox")], "--port"),
-        (["serve", "--port", str(port)], "--port"),
+        (["serve", "--port", str(port)], "--port or POSTROOM_PORT"),
         (
             ["serve", "--demo", "--port", str(free_port()), "--inbox-port", str(port),
              "--config", EXAMPLE],
@@ -371,5 +371,10 @@ def test_a_busy_port_is_said_at_once_naming_the_flag(tmp_path: Path) -> None:
             assert done.stdout == ""
             assert took < start_up + 3, timings
     print("busy port reported in:", "; ".join(timings))
+    bad_host = postroom_cli("serve", "--host", "999.1.1.1", cwd=tmp_path)
+    assert bad_host.returncode == 2
+    line = one_error_line(bad_host)
+    assert line.startswith("error: cannot listen on 999.1.1.1: "), line
+    assert line.endswith("choose another with --host or POSTROOM_HOST"), line
     assert not (tmp_path / "postroom.db").exists()  # nothing was started or created
     assert not (tmp_path / "postroom-demo").exists()

@@ -50,13 +50,20 @@ def shown_path(url: str) -> str:
     return url.partition(":///")[2].split("?", 1)[0]
 
 
-def check_can_listen(host: str, port: int, *, flag: str = "--port") -> None:
+def check_can_listen(
+    host: str, port: int, *, flag: str = "--port", host_flag: str = "--host"
+) -> None:
     """Raise :class:`ConfigurationError`, naming ``flag``, unless ``host:port`` is free now.
 
     Checked before anything slow starts: a busy port is said at once.
     """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:  # the address, not the port, is wrong
+        raise ConfigurationError(
+            f"cannot listen on {host}: {exc.strerror or exc}; choose another with {host_flag}"
+        ) from None
+    try:
         family, kind, proto, _, address = infos[0]
         with socket.socket(family, kind, proto) as probe:
             # As the servers bind: a port in TIME_WAIT is free, one listened on is not.

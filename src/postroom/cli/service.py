@@ -69,7 +69,12 @@ def serve(
         configure_logging(settings.log_level)
         # Said before anything starts: uvicorn would say it after the agent had started,
         # and exit with a code of its own; the dev inbox after a 10 s timeout.
-        check_can_listen(settings.host, settings.port)
+        check_can_listen(
+            settings.host,
+            settings.port,
+            flag="--port or POSTROOM_PORT",
+            host_flag="--host or POSTROOM_HOST",
+        )
         chosen_inbox_port = 0
         if demo:
             if inbox_port is not None:
@@ -95,8 +100,10 @@ def serve(
                     )
                 )
                 console.print(f"applied {config}: {len(report.changes)} records")
+                taken = "" if inbox_port or chosen_inbox_port == 1025 else "port 1025 is taken: "
                 console.print(
-                    f"dev inbox on 127.0.0.1:{chosen_inbox_port}, keeping mail in {inbox_dir}"
+                    f"{taken}dev inbox on 127.0.0.1:{chosen_inbox_port}, keeping mail in "
+                    f"{inbox_dir}"
                 )
                 _print_demo_login(postroom)
             elif not postroom.identity.admins():
