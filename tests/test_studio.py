@@ -442,8 +442,13 @@ def test_api_tokens_are_created_shown_once_and_revoked(client: TestClient, pr: P
     assert "crm" in listed.text
     assert value not in listed.text  # shown once, never again
     assert value.rsplit("_", 1)[1] not in listed.text
+    asked = client.post(f"/tokens/{token.id}/revoke", data={"csrf_token": csrf})
+    assert asked.status_code == 200
+    assert pr.identity.authenticate(value) is not None  # only asked, not yet revoked
     revoked = client.post(
-        f"/tokens/{token.id}/revoke", data={"csrf_token": csrf}, follow_redirects=False
+        f"/tokens/{token.id}/revoke",
+        data={"csrf_token": csrf, "confirm": "1"},
+        follow_redirects=False,
     )
     assert revoked.status_code == 303
     assert pr.identity.authenticate(value) is None
@@ -565,7 +570,11 @@ def test_a_live_refresh_leaves_the_notice_to_the_next_page(
     csrf = log_in(client)
     pr.identity.create_token(name="crm", scopes={Scope.SEND})
     [token] = pr.identity.list_tokens()
-    client.post(f"/tokens/{token.id}/revoke", data={"csrf_token": csrf}, follow_redirects=False)
+    client.post(
+        f"/tokens/{token.id}/revoke",
+        data={"csrf_token": csrf, "confirm": "1"},
+        follow_redirects=False,
+    )
     live = client.get("/outbox", headers={"X-Postroom-Live": "1"})
     assert "(crm) revoked." not in live.text
     assert "(crm) revoked." in client.get("/tokens").text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from postroom.errors import PostroomError
+from postroom.errors import NotFoundError, PostroomError
 from postroom.identity import IssuedToken, Scope
 from postroom.web import forms
 from postroom.web.render import page, redirect
@@ -59,5 +59,22 @@ def create_token(request: Request, auth: LoggedIn, form: Form) -> Response:
 
 @router.post("/tokens/{token_id}/revoke")
 def revoke_token(request: Request, auth: LoggedIn, form: Form, token_id: str) -> Response:
-    token = postroom_of(request).identity.revoke_token(token_id)
+    identity = postroom_of(request).identity
+    if not forms.checked(form, "confirm"):
+        # Asked first, as every delete is, and without JavaScript: applications still
+        # using the token stop working the moment it is revoked.
+        token = next((t for t in identity.list_tokens() if t.id == token_id), None)
+        if token is None:
+            raise NotFoundError(f"no API token with id {token_id!r}")
+        return page(
+            request,
+            "confirm_delete.html",
+            auth,
+            title=f"Revoke token {token.name} ({token.id})?",
+            message=f"Revoke token {token.name} ({token.id})? Applications using it will get 401.",
+            button=f"Revoke token {token.name} ({token.id})",
+            action=f"/tokens/{token.id}/revoke",
+            back="/tokens",
+        )
+    token = identity.revoke_token(token_id)
     return redirect(request, "/tokens", f"Token {token.id} ({token.name}) revoked.")

@@ -1,0 +1,66 @@
+"""Rough edges a new user met: confirming a token revoke, admin commands, template errors."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from postroom import Postroom
+from postroom.identity import Scope
+from tests.conftest import make_settings
+from tests.studiokit import log_in, mortgage_records, studio_client
+
+
+@pytest.fixture
+def pr(tmp_path: Path) -> Iterator[Postroom]:
+    with Postroom(make_settings(f"sqlite:///{tmp_path / 'review.db'}")) as opened:
+        opened.apply(mortgage_records())
+        yield opened
+
+
+@pytest.fixture
+def client(pr: Postroom) -> Iterator[TestClient]:
+    with studio_client(pr) as c:
+        yield c
+
+
+def test_revoking_a_token_in_the_studio_asks_first(client: TestClient, pr: Postroom) -> None:
+    csrf = log_in(client)
+    issued = pr.identity.create_token(name="tour", scopes={Scope.SEND})
+    token = issued.token
+    url = f"/tokens/{token.id}/revoke"
+
+    asked = client.post(url, data={"csrf_token": csrf}, follow_redirects=False)
+    assert asked.status_code == 200
+    text = html.unescape(asked.text)
+    assert f"Revoke token tour ({token.id})? Applications using it will get 401." in text
+    assert 'name="confirm" value="1"' in asked.text
+    assert f'action="{url}"' in asked.text
+    assert 'href="/tokens"' in asked.text  # the way back, without revoking
+    assert pr.identity.authenticate(issued.value) is not None
+
+    done = client.post(url, data={"csrf_token": csrf, "confirm": "1"}, follow_redirects=False)
+    assert done.status_code == 303
+    assert pr.identity.authenticate(issued.value) is None
+    assert f"Token {token.id} (tour) revoked." in html.unescape(client.get("/tokens").text)
+
+
+def test_revoking_an_unknown_token_is_a_404(client: TestClient) -> None:
+    csrf = log_in(client)
+    missing = client.post("/tokens/nope/revoke", data={"csrf_token": csrf})
+    assert missing.status_code == 404
+
+
+def test_revoke_buttons_of_tokens_with_one_name_say_which_token(
+    client: TestClient, pr: Postroom
+) -> None:
+    log_in(client)
+    first = pr.identity.create_token(name="tour", scopes={Scope.SEND}).token
+    second = pr.identity.create_token(name="tour", scopes={Scope.ADMIN}).token
+    listed = client.get("/tokens").text
+    assert f'<span class="sr"> token tour ({first.id})</span>' in listed
+    assert f'<span class="sr"> token tour ({second.id})</span>' in listed
