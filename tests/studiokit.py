@@ -7,7 +7,7 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -21,7 +21,8 @@ from starlette.testclient import TestClient
 from postroom import Postroom
 from postroom.config.apply import parse_yaml
 from postroom.web import create_studio
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, make_settings
+from tests.fakes import ServerInfo, smtp_server
 from tests.test_server import free_port, wait_for
 
 ADMIN = "admin"
@@ -99,6 +100,30 @@ def serving(pr: Postroom, inbox_dir: Path) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=15)
         assert not thread.is_alive(), "uvicorn did not stop in time"
+
+
+@contextmanager
+def mortgage_studio(
+    tmp: Path, *, case_types: Sequence[dict[str, Any]] = ()
+) -> Iterator[tuple[Postroom, ServerInfo, str]]:
+    """The reference records (plus ``case_types``) sending to a test SMTP server, an admin,
+    a running agent and the studio served: the Postroom, the SMTP server and the base URL."""
+    inbox = tmp / "inbox"
+    inbox.mkdir()
+    with (
+        smtp_server() as srv,
+        Postroom(make_settings(f"sqlite:///{tmp / 'studio.db'}")) as pr,
+    ):
+        records = mortgage_records()
+        records["accounts"] = [
+            {"name": "Default", "address": "noreply@example.com", "host": "127.0.0.1",
+             "port": srv.port, "security": "none"},
+        ]  # fmt: skip
+        records["case_types"].extend(case_types)
+        pr.apply(records)
+        pr.identity.create_admin(username=ADMIN, password=PASSWORD)
+        with agent_running(pr), serving(pr, inbox) as base:
+            yield pr, srv, base
 
 
 @contextmanager

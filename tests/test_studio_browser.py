@@ -22,8 +22,7 @@ from postroom import Postroom
 from postroom.db.types import utcnow
 from postroom.identity import Scope
 from postroom.outbox import OutboxStatus
-from tests.conftest import make_settings
-from tests.fakes import ServerInfo, smtp_server
+from tests.fakes import ServerInfo
 from tests.studiokit import (
     ADMIN,
     CHROMIUM,
@@ -34,7 +33,7 @@ from tests.studiokit import (
     agent_running,
     browser_fixture,
     log_in_page,
-    mortgage_records,
+    mortgage_studio,
     reload_until,
     serving,
     shot,
@@ -64,23 +63,9 @@ World = tuple[Postroom, ServerInfo, str]
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("studio")
-    inbox = tmp / "inbox"
-    inbox.mkdir()
-    with (
-        smtp_server() as srv,
-        Postroom(make_settings(f"sqlite:///{tmp / 'studio.db'}")) as pr,
-    ):
+    with mortgage_studio(tmp_path_factory.mktemp("studio")) as (pr, srv, base):
         srv.sink.rcpt_replies[REFUSED] = "550 5.1.1 no such user"
-        records = mortgage_records()
-        records["accounts"] = [
-            {"name": "Default", "address": "noreply@example.com", "host": "127.0.0.1",
-             "port": srv.port, "security": "none"},
-        ]  # fmt: skip
-        pr.apply(records)
-        pr.identity.create_admin(username=ADMIN, password=PASSWORD)
-        with agent_running(pr), serving(pr, inbox) as base:
-            yield pr, srv, base
+        yield pr, srv, base
 
 
 browser = browser_fixture()

@@ -13,20 +13,15 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from postroom import Postroom
-from tests.conftest import make_settings
-from tests.fakes import ServerInfo, smtp_server
+from tests.fakes import ServerInfo
 from tests.studiokit import (
-    ADMIN,
-    PASSWORD,
     PHONE,
     WIDE,
     accessibility_problems,
-    agent_running,
     browser_fixture,
     layout_problems,
     logged_in_page,
-    mortgage_records,
-    serving,
+    mortgage_studio,
     shot,
     skip_without_chromium,
 )
@@ -38,27 +33,11 @@ World = tuple[Postroom, ServerInfo, str]
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("case-studio")
-    inbox = tmp / "inbox"
-    inbox.mkdir()
-    with (
-        smtp_server() as srv,
-        Postroom(make_settings(f"sqlite:///{tmp / 'studio.db'}")) as pr,
-    ):
-        records = mortgage_records()
-        records["accounts"] = [
-            {"name": "Default", "address": "noreply@example.com", "host": "127.0.0.1",
-             "port": srv.port, "security": "none"},
-        ]  # fmt: skip
-        # A second type, without fields: chosen, the form falls back to free-form data.
-        records["case_types"].append(
-            {"class": "MyOrg-Notes-Work-Note", "class_group": "MyOrg-Notes-Work",
-             "label": "Note", "id_prefix": "N-"}
-        )  # fmt: skip
-        pr.apply(records)
-        pr.identity.create_admin(username=ADMIN, password=PASSWORD)
-        with agent_running(pr), serving(pr, inbox) as base:
-            yield pr, srv, base
+    # A second type, without fields: chosen, the form falls back to free-form data.
+    note = {"class": "MyOrg-Notes-Work-Note", "class_group": "MyOrg-Notes-Work",
+            "label": "Note", "id_prefix": "N-"}  # fmt: skip
+    with mortgage_studio(tmp_path_factory.mktemp("case-studio"), case_types=[note]) as world:
+        yield world
 
 
 browser = browser_fixture()
