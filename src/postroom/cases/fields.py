@@ -126,7 +126,8 @@ def coerce(field: CaseField, value: Any) -> Any:
         try:
             return check_address(value.strip(), what="it")
         except ValueError as exc:
-            raise ValueError(f"is not a valid email address ({exc})") from None
+            # "it 'x' is not a valid email address: …" without the repeated value.
+            raise ValueError(str(exc).removeprefix(f"it {value.strip()!r}").lstrip(": ")) from None
     # A choice: a number typed on the command line matches the option written as text.
     text = json.dumps(value) if isinstance(value, int | float) else value
     if not isinstance(text, str) or text not in field.options:

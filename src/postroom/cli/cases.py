@@ -94,7 +94,10 @@ def show(case_id: str, json: JsonOption = False) -> None:
 
 
 @cases_app.command("list")
-def list_cases(limit: int = 20, json: JsonOption = False) -> None:
+def list_cases(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many cases")] = 20,
+    json: JsonOption = False,
+) -> None:
     """List the newest cases."""
 
     def body() -> None:

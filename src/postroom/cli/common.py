@@ -241,7 +241,8 @@ def usage_problem(exc: Any) -> str:
     """A usage error on one line, naming the argument or option as ``--help`` shows it."""
     param = getattr(exc, "param", None)
     if type(exc) is click_errors.BadParameter and param is not None:
-        message = f"{_flag(param)}: {exc.message}"
+        # Pydantic's "Value error, " prefix says nothing to a user of the command line.
+        message = f"{_flag(param)}: {exc.message.replace('Value error, ', '')}"
     else:
         message = exc.format_message()
     message = " ".join(message.split())

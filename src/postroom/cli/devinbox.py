@@ -165,7 +165,8 @@ def show_inbox(
         messages = read_inbox(_folder(ctx, directory))
         if not 1 <= number <= len(messages):
             raise NotFoundError(
-                f"no message {number}: the dev inbox holds {len(messages)} messages"
+                f"no message {number}: the dev inbox holds {len(messages)} "
+                f"message{'' if len(messages) == 1 else 's'}"
             )
         if json:
             print_json(message_json(number, messages[number - 1], full=True))
