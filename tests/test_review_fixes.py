@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
 from postroom import Postroom
+from postroom.cli import app
 from postroom.identity import Scope
 from tests.conftest import make_settings
 from tests.studiokit import log_in, mortgage_records, studio_client
@@ -64,3 +66,33 @@ def test_revoke_buttons_of_tokens_with_one_name_say_which_token(
     listed = client.get("/tokens").text
     assert f'<span class="sr"> token tour ({first.id})</span>' in listed
     assert f'<span class="sr"> token tour ({second.id})</span>' in listed
+
+
+ADMIN_PASSWORD = "correct horse battery"
+
+
+def test_admin_commands_check_the_user_before_asking_for_a_password(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = ["--database-url", f"sqlite:///{tmp_path / 'admins.db'}"]
+    env = {"POSTROOM_SECRET_KEY": "k" * 32}
+    typed = f"{ADMIN_PASSWORD}\n{ADMIN_PASSWORD}\n"
+    made = runner.invoke(app, [*db, "admin", "create", "ops"], input=typed, env=env)
+    assert made.exit_code == 0, made.output
+    assert "password:" in made.output  # asked, as a new user needs one
+    assert "admin user ops created" in made.output
+
+    nobody = runner.invoke(app, [*db, "admin", "password", "nobody"], input=typed, env=env)
+    assert nobody.exit_code != 0
+    assert "no admin user named 'nobody'" in nobody.output
+    assert "password:" not in nobody.output
+    assert "again" not in nobody.output
+
+    taken = runner.invoke(app, [*db, "admin", "create", "ops"], input=typed, env=env)
+    assert taken.exit_code != 0
+    assert "an admin user named 'ops' already exists" in taken.output
+    assert "again" not in taken.output
+    assert "password:" not in taken.output.lower()
+
+    changed = runner.invoke(app, [*db, "admin", "password", "ops"], input=typed, env=env)
+    assert changed.exit_code == 0, changed.output
+    assert "password of ops changed" in changed.output

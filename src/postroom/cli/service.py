@@ -28,7 +28,7 @@ from postroom.cli.common import (
 from postroom.cli.preflight import check_can_listen, free_port
 from postroom.demo import demo_environment, live_agents
 from postroom.devinbox.server import DEFAULT_DIRECTORY
-from postroom.errors import ConfigurationError, StateError
+from postroom.errors import ConfigurationError, NotFoundError, StateError
 from postroom.identity import Scope
 from postroom.identity.tokens import ApiToken
 
@@ -177,8 +177,15 @@ def create_admin(username: str, password_stdin: PasswordStdin = False) -> None:
     """Create an Admin Studio user (the password is asked for, never an argument)."""
 
     def body() -> None:
-        password = _read_password(password_stdin)
         with opened(create=True) as postroom:
+            # Checked before the prompts: typing a password twice only to learn that the
+            # name is taken wastes both.
+            with postroom.engine.connect() as conn:
+                if postroom.identity.users.exists(conn, username.strip()):
+                    raise ConfigurationError(
+                        f"an admin user named {username.strip()!r} already exists"
+                    )
+            password = _read_password(password_stdin)
             user = postroom.identity.create_admin(username=username, password=password)
         console.print(f"admin user {user.username} created")
 
@@ -190,9 +197,13 @@ def set_password(username: str, password_stdin: PasswordStdin = False) -> None:
     """Set a new password for an Admin Studio user."""
 
     def body() -> None:
-        password = _read_password(password_stdin)
-        with opened() as postroom, postroom.engine.begin() as conn:
-            postroom.identity.users.set_password(conn, username=username, password=password)
+        with opened() as postroom:
+            with postroom.engine.connect() as conn:
+                if not postroom.identity.users.exists(conn, username):
+                    raise NotFoundError(f"no admin user named {username!r}")
+            password = _read_password(password_stdin)
+            with postroom.engine.begin() as conn:
+                postroom.identity.users.set_password(conn, username=username, password=password)
         console.print(f"password of {username} changed")
 
     run_command(body)
