@@ -259,3 +259,11 @@ class Case(BaseModel):
     parties: list[Party] = Field(default_factory=list)
     attachments: list[AttachmentInfo] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
+
+    def failed_emails(self, *, since: int = 0) -> list[str]:
+        """Why emails of this case could not be queued, from history entry ``since`` on.
+
+        A step whose email cannot be built (no work party for a role, say) does not undo
+        the case change: it is recorded, and whoever made the change is told.
+        """
+        return [h.detail for h in self.history[since:] if h.action == "email-failed"]

@@ -60,6 +60,12 @@ def print_case(case: Case) -> None:
         console.print(rows)
 
 
+def warn_failed(failed: list[str]) -> None:
+    """The change stands, but what it was to send did not go: said on stderr."""
+    for reason in failed:
+        err_console.print(styled(("warning: ", "bold yellow"), f"email not sent: {reason}"))
+
+
 @cases_app.command("create")
 def create(
     case_type: Annotated[
@@ -74,6 +80,7 @@ def create(
         with opened() as postroom:
             case = postroom.cases.create(case_type, data=parse_data(data or []), operator=operator)
         print_case(case)
+        warn_failed(case.failed_emails())
 
     run_command(body)
 
@@ -127,7 +134,10 @@ def set_status(
 
     def body() -> None:
         with opened() as postroom:
-            print_case(postroom.cases.set_status(case_id, status, operator=operator))
+            before = len(postroom.cases.get(case_id).history)
+            case = postroom.cases.set_status(case_id, status, operator=operator)
+        print_case(case)
+        warn_failed(case.failed_emails(since=before))
 
     run_command(body)
 

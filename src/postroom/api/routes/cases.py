@@ -76,7 +76,7 @@ def router(postroom: Postroom) -> APIRouter:
             case = result
         response.headers["Location"] = _location(request, case.id)
         deprecated(response, body.deprecated_names)
-        return CaseView.of(case)
+        return CaseView.of(case, warnings=case.failed_emails())
 
     @api.get("/cases", dependencies=[admin], summary="The newest cases (admin)")
     def recent_cases(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[CaseView]:
@@ -91,11 +91,11 @@ def router(postroom: Postroom) -> APIRouter:
     def set_status(case_id: str, body: StatusChange, token: SendToken) -> CaseView:
         """Move the case to a status; entering it fires that status's emails."""
         check_case(engine, token, case_id)
-        postroom.cases.get(case_id)  # 404 for the case; a missing operator is a 422
+        # 404 for the case; a missing operator is a 422
+        before = len(postroom.cases.get(case_id).history)
         with at_field("status"), referenced("operator"):
-            return CaseView.of(
-                postroom.cases.set_status(case_id, body.status, operator=body.operator)
-            )
+            case = postroom.cases.set_status(case_id, body.status, operator=body.operator)
+        return CaseView.of(case, warnings=case.failed_emails(since=before))
 
     @api.post("/cases/{case_id}/attachments", status_code=201, responses=_CHANGE)
     def attach(

@@ -88,15 +88,20 @@ class CaseView(Case):
         json_schema_extra={"deprecated": True},
     )
 
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Emails this change was to send but could not (e.g. a work party "
+        "without an address); the change itself stands",
+    )
+
     @classmethod
-    def of(cls, case: Case) -> CaseView:
-        return cls.model_validate({**dict(case), "class_name": case.case_type})
+    def of(cls, case: Case, *, warnings: list[str] | None = None) -> CaseView:
+        values = {**dict(case), "class_name": case.case_type, "warnings": warnings or []}
+        return cls.model_validate(values)
 
 
 class StatusChange(BaseModel):
     """A case's new status; entering it fires the case type's steps for it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model_config = ConfigDict(
         extra="forbid",

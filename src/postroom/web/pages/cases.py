@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from postroom.cases.models import Case, CaseType
+from postroom.cases.models import CaseType
 from postroom.cases.service import MAX_ATTACHMENT_BYTES
 from postroom.cases.store import CaseQuery, CaseSort, search_cases
 from postroom.errors import InvalidFieldsError, NotFoundError, PostroomError
@@ -134,7 +134,7 @@ def create_case(request: Request, auth: LoggedIn, form: Form) -> Response:
             request, auth, case_type=name, values=shown, error=str(exc), status_code=422
         )
     target = f"/cases/{quote(case.id, safe='')}"
-    failed = _failed(case)
+    failed = case.failed_emails()
     if failed:
         # The case stands, but what its creation was to send did not go: an error to
         # see now, not a success to read past.
@@ -171,19 +171,14 @@ def set_status(request: Request, auth: LoggedIn, form: Form, case_id: str) -> Re
     target = f"/cases/{quote(case_id, safe='')}"
     cases = postroom_of(request).cases
     try:
-        before = len(_failed(cases.get(case_id)))
-        failed = _failed(cases.set_status(case_id, status))[before:]
+        before = len(cases.get(case_id).history)
+        failed = cases.set_status(case_id, status).failed_emails(since=before)
     except PostroomError as exc:
         return redirect(request, target, f"Status not changed: {exc}", level="error")
     if failed:
         notice = f"Status set to {status}, but its email could not be sent: {'; '.join(failed)}"
         return redirect(request, target, notice, level="error")
     return redirect(request, target, f"Status set to {status}.")
-
-
-def _failed(case: Case) -> list[str]:
-    """What the case's steps could not send, oldest first."""
-    return [h.detail for h in case.history if h.action == "email-failed"]
 
 
 @router.post("/cases/{case_id}/attachments")
