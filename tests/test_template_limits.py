@@ -341,7 +341,9 @@ def test_amplification_is_refused_before_it_allocates(
     assert got.get("error") == "TemplateLimitError", got
     message = got["message"]
     assert message.startswith("ad-hoc subject: "), message
-    assert limit in message, message
+    # On a loaded machine the time limit may come first: still a limit, and the peak
+    # below shows nothing large was built.
+    assert limit in message or f"{RENDER_SECONDS:g} s time limit" in message, message
     # Refused by a limit, not rescued from an allocation that had already begun.
     assert "more memory than there is" not in message
     assert got["peak_kb"] < PEAK_LIMIT_KB, got
