@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from postroom import Postroom
 from postroom.cli import app
 from postroom.identity import Scope
+from tests.apikit import http, issue_tokens, mounted, serve
 from tests.conftest import make_settings
 from tests.studiokit import log_in, mortgage_records, studio_client
 
@@ -96,3 +97,47 @@ def test_admin_commands_check_the_user_before_asking_for_a_password(tmp_path: Pa
     changed = runner.invoke(app, [*db, "admin", "password", "ops"], input=typed, env=env)
     assert changed.exit_code == 0, changed.output
     assert "password of ops changed" in changed.output
+
+
+@pytest.mark.parametrize(
+    ("field", "record"),
+    [
+        ("subject", {"subject": "Hi {{ name", "html": "<p>ok</p>"}),
+        ("html", {"subject": "Hi", "html": "<p>{% if %}</p>"}),
+        ("text", {"subject": "Hi", "html": "<p>ok</p>", "text": "{{ }}"}),
+    ],
+)
+def test_a_template_that_does_not_compile_names_its_field_in_the_api(
+    pr: Postroom, field: str, record: dict[str, str]
+) -> None:
+    tokens = issue_tokens(pr)
+    body = {"name": "T1", **record}
+    with serve(mounted(pr)) as base, http(base) as api:
+        created = api.post("/api/v1/correspondence", json=body, headers=tokens.admin)
+        assert created.status_code == 422, created.text
+        problem = created.json()
+        assert problem["detail"].startswith(f"correspondence 'T1' {field}: syntax error on line 1")
+        [error] = problem["errors"]
+        assert error["field"] == f"body.{field}"
+        assert error["message"].startswith("syntax error on line 1")
+        assert api.get("/api/v1/correspondence/T1", headers=tokens.admin).status_code == 404
+
+        fine = {"name": "T1", "subject": "Hi", "html": "<p>ok</p>"}
+        assert api.post("/api/v1/correspondence", json=fine, headers=tokens.admin).is_success
+        replaced = api.put("/api/v1/correspondence/T1", json=body, headers=tokens.admin)
+        assert replaced.status_code == 422, replaced.text
+        assert [e["field"] for e in replaced.json()["errors"]] == [f"body.{field}"]
+
+
+def test_apply_prints_a_template_error_as_before(tmp_path: Path) -> None:
+    records = tmp_path / "records.yaml"
+    records.write_text(
+        "correspondence:\n  - name: T1\n    subject: 'Hi {{ name'\n    html: '<p>ok</p>'\n"
+    )
+    runner = CliRunner()
+    db = ["--database-url", f"sqlite:///{tmp_path / 'apply.db'}"]
+    env = {"POSTROOM_SECRET_KEY": "k" * 32, "COLUMNS": "200"}
+    applied = runner.invoke(app, [*db, "apply", str(records)], env=env)
+    assert applied.exit_code != 0
+    assert "error: correspondence 'T1' subject: syntax error on line 1:" in applied.output
+    assert "Traceback" not in applied.output

@@ -263,10 +263,7 @@ def write_records(
             )
         known = postroom.correspondence_store.all(conn)
         renderer = Renderer(known)
-        try:
-            renderer.check()
-        except TemplateError as exc:
-            raise ConfigurationError(str(exc)) from None
+        renderer.check()  # a ConfigurationError naming the field that does not compile
         operators = {o.id for o in postroom.operator_store.list(conn)}
         for ct in records["case_types"]:
             _check_steps(ct, known, renderer, operators)

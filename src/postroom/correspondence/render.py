@@ -30,7 +30,14 @@ from postroom.correspondence.html2text import html_to_text
 from postroom.correspondence.limits import MAX_LOOP_STEPS, MAX_RENDERED_CHARS, RENDER_SECONDS
 from postroom.correspondence.models import Correspondence
 from postroom.correspondence.sandbox import LimitedSandbox
-from postroom.errors import NotFoundError, TemplateError, TemplateLimitError, TemplateSecurityError
+from postroom.errors import (
+    FieldIssue,
+    InvalidFieldsError,
+    NotFoundError,
+    TemplateError,
+    TemplateLimitError,
+    TemplateSecurityError,
+)
 from postroom.validation import single_line
 
 _JOIN_EVERY = 1024
@@ -55,6 +62,14 @@ class _MappingLoader(BaseLoader):
         if template not in self._sources:
             raise TemplateNotFound(template)
         return self._sources[template], template, lambda: True
+
+
+class TemplateFieldError(InvalidFieldsError, TemplateError):
+    """A correspondence template that does not compile, naming its field (``subject``)."""
+
+    def __init__(self, field: str, message: str, *, what: str) -> None:
+        super().__init__([FieldIssue(field, message)])
+        self.args = (f"{what}: {message}",)
 
 
 class Renderer:
@@ -102,7 +117,17 @@ class Renderer:
                 ("text", record.text),
             ):
                 if source is not None:
-                    self.check_source(source, what=f"correspondence {name!r} {part}")
+                    self._check_part(source, name=name, part=part)
+
+    def _check_part(self, source: str, *, name: str, part: str) -> None:
+        what = f"correspondence {name!r} {part}"
+        try:
+            self.check_source(source, what=what)
+        except TemplateError as exc:
+            # The record's field is named (the API lists it as body.subject), while the
+            # message stays the one apply has always printed.
+            message = str(exc).removeprefix(f"{what}: ")
+            raise TemplateFieldError(part, message, what=what) from None
 
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
         """Render the correspondence ``name``; a fragment cannot be sent on its own."""
