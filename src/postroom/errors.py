@@ -67,10 +67,31 @@ class FieldIssue:
 class InvalidFieldsError(ConfigurationError):
     """One or more named fields are wrong; ``issues`` lists each with its message."""
 
-    def __init__(self, issues: Sequence[FieldIssue], *, what: str = "") -> None:
+    def __init__(
+        self, issues: Sequence[FieldIssue], *, what: str = "", message: str | None = None
+    ) -> None:
         self.issues = tuple(issues)
         listed = "; ".join(f"{i.field}: {i.message}" for i in self.issues)
-        super().__init__(f"{what}: {listed}" if what else listed)
+        # ``message`` keeps a text callers have always printed, while the fields are named.
+        super().__init__(message or (f"{what}: {listed}" if what else listed))
+
+
+_LOCATED: dict[type[PostroomError], type[InvalidFieldsError]] = {}
+
+
+def invalid_fields(
+    kind: type[PostroomError], issues: Sequence[FieldIssue], *, message: str | None = None
+) -> InvalidFieldsError:
+    """An error of ``kind`` (say :class:`MessageError`) that also names its ``issues``.
+
+    It is both: callers catching ``kind`` still catch it, and the API lists its fields.
+    One subclass per kind is made once.
+    """
+    located = _LOCATED.get(kind)
+    if located is None:
+        name = f"Located{kind.__name__}"
+        located = _LOCATED[kind] = type(name, (InvalidFieldsError, kind), {"__module__": __name__})
+    return located(issues, message=message)
 
 
 class NotFoundError(PostroomError, LookupError):

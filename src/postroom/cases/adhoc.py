@@ -32,27 +32,18 @@ from postroom.errors import (
     NotFoundError,
     PostroomError,
     TemplateError,
+    invalid_fields,
 )
 from postroom.validation import single_line
 
 # What a request can get wrong; a SecretError or a DeliveryError is the service's.
 _REQUEST_ERRORS = (ConfigurationError, MessageError, NotFoundError, TemplateError)
 _LOCATED = (InvalidFieldsError, InvalidTextError)  # these name their field already
-_KINDS: dict[type[PostroomError], type[InvalidFieldsError]] = {}
-
-
-def _located_kind(kind: type[PostroomError]) -> type[InvalidFieldsError]:
-    # One subclass per kind, made once: both an InvalidFieldsError and the original kind.
-    found = _KINDS.get(kind)
-    if found is None:
-        name = f"Located{kind.__name__}"
-        found = _KINDS[kind] = type(name, (InvalidFieldsError, kind), {"__module__": __name__})
-    return found
 
 
 def invalid(kind: type[PostroomError], issues: Sequence[FieldIssue]) -> InvalidFieldsError:
     """An error of ``kind`` (say :class:`~postroom.errors.MessageError`) naming ``issues``."""
-    return _located_kind(kind)(issues)
+    return invalid_fields(kind, issues)
 
 
 def located(exc: PostroomError, field: str) -> PostroomError:

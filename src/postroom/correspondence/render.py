@@ -32,11 +32,11 @@ from postroom.correspondence.models import Correspondence
 from postroom.correspondence.sandbox import LimitedSandbox
 from postroom.errors import (
     FieldIssue,
-    InvalidFieldsError,
     NotFoundError,
     TemplateError,
     TemplateLimitError,
     TemplateSecurityError,
+    invalid_fields,
 )
 from postroom.validation import single_line
 
@@ -62,14 +62,6 @@ class _MappingLoader(BaseLoader):
         if template not in self._sources:
             raise TemplateNotFound(template)
         return self._sources[template], template, lambda: True
-
-
-class TemplateFieldError(InvalidFieldsError, TemplateError):
-    """A correspondence template that does not compile, naming its field (``subject``)."""
-
-    def __init__(self, field: str, message: str, *, what: str) -> None:
-        super().__init__([FieldIssue(field, message)])
-        self.args = (f"{what}: {message}",)
 
 
 class Renderer:
@@ -127,7 +119,8 @@ class Renderer:
             # The record's field is named (the API lists it as body.subject), while the
             # message stays the one apply has always printed.
             message = str(exc).removeprefix(f"{what}: ")
-            raise TemplateFieldError(part, message, what=what) from None
+            issue = FieldIssue(part, message)
+            raise invalid_fields(type(exc), [issue], message=f"{what}: {message}") from None
 
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
         """Render the correspondence ``name``; a fragment cannot be sent on its own."""
