@@ -329,6 +329,7 @@ def assert_cli_refused(result: Any, *flags: str) -> None:
 @given(subject=raw_bytes, body=raw_bytes)
 @example(subject=b"\xff", body=b"ok")
 @example(subject=b"ok", body=b"a\r\nb\x01")
+@example(subject=b"Plain {{ 7*7 }} text", body=b"<p>ok</p>")  # queued: the id is read back
 def test_cli_send_refuses_or_queues_intact(
     cli: tuple[CliRunner, str], subject: bytes, body: bytes
 ) -> None:
@@ -343,7 +344,9 @@ def test_cli_send_refuses_or_queues_intact(
     elif not line_ok(s) or not body_ok(b):
         assert_cli_refused(result, "subject" if not line_ok(s) else "body")
     elif result.exit_code == 0:
-        outbox_id = int(result.output.split("#", 1)[1].split()[0])
+        queued = re.search(r"queued as outbox #(\d+)", result.output)
+        assert queued is not None, result.output
+        outbox_id = int(queued[1])
         with Postroom(make_settings(url)) as pr:
             assert_sent_intact(pr, outbox_id, s, b)
     else:
