@@ -32,6 +32,7 @@ def test_public_surface_is_exactly_all() -> None:
         "keystores",
         "signing",
         "cases",
+        "inbound",
         "config",
         "correspondence",
         "db",

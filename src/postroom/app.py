@@ -103,7 +103,9 @@ class Postroom(Sending):
                 a = tables.accounts
                 queries = (
                     select(a.c.name).where(
-                        a.c.password.is_not(None) | a.c.dkim_private_key.is_not(None)
+                        a.c.password.is_not(None)
+                        | a.c.dkim_private_key.is_not(None)
+                        | a.c.inbound_password.is_not(None)
                     ),
                     select(tables.auth_profiles.c.name),
                     select(tables.keystores.c.name),

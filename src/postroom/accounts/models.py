@@ -16,6 +16,7 @@ from postroom.accounts.encryption import Encryption
 from postroom.accounts.limits import Limits, effective_limits
 from postroom.accounts.presets import PRESETS, Provider, Security, preset_warnings
 from postroom.auth.models import check_base_url
+from postroom.inbound.settings import InboundProtocol, InboundSettings
 from postroom.validation import check_address, check_display_name, check_record_name
 
 DEFAULT_ACCOUNT = "Default"
@@ -114,6 +115,14 @@ class EmailAccount(BaseModel):
     dkim: Dkim | None = None
     encryption: Encryption | None = None
     limits: Limits | None = None
+    inbound: InboundSettings | None = Field(
+        None, description="The mailbox replies and new mail are read from (IMAP or Graph)"
+    )
+    reply_to_plus_addressing: bool = Field(
+        False,
+        description="Reply-To carries the case id as a plus-address (mortgages+M-12@...), "
+        "so that replies find their case",
+    )
 
     @field_validator("name")
     @classmethod
@@ -211,6 +220,19 @@ class EmailAccount(BaseModel):
         return data
 
     @model_validator(mode="after")
+    def _inbound(self) -> EmailAccount:
+        inbound = self.inbound
+        if (
+            inbound is not None
+            and inbound.protocol is InboundProtocol.GRAPH
+            and not (inbound.auth_profile or self.auth_profile)
+        ):
+            raise ValueError(
+                "Graph inbound needs an auth_profile, on the inbound section or the account"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _complete(self) -> EmailAccount:
         if self.protocol is Protocol.GRAPH:
             if not self.auth_profile:
@@ -242,6 +264,21 @@ class EmailAccount(BaseModel):
     def mailbox(self) -> str:
         """The Graph mailbox that sends: ``user_principal_name``, else the address."""
         return self.user_principal_name or self.address
+
+    @property
+    def inbound_login(self) -> str:
+        """The IMAP login: the inbound ``user_id``, else the account's ``user_id`` or address."""
+        own = self.inbound.user_id if self.inbound is not None else None
+        return own or self.user_id or self.address
+
+    @property
+    def inbound_profile(self) -> str | None:
+        """The auth profile the inbound side uses: its own, else the account's for Graph."""
+        if self.inbound is None:
+            return None
+        if self.inbound.auth_profile:
+            return self.inbound.auth_profile
+        return self.auth_profile if self.inbound.protocol is InboundProtocol.GRAPH else None
 
     @property
     def effective_limits(self) -> Limits:

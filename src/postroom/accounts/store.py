@@ -21,7 +21,7 @@ class AccountStore:
         self._secrets = secrets
 
     def _to_row(self, account: EmailAccount) -> dict[str, Any]:
-        row = account.model_dump(mode="json", exclude={"password", "dkim"})
+        row = account.model_dump(mode="json", exclude={"password", "dkim", "inbound"})
         row["password"] = (
             self._secrets.encrypt(account.password.get_secret_value())
             if account.password is not None
@@ -33,6 +33,13 @@ class AccountStore:
         if dkim is not None:
             row["dkim"] = {"domain": dkim.domain, "selector": dkim.selector}
             row["dkim_private_key"] = self._secrets.encrypt(dkim.private_key.get_secret_value())
+        inbound = account.inbound
+        row["inbound"] = None
+        row["inbound_password"] = None
+        if inbound is not None:
+            row["inbound"] = inbound.model_dump(mode="json", exclude={"password"})
+            if inbound.password is not None:
+                row["inbound_password"] = self._secrets.encrypt(inbound.password.get_secret_value())
         return row
 
     def _from_row(self, row: Any) -> EmailAccount:
@@ -48,6 +55,12 @@ class AccountStore:
         if data.get("dkim") and dkim_key is not None:
             key = self._secrets.decrypt(dkim_key, what=f"the DKIM key of account {data['name']}")
             data["dkim"] = {**data["dkim"], "private_key": key}
+        inbound_password = data.pop("inbound_password")
+        if data.get("inbound") and inbound_password is not None:
+            secret = self._secrets.decrypt(
+                inbound_password, what=f"the inbound password of account {data['name']}"
+            )
+            data["inbound"] = {**data["inbound"], "password": secret}
         return EmailAccount.model_validate(data)
 
     def get(self, conn: Connection, name: str) -> EmailAccount:

@@ -38,6 +38,7 @@ class RecipientKind(StrEnum):
     OPERATOR = "operator"
     ADDRESS = "address"
     FIELD = "field"
+    SENDER = "sender"  # the sender of the received email (steps on email_received)
 
 
 class Recipient(BaseModel):
@@ -58,6 +59,10 @@ class Recipient(BaseModel):
                     "{address: someone@example.com} or {field: name}"
                 )
             ((key, value),) = data.items()
+            if key == RecipientKind.SENDER:
+                if value is not True:
+                    raise ValueError("the sender recipient is written {sender: true}")
+                value = "true"
             return {"kind": key, "value": value}
         return data
 
@@ -75,18 +80,18 @@ class Recipient(BaseModel):
 
 
 class Trigger(BaseModel):
-    """When a step fires: on creation, or when the case enters a status."""
+    """When a step fires: on creation, when the case enters a status, or on received mail."""
 
     model_config = ConfigDict(frozen=True)
 
-    event: Literal["created", "status"]
+    event: Literal["created", "status", "email_received"]
     status: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _short_forms(cls, data: Any) -> Any:
-        if data == "created":
-            return {"event": "created"}
+        if data in ("created", "email_received"):
+            return {"event": data}
         if isinstance(data, dict) and set(data) == {"status"}:
             return {"event": "status", "status": data["status"]}
         return data
@@ -101,10 +106,10 @@ class Trigger(BaseModel):
 
     @model_serializer
     def _dump(self) -> Any:
-        return "created" if self.event == "created" else {"status": self.status}
+        return self.event if self.event != "status" else {"status": self.status}
 
     def fires_on(self, *, event: str, status: str | None) -> bool:
-        return self.event == event and (event == "created" or self.status == status)
+        return self.event == event and (event != "status" or self.status == status)
 
 
 class DeliveryMode(StrEnum):
@@ -113,7 +118,7 @@ class DeliveryMode(StrEnum):
 
 
 class SendEmailStep(BaseModel):
-    """A send-email step of a case type."""
+    """A step of a case type: it sends an email, sets the case status, or both."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -134,6 +139,24 @@ class SendEmailStep(BaseModel):
     expire_after_seconds: int | None = Field(
         None, ge=1, le=366 * 86400, description="Never send later than this after the event"
     )
+    set_status: str | None = Field(None, description="Move the case to this status")
+
+    @field_validator("set_status")
+    @classmethod
+    def _set_status(cls, v: str | None) -> str | None:
+        return None if v is None else check_status(v)
+
+    @property
+    def sends(self) -> bool:
+        """Whether the step sends an email (a step may only set the status)."""
+        return bool(
+            self.correspondence
+            or self.subject is not None
+            or self.body is not None
+            or self.to
+            or self.cc
+            or self.bcc
+        )
 
     @model_validator(mode="after")
     def _timing(self) -> SendEmailStep:
@@ -146,6 +169,8 @@ class SendEmailStep(BaseModel):
 
     @model_validator(mode="after")
     def _content(self) -> SendEmailStep:
+        if self.set_status is not None and not self.sends:
+            return self
         inline = self.subject is not None or self.body is not None
         if self.correspondence and inline:
             raise ValueError("a step names a correspondence or gives subject and body, not both")
@@ -156,8 +181,55 @@ class SendEmailStep(BaseModel):
         return self
 
 
+class CaseInbound(BaseModel):
+    """How a case type takes received mail: new cases from an address, who may write."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    create_case: bool = Field(False, description="New mail to `address` opens a case")
+    address: str | None = Field(None, description="The address new mail is sent to")
+    sender_party: str | None = Field(None, description="The work party the sender becomes")
+    data: dict[str, str] = Field(
+        default_factory=dict,
+        description="Case data filled from the mail: {subject: field, text: field}",
+    )
+    accept_from_anyone: bool = Field(
+        False,
+        description="A subject token or plus-address from a sender who is not a party of "
+        "the case still reaches it (else it goes to triage)",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        return None if not v else check_address(v, what="inbound address")
+
+    @field_validator("sender_party")
+    @classmethod
+    def _party(cls, v: str | None) -> str | None:
+        return None if not v else check_record_name(v, what="inbound sender_party")
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: dict[str, str]) -> dict[str, str]:
+        for source, field in v.items():
+            if source not in ("subject", "text", "from", "from_name"):
+                raise ValueError(
+                    f"inbound data: {source!r} is not subject, text, from or from_name"
+                )
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", field):
+                raise ValueError(f"inbound data: {field!r} is not a field name")
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> CaseInbound:
+        if self.create_case and not self.address:
+            raise ValueError("inbound create_case needs the address new mail is sent to")
+        return self
+
+
 class CaseType(BaseModel):
-    """A kind of case: its class, work pool, id prefix, parties and email steps."""
+    """A kind of case: its class, work pool, id prefix, parties and steps."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -170,6 +242,10 @@ class CaseType(BaseModel):
     fields: list[CaseField] = Field(
         default_factory=list, description="The case data this type expects; none: any data"
     )
+    subject_token: bool = Field(
+        False, description="Outgoing subjects carry the case id in brackets: '... [M-12]'"
+    )
+    inbound: CaseInbound | None = None
 
     @field_validator("class_name", "class_group")
     @classmethod
@@ -197,14 +273,26 @@ class CaseType(BaseModel):
     def field(self, name: str) -> CaseField | None:
         return next((f for f in self.fields if f.name == name), None)
 
+    @property
+    def roles(self) -> list[str]:
+        """The work-party roles: those of ``parties``, and the inbound sender's."""
+        sender = self.inbound.sender_party if self.inbound is not None else None
+        return [*self.parties, *([sender] if sender and sender not in self.parties else [])]
+
     @model_validator(mode="after")
     def _steps_use_known_parties(self) -> CaseType:
+        roles = self.roles
         for step in self.steps:
             for recipient in (*step.to, *step.cc, *step.bcc):
-                if recipient.kind is RecipientKind.PARTY and recipient.value not in self.parties:
+                if recipient.kind is RecipientKind.PARTY and recipient.value not in roles:
                     raise ValueError(
                         f"step {step.name or step.on}: party {recipient.value!r} is not one of "
-                        f"this case type's parties ({', '.join(self.parties) or 'none'})"
+                        f"this case type's parties ({', '.join(roles) or 'none'})"
+                    )
+                if recipient.kind is RecipientKind.SENDER and step.on.event != "email_received":
+                    raise ValueError(
+                        f"step {step.name or step.on}: {{sender: true}} is only for steps "
+                        "on: email_received"
                     )
         return self
 

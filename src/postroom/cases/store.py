@@ -51,7 +51,10 @@ class CaseTypeStore:
             "class_group": case_type.class_group,
             "label": case_type.label,
             "id_prefix": case_type.id_prefix,
-            "definition": case_type.model_dump(mode="json", include={"parties", "steps", "fields"}),
+            "definition": case_type.model_dump(
+                mode="json",
+                include={"parties", "steps", "fields", "subject_token", "inbound"},
+            ),
             "updated_at": utcnow(),
         }
         try:

@@ -29,6 +29,13 @@ def account_data(body: dict[str, Any], old: BaseModel | None) -> dict[str, Any]:
         dkim = dict(dkim)
         _keep(dkim, "private_key", old.dkim.private_key)
         data["dkim"] = dkim
+    inbound = data.get("inbound")
+    if isinstance(inbound, dict) and old.inbound is not None:
+        inbound = dict(inbound)
+        # Likewise: an inbound side switched to OAuth drops its password.
+        if not inbound.get("auth_profile") and inbound.get("protocol") != "graph":
+            _keep(inbound, "password", old.inbound.password)
+        data["inbound"] = inbound
     return data
 
 

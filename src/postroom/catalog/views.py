@@ -18,6 +18,13 @@ from postroom.accounts.models import GRAPH_URL, Signing, UnknownOutcome
 from postroom.auth import AuthProfile
 from postroom.auth.models import MICROSOFT_AUTHORITY, GrantType
 from postroom.errors import ConfigurationError
+from postroom.inbound.settings import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    AfterIngest,
+    InboundProtocol,
+    InboundSecurity,
+    InboundSettings,
+)
 from postroom.keystores.inspection import describe
 from postroom.keystores.loading import KeystoreKind
 from postroom.keystores.models import Keystore
@@ -36,6 +43,53 @@ class DkimIn(BaseModel):
     private_key: SecretStr | None = Field(
         None, description="Unencrypted RSA PEM key. Write-only; omit it to keep the stored one."
     )
+
+
+class InboundIn(BaseModel):
+    """An account's inbound settings as written; the password is write-only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    protocol: InboundProtocol = InboundProtocol.IMAP
+    host: str | None = Field(None, max_length=255, examples=["imap.example.com"])
+    port: int | None = Field(None, ge=1, le=65535, description="Default: 993 (tls), 143")
+    security: InboundSecurity = InboundSecurity.TLS
+    user_id: str | None = Field(None, max_length=320)
+    password: SecretStr | None = Field(None, description=_KEEP)
+    auth_profile: str | None = Field(None, max_length=255)
+    truststore: str | None = Field(None, description="PEM bundle of trusted CA certificates")
+    tls_min_version: str = Field("1.2", pattern=r"^(TLSv)?1\.[23]$")
+    allow_insecure_auth: bool = False
+    folder: str = Field("INBOX", max_length=255)
+    after: AfterIngest = AfterIngest.SEEN
+    move_to: str | None = Field(None, max_length=255)
+    poll_seconds: float = Field(30.0, ge=1, le=3600)
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024, le=1024**3)
+
+
+class InboundView(BaseModel):
+    """Inbound settings as shown: the password only as a flag."""
+
+    protocol: InboundProtocol
+    host: str | None
+    port: int | None
+    security: InboundSecurity
+    user_id: str | None
+    password_set: bool
+    auth_profile: str | None
+    truststore: str | None
+    tls_min_version: str
+    allow_insecure_auth: bool
+    folder: str
+    after: AfterIngest
+    move_to: str | None
+    poll_seconds: float
+    max_message_bytes: int
+
+    @classmethod
+    def of(cls, inbound: InboundSettings) -> InboundView:
+        data = inbound.model_dump(exclude={"password"})
+        return cls(**data, password_set=inbound.password is not None)
 
 
 class AccountIn(BaseModel):
@@ -80,6 +134,8 @@ class AccountIn(BaseModel):
     signing: Signing | None = None
     dkim: DkimIn | None = None
     encryption: Encryption | None = None
+    inbound: InboundIn | None = None
+    reply_to_plus_addressing: bool = False
 
 
 class DkimView(BaseModel):
@@ -116,6 +172,8 @@ class AccountView(BaseModel):
     signing: Signing | None
     dkim: DkimView | None
     encryption: Encryption | None
+    inbound: InboundView | None = None
+    reply_to_plus_addressing: bool = False
     warnings: list[str] = Field(default_factory=list)
 
     @classmethod
@@ -123,7 +181,7 @@ class AccountView(BaseModel):
         fields: dict[str, Any] = {
             name: getattr(account, name)
             for name in cls.model_fields
-            if name not in ("password_set", "dkim", "warnings")
+            if name not in ("password_set", "dkim", "warnings", "inbound")
         }
         dkim = account.dkim
         return cls(
@@ -132,6 +190,7 @@ class AccountView(BaseModel):
             dkim=None
             if dkim is None
             else DkimView(domain=dkim.domain, selector=dkim.selector, private_key_set=True),
+            inbound=None if account.inbound is None else InboundView.of(account.inbound),
             warnings=[*account.warnings, *(warnings or [])],
         )
 

@@ -28,6 +28,7 @@ from postroom.config.files import (
     read_certificate_files,
     read_dkim_key,
     read_file_field,
+    read_inbound_files,
     read_keystore_file,
 )
 from postroom.correspondence import Correspondence, Renderer
@@ -191,6 +192,7 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
                 entry = _expand(entry, where)
                 if section == "accounts":
                     read_file_field(entry, "truststore", base, where)
+                    read_inbound_files(entry, base, where)
                     read_dkim_key(entry, base, where)
                     read_certificate_files(entry, base, where)
                 if section == "keystores":

@@ -53,6 +53,15 @@ def read_dkim_key(entry: dict[str, Any], base: Path, where: str) -> None:
         entry["dkim"] = dkim
 
 
+def read_inbound_files(entry: dict[str, Any], base: Path, where: str) -> None:
+    """The inbound section's ``truststore_file`` becomes its ``truststore``."""
+    inbound = entry.get("inbound")
+    if isinstance(inbound, dict) and "truststore_file" in inbound:
+        inbound = dict(inbound)
+        read_file_field(inbound, "truststore", base, f"{where}: inbound")
+        entry["inbound"] = inbound
+
+
 def read_certificate_files(entry: dict[str, Any], base: Path, where: str) -> None:
     """Each certificate map row's ``certificate_file`` (PEM or DER) becomes PEM text."""
     encryption = entry.get("encryption")

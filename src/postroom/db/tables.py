@@ -61,6 +61,10 @@ accounts = Table(
     Column("limits", JSON, nullable=True),  # {"max_connections", "messages_per_minute"}
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The inbound side (see inbound.settings), its password apart and encrypted.
+    Column("inbound", JSON, nullable=True),
+    Column("inbound_password", Text, nullable=True),  # encrypted, see security.secrets
+    Column("reply_to_plus_addressing", Boolean, nullable=False, default=False, server_default="0"),
 )
 
 auth_profiles = Table(
@@ -328,4 +332,69 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=False),
     Column("body", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False, index=True),
+)
+
+# How far each mailbox has been read, and which listener reads it: a lease, so that across
+# all agents exactly one listener is active per mailbox.
+inbound_mailboxes = Table(
+    "inbound_mailboxes",
+    metadata,
+    Column("mailbox", String(520), primary_key=True),  # "<account>/<folder>"
+    Column("account", String(255), nullable=False),
+    Column("folder", String(255), nullable=False),
+    Column("validity", String(64), nullable=True),  # IMAP UIDVALIDITY
+    Column("position", Text, nullable=True),  # IMAP last UID; Graph delta or next link
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("last_poll_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Every message read from a mailbox, committed before it is flagged, moved or deleted
+# there. (mailbox, dedupe_key) makes ingest idempotent: the Message-ID, else a SHA-256
+# of the raw bytes.
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mailbox", String(520), nullable=False),
+    Column("account", String(255), nullable=False),
+    Column("folder", String(255), nullable=False),
+    Column("dedupe_key", String(255), nullable=False),
+    Column("source_key", String(255), nullable=True),  # IMAP UID, Graph message id
+    Column("validity", String(64), nullable=True),
+    Column("message_id", String(998), nullable=True, index=True),
+    Column("in_reply_to", Text, nullable=True),
+    Column("subject", Text, nullable=False, default=""),
+    Column("from_address", String(320), nullable=True),
+    Column("from_name", String(255), nullable=False, default=""),
+    Column("recipients", JSON, nullable=False),  # addresses from To, Cc, Delivered-To
+    Column("sent_at", UTCDateTime, nullable=True),  # the Date header
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("raw", LargeBinary, nullable=True),  # None when too large
+    Column("text", Text, nullable=False, default=""),  # the reply's own text
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("case_id", String(64), nullable=True, index=True),
+    Column("defects", JSON, nullable=False),
+    Column("attachments", Integer, nullable=False, default=0),
+    Column("server_state", String(8), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ux_inbound_messages_dedupe", "mailbox", "dedupe_key", unique=True),
+    Index("ix_inbound_messages_server", "mailbox", "server_state"),
+    Index("ix_inbound_messages_status", "status", "received_at"),
+)
+
+# Emails that steps sent in answer to received mail, per recipient: loop protection
+# counts them over the last hour.
+auto_replies = Table(
+    "auto_replies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address", String(320), nullable=False),
+    Column("outbox_id", Integer, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_auto_replies_address", "address", "at"),
 )

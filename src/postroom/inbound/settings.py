@@ -1,0 +1,169 @@
+"""The inbound side of an email account: where its mailbox is and how it is read."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from postroom.text import check_line, check_unicode
+from postroom.validation import check_record_name
+
+DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+# IMAP servers end an IDLE after 30 minutes at the latest (RFC 2177); the poll bound
+# stays well inside it and inside what an operator would wait for a polled mailbox.
+MAX_POLL_SECONDS = 3600
+_TLS_VERSIONS = ("1.2", "1.3")
+
+
+class InboundProtocol(StrEnum):
+    """How the mailbox is read."""
+
+    IMAP = "imap"
+    GRAPH = "graph"  # Microsoft Graph delta query on the folder, with an auth profile
+
+
+class InboundSecurity(StrEnum):
+    """How an IMAP connection is protected."""
+
+    TLS = "tls"  # implicit TLS from the first byte (port 993)
+    STARTTLS = "starttls"  # plain on 143, then STARTTLS before anything else
+    NONE = "none"  # only for a local test server, with allow_insecure_auth
+
+
+class AfterIngest(StrEnum):
+    """What is done on the server to a message once it is safely in the database."""
+
+    SEEN = "seen"  # flag it \\Seen (Graph: isRead)
+    MOVE = "move"  # move it to move_to
+    DELETE = "delete"  # delete it (IMAP: \\Deleted and expunge)
+
+
+def _folder(value: str, *, what: str) -> str:
+    value = check_line(value, field=what).strip()
+    if not value or len(value) > 255:
+        raise ValueError(f"{what} must be 1-255 characters")
+    return value
+
+
+class InboundSettings(BaseModel):
+    """The mailbox an account reads replies and new mail from (IMAP or Graph)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    protocol: InboundProtocol = InboundProtocol.IMAP
+    host: str | None = Field(None, max_length=255, description="IMAP server (not for Graph)")
+    port: int | None = Field(None, ge=1, le=65535, description="Default: 993 (tls), 143")
+    security: InboundSecurity = InboundSecurity.TLS
+    user_id: str | None = Field(
+        None, max_length=320, description="IMAP login (default: the account's user_id, address)"
+    )
+    password: SecretStr | None = Field(None, description="IMAP password (secret)")
+    auth_profile: str | None = Field(
+        None,
+        description="OAuth 2.0 profile: IMAP XOAUTH2, or Graph (default for Graph: the "
+        "account's auth_profile)",
+    )
+    truststore: str | None = Field(None, description="PEM bundle of trusted CA certificates")
+    tls_min_version: str = "1.2"
+    allow_insecure_auth: bool = Field(
+        False, description="Allow a password without TLS (never do this on a network)."
+    )
+    folder: str = "INBOX"
+    after: AfterIngest = AfterIngest.SEEN
+    move_to: str | None = None
+    poll_seconds: float = Field(
+        30.0, ge=1, le=MAX_POLL_SECONDS, description="Between polls when IDLE is not offered"
+    )
+    max_message_bytes: int = Field(
+        DEFAULT_MAX_MESSAGE_BYTES,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Larger messages are recorded as too large and left on the server",
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        v = check_unicode(v, field="inbound host").strip()
+        if any(c.isspace() or c in "/?#@" for c in v):
+            raise ValueError(f"inbound host {v!r} must be a host name or an address")
+        return v
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, v: str) -> str:
+        return _folder(v, what="inbound folder")
+
+    @field_validator("move_to")
+    @classmethod
+    def _move_to(cls, v: str | None) -> str | None:
+        return None if not v else _folder(v, what="inbound move_to")
+
+    @field_validator("auth_profile")
+    @classmethod
+    def _profile(cls, v: str | None) -> str | None:
+        return None if not v else check_record_name(v, what="inbound auth_profile")
+
+    @field_validator("tls_min_version", mode="before")
+    @classmethod
+    def _tls(cls, v: Any) -> str:
+        version = str(v).removeprefix("TLSv")
+        if version not in _TLS_VERSIONS:
+            raise ValueError("inbound tls_min_version must be 1.2 or 1.3")
+        return version
+
+    @field_validator("truststore")
+    @classmethod
+    def _truststore(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        try:
+            certificates = x509.load_pem_x509_certificates(v.encode())
+        except ValueError:
+            raise ValueError("inbound truststore must be a PEM bundle of CA certificates") from None
+        if not certificates:
+            raise ValueError("inbound truststore holds no certificate")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("port") is None:
+            data = {k: v for k, v in data.items() if k != "port"}
+            if str(data.get("protocol", "imap")) == InboundProtocol.IMAP:
+                tls = str(data.get("security", InboundSecurity.TLS)) == InboundSecurity.TLS
+                data["port"] = 993 if tls else 143
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> InboundSettings:
+        if self.after is AfterIngest.MOVE:
+            if not self.move_to:
+                raise ValueError("inbound after: move needs move_to (the folder to move to)")
+            if self.move_to == self.folder:
+                raise ValueError("inbound move_to must be another folder than the one read")
+        elif self.move_to:
+            raise ValueError("inbound move_to is only for after: move")
+        if self.protocol is InboundProtocol.GRAPH:
+            if self.password is not None:
+                raise ValueError(
+                    "Graph inbound authenticates with an auth_profile: remove password"
+                )
+            return self
+        if not self.host:
+            raise ValueError("inbound host is required for IMAP")
+        if self.password is not None and self.auth_profile:
+            raise ValueError("inbound: give either a password or an auth_profile, not both")
+        if self.password is None and not self.auth_profile:
+            raise ValueError("inbound: IMAP needs a password or an auth_profile (XOAUTH2)")
+        if self.security is InboundSecurity.NONE and not self.allow_insecure_auth:
+            raise ValueError(
+                "inbound would send its credentials without encryption; use security 'tls' or "
+                "'starttls', or set allow_insecure_auth: true for a local test server"
+            )
+        return self
