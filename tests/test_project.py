@@ -42,6 +42,8 @@ def test_public_surface_is_exactly_all() -> None:
         "records",
         "catalog",
         "sending",
+        "receiving",
+        "listening",
         "security",
         "settings",
         "transports",

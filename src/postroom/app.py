@@ -32,8 +32,10 @@ from postroom.db.migrate import check_schema
 from postroom.identity import Identity
 from postroom.keystores.models import Keystore
 from postroom.keystores.store import KeystoreStore
+from postroom.listening import Listening
 from postroom.operators import OperatorStore
 from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, RetryPolicy
+from postroom.receiving import Receiving
 from postroom.records import Change
 from postroom.security import SecretBox, load_secret_box
 from postroom.sending import Sending
@@ -46,7 +48,7 @@ log = logging.getLogger("postroom")
 T = TypeVar("T")
 
 
-class Postroom(Sending):
+class Postroom(Sending, Receiving, Listening):
     """Postroom opened on one database."""
 
     def __init__(

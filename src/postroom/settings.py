@@ -57,6 +57,23 @@ class Settings(BaseSettings):
         "secrets, tokens and emails (token endpoints, Graph URLs).",
     )
 
+    # Inbound mail (two-way correspondence)
+    inbound: bool = Field(
+        True,
+        description="Run a listener for each account with inbound settings in every agent "
+        "(--no-inbound turns it off).",
+    )
+    inbound_batch: int = Field(
+        50, ge=1, le=1000, description="Messages fetched and ingested per round, per mailbox."
+    )
+    auto_reply_limit: int = Field(
+        5,
+        ge=0,
+        le=10_000,
+        description="Emails that steps send in answer to received mail, per address and "
+        "hour, before further ones are held (loop protection).",
+    )
+
     # The service (`postroom serve`)
     host: str = Field("127.0.0.1", description="Address the REST API and Admin Studio bind to.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the REST API and Admin Studio.")
