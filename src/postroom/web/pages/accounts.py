@@ -17,6 +17,7 @@ from postroom.accounts.presets import PRESETS, Provider, Security
 from postroom.app import Postroom
 from postroom.errors import ExistsError, NoAccountError, PostroomError
 from postroom.web import forms
+from postroom.web.pages import inbound_form
 from postroom.web.pages.records import case_type_rows
 from postroom.web.render import page, redirect
 from postroom.web.session import Auth, Form, LoggedIn, postroom_of
@@ -27,7 +28,7 @@ _TEXT_FIELDS = (
     "port", "security", "tls_min_version", "auth_profile", "user_principal_name", "graph_url",
     "on_unknown_outcome", "signing_keystore", "signing_alias",
 )  # fmt: skip
-_CHECKBOXES = ("allow_insecure_auth", "save_to_sent_items")
+_CHECKBOXES = ("allow_insecure_auth", "save_to_sent_items", "reply_to_plus_addressing")
 
 
 def _choices(pr: Postroom) -> dict[str, Any]:
@@ -42,6 +43,7 @@ def _choices(pr: Postroom) -> dict[str, Any]:
         "outcomes": [o.value for o in UnknownOutcome],
         "profile_names": [p.name for p in pr.auth_profiles()],
         "keystore_names": [k.name for k in pr.keystores()],
+        **inbound_form.choices(),
     }
 
 
@@ -69,6 +71,8 @@ def _values(account: EmailAccount) -> dict[str, Any]:
         "save_to_sent_items": account.save_to_sent_items,
         "truststore": account.truststore or "",
         "advanced": "\n".join(f"{k} = {v}" for k, v in sorted(account.advanced.items())),
+        "reply_to_plus_addressing": account.reply_to_plus_addressing,
+        "inbound": inbound_form.values(account.inbound),
     }
 
 
@@ -77,11 +81,18 @@ def _posted(form: FormData) -> dict[str, Any]:
     values.update({name: forms.checked(form, name) for name in _CHECKBOXES})
     values["truststore"] = forms.raw(form, "truststore").strip()
     values["advanced"] = forms.raw(form, "advanced")
+    values["inbound"] = inbound_form.posted(form)
     return values
 
 
 def _record(
-    values: dict[str, Any], existing: EmailAccount | None, *, password: str, clear: bool
+    values: dict[str, Any],
+    existing: EmailAccount | None,
+    *,
+    password: str,
+    clear: bool,
+    inbound_password: str = "",
+    clear_inbound: bool = False,
 ) -> EmailAccount:
     data: dict[str, Any] = {
         k: values[k] or None
@@ -95,6 +106,13 @@ def _record(
     data["graph_url"] = values["graph_url"] or GRAPH_URL
     data["allow_insecure_auth"] = values["allow_insecure_auth"]
     data["save_to_sent_items"] = values["save_to_sent_items"]
+    data["reply_to_plus_addressing"] = values["reply_to_plus_addressing"]
+    data["inbound"] = inbound_form.record(
+        values["inbound"],
+        existing.inbound if existing is not None else None,
+        password=inbound_password,
+        clear=clear_inbound,
+    )
     data["advanced"] = forms.pairs(values["advanced"], what="advanced")
     if values["signing_keystore"]:
         data["signing"] = {
@@ -167,6 +185,9 @@ def _form_page(
         v=values,
         existing=existing,
         stored_password=existing is not None and existing.password is not None,
+        stored_inbound_password=existing is not None
+        and existing.inbound is not None
+        and existing.inbound.password is not None,
         error=error,
         report=report,
         hold=hold,
@@ -188,6 +209,8 @@ _BLANK: dict[str, Any] = {
     "save_to_sent_items": True,
     "truststore": "",
     "advanced": "",
+    "reply_to_plus_addressing": False,
+    "inbound": dict(inbound_form.BLANK),
 }
 
 
@@ -213,6 +236,8 @@ def _save(request: Request, auth: Auth, form: FormData, existing: EmailAccount |
             existing,
             password=forms.raw(form, "password"),
             clear=forms.checked(form, "clear_password"),
+            inbound_password=forms.raw(form, "inbound_password"),
+            clear_inbound=forms.checked(form, "clear_inbound_password"),
         )
         change = pr.put_account(account, create=existing is None)
     except ExistsError as exc:
