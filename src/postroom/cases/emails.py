@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from cryptography import x509
 from sqlalchemy import Connection
@@ -14,12 +14,14 @@ from postroom.accounts import AccountStore, EmailAccount, Resolution, resolve_ac
 from postroom.accounts.encryption import plan_copies
 from postroom.cases import store as case_store
 from postroom.cases.adhoc import addressed_recipients, as_written, at_field, invalid
-from postroom.cases.models import Case, Recipient, RecipientKind
+from postroom.cases.context import first_party, render_context
+from postroom.cases.models import Case, CaseType, Recipient, RecipientKind
+from postroom.cases.threads import case_reply_to, case_subject
 from postroom.correspondence import Attachment, Mailbox, OutgoingEmail, Renderer, build_message
 from postroom.correspondence.mime import new_message_id
 from postroom.correspondence.render import Rendered
 from postroom.db.types import utcnow
-from postroom.errors import ConfigurationError, FieldIssue, MessageError
+from postroom.errors import ConfigurationError, FieldIssue, MessageError, NotFoundError
 from postroom.operators import Operator, OperatorStore
 from postroom.outbox.models import NewEmail
 from postroom.outbox.status import Priority
@@ -170,6 +172,7 @@ class Composition:
         self._renderer_for = renderer
         self._seal = seal
         self._accounts: dict[tuple[str, str | None], tuple[Resolution, EmailAccount]] = {}
+        self._case_types: dict[str, CaseType | None] = {}
         self._renderer: Renderer | None = None
 
     def resolve(self, class_name: str, *, class_group: str | None = None) -> Resolution:
@@ -187,6 +190,15 @@ class Composition:
             found = self._accounts[key] = (resolution, store.get(conn, resolution.account))
         return found
 
+    def _case_type(self, class_name: str) -> CaseType | None:
+        if class_name not in self._case_types:
+            try:
+                found: CaseType | None = case_store.CaseTypeStore().get(self._conn, class_name)
+            except NotFoundError:
+                found = None
+            self._case_types[class_name] = found
+        return self._case_types[class_name]
+
     def _render_with(self) -> Renderer:
         if self._renderer is None:
             self._renderer = self._renderer_for(self._conn)
@@ -203,19 +215,28 @@ class Composition:
         class_group: str | None = None,
         name_fields: bool = False,
         class_field: str | None = "class_name",
+        received_from: Mailbox | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> ComposedEmail:
         """The outbox rows of ``request``; nothing is written.
 
         With ``name_fields`` (an ad-hoc request from a user), an error names the request's
         field it comes from (``to.1``, ``subject``; ``class_field`` for the account, unless
-        it is None).
+        it is None). ``received_from`` is who ``{sender: true}`` recipients are (a step
+        answering received mail); ``headers`` are added as written (``Auto-Submitted``).
+        A case's email carries its subject token and plus-addressed Reply-To when its
+        case type and account ask for them.
         """
         conn = self._conn
         with at_field(class_field or "", active=name_fields and class_field is not None):
             resolution, account = self._account(class_name, class_group)
         lists = []
         for name, recipients in (("to", request.to), ("cc", request.cc), ("bcc", request.bcc)):
-            lists.append(self._mailboxes(conn, recipients, case, field=name, active=name_fields))
+            lists.append(
+                self._mailboxes(
+                    conn, recipients, case, received_from, field=name, active=name_fields
+                )
+            )
         to, cc, bcc = lists
         with at_field("to", active=name_fields):
             if not (to or cc or bcc):
@@ -247,6 +268,9 @@ class Composition:
             with at_field("body", active=name_fields):
                 body = renderer.render_inline(subject="", body=request.body or "", context=context)
             rendered = Rendered(subject=subject.subject, html=body.html, text=body.text)
+        subject_line = rendered.subject
+        if case is not None:
+            subject_line = case_subject(subject_line, case, self._case_type(case.case_type))
         attachments: tuple[Attachment, ...] = ()
         if request.include_attachments and case is not None:
             attachments = tuple(
@@ -268,14 +292,17 @@ class Composition:
                 to=tuple(b for b in to if b.address.lower() in keep),
                 cc=tuple(b for b in cc if b.address.lower() in keep),
                 bcc=tuple(b for b in bcc if b.address.lower() in keep),
-                reply_to=account.reply_to,
-                subject=rendered.subject,
+                reply_to=case_reply_to(account, case),
+                subject=subject_line,
                 html=rendered.html,
                 text=rendered.text,
                 message_id=message_id,
                 date=now,
                 attachments=attachments,
-                headers=(("X-Postroom-Case", case.id),) if case is not None else (),
+                headers=(
+                    *((("X-Postroom-Case", case.id),) if case is not None else ()),
+                    *headers,
+                ),
             )
             message = build_message(outgoing)
             if self._seal is not None:
@@ -289,7 +316,7 @@ class Composition:
                 NewEmail(
                     message_id=message_id,
                     account=account.name,
-                    subject=rendered.subject,
+                    subject=subject_line,
                     mail_from=account.address,
                     recipients=tuple(outgoing.envelope_recipients),
                     message=message,
@@ -311,6 +338,7 @@ class Composition:
         conn: Connection,
         recipients: Sequence[Recipient],
         case: Case | None,
+        received_from: Mailbox | None,
         *,
         field: str,
         active: bool,
@@ -318,10 +346,12 @@ class Composition:
         boxes = []
         for index, r in enumerate(recipients):
             with at_field(f"{field}.{index}", active=active):
-                boxes.append(self._mailbox(conn, r, case))
+                boxes.append(self._mailbox(conn, r, case, received_from))
         return boxes
 
-    def _mailbox(self, conn: Connection, r: Recipient, case: Case | None) -> Mailbox:
+    def _mailbox(
+        self, conn: Connection, r: Recipient, case: Case | None, received_from: Mailbox | None
+    ) -> Mailbox:
         if r.kind is RecipientKind.ADDRESS:
             # The normalised form: the envelope must not get the raw value (with, say,
             # a trailing U+2028 that the validator stripped).
@@ -334,6 +364,10 @@ class Composition:
             if not operator.email:
                 raise MessageError(f"operator {operator.id} has no email address")
             return Mailbox(operator.email, operator.name)
+        if r.kind is RecipientKind.SENDER:
+            if received_from is None:
+                raise MessageError("{sender: true} needs a received email with a sender address")
+            return received_from
         if case is None:
             raise MessageError(f"a {r.kind} recipient needs a case")
         if r.kind is RecipientKind.PARTY:
@@ -364,47 +398,3 @@ def _check_timing(request: EmailRequest, now: datetime, *, name_fields: bool) ->
     with at_field("send_after", active=name_fields):
         if request.send_after is not None and request.send_after >= request.expires_at:
             raise MessageError("send_after must come before expires_at: it would never be sent")
-
-
-def first_party(request: EmailRequest, case: Case | None) -> dict[str, Any]:
-    """The first work party the request sends to: ``party`` in the templates."""
-    if case is None:
-        return {}
-    for r in (*request.to, *request.cc, *request.bcc):
-        if r.kind is RecipientKind.PARTY:
-            for p in case.parties:
-                if p.role == r.value:
-                    return p.model_dump()
-    return {}
-
-
-def render_context(
-    case: Case | None,
-    *,
-    label: str,
-    class_name: str,
-    actor: Operator | None,
-    account: EmailAccount,
-    party: dict[str, Any],
-) -> dict[str, Any]:
-    """What templates see (case, party, operator, account); the preview uses it too."""
-    # Plain data only: the sandbox sees dicts and strings, never live objects.
-    case_view: dict[str, Any] = {"class_name": class_name, "type": label or class_name}
-    if case is not None:
-        case_view.update(
-            id=case.id,
-            status=case.status,
-            created_by=case.created_by,
-            created_at=case.created_at.isoformat(timespec="seconds"),
-            data=dict(case.data),
-        )
-    return {
-        "case": case_view,
-        "party": party,
-        "operator": actor.model_dump() if actor is not None else {},
-        "account": {
-            "name": account.name,
-            "address": account.address,
-            "display_name": account.display_name,
-        },
-    }

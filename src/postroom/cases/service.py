@@ -9,7 +9,6 @@ from __future__ import annotations
 import mimetypes
 import re
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -17,22 +16,14 @@ from sqlalchemy.exc import IntegrityError
 
 from postroom.cases import store
 from postroom.cases.data import check_data
-from postroom.cases.emails import Composer, EmailRequest
+from postroom.cases.emails import Composer
 from postroom.cases.fields import validate_data
-from postroom.cases.models import (
-    INITIAL_STATUS,
-    Case,
-    CaseType,
-    DeliveryMode,
-    Party,
-    SendEmailStep,
-    check_status,
-)
+from postroom.cases.models import INITIAL_STATUS, Case, CaseType, Party, check_status
+from postroom.cases.steps import StepRunner
 from postroom.cases.store import CaseTypeStore
-from postroom.correspondence.mime import new_message_id
 from postroom.db import tables
 from postroom.db.types import utcnow
-from postroom.errors import ConfigurationError, PostroomError
+from postroom.errors import ConfigurationError
 from postroom.operators import Operator, OperatorStore
 from postroom.outbox.store import OutboxStore
 from postroom.text import check_names, check_tree, check_unicode
@@ -41,6 +32,7 @@ from postroom.validation import check_address, single_line
 MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
 MAX_ATTACHMENT_NAME = 200
 SENT_EMAIL_NAME = re.compile(r"email-\d+\.eml", re.IGNORECASE)
+RECEIVED_EMAIL_NAME = re.compile(r"received-\d+\.eml", re.IGNORECASE)
 
 
 class CaseService:
@@ -61,6 +53,7 @@ class CaseService:
         self._outbox = outbox
         self._types = CaseTypeStore()
         self._deliver_now = deliver_now
+        self.steps = StepRunner(composer=composer, outbox=outbox)
 
     def create(
         self,
@@ -79,38 +72,55 @@ class CaseService:
         data = check_data(check_tree(dict(data or {}), field="data"))
         with self._engine.begin() as conn:
             ctype = self._types.get(conn, case_type)
-            data = validate_data(ctype.fields, data, what=f"case data for {ctype.class_name}")
             creator = self._operators.get(conn, operator) if operator else None
-            parties, notes = self._parties(conn, ctype, creator, data)
-            now = utcnow()
-            case_id = store.next_case_id(conn, ctype.id_prefix)
-            store.insert_case(
-                conn,
-                case_id=case_id,
-                case_type=ctype.class_name,
-                status=INITIAL_STATUS,
-                created_by=creator.id if creator else None,
-                data=data,
-                parties=parties,
-                now=now,
-            )
-            actor = creator.id if creator else store.SYSTEM
-            store.add_history(
-                conn,
-                case_id,
-                actor=actor,
-                action="created",
-                detail=f"{ctype.label or ctype.class_name} created with status {INITIAL_STATUS}",
-            )
-            for note in notes:
-                store.add_history(conn, case_id, actor=store.SYSTEM, action="party", detail=note)
-            immediate = self._fire(
-                conn, ctype, case_id, event="created", status=None, actor=creator
-            )
+            case_id = self.open_in(conn, ctype, data, creator=creator)
+            immediate = self.steps.fire(conn, ctype, case_id, event="created", actor=creator)
             if record is not None:
                 record(conn, case_id)
         self._deliver_now(immediate)
         return self.get(case_id)
+
+    def open_in(
+        self,
+        conn: Connection,
+        ctype: CaseType,
+        data: dict[str, Any],
+        *,
+        creator: Operator | None = None,
+        sender: Party | None = None,
+        how: str = "",
+    ) -> str:
+        """Insert a case in the caller's transaction; its ``created`` steps are not fired.
+
+        ``data`` is validated against the case type's fields (:class:`InvalidFieldsError`
+        before anything is written). ``sender`` is a work party from received mail (the
+        case type's inbound ``sender_party``); ``how`` ends the history line.
+        """
+        data = validate_data(ctype.fields, data, what=f"case data for {ctype.class_name}")
+        parties, notes = self._parties(conn, ctype, creator, data)
+        if sender is not None:
+            parties = [p for p in parties if p.role != sender.role] + [sender]
+        case_id = store.next_case_id(conn, ctype.id_prefix)
+        store.insert_case(
+            conn,
+            case_id=case_id,
+            case_type=ctype.class_name,
+            status=INITIAL_STATUS,
+            created_by=creator.id if creator else None,
+            data=data,
+            parties=parties,
+            now=utcnow(),
+        )
+        store.add_history(
+            conn,
+            case_id,
+            actor=creator.id if creator else store.SYSTEM,
+            action="created",
+            detail=f"{ctype.label or ctype.class_name} created with status {INITIAL_STATUS}{how}",
+        )
+        for note in notes:
+            store.add_history(conn, case_id, actor=store.SYSTEM, action="party", detail=note)
+        return case_id
 
     def set_status(self, case_id: str, status: str, *, operator: str | None = None) -> Case:
         """Change the status and queue the steps that fire on entering it."""
@@ -126,17 +136,7 @@ class CaseService:
                 return store.load_case(conn, case_id)
             actor_op = self._operators.get(conn, operator) if operator else None
             ctype = self._types.get(conn, case.case_type)
-            store.set_case_status(conn, case_id, status)
-            store.add_history(
-                conn,
-                case_id,
-                actor=actor_op.id if actor_op else store.SYSTEM,
-                action="status",
-                detail=f"status {case.status} → {status}",
-            )
-            immediate = self._fire(
-                conn, ctype, case_id, event="status", status=status, actor=actor_op
-            )
+            immediate = self.steps.enter_status(conn, ctype, case_id, status, actor=actor_op)
         self._deliver_now(immediate)
         return self.get(case_id)
 
@@ -163,6 +163,10 @@ class CaseService:
             # could pass for what Postroom sent.
             raise ConfigurationError(
                 f"{clean}: names email-<n>.eml are kept for the emails Postroom sends"
+            )
+        if RECEIVED_EMAIL_NAME.fullmatch(clean):
+            raise ConfigurationError(
+                f"{clean}: names received-<n>.eml are kept for the emails Postroom receives"
             )
         if len(content) > MAX_ATTACHMENT_BYTES:
             raise ConfigurationError(
@@ -241,95 +245,3 @@ class CaseService:
             else:
                 notes.append(f"work party {role} not added: {source} gives no email address")
         return parties, notes
-
-    def _fire(
-        self,
-        conn: Connection,
-        ctype: CaseType,
-        case_id: str,
-        *,
-        event: str,
-        status: str | None,
-        actor: Operator | None,
-    ) -> list[int]:
-        steps = [s for s in ctype.steps if s.on.fires_on(event=event, status=status)]
-        if not steps:
-            return []
-        case = store.load_case(conn, case_id, details=False)
-        immediate = []
-        for step in steps:
-            outbox_ids = self._queue_step(conn, ctype, case, step, actor)
-            if step.mode is DeliveryMode.IMMEDIATE:
-                immediate.extend(outbox_ids)
-        return immediate
-
-    def _queue_step(
-        self,
-        conn: Connection,
-        ctype: CaseType,
-        case: Case,
-        step: SendEmailStep,
-        actor: Operator | None,
-    ) -> list[int]:
-        label = step.name or step.correspondence or "send email"
-        now = utcnow()
-        request = EmailRequest(
-            to=step.to,
-            cc=step.cc,
-            bcc=step.bcc,
-            correspondence=step.correspondence,
-            subject=step.subject,
-            body=step.body,
-            include_attachments=step.include_attachments,
-            priority=step.priority,
-            send_after=now + timedelta(seconds=step.delay_seconds) if step.delay_seconds else None,
-            expires_at=(
-                now + timedelta(seconds=step.expire_after_seconds)
-                if step.expire_after_seconds
-                else None
-            ),
-        )
-        try:
-            composed = self._composer.batch(conn).compose(
-                request,
-                class_name=ctype.class_name,
-                case=case,
-                actor=actor,
-                label=ctype.label,
-                class_group=ctype.class_group,
-            )
-        except PostroomError as exc:
-            # Never a silent drop: the failure is on the case and in the outbox.
-            self._outbox.record_unbuildable(
-                conn,
-                message_id=new_message_id("postroom@postroom.invalid"),
-                case_id=case.id,
-                account=None,
-                subject=label,
-                error=str(exc),
-            )
-            store.add_history(
-                conn,
-                case.id,
-                actor=store.SYSTEM,
-                action="email-failed",
-                detail=f"step '{label}': {exc}",
-            )
-            return []
-        queued = []
-        for email in composed.emails:
-            to = ", ".join(email.recipients)
-            outbox_id = self._outbox.enqueue(conn, email)
-            queued.append(outbox_id)
-            store.add_history(
-                conn,
-                case.id,
-                actor=store.SYSTEM,
-                action="email-queued",
-                detail=(
-                    f"step '{label}': '{email.subject}' to {to} queued as outbox "
-                    f"#{outbox_id}{composed.note(email)}; account "
-                    f"{composed.resolution.account}: {composed.resolution.reason}"
-                ),
-            )
-        return queued

@@ -28,6 +28,8 @@ from postroom.errors import NotFoundError
 from postroom.records import Change, upsert
 
 SYSTEM = "postroom"
+# A received message is attached as received-<id>.eml (names CaseService.attach keeps).
+RECEIVED_PREFIX = "received-"
 
 
 class CaseTypeStore:
@@ -170,14 +172,20 @@ def add_attachment(
 
 
 def attachment_contents(conn: Connection, case_id: str) -> list[tuple[str, str, bytes]]:
-    """(name, content type, bytes) of every file a user attached (sent emails excluded)."""
+    """(name, content type, bytes) of every file attached to the case, as a step's
+    ``include_attachments`` sends them: the sent and received emails excluded (a
+    customer's own message is not forwarded by a step)."""
     t = tables.case_attachments
     rows = conn.execute(
         select(t.c.name, t.c.content_type, t.c.content)
         .where(t.c.case_id == case_id, t.c.outbox_id.is_(None))
         .order_by(t.c.id)
     )
-    return [(r.name, r.content_type, bytes(r.content)) for r in rows]
+    return [
+        (r.name, r.content_type, bytes(r.content))
+        for r in rows
+        if not (r.name.startswith(RECEIVED_PREFIX) and r.content_type == "message/rfc822")
+    ]
 
 
 def attachment_content(conn: Connection, case_id: str, name: str) -> tuple[str, bytes]:

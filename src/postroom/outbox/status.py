@@ -15,7 +15,8 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     # Waits for something other than time: its account's credentials to work again
-    # (released automatically) or a person (an outcome nobody knows). Never claimed.
+    # (released automatically) or a person (an outcome nobody knows, a suspected mail
+    # loop). Never claimed.
     HELD = "held"
     # Its expires_at came before it could be delivered: never sent late. Final.
     EXPIRED = "expired"
@@ -46,6 +47,9 @@ class Hold(StrEnum):
 
     ACCOUNT = "account"  # its account's credentials were refused; released when they work
     OUTCOME = "outcome"  # sent with no answer; a person decides (retry or cancel)
+    # A step's answer to received mail past the per-address hourly limit (a mail loop,
+    # perhaps): a person releases it with retry, or cancels it.
+    LOOP = "loop"
 
 
 S = OutboxStatus

@@ -85,14 +85,31 @@ def _entry(row: Any) -> OutboxEntry:
 class OutboxStore:
     """All reads and writes of outbox rows."""
 
-    def enqueue(self, conn: Connection, email: NewEmail, *, now: datetime | None = None) -> int:
-        """Write a queued email in the caller's transaction; returns its outbox id."""
-        return self.enqueue_many(conn, [email], now=now)[0]
+    def enqueue(
+        self,
+        conn: Connection,
+        email: NewEmail,
+        *,
+        now: datetime | None = None,
+        hold: Hold | None = None,
+    ) -> int:
+        """Write a queued email in the caller's transaction; returns its outbox id.
+
+        With ``hold`` it is written held for that reason instead: never claimed until
+        released (``retry``) or cancelled.
+        """
+        return self.enqueue_many(conn, [email], now=now, hold=hold)[0]
 
     def enqueue_many(
-        self, conn: Connection, emails: Sequence[NewEmail], *, now: datetime | None = None
+        self,
+        conn: Connection,
+        emails: Sequence[NewEmail],
+        *,
+        now: datetime | None = None,
+        hold: Hold | None = None,
     ) -> list[int]:
         now = now or utcnow()
+        status = OutboxStatus.HELD if hold is not None else OutboxStatus.QUEUED
         rows = [
             {
                 "message_id": e.message_id,
@@ -102,7 +119,8 @@ class OutboxStore:
                 "mail_from": e.mail_from,
                 "recipients": [Recipient(a).to_json() for a in e.recipients],
                 "message": e.message,
-                "status": OutboxStatus.QUEUED.value,
+                "status": status.value,
+                "hold": hold.value if hold is not None else None,
                 "attempts": 0,
                 "next_attempt_at": max(e.send_after, now) if e.send_after else now,
                 "priority": e.priority.rank,

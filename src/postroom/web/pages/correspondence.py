@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from postroom.accounts import resolve_account
 from postroom.app import Postroom
-from postroom.cases.emails import EmailRequest, first_party, render_context
+from postroom.cases.context import first_party, render_context
+from postroom.cases.emails import EmailRequest
 from postroom.cases.models import CaseType
 from postroom.cases.references import correspondence_references
 from postroom.cases.samples import SAMPLE_OPERATOR, SAMPLE_PARTY, sample_case
