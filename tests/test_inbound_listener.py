@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, select
 
 from postroom import Postroom
+from postroom.accounts import EmailAccount
+from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.inbound import mailboxes
+from postroom.inbound.listener import ListenerConfig, MailboxListener, PollReport
+from postroom.inbound.listeners import InboundListeners, ListenerParts
 from postroom.inbound.mailboxes import LeaseLostError
 from postroom.inbound.models import Cursor, MailboxRef
+from tests.inboundkit import KeyIngest, KeyStore, MemorySource
 
 BOX = MailboxRef("support", "INBOX")
 
@@ -91,3 +99,169 @@ def _race(engine: Engine, ref: MailboxRef) -> int:
     for th in threads:
         th.join(timeout=60)
     return len(winners)
+
+
+# --- rounds, against a source held in memory -------------------------------------------
+
+
+def _listener(pr: Postroom, owner: str, **config: float) -> MailboxListener:
+    return MailboxListener(
+        engine=pr.engine,
+        ref=BOX,
+        owner=owner,
+        ingestor=KeyIngest(pr.engine),
+        store=KeyStore(),
+        config=ListenerConfig(**{"lease_seconds": 30.0, "batch": 2, **config}),  # type: ignore[arg-type]
+        deliver=lambda ids: None,
+    )
+
+
+def _rows(pr: Postroom) -> list[tuple[str, str]]:
+    t = tables.inbound_messages
+    with pr.engine.connect() as conn:
+        return [(r.dedupe_key, r.server_state) for r in conn.execute(select(t).order_by(t.c.id))]
+
+
+def test_a_round_ingests_settles_and_moves_the_cursor(postroom: Postroom) -> None:
+    source = MemorySource()
+    for n in range(5):
+        source.add(f"m{n}".encode())
+    listener = _listener(postroom, "a")
+
+    async def two_rounds() -> tuple[PollReport, PollReport]:
+        assert await listener.acquire()
+        await source.open()
+        return await listener.round(source), await listener.round(source)
+
+    first, second = asyncio.run(two_rounds())
+    assert (first.read, first.unmatched, first.settled) == (5, 5, 5)
+    assert (second.read, second.settled) == (0, 0)  # nothing re-read
+    assert source.seen == {1, 2, 3, 4, 5}
+    assert _rows(postroom) == [(f"m{n}", "done") for n in range(5)]
+    with postroom.engine.connect() as conn:
+        assert mailboxes.load_cursor(conn, BOX.key) == Cursor("1", "5")
+
+
+def test_what_a_crash_left_unsettled_is_settled_next_round(postroom: Postroom) -> None:
+    source = MemorySource()
+    for n in range(3):
+        source.add(f"m{n}".encode())
+
+    class Crash(Exception):
+        pass
+
+    async def crashing_settle(keys: object) -> None:
+        raise Crash
+
+    async def crash_then_round() -> PollReport:
+        listener = _listener(postroom, "a")
+        assert await listener.acquire()
+        await source.open()
+        settle = source.settle
+        source.settle = crashing_settle  # type: ignore[method-assign]
+        with pytest.raises(Crash):
+            await listener.round(source)
+        source.settle = settle  # type: ignore[method-assign]
+        return await _listener(postroom, "a").round(source)
+
+    report = asyncio.run(crash_then_round())
+    # The crash came after the first batch of two was committed: only the third is read
+    # again (the cursor was saved with each message), the first two are settled.
+    assert (report.read, report.duplicates, report.settled) == (1, 0, 3)
+    assert source.seen == {1, 2, 3}
+    assert [state for _, state in _rows(postroom)] == ["done"] * 3
+
+
+def test_a_listener_whose_lease_was_taken_commits_nothing(postroom: Postroom) -> None:
+    source = MemorySource()
+    source.add(b"m0")
+    listener = _listener(postroom, "a")
+
+    async def run() -> None:
+        assert await listener.acquire()
+        with postroom.engine.begin() as conn:  # a's lease lapsed; b took the mailbox
+            later = utcnow() + timedelta(seconds=60)
+            assert mailboxes.acquire(conn, BOX, owner="b", lease=30, now=later)
+        await source.open()
+        with pytest.raises(LeaseLostError):
+            await listener.round(source)
+
+    asyncio.run(run())
+    assert _rows(postroom) == []
+    assert source.seen == set()
+
+
+def test_a_wait_ends_when_mail_arrives_and_renews_the_lease(postroom: Postroom) -> None:
+    source = MemorySource()
+    listener = _listener(postroom, "a", lease_seconds=3.0, poll_seconds=60.0)
+
+    async def run() -> float:
+        assert await listener.acquire()
+        await source.open()
+        assert source.arrived is not None
+        asyncio.get_running_loop().call_later(0.3, source.arrived.set)
+        began = time.monotonic()
+        await listener.wait(source, asyncio.Event())
+        return time.monotonic() - began
+
+    took = asyncio.run(run())
+    assert took < 30  # woken by the arrival, not by the 60 s poll
+    with postroom.engine.connect() as conn:
+        [row] = mailboxes.info(conn, BOX.key)
+    assert row.lease_owner == "a"
+
+
+def _inbound_account() -> EmailAccount:
+    return EmailAccount.model_validate(
+        {
+            "name": "support",
+            "address": "support@example.com",
+            "host": "127.0.0.1",
+            "port": 25,
+            "security": "none",
+            "inbound": {"host": "127.0.0.1", "password": "pw", "poll_seconds": 1},
+        }
+    )
+
+
+def test_two_agents_one_reader_and_the_other_takes_over(postroom: Postroom) -> None:
+    """Two agents' listeners on one mailbox: one reads; when it stops, the other does."""
+    messages: dict[int, bytes] = {}
+    sources = {"a": MemorySource(messages), "b": MemorySource(messages)}
+
+    def workers(owner: str) -> InboundListeners:
+        def make(account: EmailAccount) -> ListenerParts:
+            return ListenerParts(
+                _listener(postroom, owner, lease_seconds=1.5, poll_seconds=1.0),
+                lambda: sources[owner],
+            )
+
+        return InboundListeners(
+            agent_id=owner, load_accounts=lambda: [_inbound_account()], make=make, refresh=0.5
+        )
+
+    async def run() -> None:
+        stops = {"a": asyncio.Event(), "b": asyncio.Event()}
+        a = asyncio.create_task(workers("a").run(stop=stops["a"]))
+        await _until(lambda: sources["a"].fetches > 0, what="a reading")
+        b = asyncio.create_task(workers("b").run(stop=stops["b"]))
+        messages[1] = b"m1"
+        await _until(lambda: sources["a"].seen == {1}, what="a ingesting")
+        await asyncio.sleep(0)  # b had its chances: a renews well inside its lease
+        assert sources["b"].fetches == 0
+        stops["a"].set()
+        await asyncio.wait_for(a, 30)
+        messages[2] = b"m2"
+        await _until(lambda: sources["b"].seen == {2}, what="b taking over")
+        stops["b"].set()
+        await asyncio.wait_for(b, 30)
+
+    asyncio.run(run())
+    assert [key for key, _ in _rows(postroom)] == ["m1", "m2"]
+
+
+async def _until(check: Callable[[], bool], *, what: str, limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, f"not within {limit:g} s: {what}"
+        await asyncio.sleep(0.02)
