@@ -145,9 +145,7 @@ class MailboxListener:
         return await asyncio.to_thread(self._in_transaction, self._acquire)
 
     def _acquire(self, conn: Connection) -> bool:
-        return mailboxes.acquire(
-            conn, self.ref, owner=self.owner, lease=self.config.lease_seconds
-        )
+        return mailboxes.acquire(conn, self.ref, owner=self.owner, lease=self.config.lease_seconds)
 
     async def renew(self) -> None:
         """Extend the lease; :class:`LeaseLostError` when another listener has it now."""
@@ -268,6 +266,11 @@ class MailboxListener:
         UIDs name other messages, and the resync settles those under their new ones.
         """
         validity = (await asyncio.to_thread(self._in_transaction, self._load_cursor)).validity
+        # A source that knows the folder's validity now (IMAP after SELECT) settles
+        # nothing by the keys of another: the resync of the next round takes them.
+        current = getattr(source, "validity", None)
+        if current is not None and str(current) != validity:
+            return
         pending = await asyncio.to_thread(
             self._in_transaction,
             lambda conn: self.store.pending_keys(conn, self.ref, validity),
