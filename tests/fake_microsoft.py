@@ -10,6 +10,7 @@ Authorization header on upload URLs) and answers with their error shapes.
         ms.token_endpoint           # .../contoso-tenant/oauth2/v2.0/token
         ms.script("sendMail", (429, {"Retry-After": "1"}, b""))   # next answers
         ms.sent, ms.token_requests, ms.requests, ms.max_in_flight
+        ms.mail.deliver(MAILBOX, raw)   # a message in the inbox, read through delta query
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.fake_microsoft_mail import MailStore
 from tests.fake_microsoft_rules import (
     REQUEST_LIMIT,
     SMALL_ATTACHMENT_LIMIT,
@@ -121,6 +123,7 @@ class FakeMicrosoft:
         self.in_flight: dict[str, int] = defaultdict(int)
         self.max_in_flight: dict[str, int] = defaultdict(int)
         self.scripted: dict[str, deque[Reply | tuple[str, float]]] = defaultdict(deque)
+        self.mail = MailStore(self.lock)
 
     @property
     def token_endpoint(self) -> str:
@@ -128,7 +131,8 @@ class FakeMicrosoft:
 
     def script(self, kind: str, *replies: Reply | tuple[str, float]) -> None:
         """Answer the next requests of ``kind`` (token, sendMail, send, users, messages,
-        attachments, createUploadSession, upload) so: a reply, ("hang", seconds) or ("drop", 0)."""
+        attachments, createUploadSession, upload; delta, $value, mailFolders, patch, move,
+        delete) so: a reply, ("hang", seconds) or ("drop", 0)."""
         with self.lock:
             self.scripted[kind].extend(replies)
 
@@ -221,7 +225,9 @@ class FakeMicrosoft:
             )
         return key
 
-    def graph(self, method: str, parts: list[str], headers: Any, body: bytes) -> Reply:
+    def graph(
+        self, method: str, parts: list[str], headers: Any, body: bytes, query: str = ""
+    ) -> Reply:
         """Route /v1.0/users/{upn}/... after the bearer token is checked."""
         issued = self.bearer(headers)
         mailbox = self.mailbox(parts[0])
@@ -236,6 +242,12 @@ class FakeMicrosoft:
                 status, headers, content = refusal.reply
                 return status, {**headers, "Retry-After": "1"}, content
             time.sleep(self.graph_delay)  # lets concurrent requests overlap
+            if rest and not (rest[:1] == ["messages"] and unquote(rest[-1]) in self.drafts):
+                reading = self.mail.handle(
+                    method, mailbox, rest, query, headers, body, issued.roles, self.url
+                )
+                if reading is not None:
+                    return reading
             if method == "GET" and not rest:
                 if "User.Read.All" not in issued.roles:
                     raise GraphRefusal(
@@ -416,7 +428,7 @@ class FakeMicrosoft:
                 form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
                 return self.token(parts[0], form, headers)
             if parts[:2] == ["v1.0", "users"] and len(parts) >= 3:
-                return self.graph(method, parts[2:], headers, body)
+                return self.graph(method, parts[2:], headers, body, split.query)
             if parts[:1] == ["upload"] and len(parts) == 2 and method == "PUT":
                 return self.upload(parts[1], split.query, headers, body)
             raise GraphRefusal(404, "ResourceNotFound", "Unknown path")
@@ -431,6 +443,8 @@ def _kind(method: str, parts: list[str]) -> str:
         return "upload"
     if method == "GET" and len(parts) == 3:
         return "users"
+    if method == "GET" and parts[-1] in ("delta", "$value", "mailFolders", "childFolders"):
+        return "mailFolders" if parts[-1] == "childFolders" else parts[-1]
     return parts[-1] if method == "POST" and len(parts) > 3 else method.lower()
 
 
@@ -502,7 +516,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = do_DELETE = _serve
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the tests read fake.requests instead
