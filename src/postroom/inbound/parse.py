@@ -1,0 +1,211 @@
+"""Received mail read into a :class:`ParsedMail`: pure, bounded, and never raising.
+
+A stranger's bytes decide what arrives, so every field is bounded and every part that
+does not parse becomes a defect in words; the mail is kept as far as it parses. The
+structure is the standard library parser's; header values are decoded one by one
+(``parse_headers``), the body walked
+without recursion (``parse_body``), the reply told from its quoted history
+(``parse_reply``) and automatic mail recognised (``automatic``).
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.parser
+import email.policy
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from postroom.correspondence.html2text import html_to_text
+from postroom.inbound import automatic as auto
+from postroom.inbound import parse_headers as hdr
+from postroom.inbound.parse_body import MAX_TEXT, Body, walk
+from postroom.inbound.parse_guard import MAX_NESTING, nesting_cut
+from postroom.inbound.parse_reply import reply_text
+from postroom.inbound.parse_text import Defects, body, no_surrogates
+
+# HTML turned into text when there is no text part: its start only (html.parser is
+# slow on hostile markup, and the reply is at the top).
+MAX_HTML_FOR_TEXT = 500_000
+
+
+@dataclass(frozen=True, slots=True)
+class MailAttachment:
+    """A file carried by a received mail (inline images and attached messages included)."""
+
+    name: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMail:
+    """What Postroom reads from a received mail; every field bounded, nothing trusted."""
+
+    message_id: str | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    subject: str
+    from_address: str | None
+    from_name: str
+    recipients: tuple[str, ...]
+    sent_at: datetime | None
+    text: str
+    full_text: str
+    html: str | None
+    attachments: tuple[MailAttachment, ...]
+    automatic: str | None
+    bounce: bool
+    defects: tuple[str, ...]
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """``raw`` read as far as it parses; never raises, whatever the bytes."""
+    defects = Defects()
+    try:
+        return _parse(raw, defects)
+    except Exception as exc:  # the last line of defence: a stranger's bytes must not crash us
+        defects.add(f"the message could not be read ({type(exc).__name__}): kept as raw bytes")
+    return _unreadable(defects)
+
+
+def dedupe_key(mail: ParsedMail, raw: bytes) -> str:
+    """The key that makes a second delivery of the same mail a duplicate."""
+    if mail.message_id:
+        return "mid:" + hashlib.sha256(mail.message_id.encode("utf-8", "replace")).hexdigest()
+    return "raw:" + hashlib.sha256(raw).hexdigest()
+
+
+def _parse(raw: bytes, defects: Defects) -> ParsedMail:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise TypeError("raw must be bytes")
+    raw = bytes(raw)
+    if (cut := nesting_cut(raw)) is not None:
+        defects.add(f"MIME parts nested more than {MAX_NESTING} levels deep: read up to there")
+        raw = raw[:cut]
+    message = _message(raw, defects)
+    for problem in _message_defects(message):
+        defects.add(problem)
+    headers = hdr.Headers(message.raw_items(), defects)
+    subject = hdr.subject(headers)
+    from_address, from_name, written_sender = hdr.sender(headers)
+    found = _walk(message, defects)
+    full_text = _full_text(found, defects)
+    bounce = auto.is_bounce(
+        headers, sender=written_sender, subject=subject, content_types=found.content_types
+    )
+    return ParsedMail(
+        message_id=hdr.message_id(headers),
+        in_reply_to=hdr.id_list(headers, "in-reply-to", keep=hdr.MAX_IN_REPLY_TO),
+        references=hdr.id_list(headers, "references", keep=hdr.MAX_REFERENCES),
+        subject=subject,
+        from_address=from_address,
+        from_name=from_name,
+        recipients=hdr.recipients(headers),
+        sent_at=hdr.sent_at(headers),
+        text=body(reply_text(full_text, defects), limit=MAX_TEXT),
+        full_text=full_text,
+        html=no_surrogates(found.html).replace("\x00", "") if found.html is not None else None,
+        attachments=tuple(
+            MailAttachment(name=a.name, content_type=a.content_type, content=a.content)
+            for a in found.attachments
+        ),
+        automatic=auto.automatic(headers, sender=written_sender, bounce=bounce),
+        bounce=bounce,
+        defects=defects.result(),
+    )
+
+
+def _message(raw: bytes, defects: Defects) -> email.message.Message:
+    # The structure is read with compat32: the default policy parses every header it
+    # touches (the parser itself asks each part's Content-Type several times), which
+    # costs ten to twenty times as much and raises on some malformed values. Header
+    # values are decoded one by one with the default policy's parser (parse_headers).
+    try:
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    except Exception:
+        defects.add("the message structure could not be read: only its headers were")
+    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+    return parser.parsebytes(raw)
+
+
+def _walk(message: email.message.Message, defects: Defects) -> Body:
+    try:
+        return walk(message, defects)
+    except Exception:
+        defects.add("the message body could not be read")
+        return Body()
+
+
+def _full_text(found: Body, defects: Defects) -> str:
+    if found.text is not None:
+        return body(found.text, limit=MAX_TEXT)
+    if not found.html:
+        return ""
+    html = found.html[:MAX_HTML_FOR_TEXT]
+    try:
+        return body(html_to_text(html), limit=MAX_TEXT)
+    except Exception:
+        defects.add("the HTML part could not be turned into text")
+        return ""
+
+
+def _message_defects(message: email.message.Message) -> list[str]:
+    """The parser's own defects of every part, in words (bounded)."""
+    words: list[str] = []
+    stack = [message]
+    seen = 0
+    while stack and seen < 200:
+        part = stack.pop()
+        seen += 1
+        for defect in getattr(part, "defects", ())[:20]:
+            words.append(_DEFECT_WORDS.get(type(defect).__name__, _default_words(defect)))
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend(p for p in payload if isinstance(p, email.message.Message))
+    return words
+
+
+_DEFECT_WORDS = {
+    "NoBoundaryInMultipartDefect": "a multipart part declares no boundary",
+    "StartBoundaryNotFoundDefect": "a multipart part's boundary never appears",
+    "CloseBoundaryNotFoundDefect": "a multipart part is not closed (truncated message?)",
+    "FirstHeaderLineIsContinuationDefect": "the first header line is a continuation line",
+    "MisplacedEnvelopeHeaderDefect": "an envelope 'From ' line among the headers",
+    "MissingHeaderBodySeparatorDefect": "a header line without a colon (or a missing blank line)",
+    "MultipartInvariantViolationDefect": "a multipart Content-Type on a part that is not one",
+    "InvalidMultipartContentTransferEncodingDefect": "a multipart part with a transfer encoding",
+    "UndecodableBytesDefect": "8-bit bytes where only ASCII is allowed",
+    "InvalidBase64PaddingDefect": "base64 content with wrong padding",
+    "InvalidBase64CharactersDefect": "base64 content with invalid characters",
+    "InvalidBase64LengthDefect": "base64 content of an impossible length",
+}
+
+
+def _default_words(defect: object) -> str:
+    name = type(defect).__name__.removesuffix("Defect")
+    spaced = "".join(f" {c.lower()}" if c.isupper() else c for c in name).strip()
+    return f"MIME problem: {spaced}"
+
+
+def _unreadable(defects: Defects) -> ParsedMail:
+    """The mail when nothing but its bytes could be kept."""
+    return ParsedMail(
+        message_id=None,
+        in_reply_to=(),
+        references=(),
+        subject="",
+        from_address=None,
+        from_name="",
+        recipients=(),
+        sent_at=None,
+        text="",
+        full_text="",
+        html=None,
+        attachments=(),
+        automatic=None,
+        bounce=False,
+        defects=defects.result(),
+    )
