@@ -205,27 +205,32 @@ class GraphSource:
         ]
         chunk: list[FetchedMessage] = []
         held = 0
-        for index, message_id in enumerate(ids):
+        last: FetchedMessage | None = None  # held back: it may be the page's last
+        for message_id in ids:
             item = await self._download(message_id)
-            if index == len(ids) - 1:
-                # The link after this page: saved with the page's last message, so a
-                # crash re-reads at most this page.
-                item = FetchedMessage(item.key, item.size, item.raw, Cursor(None, after))
-            chunk.append(item)
-            held += len(item.raw or b"")
-            if len(chunk) >= batch or held >= MAX_BATCH_BYTES:
-                yield chunk
-                chunk, held = [], 0
+            if item is None:
+                continue
+            if last is not None:
+                chunk.append(last)
+                held += len(last.raw or b"")
+                if len(chunk) >= batch or held >= MAX_BATCH_BYTES:
+                    yield chunk
+                    chunk, held = [], 0
+            last = item
+        if last is not None:
+            # The link after this page goes with the page's last message: saved in its
+            # ingest, so a crash re-reads at most this page.
+            chunk.append(FetchedMessage(last.key, last.size, last.raw, Cursor(None, after)))
         if chunk:
             yield chunk
 
-    async def _download(self, message_id: str) -> FetchedMessage:
+    async def _download(self, message_id: str) -> FetchedMessage | None:
         url = f"{self._users}/messages/{quote(message_id, safe='')}/$value"
         limit = self.settings.max_message_bytes
         answer = await self._http.call("GET", url, stage="message", limit=limit, missing_ok=True)
         if answer.status == 404:
-            # Gone between the delta page and now (moved or deleted by someone): skip it.
-            return FetchedMessage(message_id, 0, b"")
+            # Moved or deleted by someone since the delta page: nothing left to read.
+            return None
         if answer.truncated:
             return FetchedMessage(message_id, answer.size, None)
         return FetchedMessage(message_id, len(answer.content), answer.content)
