@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from postroom import Postroom
 from postroom.accounts.models import EmailAccount
 from postroom.auth import TokenCache
 from postroom.auth.models import AuthProfile
+from postroom.db import tables
 from postroom.errors import (
     ConfigurationError,
     CredentialsRejectedError,
@@ -19,9 +23,12 @@ from postroom.errors import (
 )
 from postroom.inbound.graph import GraphSource
 from postroom.inbound.graph_check import graph_inbound_steps
-from postroom.inbound.models import Cursor, FetchedMessage
+from postroom.inbound.listener import ListenerConfig, MailboxListener, PollReport
+from postroom.inbound.models import Cursor, FetchedMessage, MailboxRef
 from postroom.transports.graph import MAX_RETRY_AFTER
+from tests.conftest import make_settings
 from tests.fake_microsoft import CLIENT_ID, CLIENT_SECRET, MAILBOX, FakeMicrosoft, microsoft_server
+from tests.inboundkit import KeyIngest, KeyStore
 
 HOSTS = {"127.0.0.1"}
 
@@ -457,3 +464,51 @@ def test_inbound_steps_explain_what_is_missing(ms: FakeMicrosoft) -> None:
     name, ok, detail, explanation = steps_of(ms)[-1]
     assert (name, ok) == ("token", False)
     assert "secret" in explanation.lower()
+
+
+def test_the_listener_takes_each_message_once_across_a_crash(
+    tmp_path: Path, ms: FakeMicrosoft
+) -> None:
+    """The real listener and cursor table, an ingest that dies at its fifth commit."""
+    ids = deliver(ms, 7)
+    commits = [0]
+
+    def dies_at_the_fifth() -> None:
+        commits[0] += 1
+        if commits[0] == 5:
+            raise RuntimeError("the agent was killed")
+
+    with Postroom(make_settings(f"sqlite:///{tmp_path / 'p.db'}")) as pr:
+        ingest = KeyIngest(pr.engine, before_commit=dies_at_the_fifth)
+        listener = MailboxListener(
+            engine=pr.engine,
+            ref=MailboxRef("Default", "INBOX"),
+            owner="agent-1",
+            ingestor=ingest,
+            store=KeyStore(),
+            config=ListenerConfig(lease_seconds=30.0, batch=3),
+            deliver=lambda ids: None,
+        )
+
+        async def one_round() -> PollReport:
+            assert await listener.acquire()
+            src = await opened(source(ms))
+            try:
+                return await listener.round(src)
+            finally:
+                await src.close()
+
+        with pytest.raises(RuntimeError, match="killed"):
+            run(one_round())
+        report = run(one_round())
+        again = run(one_round())
+        with pr.engine.connect() as conn:
+            t = tables.inbound_messages
+            rows = conn.execute(select(t.c.source_key, t.c.server_state)).all()
+    assert sorted(key for key, _ in rows) == sorted(ids)  # each once
+    assert {state for _, state in rows} == {"done"}
+    assert all(m.is_read for m in ms.mail.in_folder(MAILBOX))
+    # The second round re-read only the page the crash cut short (one duplicate).
+    assert (report.read, report.duplicates) == (4, 1)
+    assert len(ms.mail.downloads) == 7 + 3
+    assert again.read == 0
