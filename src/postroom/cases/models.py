@@ -75,8 +75,9 @@ class Recipient(BaseModel):
         return self
 
     @model_serializer
-    def _dump(self) -> dict[str, str]:
-        return {str(self.kind): self.value}
+    def _dump(self) -> dict[str, str | bool]:
+        # Written back as it is read: {sender: true}, so that a stored step loads again.
+        return {str(self.kind): True if self.kind is RecipientKind.SENDER else self.value}
 
 
 class Trigger(BaseModel):

@@ -1,0 +1,109 @@
+"""Triage: an admin attaches a received message to a case, opens a case from it, or
+dismisses it. Each change is checked against the statuses' transitions first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Engine
+
+from postroom.cases.models import Case
+from postroom.cases.service import CaseService
+from postroom.cases.store import CaseTypeStore, load_case
+from postroom.errors import ConfigurationError, NotFoundError
+from postroom.inbound.effects import CaseEffects
+from postroom.inbound.models import InboundStatus, ReceivedMessage, check_transition
+from postroom.inbound.parse import parse_mail
+from postroom.inbound.store import InboundStore
+from postroom.text import check_names
+
+
+class Triage:
+    """The admin's decisions on received messages that routing left to a person."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        cases: CaseService,
+        store: InboundStore,
+        auto_reply_limit: int,
+        deliver_now: Callable[[Sequence[int]], None],
+    ) -> None:
+        self._engine = engine
+        self._cases = cases
+        self._store = store
+        self._types = CaseTypeStore()
+        self._effects = CaseEffects(cases, auto_reply_limit=auto_reply_limit)
+        self._deliver_now = deliver_now
+
+    def attach(self, received_id: int, case_id: str, *, actor: str) -> ReceivedMessage:
+        """Attach the message to a case; its ``email_received`` steps fire (not for
+        automatic mail)."""
+        check_names(case_id=case_id, actor=actor)
+        reason = f"attached by {actor}"
+        with self._engine.begin() as conn:
+            message = self._store.get(conn, received_id)
+            check_transition(message.status, InboundStatus.MATCHED, message_id=received_id)
+            raw = self._store.raw(conn, received_id)
+            case = load_case(conn, case_id, details=False)
+            try:
+                ctype = self._types.get(conn, case.case_type)
+            except NotFoundError:
+                ctype = None  # the case's type is gone: attached, no steps
+            immediate = self._effects.on_case(
+                conn,
+                ctype,
+                case_id,
+                received_id=received_id,
+                mail=parse_mail(raw),
+                raw=raw,
+                how=reason,
+                actor=actor,
+                steps=message.status is not InboundStatus.AUTOMATIC,
+            )
+            result = self._store.set_status(
+                conn, received_id, InboundStatus.MATCHED, reason=reason, case_id=case_id
+            )
+        self._deliver_now(immediate)
+        return result
+
+    def open_case(self, received_id: int, class_name: str, *, actor: str) -> Case:
+        """Open a case of ``class_name`` from the message, as routing's rule 4 would."""
+        check_names(class_name=class_name, actor=actor)
+        with self._engine.begin() as conn:
+            message = self._store.get(conn, received_id)
+            check_transition(message.status, InboundStatus.NEW_CASE, message_id=received_id)
+            raw = self._store.raw(conn, received_id)
+            ctype = self._types.get(conn, class_name)
+            opened = self._effects.open_case(
+                conn,
+                ctype,
+                received_id=received_id,
+                mail=parse_mail(raw),
+                raw=raw,
+                how=f"case opened by {actor}",
+                actor=actor,
+            )
+            if opened.case_id is None:
+                raise ConfigurationError(
+                    f"received message #{received_id} cannot open a {class_name} case: "
+                    f"{opened.error}"
+                )
+            self._store.set_status(
+                conn,
+                received_id,
+                InboundStatus.NEW_CASE,
+                reason=f"case {opened.case_id} opened by {actor}",
+                case_id=opened.case_id,
+            )
+        self._deliver_now(opened.immediate)
+        return self._cases.get(opened.case_id)
+
+    def dismiss(self, received_id: int, *, actor: str) -> ReceivedMessage:
+        """Take the message off the triage list (it is kept)."""
+        check_names(actor=actor)
+        with self._engine.begin() as conn:
+            return self._store.set_status(
+                conn, received_id, InboundStatus.DISMISSED, reason=f"dismissed by {actor}"
+            )
