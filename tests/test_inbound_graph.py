@@ -389,16 +389,25 @@ def test_folders_are_found_by_name_and_path(ms: FakeMicrosoft) -> None:
 
 
 def test_a_link_to_another_host_is_never_followed(ms: FakeMicrosoft) -> None:
-    async def go() -> None:
+    ids = deliver(ms, 2)
+    elsewhere = "http://evil.example/v1.0/delta?$deltatoken=x"
+    page = f'{{"value": [], "@odata.nextLink": "{elsewhere}"}}'.encode()
+
+    async def go(cursor: Cursor) -> list[str]:
         src = await opened(source(ms))
         try:
-            await read(src, Cursor(None, "http://evil.example/v1.0/delta?$deltatoken=x"), batch=5)
+            return keys((await read(src, cursor, batch=5))[0])
         finally:
             await src.close()
 
+    # A stored position that is no delta link of this Graph (graph_url changed, or
+    # written by IMAP) reads the folder again rather than sending the token there.
+    assert run(go(Cursor(None, elsewhere))) == ids
+    assert run(go(Cursor("17", "42"))) == ids
+    ms.script("delta", (200, {"Content-Type": "application/json"}, page))
     with pytest.raises(ConfigurationError, match="outside"):
-        run(go())
-    assert delta_requests(ms) == []
+        run(go(Cursor()))
+    assert all("evil" not in path for path, _ in delta_requests(ms))
 
 
 def test_wait_ends_at_its_timeout_or_when_stopped(ms: FakeMicrosoft) -> None:
@@ -459,6 +468,12 @@ def test_inbound_steps_explain_what_is_missing(ms: FakeMicrosoft) -> None:
     name, ok, detail, explanation = steps_of(ms, folder="Nowhere")[-1]
     assert (name, ok) == ("folder", False)
     assert "no folder 'Nowhere'" in explanation
+
+    ms.mailboxes = {}  # the mailbox is not in the tenant
+    name, ok, detail, explanation = steps_of(ms)[-1]
+    assert (name, ok) == ("folder", False)
+    assert "ErrorInvalidUser" in explanation
+    assert "check user_principal_name" in explanation
 
     ms.apps[CLIENT_ID].secret = "changed"
     name, ok, detail, explanation = steps_of(ms)[-1]

@@ -152,8 +152,9 @@ class GraphSource:
     async def fetch(self, cursor: Cursor, *, batch: int) -> AsyncIterator[list[FetchedMessage]]:
         """New messages after ``cursor``; each page's last message carries the link after it."""
         batch = max(1, batch)
-        link = cursor.position or self._start()
-        resynced = cursor.position is None
+        link = self._resume(cursor)
+        resynced = link is None
+        link = link or self._start()
         pages = 0
         while pages < MAX_PAGES:
             pages += 1
@@ -235,13 +236,28 @@ class GraphSource:
             return FetchedMessage(message_id, answer.size, None)
         return FetchedMessage(message_id, len(answer.content), answer.content)
 
+    def _resume(self, cursor: Cursor) -> str | None:
+        """The stored link to go on from, or None to read the folder from the beginning."""
+        link = cursor.position
+        if not link:
+            return None
+        if cursor.validity is not None or not link.startswith(f"{self.account.graph_url}/"):
+            # Stored by an IMAP source, or before graph_url changed: the token must not
+            # go there, and the folder read again takes nothing twice.
+            log.warning(
+                "inbound %s: the stored position is not a delta link of %s; reading the "
+                "folder from the beginning",
+                self.account.name,
+                self.account.graph_url,
+            )
+            return None
+        return link
+
     def _check_link(self, link: str) -> None:
-        # A stored or received link carries the token too: only to the account's Graph host.
+        # A link carries the token with it: only ever to the account's Graph host.
         if not link.startswith(f"{self.account.graph_url}/"):
             raise ConfigurationError(
-                f"a Graph delta link points outside {self.account.graph_url}: refusing to "
-                "follow it (was graph_url changed? the folder will be read again once the "
-                "stored position is reset)"
+                f"Graph answered a link outside {self.account.graph_url}: refusing to follow it"
             )
         check_endpoint(link.split("?", 1)[0], allowed=self._allowed, what="Graph delta link")
 
