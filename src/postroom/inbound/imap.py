@@ -101,6 +101,7 @@ class ImapSource:
         self._high = 0  # the highest UID fetch has handed over
         self.validity: int | None = None  # the folder's UIDVALIDITY at the last SELECT
         self.idle_offered = False
+        self.idling = False  # inside an IDLE command right now (for diagnostics and tests)
 
     # --- running calls in the worker -----------------------------------------------------
 
@@ -401,6 +402,11 @@ class ImapSource:
 
     def _has_new(self) -> bool:
         """Whether mail came after what fetch handed over (before IDLE could report it)."""
+        # A server reports new mail after a command's result (the SEARCH below would not
+        # see it): NOOP first brings the session up to date.
+        _, responses = self._imap.noop()
+        if _new_mail(responses):
+            return True
         found = self._imap.search(["UID", f"{self._high + 1}:*"])
         return any(uid > self._high for uid in found)
 
@@ -408,14 +414,17 @@ class ImapSource:
         """One IDLE command of at most ``span`` seconds; ``True`` when new mail arrived."""
         client = self._imap
         client.idle()
+        self.idling = True
         try:
             new = self._idle_loop(client, time.monotonic() + span, halted)
         except BaseException:
+            self.idling = False
             # The session is in no known state: drop it; the listener opens a new one.
             with contextlib.suppress(Exception):
                 client.shutdown()
             self._client = None
             raise
+        self.idling = False
         _, responses = client.idle_done()
         return new or _new_mail(responses)
 
