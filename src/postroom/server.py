@@ -31,12 +31,14 @@ def create_app(
     postroom: Postroom,
     *,
     run_agent: bool = True,
+    run_inbound: bool = True,
     inbox_dir: Path | None = None,
     inbox: DevInbox | None = None,
 ) -> FastAPI:
     """The service's ASGI application on an opened :class:`Postroom`.
 
-    ``inbox``: a started dev inbox to keep listening (``serve --demo``).
+    ``inbox``: a started dev inbox to keep listening (``serve --demo``). ``run_inbound``:
+    read the accounts' mailboxes here (one listener per account with inbound settings).
     """
 
     @contextlib.asynccontextmanager
@@ -45,6 +47,9 @@ def create_app(
         if run_agent:
             supervisor.start("agent", postroom.agent)
             log.info("sender agent started")
+        if run_inbound:
+            # Its own task, so that the health check shows the listeners apart.
+            supervisor.start("inbound", postroom.inbound_listeners)
         if inbox is not None:
             supervisor.start("dev inbox", lambda: InboxWatch(inbox))
         try:

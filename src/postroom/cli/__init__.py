@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from postroom.cli import cases, devinbox, keystores, kinds, outbox, profiles, records, service
+from postroom.cli import (
+    cases,
+    devinbox,
+    inbound,
+    keystores,
+    kinds,
+    outbox,
+    profiles,
+    records,
+    service,
+)
 from postroom.cli.common import (
     DatabaseOption,
     KeyFileOption,
@@ -48,6 +58,7 @@ app.add_typer(cases.cases_app, name="cases")
 app.command()(cases.send)
 app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(outbox.agent_app, name="agent")
+app.add_typer(inbound.inbound_app, name="inbound")
 app.add_typer(devinbox.inbox_app, name="dev-inbox")
 app.command()(devinbox.demo)
 app.command()(service.serve)

@@ -25,10 +25,12 @@ from postroom.cli.common import (
 )
 from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxEntry, OutboxStatus
+from postroom.supervisor import Supervisor
 
 log = logging.getLogger("postroom.agent")
 outbox_app = typer.Typer(help="The outbox: list, retry, cancel.", no_args_is_help=True)
 agent_app = typer.Typer(help="The sender agent.", no_args_is_help=True)
+INBOUND_STOP_TIMEOUT = 30.0  # a listener finishes the message it is ingesting
 
 
 def _status(value: str | None) -> OutboxStatus | None:
@@ -176,11 +178,18 @@ def run_agent(
         float | None, typer.Option(help="Idle wait between claims (env POSTROOM_POLL_INTERVAL)")
     ] = None,
     until_idle: Annotated[bool, typer.Option(help="Exit when nothing is due")] = False,
+    no_inbound: Annotated[
+        bool,
+        typer.Option("--no-inbound", help="Read no mailboxes here (env POSTROOM_INBOUND=false)"),
+    ] = False,
     log_level: Annotated[
         str | None, typer.Option(help="Log level (env POSTROOM_LOG_LEVEL)")
     ] = None,
 ) -> None:
-    """Run the sender agent until SIGTERM/SIGINT (finishes the batch in flight)."""
+    """Run the sender agent and the inbound listeners until SIGTERM/SIGINT.
+
+    The batch in flight and the message being ingested are finished first.
+    """
 
     def body() -> None:
         state.extra.update(
@@ -190,6 +199,7 @@ def run_agent(
                     ("batch_size", batch_size),
                     ("lease_seconds", lease_seconds),
                     ("poll_interval", poll_interval),
+                    ("inbound", False if no_inbound else None),
                 )
                 if v is not None
             }
@@ -207,7 +217,15 @@ def run_agent(
                 console.print(
                     f"agent {agent.id} running on {where(postroom.settings.database_url)}"
                 )
-                stats = await agent.run(stop=stop, until_idle=until_idle)
+                # The listeners run beside the agent, supervised: one that fails is
+                # started again, and never takes the sender agent down with it.
+                listening = Supervisor(postroom.background)
+                if postroom.settings.inbound and not until_idle:
+                    listening.start("inbound", lambda: postroom.inbound_listeners(agent.id))
+                try:
+                    stats = await agent.run(stop=stop, until_idle=until_idle)
+                finally:
+                    await listening.stop(timeout=INBOUND_STOP_TIMEOUT)
                 console.print(
                     f"agent {agent.id} stopped: {stats.sent} sent, {stats.failed} failed, "
                     f"{stats.retried} to retry, {stats.held} held"

@@ -47,6 +47,10 @@ def serve(
     no_agent: Annotated[
         bool, typer.Option("--no-agent", help="Do not run a sender agent in this process")
     ] = False,
+    no_inbound: Annotated[
+        bool,
+        typer.Option("--no-inbound", help="Read no mailboxes here (env POSTROOM_INBOUND=false)"),
+    ] = False,
     demo: Annotated[
         bool,
         typer.Option(help="Start the dev inbox, apply the example and print a login"),
@@ -63,7 +67,12 @@ def serve(
     """Run the REST API (/api/v1), the Admin Studio (/) and a sender agent."""
 
     def body() -> None:
-        flags = {"host": host, "port": port, "max_request_bytes": max_request_bytes}
+        flags = {
+            "host": host,
+            "port": port,
+            "max_request_bytes": max_request_bytes,
+            "inbound": False if no_inbound else None,
+        }
         given = {k: v for k, v in flags.items() if v is not None}
         settings = state.settings(**given)
         configure_logging(settings.log_level)
@@ -111,6 +120,7 @@ def serve(
             app = create_app(
                 postroom,
                 run_agent=not no_agent,
+                run_inbound=settings.inbound,
                 inbox_dir=inbox_dir if demo else None,
                 inbox=inbox,
             )
@@ -118,6 +128,9 @@ def serve(
             console.print(styled(("Admin Studio: ", "bold"), url))
             console.print(styled(("REST API:     ", "bold"), url + "api/v1"))
             console.print("agent: " + ("not in this process" if no_agent else "running"))
+            console.print(
+                "inbound: " + ("listening" if settings.inbound else "not in this process")
+            )
             server = uvicorn.Server(
                 uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
             )

@@ -1,0 +1,127 @@
+"""``postroom inbound list/show/attach/create-case/dismiss``: received mail from the CLI.
+
+The messages are read from a real Dovecot by ``inbound poll``; nothing routes them (no
+case type takes mail), so they wait in the triage list.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from postroom import Postroom
+from tests.conftest import TEST_KEY, make_settings
+from tests.dovecotkit import Mailbox, dovecot_fixture, mailbox_fixture, message
+
+pytestmark = [pytest.mark.dovecot, pytest.mark.timeout(300)]
+
+dovecot = dovecot_fixture()
+mailbox = mailbox_fixture()
+
+CLASS = "Org-Desk-Work-Request"
+
+
+def run(url: str, *args: str) -> Any:
+    from postroom.cli import app  # noqa: PLC0415
+
+    return CliRunner().invoke(app, ["-d", url, *args], env={"POSTROOM_SECRET_KEY": TEST_KEY})
+
+
+@pytest.fixture
+def triaged(mailbox: Mailbox, tmp_path: Path) -> tuple[str, list[int]]:
+    """A database with two unmatched messages (one with an odd subject) and a case type."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with Postroom(make_settings(url)) as pr:
+        pr.apply(
+            {
+                "accounts": [mailbox.account_yaml("Desk")],
+                "case_types": [
+                    {
+                        "class": CLASS,
+                        "class_group": "Desk",
+                        "id_prefix": "D-",
+                        "parties": {"Customer": "data.customer"},
+                        "fields": [{"name": "customer", "type": "email"}],
+                    }
+                ],
+            }
+        )
+        mailbox.append(message("Where is my order?", body="It did not come."))
+        mailbox.append(message("[not a case] <b>bold</b>", body="Second."))
+        assert pr.poll_inbound("Desk").unmatched == 2
+        ids = sorted(m.id for m in pr.received(unmatched=True))
+    return url, ids
+
+
+def test_list_and_show_as_text_and_json(triaged: tuple[str, list[int]]) -> None:
+    url, (first, second) = triaged
+    listed = run(url, "inbound", "list", "--unmatched")
+    assert listed.exit_code == 0, listed.output
+    assert "Where is my order?" in listed.output
+    assert "[not a case] <b>bold</b>" in listed.output  # data, printed as is
+    as_json = json.loads(run(url, "inbound", "list", "--json").output)
+    assert sorted(m["id"] for m in as_json) == [first, second]
+    assert {m["status"] for m in as_json} == {"unmatched"}
+    assert "raw" not in as_json[0]
+    shown = run(url, "inbound", "show", str(first))
+    assert shown.exit_code == 0, shown.output
+    for words in ("Where is my order?", "customer@example.org", "It did not come.", "routing"):
+        assert words in shown.output
+    one = json.loads(run(url, "inbound", "show", str(first), "--json").output)
+    assert one["id"] == first
+    assert one["subject"] == "Where is my order?"
+    only = json.loads(run(url, "inbound", "list", "--status", "unmatched", "--limit", "1",
+                          "--json").output)  # fmt: skip
+    assert len(only) == 1
+
+
+def test_triage_attach_create_case_dismiss(triaged: tuple[str, list[int]]) -> None:
+    url, (first, second) = triaged
+    with Postroom(make_settings(url)) as pr:
+        case = pr.cases.create(CLASS, data={"customer": "customer@example.org"})
+    attached = run(url, "inbound", "attach", str(first), case.id)
+    assert attached.exit_code == 0, attached.output
+    assert f"attached to case {case.id}" in attached.output
+    on_case = json.loads(run(url, "inbound", "list", "--case", case.id, "--json").output)
+    assert [m["id"] for m in on_case] == [first]
+    again = run(url, "inbound", "attach", str(first), case.id)
+    assert again.exit_code == 4, again.output  # matched already: a state error
+    dismissed = run(url, "inbound", "dismiss", str(second))
+    assert dismissed.exit_code == 0, dismissed.output
+    created = run(url, "inbound", "create-case", str(second), CLASS)
+    assert created.exit_code == 0, created.output
+    assert f"from received #{second}" in created.output
+    assert json.loads(run(url, "inbound", "list", "--unmatched", "--json").output) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["show", "999999"], 3, "999999"),
+        (["attach", "999999", "D-1"], 3, "999999"),
+        (["dismiss", "999999"], 3, "999999"),
+        (["create-case", "FIRST", "No-Such-Class"], 3, "No-Such-Class"),
+        (["attach", "FIRST", "D-404"], 3, "D-404"),
+        (["list", "--status", "lost"], 2, "unknown status 'lost'"),
+        (["poll", "Nobody"], 3, "Nobody"),
+    ],
+)
+def test_bad_input_is_one_line(
+    triaged: tuple[str, list[int]], args: list[str], code: int, words: str
+) -> None:
+    url, (first, _) = triaged
+    result = run(url, "inbound", *[str(first) if a == "FIRST" else a for a in args])
+    assert result.exit_code == code, result.output
+    assert words in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_database_is_refused_like_other_reads(tmp_path: Path) -> None:
+    result = run(f"sqlite:///{tmp_path / 'none.db'}", "inbound", "list")
+    assert result.exit_code != 0
+    assert not (tmp_path / "none.db").exists()
