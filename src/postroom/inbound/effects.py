@@ -167,9 +167,9 @@ def mail_data(ctype: CaseType, mail: ParsedMail) -> dict[str, Any]:
         "from_name": display_name(mail.from_name),
     }
     return {
-        field: values[source].replace("\x00", "")
+        field: values[source].replace("\x00", "").strip()
         for source, field in ctype.inbound.data.items()
-        if values[source]
+        if values[source].strip()
     }
 
 
