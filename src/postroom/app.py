@@ -189,6 +189,10 @@ class Postroom(Sending, Receiving, Listening):
         or Graph's token, mailbox and permission."""
         sender = self.sender(name)
         s = self.settings
+        inbound, store = sender.account.inbound_profile, self.profile_store
+        with self.engine.connect() as conn:  # a missing profile is a failed step, not an error
+            found = inbound is not None and store.exists(conn, inbound)
+            inbound_profile = store.get(conn, inbound) if inbound and found else None
         return run_in_own_loop(
             lambda: check_account(
                 sender.account,
@@ -197,6 +201,7 @@ class Postroom(Sending, Receiving, Listening):
                 allowed_hosts=s.endpoint_hosts,
                 smtp_timeout=s.smtp_timeout,
                 http_timeout=s.http_timeout,
+                inbound_profile=inbound_profile,
             )
         )
 

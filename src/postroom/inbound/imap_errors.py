@@ -85,7 +85,7 @@ def translate(
     """The one Postroom error for a failure of ``stage`` (connect, login, select, fetch...)."""
     if isinstance(exc, PostroomError):
         return exc
-    text = _scrub(_short(exc), secrets)
+    text = _scrub(short(exc), secrets)
     if isinstance(exc, LoginError):
         return CredentialsRejectedError(
             f"the IMAP server refused the login of {login or 'the account'}: {text}", stage="login"
@@ -110,7 +110,8 @@ def translate(
     return TransientDeliveryError(f"{type(exc).__name__}: {text}", stage=stage)
 
 
-def _short(exc: BaseException) -> str:
+def short(exc: BaseException) -> str:
+    """The first line of an error, without imaplib's quoting of the server's bytes."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     # imaplib quotes the server's bytes: b'[AUTHENTICATIONFAILED] ...'
     if text.startswith(("b'", 'b"')) and text.endswith(text[1]):

@@ -1,0 +1,184 @@
+"""The inbound stages of ``postroom accounts test`` against a real Dovecot."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from typer.testing import CliRunner
+
+from postroom import Postroom, Settings
+from postroom.accounts import EmailAccount
+from postroom.accounts.connectivity import Step
+from postroom.auth.tokens import TokenCache
+from postroom.cli import app
+from postroom.inbound.check import check_inbound
+from tests.dovecotkit import PASSWORD, Mailbox, dovecot_fixture, mailbox_fixture, message
+from tests.fakes import free_port, smtp_server
+
+pytestmark = pytest.mark.dovecot
+
+dovecot = dovecot_fixture()
+dovecot_no_idle = dovecot_fixture(idle=False)
+mailbox = mailbox_fixture()
+poll_mailbox = mailbox_fixture(server="dovecot_no_idle")
+
+SECRET_KEY = "inbound-check-key-0123456789abcd"
+STAGES = ["inbound connect", "inbound TLS", "inbound login", "inbound folder", "inbound IDLE"]
+
+
+def check(account: EmailAccount) -> list[Step]:
+    tokens = TokenCache(timeout=5)
+    return asyncio.run(check_inbound(account, None, tokens=tokens, allowed_hosts=(), timeout=10))
+
+
+def failure(steps: list[Step]) -> Step:
+    """The last step, which must be the only failed one, with words on what to do."""
+    *earlier, last = steps
+    assert all(step.ok for step in earlier), earlier
+    assert not last.ok, steps
+    assert last.explanation
+    return last
+
+
+def test_a_good_account_passes_every_stage(mailbox: Mailbox) -> None:
+    mailbox.append(message("one"))
+    mailbox.append(message("two"))
+    steps = check(mailbox.account())
+    assert [s.name for s in steps] == STAGES
+    assert all(s.ok for s in steps), steps
+    tls, login, folder, idle = steps[1:]
+    assert "valid until" in tls.detail
+    assert "issued by" in tls.detail
+    assert mailbox.user in login.detail
+    assert "INBOX: 2 messages" in folder.detail
+    assert idle.detail.startswith("offered")
+    assert not idle.explanation
+    # The test only looks: nothing was flagged or moved.
+    assert all(mailbox.flags(uid) == set() for uid in mailbox.uids())
+
+
+def test_starttls_passes_its_own_stage(mailbox: Mailbox) -> None:
+    steps = check(mailbox.account(security="starttls"))
+    assert [s.name for s in steps] == [
+        "inbound connect",
+        "inbound STARTTLS",
+        "inbound TLS",
+        "inbound login",
+        "inbound folder",
+        "inbound IDLE",
+    ]
+    assert all(s.ok for s in steps), steps
+
+
+def test_a_server_without_idle_gets_a_note(poll_mailbox: Mailbox) -> None:
+    steps = check(poll_mailbox.account(poll_seconds=45))
+    assert all(s.ok for s in steps), steps
+    assert steps[-1].name == "inbound IDLE"
+    assert steps[-1].detail == "not offered"
+    assert "polled every 45 s" in steps[-1].explanation
+
+
+def test_a_wrong_password_is_explained_and_never_shown(mailbox: Mailbox) -> None:
+    wrong = "wrong-Password-77"
+    steps = check(mailbox.account(password=wrong))
+    last = failure(steps)
+    assert last.name == "inbound login"
+    assert f"user ID ({mailbox.user})" in last.explanation
+    text = repr(steps)
+    assert wrong not in text
+    assert PASSWORD not in text
+
+
+def test_an_unknown_folder_lists_the_folders_there(mailbox: Mailbox) -> None:
+    mailbox.create_folder("Replies-2026")
+    last = failure(check(mailbox.account(folder="Replies")))
+    assert last.name == "inbound folder"
+    assert "'Replies' does not exist" in last.detail
+    assert "INBOX" in last.explanation
+    assert "Replies-2026" in last.explanation
+
+
+def test_a_missing_move_to_folder_is_explained(mailbox: Mailbox) -> None:
+    last = failure(check(mailbox.account(after="move", move_to="Handled")))
+    assert last.name == "inbound move_to"
+    assert "'Handled' does not exist" in last.detail
+    mailbox.create_folder("Handled")
+    steps = check(mailbox.account(after="move", move_to="Handled"))
+    assert all(s.ok for s in steps), steps
+
+
+def test_a_closed_port_is_explained(mailbox: Mailbox) -> None:
+    last = failure(check(mailbox.account(port=free_port())))
+    assert last.name == "inbound connect"
+    assert "nothing accepts connections" in last.explanation
+
+
+def test_an_untrusted_certificate_is_explained(mailbox: Mailbox) -> None:
+    other = trustme.CA().cert_pem.bytes().decode()
+    steps = check(mailbox.account(truststore=other))
+    last = failure(steps)
+    assert [s.name for s in steps] == ["inbound connect", "inbound TLS"]
+    assert "not trusted" in last.explanation
+    assert "truststore" in last.explanation
+
+
+def test_implicit_tls_on_the_starttls_port_is_explained(mailbox: Mailbox) -> None:
+    last = failure(check(mailbox.account(port=mailbox.server.port)))
+    assert last.name == "inbound TLS"
+    assert "starttls" in last.explanation
+
+
+def test_no_inbound_section_adds_no_stage(mailbox: Mailbox) -> None:
+    plain = EmailAccount(name="Out", address="out@example.com", host="127.0.0.1")
+    assert check(plain) == []
+
+
+def test_a_missing_auth_profile_is_a_failed_stage(mailbox: Mailbox) -> None:
+    account = mailbox.account(password=None, auth_profile="Nope")
+    last = failure(check(account))
+    assert last.name == "inbound token"
+    assert "Nope" in last.detail
+
+
+def _apply(url: str, record: dict[str, Any]) -> None:
+    postroom = Postroom(Settings(database_url=url, secret_key=SECRET_KEY))
+    try:
+        postroom.apply({"accounts": [record]})
+    finally:
+        postroom.close()
+
+
+def _cli(url: str) -> Any:
+    return CliRunner().invoke(
+        app,
+        ["--database-url", url, "accounts", "test", "Desk"],
+        env={"POSTROOM_SECRET_KEY": SECRET_KEY, "POSTROOM_SMTP_TIMEOUT": "10"},
+    )
+
+
+def test_accounts_test_prints_the_inbound_stages_after_smtp(
+    tmp_path: Path, mailbox: Mailbox
+) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with smtp_server() as srv:
+        record = mailbox.account_yaml("Desk")
+        record.update(port=srv.port)
+        _apply(url, record)
+        result = _cli(url)
+        assert result.exit_code == 0, result.output
+        assert result.output.index("✓ connect ") < result.output.index("✓ inbound connect ")
+        for stage in STAGES:
+            assert f"✓ {stage} " in result.output
+        assert PASSWORD not in result.output
+
+        record["inbound"]["password"] = "Not-it-123"
+        _apply(url, record)
+        result = _cli(url)
+    assert result.exit_code == 1, result.output
+    assert "✓ inbound connect " in result.output
+    assert "✗ inbound login " in result.output
+    assert "Not-it-123" not in result.output
