@@ -26,8 +26,9 @@ from postroom.inbound.graph_check import graph_inbound_steps
 from postroom.inbound.listener import ListenerConfig, MailboxListener, PollReport
 from postroom.inbound.models import Cursor, FetchedMessage, MailboxRef
 from postroom.transports.graph import MAX_RETRY_AFTER
-from tests.conftest import make_settings
+from tests.conftest import case_type_with, make_settings
 from tests.fake_microsoft import CLIENT_ID, CLIENT_SECRET, MAILBOX, FakeMicrosoft, microsoft_server
+from tests.graphkit import graph_postroom, graph_records
 from tests.inboundkit import KeyIngest, KeyStore
 
 HOSTS = {"127.0.0.1"}
@@ -527,3 +528,32 @@ def test_the_listener_takes_each_message_once_across_a_crash(
     assert (report.read, report.duplicates) == (4, 1)
     assert len(ms.mail.downloads) == 7 + 3
     assert again.read == 0
+
+
+def test_a_reply_in_the_graph_mailbox_is_threaded_onto_its_case(
+    tmp_path: Path, ms: FakeMicrosoft
+) -> None:
+    step = {"on": "created", "to": [{"address": "owner@example.org"}]}
+    step.update(subject="Case {{ case.id }}", body="<p>Your request.</p>")
+    with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as pr:
+        pr.apply({**graph_records(ms, inbound={"protocol": "graph"}), **case_type_with(step)})
+        case = pr.cases.create("A-B-C")
+        asyncio.run(pr.agent().run(until_idle=True))
+        [sent] = ms.sent
+        reply = (
+            f"From: Owner <owner@example.org>\r\nTo: {MAILBOX}\r\n"
+            f"Subject: Re: Case {case.id}\r\nMessage-ID: <answer-1@example.org>\r\n"
+            f"In-Reply-To: {sent.message['internetMessageId']}\r\n\r\nThank you.\r\n"
+        ).encode()
+        key = ms.mail.deliver(MAILBOX, reply)
+        report = pr.poll_inbound("Default")
+        again = pr.poll_inbound("Default")
+        [received] = pr.received(case_id=case.id)
+        conversation = [item.kind for item in pr.conversation(case.id)]
+    assert (report.read, report.matched, report.settled) == (1, 1, 1)
+    assert again.read == 0
+    assert received.case_id == case.id
+    assert received.message_id == "answer-1@example.org"
+    assert conversation == ["sent", "received"]
+    assert [m.is_read for m in ms.mail.in_folder(MAILBOX)] == [True]
+    assert ms.mail.settled == [("seen", key)]
