@@ -292,6 +292,8 @@ EXPECTED_CASE_HEADERS = sorted(
         "date",
         "message-id",
         "x-postroom-case",
+        "auto-submitted",  # a step's email is automatic (RFC 3834)
+        "x-auto-response-suppress",
         "mime-version",
         "content-type",
     ]

@@ -222,6 +222,20 @@ def test_automatic_mail_and_bounces_go_nowhere(postroom: Postroom) -> None:
     assert len(postroom.cases.recent()) == 1
 
 
+def test_postroom_s_own_email_come_back_is_not_a_reply(postroom: Postroom) -> None:
+    postroom.apply(records(steps=[_ACK], accept_from_anyone=True))
+    case_id, _ = new_case(postroom)
+    [(outbox_id, sent)] = queued(postroom, case_id)
+    # A copy of the welcome email lands in the mailbox Postroom reads (the customer's
+    # address forwards to it, say); without Auto-Submitted, as Graph would have sent it.
+    del sent["Auto-Submitted"]
+    result = ingest(postroom, sent.as_bytes())
+    assert (result.status, result.case_id) == (InboundStatus.AUTOMATIC, None)
+    reason = postroom.received_message(result.id).reason
+    assert reason.startswith(f"Postroom's own email (outbox #{outbox_id}) came back")
+    assert len(postroom.outbox()) == 1
+
+
 def test_unmatched_mail_says_why(postroom: Postroom) -> None:
     postroom.apply(records())
     result = ingest(postroom, mailsamples.plain(to=ADDRESS))

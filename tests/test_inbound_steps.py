@@ -54,6 +54,7 @@ def test_a_received_step_answers_the_sender_and_moves_the_status(postroom: Postr
     assert welcome["Auto-Submitted"] == "auto-generated"
     assert ack["To"] == f"Jane Customer <{CUSTOMER}>"
     assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["X-Auto-Response-Suppress"] == "OOF, AutoReply"
     assert ack["Subject"] == "We have your message"
     assert notify["To"] == "Carol <carol@acme.example>"
     assert notify["Auto-Submitted"] == "auto-replied"  # caused by the received mail too

@@ -2,8 +2,9 @@
 
 Every step runs in the transaction of the change that fired it. A step's email carries
 ``Auto-Submitted: auto-generated`` (RFC 3834), or ``auto-replied`` when the step answers
-received mail; answers are also counted per recipient, and past the hourly limit they
-are queued held, so that two automatic mailers cannot keep each other busy.
+received mail, and asks Exchange for no out-of-office answers. Answers are also
+counted per recipient, and past the hourly limit they are queued held, so that two
+automatic mailers cannot keep each other busy.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from sqlalchemy import Connection, func, insert, select
 from postroom.cases import store
 from postroom.cases.emails import ComposedEmail, Composer, EmailRequest
 from postroom.cases.models import Case, CaseType, DeliveryMode, SendEmailStep
-from postroom.cases.threads import AUTO_GENERATED, AUTO_REPLIED, AUTO_SUBMITTED
+from postroom.cases.threads import (
+    AUTO_GENERATED,
+    AUTO_REPLIED,
+    AUTO_SUBMITTED,
+    SUPPRESS_AUTO_RESPONSES,
+)
 from postroom.correspondence import Mailbox
 from postroom.correspondence.mime import new_message_id
 from postroom.db import tables
@@ -171,7 +177,7 @@ class StepRunner:
                 label=ctype.label,
                 class_group=ctype.class_group,
                 received_from=answering.sender if answering is not None else None,
-                headers=((AUTO_SUBMITTED, auto),),
+                headers=((AUTO_SUBMITTED, auto), SUPPRESS_AUTO_RESPONSES),
             )
         except PostroomError as exc:
             # Never a silent drop: the failure is on the case and in the outbox.

@@ -20,6 +20,9 @@ _TOKEN = re.compile(r"\[([A-Za-z][A-Za-z0-9]{0,15}-?[0-9]{1,12})\]")
 AUTO_SUBMITTED = "Auto-Submitted"
 AUTO_GENERATED = "auto-generated"  # RFC 3834: sent by a step, not by a person
 AUTO_REPLIED = "auto-replied"  # RFC 3834: sent by a step in answer to received mail
+# Exchange's own way to ask for no out-of-office or auto-replies (bounces still come):
+# kept by Graph, which sends only X- headers, where Auto-Submitted is lost.
+SUPPRESS_AUTO_RESPONSES = ("X-Auto-Response-Suppress", "OOF, AutoReply")
 
 
 def token(case_id: str) -> str:

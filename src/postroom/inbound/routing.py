@@ -1,7 +1,7 @@
 """Which case a received message belongs to: the rules, in order, first match wins.
 
-0. A delivery report is a bounce, other automatic mail is automatic: neither reaches a
-   case nor fires a step.
+0. A delivery report is a bounce, other automatic mail (and Postroom's own email come
+   back) is automatic: neither reaches a case nor fires a step.
 1. ``In-Reply-To`` or ``References`` names a Message-ID Postroom sent or received on a
    case: that case.
 2. A case id in brackets in the subject (``[M-12]``).
@@ -89,6 +89,9 @@ def route(
             InboundStatus.AUTOMATIC,
             f"automatic mail ({quoted(mail.automatic)}): kept, no case and no steps",
         )
+    own = _own(conn, mail)
+    if own is not None:
+        return own
     for found in (
         _by_thread(conn, mail),
         _by_subject(conn, mail, types),
@@ -98,6 +101,22 @@ def route(
         if found is not None:
             return found
     return Route(InboundStatus.UNMATCHED, _unmatched_reason(mail, account))
+
+
+def _own(conn: Connection, mail: ParsedMail) -> Route | None:
+    """Postroom's own email come back (a copy to the mailbox it reads): never a reply."""
+    if not mail.message_id:
+        return None
+    o = tables.outbox
+    row = conn.execute(
+        select(o.c.id).where(o.c.message_id.in_([f"<{mail.message_id}>", mail.message_id]))
+    ).first()
+    if row is None:
+        return None
+    return Route(
+        InboundStatus.AUTOMATIC,
+        f"Postroom's own email (outbox #{row.id}) came back: kept, no case and no steps",
+    )
 
 
 def _by_thread(conn: Connection, mail: ParsedMail) -> Route | None:
