@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import json
 import os
 import pwd
 import shutil
@@ -32,8 +33,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import trustme
@@ -98,9 +101,13 @@ def _die_with_parent() -> None:
 class Dovecot:
     """One running Dovecot: ``port`` (plain + STARTTLS) and ``tls_port`` (implicit TLS)."""
 
-    def __init__(self, ca: trustme.CA, *, idle: bool = True) -> None:
+    def __init__(
+        self, ca: trustme.CA, *, idle: bool = True, introspection_url: str | None = None
+    ) -> None:
         self.ca = ca
         self.idle = idle
+        # XOAUTH2: Dovecot's oauth2 passdb asks this URL (POST token=...) about each token.
+        self.introspection_url = introspection_url
         self.ca_pem = ca.cert_pem.bytes().decode()
         self.dir = Path(tempfile.mkdtemp(prefix="postroom-dovecot-"))
         self.conf = self.dir / "dovecot.conf"
@@ -142,6 +149,14 @@ class Dovecot:
         if os.geteuid() != 0:
             own_users = f"default_internal_user = {owner}\ndefault_login_user = {owner}\n"
         capability = "" if self.idle else f"imap_capability = {NO_IDLE_CAPABILITY}\n"
+        mechanisms, oauth2 = "plain login", ""
+        if self.introspection_url:
+            mechanisms += " xoauth2 oauthbearer"
+            oauth2 = f"passdb {{\n  driver = oauth2\n  args = {d}/oauth2.conf.ext\n}}\n"
+            (d / "oauth2.conf.ext").write_text(
+                f"introspection_mode = post\nintrospection_url = {self.introspection_url}\n"
+                "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+            )
         return f"""\
 base_dir = {d}/run
 state_dir = {d}/state
@@ -161,7 +176,7 @@ ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_cache_size = 0
 auth_failure_delay = 0
 auth_verbose = yes
@@ -172,6 +187,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.users}/%u
 }}
+{oauth2}\
 userdb {{
   driver = static
   args = uid={owner} gid={owner} home={d}/mail/%u
@@ -442,6 +458,40 @@ def mailbox_fixture(*, server: str = "dovecot") -> Any:
         return dovecot.add_user()
 
     return fixture
+
+
+@contextlib.contextmanager
+def introspection_server(user_of: Callable[[str], str | None]) -> Iterator[str]:
+    """An OAuth 2.0 token introspection endpoint (RFC 7662) for Dovecot's oauth2 passdb.
+
+    ``user_of(token)`` names the user a token is valid for, or None. Yields the URL.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(length).decode())
+            user = user_of(form.get("token", [""])[0])
+            body = json.dumps({"active": True, "username": user} if user else {"active": False})
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # quiet: pytest shows what matters
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/introspect"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def wait_until(check: Callable[[], bool], *, limit: float = 20.0, what: str = "") -> None:

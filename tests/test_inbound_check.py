@@ -16,7 +16,17 @@ from postroom.accounts.connectivity import Step
 from postroom.auth.tokens import TokenCache
 from postroom.cli import app
 from postroom.inbound.check import check_inbound
-from tests.dovecotkit import PASSWORD, Mailbox, dovecot_fixture, mailbox_fixture, message
+from tests.conftest import make_settings
+from tests.dovecotkit import (
+    PASSWORD,
+    Dovecot,
+    Mailbox,
+    dovecot_fixture,
+    introspection_server,
+    mailbox_fixture,
+    message,
+)
+from tests.fake_microsoft import CLIENT_ID, CLIENT_SECRET, SMTP_RESOURCE, microsoft_server
 from tests.fakes import free_port, smtp_server
 
 pytestmark = pytest.mark.dovecot
@@ -182,3 +192,39 @@ def test_accounts_test_prints_the_inbound_stages_after_smtp(
     assert "✓ inbound connect " in result.output
     assert "✗ inbound login " in result.output
     assert "Not-it-123" not in result.output
+
+
+def test_xoauth2_shows_the_token_then_the_login(tmp_path: Path, ca: trustme.CA) -> None:
+    holder: dict[str, str] = {}
+    with (
+        microsoft_server() as ms,
+        introspection_server(
+            lambda token: holder["user"] if ms.token_valid(token, SMTP_RESOURCE) else None
+        ) as url,
+        smtp_server() as srv,
+    ):
+        server = Dovecot(ca, introspection_url=url).start()
+        try:
+            box = server.add_user()
+            holder["user"] = box.user
+            record = box.account_yaml("Desk", password=None, auth_profile="O365-IMAP")
+            record.update(port=srv.port)
+            profile = {
+                "name": "O365-IMAP",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "token_endpoint": ms.token_endpoint,
+                "scope": f"{SMTP_RESOURCE}/.default",
+            }
+            settings = make_settings(
+                f"sqlite:///{tmp_path / 'p.db'}", allowed_endpoint_hosts="127.0.0.1"
+            )
+            with Postroom(settings) as postroom:
+                postroom.apply({"auth_profiles": [profile], "accounts": [record]})
+                report = postroom.test_account("Desk")
+        finally:
+            server.stop()
+    inbound = [s for s in report.steps if s.name.startswith("inbound")]
+    assert report.ok, report.steps
+    assert [s.name for s in inbound] == ["inbound token", *STAGES]
+    assert "XOAUTH2 accepted" in inbound[3].detail

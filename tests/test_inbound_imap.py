@@ -13,17 +13,23 @@ import pytest
 import trustme
 
 from postroom.accounts.models import EmailAccount
+from postroom.auth.models import AuthProfile
+from postroom.auth.tokens import TokenCache
 from postroom.errors import ConfigurationError, CredentialsRejectedError, TransientDeliveryError
 from postroom.inbound.imap import ImapSource
 from postroom.inbound.models import Cursor, FetchedMessage
+from postroom.inbound.sources import token_getter
 from tests.dovecotkit import (
     PASSWORD,
+    Dovecot,
     Mailbox,
     dovecot_fixture,
+    introspection_server,
     mailbox_fixture,
     message,
     raws,
 )
+from tests.fake_microsoft import CLIENT_ID, CLIENT_SECRET, SMTP_RESOURCE, microsoft_server
 
 pytestmark = pytest.mark.dovecot
 
@@ -336,3 +342,47 @@ def test_close_always_works(mailbox: Mailbox) -> None:
             await read_all(source, Cursor())
 
     asyncio.run(work())
+
+
+def test_xoauth2_logs_in_with_the_profile_token(ca: trustme.CA) -> None:
+    """Dovecot's oauth2 passdb asks an introspection endpoint about the Entra-style token."""
+    holder: dict[str, str] = {}
+    with (
+        microsoft_server() as ms,
+        introspection_server(
+            lambda token: holder["user"] if ms.token_valid(token, SMTP_RESOURCE) else None
+        ) as url,
+    ):
+        server = Dovecot(ca, introspection_url=url).start()
+        try:
+            box = server.add_user()
+            holder["user"] = box.user
+            box.append(message("by token"))
+            profile = AuthProfile(
+                name="O365-IMAP",
+                client_id=CLIENT_ID,
+                client_secret=CLIENT_SECRET,
+                token_endpoint=ms.token_endpoint,
+                scope=f"{SMTP_RESOURCE}/.default",
+            )
+            tokens = TokenCache(allowed_hosts=("127.0.0.1",), timeout=5)
+            account = box.account(password=None, auth_profile="O365-IMAP")
+
+            async def work(token: Callable[[], Awaitable[str]]) -> list[FetchedMessage]:
+                source = ImapSource(account, token=token, timeout=10)
+                await source.open()
+                try:
+                    return await read_all(source, Cursor())
+                finally:
+                    await source.close()
+
+            assert subjects(asyncio.run(work(token_getter(profile, tokens)))) == ["by token"]
+
+            async def refused() -> str:
+                return "not-a-token-issued-there"
+
+            with pytest.raises(CredentialsRejectedError) as caught:
+                asyncio.run(work(refused))
+            assert "not-a-token" not in str(caught.value)
+        finally:
+            server.stop()

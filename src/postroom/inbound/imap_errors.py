@@ -88,7 +88,7 @@ def translate(
     text = _scrub(short(exc), secrets)
     if isinstance(exc, LoginError):
         return CredentialsRejectedError(
-            f"the IMAP server refused the login of {login or 'the account'}: {text}", stage="login"
+            f"the IMAP server refused the login of {login or 'the account'}: {text}"
         )
     if isinstance(exc, ssl.SSLError):
         hint = tls_hint(exc, inbound)
@@ -106,7 +106,7 @@ def translate(
     if isinstance(exc, OSError):
         return TransientDeliveryError(f"cannot talk to {where(inbound)} ({text})", stage=stage)
     if isinstance(exc, IMAPClientError | imaplib.IMAP4.error):
-        return TransientDeliveryError(f"the IMAP server refused {stage}: {text}", stage=stage)
+        return TransientDeliveryError(f"the IMAP server refused a command: {text}", stage=stage)
     return TransientDeliveryError(f"{type(exc).__name__}: {text}", stage=stage)
 
 
