@@ -84,21 +84,23 @@ def test_a_received_step_with_a_sender_but_no_address_is_recorded(postroom: Post
     assert postroom.cases.get(case_id).status == "Customer-Replied"
 
 
-def test_loop_protection_holds_the_answer_past_the_hourly_limit(tmp_path: Path) -> None:
-    settings = make_settings(f"sqlite:///{tmp_path / 'p.db'}", auto_reply_limit=5)
+def test_loop_protection_holds_the_answer_past_the_hourly_limit(database_url: str) -> None:
+    settings = make_settings(database_url, auto_reply_limit=5)
     with Postroom(settings) as pr:
         pr.apply(records(steps=[{k: v for k, v in ACK.items() if k != "set_status"}]))
         case_id, sent_id = new_case(pr)
+        results = []
         for n in range(6):
             raw = mailsamples.reply(in_reply_to=sent_id, message_id=f"loop-{n}@customer.example")
-            ingest(pr, raw, key=str(n))
+            results.append(ingest(pr, raw, key=str(n)))
         answers = [e for e in pr.outbox(case_id=case_id) if e.subject == "We have your message"]
         answers.sort(key=lambda e: e.id)
         assert [e.status for e in answers] == [OutboxStatus.QUEUED] * 5 + [OutboxStatus.HELD]
         held = answers[-1]
         assert held.hold is Hold.LOOP
         [line] = history(pr, case_id, "email-held")
-        assert f"held as outbox #{held.id} (loop protection)" in line
+        assert f"held as outbox #{held.id} (loop protection, answering received message " in line
+        assert f"message #{results[-1].id}): " in line
         assert f"{CUSTOMER} already had 5 automatic answers in the last hour" in line
         with pr.engine.begin() as conn:
             claimed = pr.outbox_store.claim(conn, owner="t", limit=100, lease=60)
@@ -107,8 +109,10 @@ def test_loop_protection_holds_the_answer_past_the_hourly_limit(tmp_path: Path) 
         assert (released.status, released.hold) == (OutboxStatus.QUEUED, None)
 
 
-def test_held_answers_are_not_counted_and_other_addresses_are_not_held(tmp_path: Path) -> None:
-    settings = make_settings(f"sqlite:///{tmp_path / 'p.db'}", auto_reply_limit=1)
+def test_held_answers_are_not_counted_and_other_addresses_are_not_held(
+    database_url: str,
+) -> None:
+    settings = make_settings(database_url, auto_reply_limit=1)
     with Postroom(settings) as pr:
         pr.apply(records(steps=[{k: v for k, v in ACK.items() if k != "set_status"}]))
         case_id, sent_id = new_case(pr)

@@ -209,7 +209,8 @@ class StepRunner:
                     action="email-held",
                     detail=(
                         f"step '{label}': '{email.subject}' to {', '.join(email.recipients)} "
-                        f"held as outbox #{outbox_id} (loop protection): "
+                        f"held as outbox #{outbox_id} (loop protection, answering received "
+                        f"message #{answering.received_id}): "
                         f"{', '.join(crowded)} already had {answering.limit} automatic "
                         "answers in the last hour; retry it to send it anyway"
                     ),
