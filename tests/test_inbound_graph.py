@@ -557,3 +557,28 @@ def test_a_reply_in_the_graph_mailbox_is_threaded_onto_its_case(
     assert conversation == ["sent", "received"]
     assert [m.is_read for m in ms.mail.in_folder(MAILBOX)] == [True]
     assert ms.mail.settled == [("seen", key)]
+
+
+def test_the_account_test_includes_the_graph_inbound_steps(
+    tmp_path: Path, ms: FakeMicrosoft
+) -> None:
+    ms.mail.deliver(MAILBOX, mail(1))
+    records = graph_records(ms, inbound={"protocol": "graph", "folder": "INBOX"})
+    with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as pr:
+        pr.apply(records)
+        report = pr.test_account("Default")
+    ms.apps[CLIENT_ID].roles = ["Mail.Send", "Mail.Read"]
+    with graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as pr:  # a new token cache
+        pr.apply(records)
+        refused = pr.test_account("Default")
+    steps = {s.name: s for s in report.steps}
+    assert [n for n in steps if n.startswith("inbound")] == [
+        "inbound token",
+        "inbound folder",
+        "inbound permission",
+    ]
+    assert report.ok
+    assert "1 messages, 1 unread" in steps["inbound folder"].detail
+    [last] = [s for s in refused.steps if s.name == "inbound permission"]
+    assert not last.ok
+    assert "Mail.ReadWrite" in last.explanation
