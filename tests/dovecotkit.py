@@ -50,9 +50,10 @@ DOVEADM = Path("/usr/bin/doveadm")
 MAIL_USER = "postroom-mail"
 PASSWORD = "imap-secret-9"  # every test user's password
 START_TIMEOUT = 30.0
-# What Dovecot 2.3 offers after login, less IDLE: the server for the poll path.
-NO_IDLE_CAPABILITY = (
-    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE SORT SORT=DISPLAY THREAD=REFERENCES "
+# What Dovecot 2.3 offers after login; a server may be started without some of it (IDLE
+# for the poll path; MOVE and UIDPLUS for the COPY and EXPUNGE fallbacks).
+CAPABILITY = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
     "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
     "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES "
     "WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW "
@@ -65,6 +66,15 @@ def dovecot_missing() -> str | None:
     if not DOVECOT.exists():
         return f"{DOVECOT} is absent: install dovecot-imapd to run the IMAP tests"
     return None
+
+
+def require_dovecot() -> None:
+    """Skip the test when Dovecot is absent; under CI, fail it instead."""
+    reason = dovecot_missing()
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f"{reason}; under CI the Dovecot tests must run")
+        pytest.skip(reason)
 
 
 def _mail_owner() -> tuple[str, int, int]:
@@ -102,10 +112,17 @@ class Dovecot:
     """One running Dovecot: ``port`` (plain + STARTTLS) and ``tls_port`` (implicit TLS)."""
 
     def __init__(
-        self, ca: trustme.CA, *, idle: bool = True, introspection_url: str | None = None
+        self,
+        ca: trustme.CA,
+        *,
+        idle: bool = True,
+        without: Iterable[str] = (),
+        introspection_url: str | None = None,
     ) -> None:
+        require_dovecot()
         self.ca = ca
         self.idle = idle
+        self.without = {*without, *(() if idle else ("IDLE",))}
         # XOAUTH2: Dovecot's oauth2 passdb asks this URL (POST token=...) about each token.
         self.introspection_url = introspection_url
         self.ca_pem = ca.cert_pem.bytes().decode()
@@ -148,7 +165,10 @@ class Dovecot:
         own_users = ""
         if os.geteuid() != 0:
             own_users = f"default_internal_user = {owner}\ndefault_login_user = {owner}\n"
-        capability = "" if self.idle else f"imap_capability = {NO_IDLE_CAPABILITY}\n"
+        capability = ""
+        if self.without:
+            offered = " ".join(c for c in CAPABILITY.split() if c not in self.without)
+            capability = f"imap_capability = {offered}\n"
         mechanisms, oauth2 = "plain login", ""
         if self.introspection_url:
             mechanisms += " xoauth2 oauthbearer"
@@ -253,7 +273,12 @@ service imap-login {{
                 process.wait(timeout=15)
         if process is not None and process.stderr:
             process.stderr.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        # Dovecot's last children may still write their logs as the master exits.
+        for _ in range(40):
+            shutil.rmtree(self.dir, ignore_errors=True)
+            if not self.dir.exists():
+                break
+            time.sleep(0.05)
 
     # --- users and their mailboxes -------------------------------------------------------
 
@@ -420,31 +445,30 @@ def message(subject: str = "Hello", *, body: str = "Hi there.", **headers: str) 
 
 # --- one server per process, shared by every module that asks --------------------------
 
-_SERVERS: dict[bool, Dovecot] = {}
+_SERVERS: dict[tuple[bool, frozenset[str]], Dovecot] = {}
 _SERVERS_LOCK = threading.Lock()
 
 
-def shared_server(ca: trustme.CA, *, idle: bool = True) -> Dovecot:
-    """The process's Dovecot (with or without IDLE), started on first use."""
-    reason = dovecot_missing()
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(f"{reason}; under CI the Dovecot tests must run")
-        pytest.skip(reason)
+def shared_server(ca: trustme.CA, *, idle: bool = True, without: Iterable[str] = ()) -> Dovecot:
+    """The process's Dovecot of this kind (with or without IDLE...), started on first use."""
+    require_dovecot()
+    kind = (idle, frozenset(without))
     with _SERVERS_LOCK:
-        server = _SERVERS.get(idle)
+        server = _SERVERS.get(kind)
         if server is None:
-            server = _SERVERS[idle] = Dovecot(ca, idle=idle).start()
+            server = _SERVERS[kind] = Dovecot(ca, idle=idle, without=without).start()
             atexit.register(server.stop)
         return server
 
 
-def dovecot_fixture(*, idle: bool = True) -> Any:
-    """A fixture giving the shared :class:`Dovecot` (``idle=False``: one without IDLE)."""
+def dovecot_fixture(*, idle: bool = True, without: Iterable[str] = ()) -> Any:
+    """A fixture giving a shared :class:`Dovecot` (``idle=False``: one without IDLE;
+    ``without``: capabilities it does not offer, e.g. MOVE)."""
+    left_out = tuple(without)
 
     @pytest.fixture
     def fixture(ca: trustme.CA) -> Dovecot:
-        return shared_server(ca, idle=idle)
+        return shared_server(ca, idle=idle, without=left_out)
 
     return fixture
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,25 @@ def test_xoauth2_shows_the_token_then_the_login(tmp_path: Path, ca: trustme.CA) 
     assert report.ok, report.steps
     assert [s.name for s in inbound] == ["inbound token", *STAGES]
     assert "XOAUTH2 accepted" in inbound[3].detail
+
+
+def test_starttls_on_a_port_that_never_greets_suggests_implicit_tls(mailbox: Mailbox) -> None:
+    with socket.socket() as silent:  # as an implicit-TLS port waits for our handshake
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        account = mailbox.account(port=silent.getsockname()[1], security="starttls")
+        tokens = TokenCache(timeout=5)
+        steps = asyncio.run(
+            check_inbound(account, None, tokens=tokens, allowed_hosts=(), timeout=1.5)
+        )
+    last = failure(steps)
+    assert last.name == "inbound greeting"
+    assert "set inbound security to tls" in last.explanation
+
+
+def test_an_unencrypted_session_is_told_starttls_is_offered(mailbox: Mailbox) -> None:
+    steps = check(mailbox.account(security="none", allow_insecure_auth=True))
+    assert all(s.ok for s in steps), steps
+    greeting = steps[1]
+    assert greeting.name == "inbound greeting"
+    assert "set inbound security to starttls" in greeting.explanation

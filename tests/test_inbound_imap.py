@@ -386,3 +386,52 @@ def test_xoauth2_logs_in_with_the_profile_token(ca: trustme.CA) -> None:
             assert "not-a-token" not in str(caught.value)
         finally:
             server.stop()
+
+
+dovecot_plain = dovecot_fixture(without=("MOVE", "UIDPLUS"))
+plain_mailbox = mailbox_fixture(server="dovecot_plain")
+
+
+def test_without_move_and_uidplus_settle_copies_and_expunges(plain_mailbox: Mailbox) -> None:
+    uids = [plain_mailbox.append(message(f"m{i}")) for i in range(3)]
+    plain_mailbox.create_folder("Done")
+
+    async def work(source: ImapSource) -> None:
+        assert not source._imap.has_capability("MOVE")
+        await source.settle([str(uids[0])])
+        await source.settle([str(uids[0])])  # gone from here: nothing is copied twice
+
+    run(work, plain_mailbox.account(after="move", move_to="Done"))
+    assert plain_mailbox.uids() == uids[1:]
+    assert len(plain_mailbox.uids("Done")) == 1
+    run(lambda s: s.settle([str(uids[1])]), plain_mailbox.account(after="delete"))
+    assert plain_mailbox.uids() == uids[2:]
+
+
+def test_a_connection_the_server_ends_during_idle_is_transient(mailbox: Mailbox) -> None:
+    async def work(source: ImapSource) -> None:
+        waiting = asyncio.ensure_future(source.wait(60))
+        await _until(lambda: source.idling)
+        began = time.monotonic()
+        await asyncio.to_thread(mailbox.server.doveadm, "kick", mailbox.user)
+        with pytest.raises(TransientDeliveryError):
+            await asyncio.wait_for(waiting, 20)
+        assert time.monotonic() - began < 15
+        with pytest.raises(TransientDeliveryError):
+            await read_all(source, Cursor())
+
+    run(work, mailbox.account())
+
+
+def test_a_server_that_never_greets_is_transient(mailbox: Mailbox) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        account = mailbox.account(port=silent.getsockname()[1], security="starttls")
+
+        async def work() -> None:
+            source = ImapSource(account, token=None, timeout=1.5)
+            await source.open()
+
+        with pytest.raises(TransientDeliveryError, match="no answer"):
+            asyncio.run(work())
