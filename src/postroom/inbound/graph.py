@@ -95,7 +95,7 @@ class GraphSource:
         self._stopped.set()
 
     async def wait(self, timeout: float) -> None:
-        # Graph has no IDLE here: polling it is, interrupted by stop().
+        # Graph offers no IDLE: the listener polls, and stop() ends a wait early.
         with suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), timeout=max(timeout, 0.0))
 
