@@ -83,7 +83,9 @@ class Ingestor:
         key = dedupe_key(mail, item.raw) if mail is not None and item.raw is not None else None
         key = key or _too_large_key(mailbox, item, validity)
         failure: Exception | None = None
-        for attempt in (1, 2):
+        conflicts = 0
+        # At most one failure and two conflicts: three attempts are always enough.
+        for _ in range(3):
             try:
                 return self._once(
                     mailbox, item, mail, key=key, validity=validity, within=within, failure=failure
@@ -93,11 +95,9 @@ class Ingestor:
             except IntegrityError:
                 # A concurrent ingest of the same message won the unique index, or a file
                 # name was taken meanwhile: look again in a fresh transaction.
-                if attempt == 2:
-                    raise StateError(
-                        f"received message {item.key} in {mailbox.key} could not be written "
-                        "for a conflict twice; it is read again next round"
-                    ) from None
+                conflicts += 1
+                if conflicts == 2:
+                    break
             except SQLAlchemyError:
                 raise  # the database is away: the listener retries the message later
             except Exception as exc:  # a bug must not block the mailbox or lose the message
@@ -105,7 +105,10 @@ class Ingestor:
                     raise
                 log.exception("routing received message %s in %s failed", item.key, mailbox.key)
                 failure = exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise StateError(
+            f"received message {item.key} in {mailbox.key} met a conflicting write twice; "
+            "it is read again in the next round"
+        )
 
     def _once(
         self,
