@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 import tracemalloc
@@ -344,8 +345,11 @@ def test_close_always_works(mailbox: Mailbox) -> None:
     asyncio.run(work())
 
 
-def test_xoauth2_logs_in_with_the_profile_token(ca: trustme.CA) -> None:
+def test_xoauth2_logs_in_with_the_profile_token(
+    ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
     """Dovecot's oauth2 passdb asks an introspection endpoint about the Entra-style token."""
+    caplog.set_level(logging.DEBUG)
     holder: dict[str, str] = {}
     with (
         microsoft_server() as ms,
@@ -377,6 +381,9 @@ def test_xoauth2_logs_in_with_the_profile_token(ca: trustme.CA) -> None:
                     await source.close()
 
             assert subjects(asyncio.run(work(token_getter(profile, tokens)))) == ["by token"]
+            assert ms.issued
+            assert "AUTHENTICATE" in caplog.text
+            assert not [token for token in ms.issued if token in caplog.text]
 
             async def refused() -> str:
                 return "not-a-token-issued-there"
@@ -435,3 +442,12 @@ def test_a_server_that_never_greets_is_transient(mailbox: Mailbox) -> None:
 
         with pytest.raises(TransientDeliveryError, match="no answer"):
             asyncio.run(work())
+
+
+def test_secrets_never_reach_the_log(mailbox: Mailbox, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    mailbox.append(message("logged"))
+    items = run(lambda s: read_all(s, Cursor()), mailbox.account())
+    assert subjects(items) == ["logged"]
+    assert "LOGIN" in caplog.text  # the session was logged, down to its commands
+    assert PASSWORD not in caplog.text
