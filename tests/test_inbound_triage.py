@@ -3,6 +3,8 @@ conversation of a case in time order."""
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
 import pytest
 
 from postroom import Postroom
@@ -150,3 +152,29 @@ def test_the_conversation_shows_sent_and_received_mail_in_order(postroom: Postro
     assert ack.to == [CUSTOMER]
     with pytest.raises(NotFoundError):
         postroom.conversation("M-404")
+
+
+def test_file_names_from_mail_are_made_safe_and_unique(postroom: Postroom) -> None:
+    postroom.apply(records())
+    case_id, _ = new_case(postroom)
+    postroom.cases.attach(case_id, name="a.txt", content=b"already here")
+    msg = EmailMessage()
+    msg["From"] = "Jane Customer <jane@customer.example>"
+    msg["To"] = "mortgages@acme.example"
+    msg["Subject"] = "Files"
+    msg["Message-ID"] = "<files-1@customer.example>"
+    msg.set_content("See attached.")
+    for name in ("a.txt", "a.txt", "email-3.eml", "received-1.eml", "../x/y.pdf"):
+        msg.add_attachment(b"data", maintype="application", subtype="octet-stream", filename=name)
+    result = ingest(postroom, msg.as_bytes())
+    postroom.attach_received(result.id, case_id)
+    names = [a.name for a in postroom.cases.get(case_id).attachments]
+    assert names == [
+        "a.txt",
+        f"received-{result.id}.eml",
+        "a-2.txt",
+        "a-3.txt",
+        "attached-email-3.eml",
+        "attached-received-1.eml",
+        "y.pdf",  # the path is dropped
+    ]
