@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test chaos check bench bench-detail clean
+.PHONY: setup run test chaos check bench bench-detail bench-inbound clean
 
 # One shell, so the time taken can be said at the end; each step says what it does, and pip
 # shows what it collects and installs (the first time takes a minute or two).
@@ -43,6 +43,10 @@ bench: setup
 
 bench-detail: setup
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+
+# The inbound row alone (make bench measures it too): replies read from a Dovecot folder.
+bench-inbound: setup
+	$(BIN)/python bench/inbound.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) postroom.db postroom.db-wal postroom.db-shm postroom.key postroom-inbox postroom-demo test-artifacts

@@ -11,7 +11,9 @@ For N messages each, in this order:
 * django-post-office 3.12 in its own virtual environment: ``send_many``, then
   ``send_queued_mail``;
 * Postroom delivery to a slow server (Postroom's own sink taking 20 ms to accept each
-  message: smtp-sink delays only in whole seconds), through many connections.
+  message: smtp-sink delays only in whole seconds), through many connections;
+* once, inbound: replies ingested and routed per second from a Dovecot folder
+  (``bench/inbound.py``, 5,000 replies; skipped with the reason when Dovecot is absent).
 
 Then, once: the scale test (``bench/scale.py``: four agent processes on PostgreSQL,
 50,000 emails, live and with one agent killed) and the claims at 1,000,000 queued rows
@@ -22,7 +24,7 @@ Every phase must leave exactly N more messages in smtp-sink's counter. The figur
 between runs on a shared machine: only ratios within one run mean something.
 
     python bench/compare.py [--count 20000] [--rounds 2] [--scale-count 50000]
-                            [--claims-rows 1000000]
+                            [--claims-rows 1000000] [--inbound-count 5000]
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import harness
+import inbound
 import scale
 import sections
 import throughput
@@ -289,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1_000_000,
         help="queued rows of the claims check (0: skip)",
     )
+    parser.add_argument(
+        "--inbound-count",
+        type=int,
+        default=5000,
+        help="replies read from a Dovecot folder for the inbound row (0: skip)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per phase")
     parser.add_argument(
         "--slow-delay", type=float, default=0.02, help="the slow server's seconds per message"
@@ -310,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
             slow = min(args.count, 10_000)
             figures.append(slow_server_run(slow, work, args.timeout, delay=args.slow_delay))
         chosen = best(figures)
+        if args.inbound_count > 0:
+            # Once, beside the outbound figures: received mail read, routed and committed.
+            read_in = inbound.run(args.inbound_count, work, args.timeout)
+            if isinstance(read_in, Phase):
+                chosen.append(read_in)
+            else:
+                console.print(f"[yellow]inbound not measured: {read_in}[/]")
         console.print(table(chosen))
         line = final_line(chosen)
         extra = sections.scale_out(args, console) + sections.claims_out(args, console)
