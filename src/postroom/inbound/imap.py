@@ -8,10 +8,8 @@ translated once, here, into Postroom's errors.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -27,48 +25,19 @@ from postroom.inbound.imap_errors import (
     translate,
     where,
 )
+from postroom.inbound.imap_session import IDLE_SLICE, Worker, idle_until, new_mail
 from postroom.inbound.models import Cursor, FetchedMessage
 from postroom.inbound.settings import AfterIngest, InboundProtocol, InboundSecurity
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-IDLE_SLICE = 1.0  # a stop or a timeout is noticed within this many seconds
 # Servers may end an IDLE after 30 minutes (RFC 2177): it is renewed well before.
 IDLE_RENEW = 600.0
 NOOP_EVERY = 300.0  # keeps a polled connection alive between rounds
 BATCH_BYTES = 32 * 1024 * 1024  # the bodies one FETCH brings at most (one larger message alone)
 SETTLE_CHUNK = 500  # UIDs per STORE, MOVE or EXPUNGE command
 CLOSE_TIMEOUT = 5.0
-_DEAD_IDLE_SLICES = 5  # empty answers in a row, each at once: the server closed the socket
-
-
-class _Worker:
-    """One daemon thread running calls in order: a stuck socket never blocks an exit."""
-
-    def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[
-            tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None
-        ] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (call := self._calls.get()) is not None:
-            fn, future = call
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:  # handed to the awaiting side
-                    future.set_exception(exc)
-
-    def submit(self, fn: Callable[[], _T]) -> asyncio.Future[_T]:
-        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
-        self._calls.put((fn, future))
-        return asyncio.wrap_future(future)
-
-    def stop(self) -> None:
-        self._calls.put(None)
 
 
 class ImapSource:
@@ -95,7 +64,7 @@ class ImapSource:
             (inbound.password.get_secret_value(),) if inbound.password else ()
         )
         self._client: Any = None
-        self._worker: _Worker | None = None
+        self._worker: Worker | None = None
         self._stopping = threading.Event()
         self._move_target_checked = False
         self._high = 0  # the highest UID fetch has handed over
@@ -146,7 +115,7 @@ class ImapSource:
                 )
             token = await self._token()
             self._secrets = (*self._secrets, token)
-        self._worker = _Worker(f"imap-{self.account.name}")
+        self._worker = Worker(f"imap-{self.account.name}")
         try:
             await self._call("connect", self._connect)
             await self._call("login", self._login, token)
@@ -405,7 +374,7 @@ class ImapSource:
         # A server reports new mail after a command's result (the SEARCH below would not
         # see it): NOOP first brings the session up to date.
         _, responses = self._imap.noop()
-        if _new_mail(responses):
+        if new_mail(responses):
             return True
         found = self._imap.search(["UID", f"{self._high + 1}:*"])
         return any(uid > self._high for uid in found)
@@ -416,7 +385,7 @@ class ImapSource:
         client.idle()
         self.idling = True
         try:
-            new = self._idle_loop(client, time.monotonic() + span, halted)
+            new = idle_until(client, time.monotonic() + span, halted)
         except BaseException:
             self.idling = False
             # The session is in no known state: drop it; the listener opens a new one.
@@ -426,34 +395,4 @@ class ImapSource:
             raise
         self.idling = False
         _, responses = client.idle_done()
-        return new or _new_mail(responses)
-
-    def _idle_loop(self, client: Any, end: float, halted: Callable[[], bool]) -> bool:
-        quick_empty = 0
-        while not halted():
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            piece = min(IDLE_SLICE, left)
-            began = time.monotonic()
-            responses = client.idle_check(timeout=piece)
-            if any(r and r[0] == b"BYE" for r in responses):
-                raise TransientDeliveryError(
-                    "the IMAP server ended the connection during IDLE", stage="wait"
-                )
-            if _new_mail(responses):
-                return True
-            # idle_check answers [] at once, again and again, once the socket is at EOF.
-            quick = not responses and time.monotonic() - began < piece / 2
-            quick_empty = quick_empty + 1 if quick else 0
-            if quick_empty >= _DEAD_IDLE_SLICES:
-                raise TransientDeliveryError(
-                    "the IMAP server closed the connection during IDLE", stage="wait"
-                )
-        return False
-
-
-def _new_mail(responses: Sequence[Any]) -> bool:
-    return any(
-        isinstance(r, tuple) and len(r) >= 2 and r[1] in (b"EXISTS", b"RECENT") for r in responses
-    )
+        return new or new_mail(responses)
