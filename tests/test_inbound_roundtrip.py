@@ -179,6 +179,12 @@ def test_inbound_poll_alone_does_the_same(mailbox: Mailbox, tmp_path: Path) -> N
         assert "\\Seen" in mailbox.flags(uid)
         [received] = pr.received(case_id=case_id)
         assert_threaded(pr, case_id, received.id)
+        shown = runner.invoke(app, ["-d", url, "cases", "show", case_id], env=env)
+        assert shown.exit_code == 0, shown.output
+        talk = shown.output[shown.output.index("conversation") :]
+        sent_at = talk.index(f"Mortgage request {case_id} created")
+        assert talk.index(f"Re: Mortgage request {case_id} created") > sent_at  # time order
+        assert "received" in talk
         # Again: nothing new, nothing re-read.
         again = runner.invoke(app, ["-d", url, "inbound", "poll", ACCOUNT], env=env)
         assert again.exit_code == 0

@@ -23,6 +23,7 @@ from postroom.cli.common import (
     table,
 )
 from postroom.errors import ConfigurationError
+from postroom.inbound.conversation import ConversationItem
 from postroom.outbox import Priority
 
 cases_app = typer.Typer(
@@ -60,6 +61,24 @@ def print_case(case: Case) -> None:
         console.print(rows)
 
 
+def print_conversation(mails: list[ConversationItem]) -> None:
+    """The case's emails, sent and received, oldest first; received text is data."""
+    if not mails:
+        return
+    rows = table("when", "", "id", "from", "to", "subject", "status", title="conversation")
+    for m in mails:
+        rows.add_row(
+            f"{m.at:%Y-%m-%d %H:%M:%S}",
+            "sent" if m.kind == "sent" else "received",
+            f"#{m.id}",
+            m.from_address or "-",
+            ", ".join(m.to),
+            m.subject,
+            m.status,
+        )
+    console.print(rows)
+
+
 def warn_failed(failed: list[str]) -> None:
     """The change stands, but what it was to send did not go: said on stderr."""
     for reason in failed:
@@ -87,15 +106,17 @@ def create(
 
 @cases_app.command("show")
 def show(case_id: str, json: JsonOption = False) -> None:
-    """Show a case: data, parties, attachments and history."""
+    """Show a case: data, parties, attachments, history and its emails sent and received."""
 
     def body() -> None:
         with opened() as postroom:
             case = postroom.cases.get(case_id)
+            mails = [] if json else postroom.conversation(case_id)
         if json:
             print_json(case_json(case))
         else:
             print_case(case)
+            print_conversation(mails)
 
     run_command(body)
 
