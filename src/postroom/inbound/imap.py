@@ -60,9 +60,8 @@ class ImapSource:
         self.timeout = timeout
         self.max_message_bytes = max_message_bytes or inbound.max_message_bytes
         self._token = token
-        self._secrets: tuple[str, ...] = (
-            (inbound.password.get_secret_value(),) if inbound.password else ()
-        )
+        self._password = (inbound.password.get_secret_value(),) if inbound.password else ()
+        self._secrets: tuple[str, ...] = self._password  # never in an error's text
         self._client: Any = None
         self._worker: Worker | None = None
         self._stopping = threading.Event()
@@ -114,7 +113,7 @@ class ImapSource:
                     f"account {self.account.name}: inbound auth_profile needs a token source"
                 )
             token = await self._token()
-            self._secrets = (*self._secrets, token)
+            self._secrets = (*self._password, token)
         self._worker = Worker(f"imap-{self.account.name}")
         try:
             await self._call("connect", self._connect)
