@@ -29,6 +29,7 @@ from tests.dovecotkit import (
 )
 from tests.fake_microsoft import CLIENT_ID, CLIENT_SECRET, SMTP_RESOURCE, microsoft_server
 from tests.fakes import free_port, smtp_server
+from tests.graphkit import graph_postroom, graph_records
 
 pytestmark = pytest.mark.dovecot
 
@@ -251,3 +252,18 @@ def test_an_unencrypted_session_is_told_starttls_is_offered(mailbox: Mailbox) ->
     greeting = steps[1]
     assert greeting.name == "inbound greeting"
     assert "set inbound security to starttls" in greeting.explanation
+
+
+def test_graph_inbound_steps_follow_the_sending_ones(tmp_path: Path) -> None:
+    with (
+        microsoft_server() as ms,
+        graph_postroom(f"sqlite:///{tmp_path / 'p.db'}", ms) as postroom,
+    ):
+        postroom.apply(graph_records(ms, inbound={"protocol": "graph"}))
+        report = postroom.test_account("Default")
+    names = [s.name for s in report.steps]
+    assert names[:3] == ["token", "mailbox", "permission"]
+    inbound = names[3:]
+    assert inbound[0] == "inbound token"
+    assert "inbound folder" in inbound
+    assert all(name.startswith("inbound ") for name in inbound)
