@@ -103,14 +103,14 @@ class KeyIngest:
             ).scalar()
             if found is None:
                 found = conn.execute(
-                    insert(t).values(
+                    insert(t).returning(t.c.id).values(
                         mailbox=mailbox.key, account=mailbox.account, folder=mailbox.folder,
                         dedupe_key=key, source_key=item.key, validity=validity, subject=key,
                         recipients=[], received_at=utcnow(), size=item.size, raw=item.raw,
                         text="", status="unmatched", reason="test", defects=[],
                         attachments=0, server_state="pending", updated_at=utcnow(),
                     )
-                ).inserted_primary_key[0]  # fmt: skip
+                ).scalar_one()  # fmt: skip
                 duplicate = False
             else:
                 duplicate = True

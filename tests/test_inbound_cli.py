@@ -14,8 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from postroom import Postroom
+from tests.chaoskit import agent_forever, fleet, healthz, process_env, serve_command, wait_until
 from tests.conftest import TEST_KEY, make_settings
 from tests.dovecotkit import Mailbox, dovecot_fixture, mailbox_fixture, message
+from tests.fakes import free_port
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.timeout(300)]
 
@@ -125,3 +127,64 @@ def test_a_missing_database_is_refused_like_other_reads(tmp_path: Path) -> None:
     result = run(f"sqlite:///{tmp_path / 'none.db'}", "inbound", "list")
     assert result.exit_code != 0
     assert not (tmp_path / "none.db").exists()
+
+
+# --- the listeners in `postroom agent run` and `postroom serve` --------------------------
+
+
+def _lease_owner(url: str) -> str | None:
+    with Postroom(make_settings(url)) as pr:
+        rows = pr.inbound_mailboxes()
+    return rows[0].lease_owner if rows else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("off", [None, "--no-inbound", "POSTROOM_INBOUND=false"])
+def test_agent_run_listens_unless_told_not_to(
+    mailbox: Mailbox, tmp_path: Path, off: str | None
+) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with Postroom(make_settings(url)) as pr:
+        pr.apply({"accounts": [mailbox.account_yaml("Desk")]})
+    uid = mailbox.append(message("hello"))
+    env = process_env(url, **({"inbound": "false"} if off and off.startswith("POSTROOM") else {}))
+    command = agent_forever() + (["--no-inbound"] if off == "--no-inbound" else [])
+    with fleet(command, env, tmp_path) as agents:
+        agents.start(0)
+        wait_until(lambda: "inbound: " in agents.tail(0), limit=60, what="the agent's start")
+        if off is None:
+            assert "inbound: listening" in agents.tail(0)
+            wait_until(lambda: "\\Seen" in mailbox.flags(uid), limit=60, what="the message read")
+            assert _lease_owner(url) is not None
+        else:
+            assert "inbound: not in this process" in agents.tail(0)
+        assert agents.stop() == {0: 0}
+    agents.assert_no_traceback()
+    # A clean stop gives the mailbox back: another agent takes it at once.
+    assert _lease_owner(url) is None
+    if off is not None:
+        assert "\\Seen" not in mailbox.flags(uid)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", [[], ["--no-inbound"]])
+def test_serve_shows_its_listeners_in_the_health_check(
+    mailbox: Mailbox, tmp_path: Path, flag: list[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with Postroom(make_settings(url)) as pr:
+        pr.apply({"accounts": [mailbox.account_yaml("Desk")]})
+    port = free_port()
+    with fleet([*serve_command(port), *flag], process_env(url), tmp_path) as services:
+        services.start(0)
+        wait_until(lambda: healthz(port) is not None, limit=60, what="the service answering")
+        answer = healthz(port)
+        assert answer is not None
+        names = {t["name"]: t["state"] for t in answer[1].get("tasks", [])}
+        if flag:
+            assert "inbound" not in names
+        else:
+            assert names.get("inbound") == "running", answer
+            uid = mailbox.append(message("to the service"))
+            wait_until(lambda: "\\Seen" in mailbox.flags(uid), limit=60, what="read by serve")
+        assert services.stop() == {0: 0}

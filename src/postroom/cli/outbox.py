@@ -222,6 +222,9 @@ def run_agent(
                 listening = Supervisor(postroom.background)
                 if postroom.settings.inbound and not until_idle:
                     listening.start("inbound", lambda: postroom.inbound_listeners(agent.id))
+                    console.print("inbound: listening to the accounts' mailboxes")
+                else:
+                    console.print("inbound: not in this process")
                 try:
                     stats = await agent.run(stop=stop, until_idle=until_idle)
                 finally:
