@@ -36,6 +36,7 @@ from tests.studiokit import (
     skip_without_chromium,
     watch,
 )
+from tests.test_api_inbound import mail, receive
 from tests.test_server import free_port, wait_for
 
 skip_without_chromium()
@@ -86,6 +87,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[t
             wait_for(lambda: pr.outbox_entry(sent.id).status is OutboxStatus.SENT, limit=30)
             wait_for(lambda: bool(dev.messages()), limit=10)
             stem = dev.messages()[0].path.stem
+            # Received mail: a reply threaded onto the case, and one waiting in triage.
+            receive(
+                pr, mail(subject="Re: your case", in_reply_to=pr.outbox_entry(sent.id).message_id)
+            )
+            waiting = receive(pr, mail(subject="A question", html="<p>A <b>question</b></p>"))
             pages = [
                 ("dashboard", "/"),
                 ("accounts", "/accounts"),
@@ -112,6 +118,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[t
                 ("tokens", "/tokens"),
                 ("inbox", "/inbox"),
                 ("inbox-message", f"/inbox/{stem}"),
+                ("inbound", "/inbound"),
+                ("inbound-message", f"/inbound/{waiting}"),
                 ("not-found", "/outbox/999999"),
             ]
             yield base, pages

@@ -3,25 +3,36 @@ received message's page and the case's conversation timeline (server-side HTML).
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from httpx2 import Response
 from starlette.testclient import TestClient
 
 from postroom import Postroom
 from postroom.inbound.settings import AfterIngest, InboundProtocol
+from postroom.web.mail import BODY_POLICY
+from postroom.web.pages.inbound import PAGE_SIZE
 from tests.conftest import make_settings
 from tests.studiokit import log_in, mortgage_records, studio_client
-from tests.test_studio import account_form
+from tests.test_api_inbound import mail, receive
+from tests.test_studio import MORTGAGE, account_form
 
 IMAP_SECRET = "imap-Pa55-never-shown-QUUX"
+# A case type without required data: a case can be opened from any mail.
+NOTE = "MyOrg-Notes-Work-Note"
+NOTE_TYPE = {"class": NOTE, "class_group": "MyOrg-Notes-Work", "label": "Note", "id_prefix": "N-"}
 
 
 @pytest.fixture
 def pr(tmp_path: Path) -> Iterator[Postroom]:
     with Postroom(make_settings(f"sqlite:///{tmp_path / 'studio.db'}")) as opened:
-        opened.apply(mortgage_records())
+        records = mortgage_records()
+        records["case_types"].append(NOTE_TYPE)
+        opened.apply(records)
         yield opened
 
 
@@ -178,3 +189,217 @@ def test_an_account_without_inbound_fields_has_no_inbound_side(
     assert done.status_code == 303
     assert pr.account("Default").inbound is None
     assert 'id="inbound-summary"' not in client.get("/accounts/Default").text
+
+
+# --- Received mail: the triage list, a message, its actions -----------------------------
+
+HOSTILE_NAME = "{{ 7*7 }} <img src=x onerror=alert(1)>"
+HOSTILE_SUBJECT = "<script>alert(1)</script> {{ 7*7 }}"
+CASE_DATA = {"applicant": "Jo", "amount": 1000, "customer_email": "jo@example.net"}
+
+
+def _notice(client: TestClient, answer: Response) -> tuple[str, str]:
+    """Follow a form's redirect: the notice's level and text on the page it leads to."""
+    assert answer.status_code == 303, answer.text[:500]
+    shown = client.get(answer.headers["location"]).text
+    found = re.search(r'<p class="notice (\w+)" role="\w+">([^<]*)</p>', shown)
+    assert found is not None, "the page shows no notice"
+    return found.group(1), html.unescape(found.group(2))
+
+
+def test_hostile_headers_are_shown_escaped_everywhere(client: TestClient, pr: Postroom) -> None:
+    raw = mail(
+        subject=HOSTILE_SUBJECT,
+        sender=f'"{HOSTILE_NAME}" <mallory@stranger.example>',
+        text="{{ 7*7 }} <script>alert(2)</script>\n",
+        html="<p onclick='steal()'>Hi</p><script>alert(3)</script><img src=x onerror=alert(4)>",
+    )
+    message_id = receive(pr, raw)
+    log_in(client)
+    for path in ("/inbound", f"/inbound/{message_id}", "/inbound?q=mallory"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert "<script>alert" not in page.text, path
+        assert "<img src=x" not in page.text, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text, path
+        # Header values are data, never templates: shown as written, not evaluated.
+        assert "{{ 7*7 }}" in page.text, path
+        assert ">49<" not in page.text, path
+        assert " 49 " not in page.text, path
+    # The HTML is framed from its own URL, sanitised, under the body policy.
+    shown = client.get(f"/inbound/{message_id}").text
+    assert f'src="/inbound/{message_id}/body"' in shown
+    assert re.search(r"<iframe [^>]*sandbox", shown)
+    body = client.get(f"/inbound/{message_id}/body")
+    assert body.headers["content-security-policy"] == BODY_POLICY
+    assert "<p>Hi</p>" in body.text
+    for dangerous in ("<script", "onclick", "onerror", "alert(3)"):
+        assert dangerous not in body.text, dangerous
+    raw_answer = client.get(f"/inbound/{message_id}/raw")
+    assert raw_answer.content == raw
+    assert raw_answer.headers["content-disposition"].startswith("attachment;")
+    assert raw_answer.headers["content-security-policy"] == "default-src 'none'; sandbox"
+
+
+def test_triage_lists_unmatched_first_filters_and_searches(
+    client: TestClient, pr: Postroom
+) -> None:
+    case = pr.cases.create(MORTGAGE, data=CASE_DATA)
+    first = receive(pr, mail(subject="Early question", sender="Ann <ann@example.net>"))
+    pr.attach_received(first, case.id)  # matched now: below the waiting ones
+    waiting = receive(pr, mail(subject="Later question", sender="Bob <bob@example.net>"))
+    log_in(client)
+    page = client.get("/inbound").text
+    assert page.index(f'data-id="{waiting}"') < page.index(f'data-id="{first}"')
+    assert "1 awaiting triage" in page
+    assert f'href="/inbound/{waiting}"' in page
+
+    def ids(query: str) -> set[int]:
+        listed = client.get("/inbound" + query).text
+        return {int(i) for i in re.findall(r'<tr data-id="(\d+)"', listed)}
+
+    assert ids("?status=unmatched") == {waiting}
+    assert ids("?status=matched") == {first}
+    assert ids("?q=BOB") == {waiting}
+    assert ids("?q=early") == {first}
+    assert ids(f"?case={case.id}") == {first}
+    assert ids("?status=bogus") == {first, waiting}  # an unknown status filters nothing
+
+
+def test_triage_pages(client: TestClient, pr: Postroom) -> None:
+    for n in range(PAGE_SIZE + 2):
+        receive(pr, mail(subject=f"Question {n}"))
+    log_in(client)
+    first = client.get("/inbound").text
+    assert "page 1 of 2" in first
+    assert len(re.findall(r'<tr data-id="', first)) == PAGE_SIZE
+    second = client.get("/inbound?page=2").text
+    assert len(re.findall(r'<tr data-id="', second)) == 2
+
+
+def test_attach_create_and_dismiss_through_the_forms(client: TestClient, pr: Postroom) -> None:
+    case = pr.cases.create(MORTGAGE, data=CASE_DATA)
+    to_attach = receive(pr, mail(subject="About my case"))
+    to_open = receive(pr, mail(subject="New request", sender="Cy <cy@example.net>"))
+    to_dismiss = receive(pr, mail(subject="Newsletter signup"))
+    csrf = log_in(client)
+    shown = client.get(f"/inbound/{to_attach}").text
+    for action in ("attach", "case", "dismiss"):
+        assert f'action="/inbound/{to_attach}/{action}"' in shown
+
+    # Refusals come back as error notices, and nothing changes.
+    level, text = _notice(
+        client,
+        client.post(
+            f"/inbound/{to_attach}/attach",
+            data={"csrf_token": csrf, "case_id": "M-404"},
+            follow_redirects=False,
+        ),
+    )
+    assert level == "error"
+    assert "M-404" in text
+    assert pr.received_message(to_attach).status == "unmatched"
+
+    level, text = _notice(
+        client,
+        client.post(
+            f"/inbound/{to_attach}/attach",
+            data={"csrf_token": csrf, "case_id": case.id},
+            follow_redirects=False,
+        ),
+    )
+    assert (level, text) == ("success", f"Received #{to_attach} attached to case {case.id}.")
+    assert pr.received_message(to_attach).case_id == case.id
+    after = client.get(f"/inbound/{to_attach}").text
+    assert f'action="/inbound/{to_attach}/attach"' not in after  # matched: no more triage
+    assert f'href="/cases/{case.id}"' in after
+
+    opened = client.post(
+        f"/inbound/{to_open}/case",
+        data={"csrf_token": csrf, "class_name": NOTE},
+        follow_redirects=False,
+    )
+    assert opened.status_code == 303
+    new_case = pr.received_message(to_open).case_id
+    assert new_case is not None
+    assert opened.headers["location"] == f"/cases/{new_case}"
+
+    level, _ = _notice(
+        client,
+        client.post(
+            f"/inbound/{to_dismiss}/dismiss", data={"csrf_token": csrf}, follow_redirects=False
+        ),
+    )
+    assert level == "success"
+    assert pr.received_message(to_dismiss).status == "dismissed"
+    level, text = _notice(
+        client,
+        client.post(
+            f"/inbound/{to_dismiss}/dismiss", data={"csrf_token": csrf}, follow_redirects=False
+        ),
+    )
+    assert level == "error"
+    assert "dismissed" in text
+
+
+def test_triage_forms_need_the_csrf_token(client: TestClient, pr: Postroom) -> None:
+    case = pr.cases.create(MORTGAGE, data=CASE_DATA)
+    message_id = receive(pr, mail())
+    log_in(client)
+    for action, data in (
+        ("attach", {"case_id": case.id}),
+        ("case", {"class_name": NOTE}),
+        ("dismiss", {}),
+    ):
+        for token in (None, "wrong-token"):
+            body = dict(data) if token is None else {**data, "csrf_token": token}
+            got = client.post(f"/inbound/{message_id}/{action}", data=body, follow_redirects=False)
+            assert got.status_code == 403, (action, token)
+    assert pr.received_message(message_id).status == "unmatched"
+
+
+def test_inbound_pages_need_a_session_and_unknown_ids_are_404(
+    client: TestClient, pr: Postroom
+) -> None:
+    message_id = receive(pr, mail())
+    for path in ("/inbound", f"/inbound/{message_id}", f"/inbound/{message_id}/raw"):
+        got = client.get(path, follow_redirects=False)
+        assert got.status_code == 303
+        assert got.headers["location"].startswith("/login")
+    log_in(client)
+    for path in ("/inbound/999", "/inbound/999/raw", "/inbound/999/body", "/inbound/abc"):
+        assert client.get(path).status_code == 404, path
+
+
+def test_the_case_page_shows_the_conversation_in_time_order(
+    client: TestClient, pr: Postroom
+) -> None:
+    pr.apply({"accounts": [{"name": "Default", "address": "a@example.com", "host": "h.x"}]})
+    case = pr.cases.create(MORTGAGE, data=CASE_DATA)
+    sent_id = pr.send(
+        to=["jo@example.net"], subject="Your documents", body="<p>Please send them.</p>",
+        case_id=case.id,
+    )  # fmt: skip
+    sent = pr.outbox_entry(sent_id)
+    reply = receive(
+        pr,
+        mail(
+            subject=f"Re: Your documents {HOSTILE_SUBJECT}",
+            sender=f'"{HOSTILE_NAME}" <jo@example.net>',
+            text="Here they are.\n\nOn Monday, Acme wrote:\n> Please send them.\n",
+            in_reply_to=sent.message_id,
+        ),
+    )
+    assert pr.received_message(reply).case_id == case.id
+    log_in(client)
+    page = client.get(f"/cases/{case.id}").text
+    timeline = page[page.index('id="conversation"') :]
+    timeline = timeline[: timeline.index("</ol>")]
+    # Every email of the case, oldest first, each linking where it can be read whole.
+    assert timeline.index(f'href="/outbox/{sent_id}"') < timeline.index(f'href="/inbound/{reply}"')
+    assert f"received-{reply}.eml" in timeline
+    assert "Here they are." in timeline
+    assert "<details>" in timeline
+    assert "Quoted history" in timeline
+    assert "&lt;script&gt;" in timeline
+    assert "<script>" not in timeline

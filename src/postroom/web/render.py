@@ -31,6 +31,7 @@ NAV = (
     ("/correspondence", "Correspondence"),
     ("/cases", "Cases"),
     ("/outbox", "Outbox"),
+    ("/inbound", "Inbound"),
     ("/agents", "Agents"),
     ("/tokens", "API tokens"),
     ("/inbox", "Dev inbox"),

@@ -24,6 +24,7 @@ from postroom.web.pages.case_form import (
 )
 from postroom.web.render import page, redirect
 from postroom.web.session import Auth, Form, LoggedIn, postroom_of
+from postroom.web.timeline import timeline
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -161,6 +162,7 @@ def show_case(request: Request, auth: LoggedIn, case_id: str) -> Response:
         fields=fields,
         field_names={f.name for f in fields},
         emails=pr.outbox(case_id=case.id, limit=100),
+        conversation=timeline(case, pr.conversation(case.id)),
         data_json=json.dumps(case.data, indent=2, ensure_ascii=False, default=str),
     )
 
