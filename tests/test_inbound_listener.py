@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.exc import OperationalError
 
 from postroom import Postroom
 from postroom.accounts import EmailAccount
@@ -265,3 +267,40 @@ async def _until(check: Callable[[], bool], *, what: str, limit: float = 20.0) -
     while not check():
         assert time.monotonic() < deadline, f"not within {limit:g} s: {what}"
         await asyncio.sleep(0.02)
+
+
+def test_database_trouble_is_said_once_and_ridden_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Accounts unreadable three times: degraded, one warning; then working again."""
+    failures = 3
+    calls: list[int] = []
+
+    def load() -> list[EmailAccount]:
+        calls.append(1)
+        if len(calls) <= failures:
+            raise OperationalError("SELECT", {}, Exception("connection refused"))
+        return []
+
+    listeners = InboundListeners(
+        agent_id="a", load_accounts=load, make=lambda a: None,  # type: ignore[arg-type,return-value]
+        refresh=0.05, retry_first=0.01, retry_cap=0.05,
+    )  # fmt: skip
+    seen: list[str] = []
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(listeners.run(stop=stop))
+        await _until(lambda: len(calls) >= 2, what="a second try")
+        seen.append(listeners.health.state)
+        await _until(lambda: len(calls) > failures + 1, what="working again")
+        seen.append(listeners.health.state)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+    with caplog.at_level(logging.WARNING, logger="postroom.inbound"):
+        asyncio.run(run())
+    assert seen == ["degraded", "running"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if "degraded" in w]) == 1, warnings
+    assert any("answers again" in w for w in warnings)

@@ -6,6 +6,7 @@ onto the case, whose ``on: email_received`` step notifies the Case Manager.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from postroom.inbound.models import InboundStatus, ServerState
 from tests.chaoskit import agent_forever, fleet, process_env, report
 from tests.conftest import TEST_KEY, make_settings
 from tests.dovecotkit import Mailbox, dovecot_fixture, mailbox_fixture, message, wait_until
-from tests.fakes import ServerInfo, smtp_server
+from tests.fakes import ServerInfo, free_port, smtp_server
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.timeout(300)]
 
@@ -283,3 +284,39 @@ def test_two_agents_one_listener_and_the_other_takes_over_when_it_is_killed(
             assert agents.procs[1 - victim].poll() is None, "the survivor exited"
         report("inbound.txt", "takeover", f"lease {lease} s: taken over {took:.1f} s after kill")
         assert sorted(m.subject for m in pr.received()) == ["first", "second"]
+
+
+@pytest.mark.slow  # the put-right account is taken up at the next re-read (30 s)
+@pytest.mark.parametrize("trouble", ["refused login", "server down"])
+def test_a_listener_in_trouble_says_so_once_notes_it_and_recovers(
+    mailbox: Mailbox, tmp_path: Path, caplog: pytest.LogCaptureFixture, trouble: str
+) -> None:
+    wrong = (
+        {"password": "not-the-password-77"}
+        if trouble == "refused login"
+        else {"port": free_port(), "security": "none", "allow_insecure_auth": True}
+    )
+    with Postroom(make_settings(f"sqlite:///{tmp_path / 'p.db'}")) as pr:
+        pr.apply({"accounts": [mailbox.account_yaml("Desk", **wrong)]})
+
+        def noted() -> list[str | None]:
+            return [m.last_error for m in pr.inbound_mailboxes()]
+
+        with caplog.at_level(logging.INFO, logger="postroom.inbound"), listening(pr) as agent:
+            wait_until(lambda: any(noted()), limit=60, what="the error on the mailbox's row")
+            first_poll = pr.inbound_mailboxes()[0].last_poll_at
+            wait_until(
+                lambda: pr.inbound_mailboxes()[0].last_poll_at != first_poll,
+                limit=60,
+                what="a second try after backoff",
+            )
+            assert agent.accounts == ["Desk"]
+            # Put right: the listener picks up the change and reads the mailbox.
+            pr.apply({"accounts": [mailbox.account_yaml("Desk")]})
+            uid = mailbox.append(message("now it works"))
+            wait_until(lambda: "\\Seen" in mailbox.flags(uid), limit=90, what="reading again")
+            wait_until(lambda: noted() == [None], limit=30, what="the error cleared")
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([s for s in said if "retrying" in s]) == 1, said
+    assert all("not-the-password" not in s for s in said)
+    assert all("not-the-password" not in r.getMessage() for r in caplog.records)
