@@ -145,6 +145,8 @@ def test_bad_list_parameters_are_field_errors(api: TestClient, tokens: Tokens) -
         ({"limit": "201"}, "query.limit"),
         ({"offset": "-1"}, "query.offset"),
         ({"unmatched": "perhaps"}, "query.unmatched"),
+        ({"unmatched": "true", "status": "matched"}, "query.status"),
+        ({"case_id": ""}, "query.case_id"),
     ):
         body = _problem(api.get(f"{API}/inbound", params=params, headers=tokens.admin), 422)
         assert [e["field"] for e in body["errors"]] == [field], params
@@ -177,6 +179,19 @@ def test_a_message_is_shown_with_its_routing_and_its_raw_bytes_download(
     assert got.headers["content-type"] == "message/rfc822"
     assert got.headers["x-content-type-options"] == "nosniff"
     assert got.headers["content-disposition"].startswith("attachment;")
+
+
+def test_a_message_too_large_to_read_has_no_raw_bytes_to_give(
+    api: TestClient, pr: Postroom, tokens: Tokens
+) -> None:
+    item = FetchedMessage(key="big-1", size=30 * 1024 * 1024, raw=None)
+    message_id = pr.ingestor.ingest(MAILBOX, item, validity="1").id
+    view = api.get(f"{API}/inbound/{message_id}", headers=tokens.admin).json()
+    assert (view["status"], view["server_state"]) == ("too_large", "left")
+    body = _problem(api.get(f"{API}/inbound/{message_id}/raw", headers=tokens.admin), 409)
+    assert "too large" in body["detail"]
+    # Neither triage action applies to it.
+    _problem(api.post(f"{API}/inbound/{message_id}/dismiss", headers=tokens.admin), 409)
 
 
 def test_unknown_and_impossible_ids(api: TestClient, tokens: Tokens) -> None:

@@ -13,9 +13,11 @@ from httpx2 import Response
 from starlette.testclient import TestClient
 
 from postroom import Postroom
+from postroom.inbound.models import FetchedMessage, MailboxRef
 from postroom.inbound.settings import AfterIngest, InboundProtocol
 from postroom.web.mail import BODY_POLICY
 from postroom.web.pages.inbound import PAGE_SIZE
+from postroom.web.sanitise import EMPTY_BODY, sanitised
 from tests.conftest import make_settings
 from tests.studiokit import log_in, mortgage_records, studio_client
 from tests.test_api_inbound import mail, receive
@@ -403,3 +405,50 @@ def test_the_case_page_shows_the_conversation_in_time_order(
     assert "Quoted history" in timeline
     assert "&lt;script&gt;" in timeline
     assert "<script>" not in timeline
+
+
+def test_mail_that_does_not_parse_or_was_too_large_still_has_a_page(
+    client: TestClient, pr: Postroom
+) -> None:
+    broken = (
+        b"From: =?bogus-charset?q?Ma=FFory?= <m@stranger.example>\r\n"
+        b"Subject: \xff\xfe broken \xc3\r\n"
+        b'Content-Type: multipart/mixed; boundary="never"\r\n\r\n'
+        b"--elsewhere\r\nContent-Type: text/html; charset=x-unknown\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64\r\n"
+    )
+    broken_id = receive(pr, broken)
+    big = FetchedMessage(key="big-1", size=30 * 1024 * 1024, raw=None)
+    big_id = pr.ingestor.ingest(MailboxRef("Default", "INBOX"), big, validity="1").id
+    log_in(client)
+    page = client.get(f"/inbound/{broken_id}")
+    assert page.status_code == 200
+    assert "What did not parse" in page.text
+    assert client.get(f"/inbound/{broken_id}/body").status_code == 200
+    shown = client.get(f"/inbound/{big_id}")
+    assert shown.status_code == 200
+    assert "were not kept (over the size limit)" in shown.text
+    assert "Download .eml" not in shown.text
+    assert client.get(f"/inbound/{big_id}/body").text == EMPTY_BODY
+    assert client.get(f"/inbound/{big_id}/raw").status_code == 409
+    assert client.get("/inbound").status_code == 200
+
+
+def test_received_html_keeps_its_look_and_loses_what_could_act() -> None:
+    cleaned = sanitised(
+        '<div style="color: red; position: fixed; background: url(https://t.example/p)">'
+        '<a href="javascript:alert(1)">j</a><a href="https://example.org/x">link</a>'
+        '<img src="https://t.example/pixel.gif"><img src="data:image/png;base64,AA==">'
+        "<form action=/logout><button>go</button></form><iframe src=/></iframe>"
+        "<style>body{display:none}</style><object data=x></object>"
+        '<svg onload="alert(1)"></svg><table width="100%"><tr><td valign="top">cell</td></tr>'
+        "</table></div>"
+    )
+    assert 'style="color:red"' in cleaned
+    for gone in ("position", "url(", "javascript:", "<form", "<button", "<iframe", "<style",
+                 "<object", "<svg", "onload"):  # fmt: skip
+        assert gone not in cleaned, gone
+    # Links keep their address to be read, but open a window the frame's sandbox refuses.
+    assert '<a href="https://example.org/x" target="_blank" rel="noopener noreferrer">' in cleaned
+    assert 'src="data:image/png;base64,AA=="' in cleaned
+    assert '<td valign="top">cell</td>' in cleaned

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from postroom.api.auth import SendToken, admin, require
 from postroom.api.ownership import check_case
-from postroom.api.problems import problem_responses, referenced
+from postroom.api.problems import ApiProblem, FieldProblem, problem_responses, referenced
 from postroom.api.schemas.inbound import (
     AttachToCase,
     CaseFromMessage,
@@ -40,7 +40,11 @@ def router(postroom: Postroom) -> APIRouter:
         tags=["inbound"], dependencies=[admin], responses=problem_responses(401, 403)
     )
 
-    @guarded.get("/inbound", summary="List received mail, newest first (admin)")
+    @guarded.get(
+        "/inbound",
+        summary="List received mail, newest first (admin)",
+        responses=problem_responses(401, 403, 422),
+    )
     def list_received(
         request: Request,
         *,
@@ -53,7 +57,12 @@ def router(postroom: Postroom) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> ReceivedPage:
-        """Received messages; ``unmatched`` lists those waiting in triage."""
+        """Received messages; ``unmatched`` lists those waiting in triage (the same as
+        ``status=unmatched``; with another status it is refused)."""
+        if unmatched and status not in (None, InboundStatus.UNMATCHED):
+            message = "unmatched lists the unmatched messages: give it or a status, not both"
+            found = FieldProblem(field="query.status", message=message)
+            raise ApiProblem(422, f"query.status: {message}", kind="validation", errors=[found])
         # One row more than asked says whether a next page exists.
         rows = postroom.received(
             case_id=case_id,

@@ -120,7 +120,12 @@ def message_body(request: Request, auth: LoggedIn, message_id: int) -> Response:
 @router.get("/inbound/{message_id}/raw")
 def message_raw(request: Request, auth: LoggedIn, message_id: int) -> Response:
     """The message as received, served as a download only (never rendered as a page)."""
-    raw = postroom_of(request).received_raw(message_id)
+    try:
+        raw = postroom_of(request).received_raw(message_id)
+    except StateError as exc:  # too large: its bytes were never read
+        return render(
+            request, "error.html", auth, status_code=409, title="Not kept", message=str(exc)
+        )
     return Response(
         raw,
         media_type="message/rfc822",
