@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from postroom import Postroom
+from postroom.inbound import mailboxes
+from postroom.inbound.models import MailboxRef
 from tests.chaoskit import agent_forever, fleet, healthz, process_env, serve_command, wait_until
 from tests.conftest import TEST_KEY, make_settings
 from tests.dovecotkit import Mailbox, dovecot_fixture, mailbox_fixture, message
@@ -188,3 +190,13 @@ def test_serve_shows_its_listeners_in_the_health_check(
             uid = mailbox.append(message("to the service"))
             wait_until(lambda: "\\Seen" in mailbox.flags(uid), limit=60, what="read by serve")
         assert services.stop() == {0: 0}
+
+
+def test_poll_refuses_a_mailbox_another_agent_reads(triaged: tuple[str, list[int]]) -> None:
+    url, _ = triaged
+    with Postroom(make_settings(url)) as pr, pr.engine.begin() as conn:
+        assert mailboxes.acquire(conn, MailboxRef("Desk", "INBOX"), owner="host:42:abc", lease=60)
+    result = run(url, "inbound", "poll", "Desk")
+    assert result.exit_code == 4, result.output
+    assert "being read by host:42:abc" in result.output
+    assert len(result.output.strip().splitlines()) == 1

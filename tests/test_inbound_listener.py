@@ -304,3 +304,40 @@ def test_database_trouble_is_said_once_and_ridden_out(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len([w for w in warnings if "degraded" in w]) == 1, warnings
     assert any("answers again" in w for w in warnings)
+
+
+def test_an_account_removed_or_changed_stops_or_restarts_its_listener(
+    postroom: Postroom,
+) -> None:
+    source = MemorySource()
+    accounts = [_inbound_account()]
+    made: list[EmailAccount] = []
+
+    def make(account: EmailAccount) -> ListenerParts:
+        made.append(account)
+        return ListenerParts(_listener(postroom, "a", poll_seconds=1.0), lambda: source)
+
+    listeners = InboundListeners(
+        agent_id="a", load_accounts=lambda: list(accounts), make=make, refresh=0.1
+    )
+
+    def owner() -> str | None:
+        with postroom.engine.connect() as conn:
+            rows = mailboxes.info(conn, BOX.key)
+        return rows[0].lease_owner if rows else None
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(listeners.run(stop=stop))
+        await _until(lambda: owner() == "a", what="the mailbox taken")
+        changed = _inbound_account().model_copy(update={"display_name": "Support desk"})
+        accounts[:] = [changed]
+        await _until(lambda: len(made) == 2, what="a restart with the changed account")
+        assert made[-1] == changed
+        accounts.clear()
+        await _until(lambda: listeners.accounts == [], what="the listener stopped")
+        assert owner() is None  # given back at once
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+    asyncio.run(run())

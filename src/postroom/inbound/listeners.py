@@ -136,7 +136,13 @@ class InboundListeners:
     # --- one account ---------------------------------------------------------------------
 
     async def _listen(self, account: EmailAccount, stop: asyncio.Event) -> None:
-        parts = self._make(account)
+        try:
+            parts = self._make(account)
+        except PostroomError as exc:
+            # Settings that cannot work wait for the account to change (it is re-read).
+            log.warning("inbound %s: not listening: %s", account.name, exc)
+            await stop.wait()
+            return
         listener = parts.listener
         spell = _Spell(backoff=Backoff(first=self._retry[0], cap=self._retry[1]))
         try:
