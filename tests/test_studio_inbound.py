@@ -7,13 +7,16 @@ import html
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from httpx2 import Response
 from starlette.testclient import TestClient
 
 from postroom import Postroom
-from postroom.inbound.models import FetchedMessage, MailboxRef
+from postroom.db.paging import Page
+from postroom.inbound.models import FetchedMessage, InboundStatus, MailboxRef, ReceivedMessage
+from postroom.inbound.search import InboundQuery, search_received
 from postroom.inbound.settings import AfterIngest, InboundProtocol
 from postroom.web.mail import BODY_POLICY
 from postroom.web.pages.inbound import PAGE_SIZE
@@ -452,3 +455,35 @@ def test_received_html_keeps_its_look_and_loses_what_could_act() -> None:
     assert '<a href="https://example.org/x" target="_blank" rel="noopener noreferrer">' in cleaned
     assert 'src="data:image/png;base64,AA=="' in cleaned
     assert '<td valign="top">cell</td>' in cleaned
+
+
+def test_the_triage_search_is_the_same_on_sqlite_and_postgresql(postroom: Postroom) -> None:
+    postroom.apply({"case_types": [NOTE_TYPE]})
+    ann = receive(postroom, mail(subject="Rate 50% off?", sender="Ann O'Neil <ann@example.net>"))
+    bob = receive(postroom, mail(subject="a_b question", sender="Bob <BOB@Example.NET>"))
+    done = receive(postroom, mail(subject="Thanks", sender="Cy <cy@example.net>"))
+    postroom.case_from_received(done, NOTE)
+
+    def found(**query: Any) -> list[int]:
+        with postroom.engine.connect() as conn:
+            return [m.id for m in search_received(conn, InboundQuery(**query)).items]
+
+    # Awaiting messages first, the newest first among them.
+    assert found() == [bob, ann, done]
+    assert found(text="o'neil") == [ann]
+    assert found(text="bob@example") == [bob]
+    assert found(text="50%") == [ann]  # the user's % and _ are no wildcards
+    assert found(text="a_b") == [bob]
+    assert found(text="%") == [ann]
+    message_id = postroom.received_message(bob).message_id
+    assert message_id is not None
+    assert found(text=f"<{message_id}>") == [bob]
+    assert found(status=InboundStatus.NEW_CASE) == [done]
+    assert found(account="Nobody") == []
+    page = search_received_page(postroom, page=2, page_size=2)
+    assert (page.total, page.pages, [m.id for m in page.items]) == (3, 2, [done])
+
+
+def search_received_page(pr: Postroom, *, page: int, page_size: int) -> Page[ReceivedMessage]:
+    with pr.engine.connect() as conn:
+        return search_received(conn, InboundQuery(page=page, page_size=page_size))

@@ -127,3 +127,9 @@ def test_triage_attach_to_a_case_and_open_another(world: World, tab: Page) -> No
 
     tab.goto(base + "/inbound")
     expect(tab.locator("#inbound-count")).not_to_contain_text("awaiting triage")
+    # Mail that arrives while the list is open shows up without a reload.
+    late = receive(pr, mail(subject="One more thing"))
+    expect(tab.locator(f'#inbound tr[data-id="{late}"]')).to_contain_text(
+        "One more thing", timeout=20_000
+    )
+    expect(tab.locator("#inbound-count")).to_contain_text("1 awaiting triage")
