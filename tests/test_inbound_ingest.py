@@ -214,3 +214,22 @@ def test_a_concurrent_ingest_of_the_same_message_is_a_duplicate(postgres_url: st
         assert cursors == ["saved"]  # the cursor moves on past the duplicate
         assert len(history(pr, case_id, "email-received")) == 1
         assert len(pr.outbox(case_id=case_id)) == 2
+
+
+def test_the_same_reply_read_from_two_mailboxes_reaches_its_case_once(postroom: Postroom) -> None:
+    postroom.apply(records(steps=[ACK]))
+    case_id, sent_id = new_case(postroom)
+    raw = mailsamples.reply(in_reply_to=sent_id)
+    first = ingest(postroom, raw)
+    before = _effects(postroom, case_id)
+    copy = ingest(postroom, raw, mailbox=MailboxRef("Default", "INBOX"))
+    assert not copy.duplicate
+    assert (copy.status, copy.case_id, copy.immediate) == (InboundStatus.MATCHED, case_id, ())
+    assert postroom.received_message(copy.id).reason == (
+        f"the same message was received as #{first.id} from {MAILBOX.key}, on case "
+        f"{case_id}: not attached again"
+    )
+    rows, outbox, attachments, lines = _effects(postroom, case_id)
+    assert (rows, outbox, attachments, lines) == (before[0] + 1, *before[1:])
+    received = [i.id for i in postroom.conversation(case_id) if i.kind == "received"]
+    assert received == [first.id]

@@ -77,6 +77,7 @@ def conversation(conn: Connection, case_id: str) -> list[ConversationItem]:
     received = conn.execute(
         select(
             m.c.id,
+            m.c.message_id,
             m.c.subject,
             m.c.from_address,
             m.c.recipients,
@@ -89,7 +90,12 @@ def conversation(conn: Connection, case_id: str) -> list[ConversationItem]:
         .order_by(m.c.id.desc())
         .limit(MAX_ITEMS)
     )
-    for row in received:
+    shown: set[str] = set()
+    for row in reversed(received.all()):  # the oldest first: a copy read later is left out
+        if row.message_id is not None:
+            if row.message_id in shown:
+                continue  # the same mail read from another of Postroom's mailboxes
+            shown.add(row.message_id)
         mail = parse_mail(bytes(row.raw)) if row.raw is not None else None
         items.append(
             ConversationItem(

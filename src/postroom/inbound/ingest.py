@@ -23,7 +23,7 @@ from postroom.errors import StateError
 from postroom.inbound.effects import CaseEffects
 from postroom.inbound.models import FetchedMessage, InboundStatus, MailboxRef, ServerState
 from postroom.inbound.parse import ParsedMail, dedupe_key, parse_mail
-from postroom.inbound.routing import AccountAddresses, Route, case_type_of, route
+from postroom.inbound.routing import AccountAddresses, Route, case_type_of, quoted, route
 from postroom.inbound.store import Existing, InboundStore, NewReceived
 
 log = logging.getLogger("postroom.inbound")
@@ -196,6 +196,14 @@ class Ingestor:
         else:
             account = AccountAddresses.load(conn, new.mailbox.account)
             found = route(conn, mail, account=account, types=types)
+        twin = self._twin(conn, new, mail, found)
+        if twin is not None:
+            # The same mail read from another mailbox (sent to two of Postroom's
+            # addresses): noted on its case once, its steps fired once.
+            received_id = self._store.insert(
+                conn, replace(new, status=twin.status, reason=twin.reason, case_id=twin.case_id)
+            )
+            return IngestResult(received_id, twin.status, twin.case_id, False, settle=True)
         received_id = self._store.insert(
             conn, replace(new, status=found.status, reason=found.reason, case_id=found.case_id)
         )
@@ -227,6 +235,26 @@ class Ingestor:
                 immediate = opened.immediate
             self._store.route(conn, received_id, status=status, reason=reason, case_id=case_id)
         return IngestResult(received_id, status, case_id, False, settle=True, immediate=immediate)
+
+    def _twin(
+        self, conn: Connection, new: NewReceived, mail: ParsedMail, found: Route
+    ) -> Route | None:
+        """Where the same message went when another mailbox read it, if it reached a case."""
+        if not mail.message_id or found.status not in _CASE_BOUND:
+            return None
+        twin = self._store.twin(conn, mail.message_id, other_than=new.mailbox)
+        if twin is None:
+            return None
+        twin_id, twin_mailbox, twin_case = twin
+        return Route(
+            InboundStatus.MATCHED,
+            f"the same message was received as #{twin_id} from {quoted(twin_mailbox)}, "
+            f"on case {twin_case}: not attached again",
+            case_id=twin_case,
+        )
+
+
+_CASE_BOUND = (InboundStatus.MATCHED, InboundStatus.NEW_CASE)
 
 
 def _row(

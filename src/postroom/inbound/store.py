@@ -180,6 +180,22 @@ class InboundStore:
             .values(status=status.value, reason=reason, case_id=case_id, updated_at=utcnow())
         )
 
+    def twin(
+        self, conn: Connection, message_id: str, *, other_than: MailboxRef
+    ) -> tuple[int, str, str] | None:
+        """(id, mailbox, case) of the same message on a case, read from another mailbox."""
+        row = conn.execute(
+            select(t.c.id, t.c.mailbox, t.c.case_id)
+            .where(
+                t.c.message_id == _cut("message_id", message_id),
+                t.c.mailbox != other_than.key,
+                t.c.case_id.is_not(None),
+            )
+            .order_by(t.c.id)
+            .limit(1)
+        ).first()
+        return None if row is None else (row.id, row.mailbox, row.case_id)
+
     def pending_keys(
         self, conn: Connection, mailbox: MailboxRef, validity: str | None
     ) -> builtins.list[tuple[int, str]]:
