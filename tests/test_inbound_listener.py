@@ -341,3 +341,35 @@ def test_an_account_removed_or_changed_stops_or_restarts_its_listener(
         await asyncio.wait_for(task, 30)
 
     asyncio.run(run())
+
+
+def test_the_real_ingest_is_fenced_by_the_lease(postroom: Postroom) -> None:
+    """Postroom's own ingest, with a lease taken over: nothing of the message stays."""
+    source = MemorySource()
+    source.add(b"From: a@example.org\r\nMessage-ID: <fenced@example.org>\r\n\r\nhi\r\n")
+    listener = MailboxListener(
+        engine=postroom.engine,
+        ref=BOX,
+        owner="a",
+        ingestor=postroom.ingestor,
+        store=postroom.inbound_store,
+        config=ListenerConfig(lease_seconds=30.0),
+        deliver=postroom.deliver_now,
+    )
+
+    async def run() -> PollReport:
+        assert await listener.acquire()
+        with postroom.engine.begin() as conn:
+            later = utcnow() + timedelta(seconds=60)
+            assert mailboxes.acquire(conn, BOX, owner="b", lease=30, now=later)
+        await source.open()
+        with pytest.raises(LeaseLostError):
+            await listener.round(source)
+        with postroom.engine.begin() as conn:  # b lets go; a takes the mailbox back
+            assert mailboxes.release(conn, BOX.key, owner="b")
+        assert await listener.acquire()
+        return await listener.round(source)
+
+    report = asyncio.run(run())
+    assert (report.read, report.unmatched, report.duplicates, report.settled) == (1, 1, 0, 1)
+    assert len(_rows(postroom)) == 1
