@@ -200,3 +200,16 @@ def test_poll_refuses_a_mailbox_another_agent_reads(triaged: tuple[str, list[int
     assert result.exit_code == 4, result.output
     assert "being read by host:42:abc" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_mailboxes_show_how_far_each_was_read(triaged: tuple[str, list[int]]) -> None:
+    url, _ = triaged
+    shown = run(url, "inbound", "mailboxes")
+    assert shown.exit_code == 0, shown.output
+    assert "Desk/INBOX" in shown.output
+    assert "UID 2 (UIDVALIDITY" in shown.output
+    [row] = json.loads(run(url, "inbound", "mailboxes", "--json").output)
+    assert (row["account"], row["folder"], row["position"]) == ("Desk", "INBOX", "2")
+    assert row["lease_owner"] is None  # the poll gave it back
+    assert row["last_poll_at"] is not None
+    assert row["last_error"] is None

@@ -17,6 +17,7 @@ from postroom.cli.common import (
     table,
 )
 from postroom.errors import ConfigurationError
+from postroom.inbound.mailboxes import MailboxInfo
 from postroom.inbound.models import InboundStatus, ReceivedMessage
 
 inbound_app = typer.Typer(
@@ -183,3 +184,50 @@ def dismiss(message_id: Annotated[int, typer.Argument(help="Received message id"
         console.print(f"received #{message.id} dismissed")
 
     run_command(body)
+
+
+@inbound_app.command("mailboxes")
+def list_mailboxes(json: JsonOption = False) -> None:
+    """The mailboxes read so far: which agent reads each, how far, the last poll and error."""
+
+    def body() -> None:
+        with opened() as postroom:
+            rows = postroom.inbound_mailboxes()
+        if json:
+            print_json([mailbox_json(m) for m in rows])
+            return
+        out = table(id_column("mailbox", (m.mailbox for m in rows)), "read by", "lease until",
+                    "last poll", "position", "last error")  # fmt: skip
+        for m in rows:
+            out.add_row(
+                m.mailbox,
+                m.lease_owner or "-",
+                f"{m.lease_expires_at:%H:%M:%S}" if m.lease_expires_at else "-",
+                f"{m.last_poll_at:%Y-%m-%d %H:%M:%S}" if m.last_poll_at else "-",
+                _position(m),
+                m.last_error or "",
+            )
+        console.print(out)
+
+    run_command(body)
+
+
+def _position(m: MailboxInfo) -> str:
+    if m.validity is None:  # Graph: a delta link, long and of no use to read
+        return "delta link" if m.position else "-"
+    return f"UID {m.position or 0} (UIDVALIDITY {m.validity})"
+
+
+def mailbox_json(m: MailboxInfo) -> dict[str, Any]:
+    """A mailbox as ``inbound mailboxes --json`` prints it (never its Graph link)."""
+    return {
+        "mailbox": m.mailbox,
+        "account": m.account,
+        "folder": m.folder,
+        "validity": m.validity,
+        "position": m.position if m.validity is not None else None,
+        "lease_owner": m.lease_owner,
+        "lease_expires_at": m.lease_expires_at,
+        "last_poll_at": m.last_poll_at,
+        "last_error": m.last_error,
+    }
