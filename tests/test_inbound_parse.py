@@ -352,6 +352,17 @@ def test_outlook_mail_with_auto_response_suppress_is_a_persons() -> None:
     assert parse_mail(raw).automatic is None
 
 
+def test_exchange_auto_reply_is_recognised_by_its_subject() -> None:
+    raw = samples.plain(
+        "I am away.\n",
+        subject="Automatic reply: Your mortgage request [M-12]",
+        extra={"X_Auto_Response_Suppress": "All"},
+    )
+    assert parse_mail(raw).automatic == "X-Auto-Response-Suppress with an auto-reply subject"
+    raw = samples.plain("I am away.\n", subject="Automatic reply: Your mortgage request [M-12]")
+    assert parse_mail(raw).automatic is None  # the subject alone is a person's choice
+
+
 def test_rfc3464_report_is_a_bounce() -> None:
     mail = parse_mail(samples.dsn_bounce())
     assert mail.bounce is True
@@ -423,7 +434,7 @@ def test_invalid_charsets_fall_back_with_defects() -> None:
     assert mail.from_name == "Jérôme"
     assert mail.full_text == "Café crème"
     assert mail.html == "<p>résumé</p>"
-    assert "the subject uses an unknown charset 'x-made-up': read as latin-1" in mail.defects
+    assert "the subject has an unknown charset 'x-made-up': read as latin-1" in mail.defects
     assert "the text part has an unknown charset 'x-made-up': read as latin-1" in mail.defects
     assert "the HTML part has an unknown charset 'base64': read as latin-1" in mail.defects
     assert any("not valid utf-8" in defect for defect in mail.defects)

@@ -3,8 +3,9 @@
 Automatic mail must never trigger steps or create cases, or two robots answer each other
 for ever. The signals are RFC 3834's ``Auto-Submitted``, the de-facto ``X-Autoreply`` /
 ``X-Autorespond`` / ``Precedence`` headers, mailing-list headers (RFC 2369, 2919), a null
-return path, and a report sender. ``X-Auto-Response-Suppress`` is *not* a signal:
-Outlook sets it on ordinary mail people write.
+return path, and a report sender. ``X-Auto-Response-Suppress`` alone is *not* a signal:
+Outlook sets it on ordinary mail people write; only with an auto-reply subject
+("Automatic reply:", "Out of Office:", ...) does it mark Exchange's own answers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ _BOUNCE_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 _BOUNCE_REPORTS = frozenset({"delivery-status", "feedback-report"})
+_AUTO_SUBJECT = re.compile(
+    r"^(?:automatic reply|auto(?:matic)?[- ]?response|out of (?:the )?office|autoreply"
+    r"|abwesenheitsnotiz|automatische antwort|réponse automatique|absence)\b",
+    re.IGNORECASE,
+)
 _PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
 _PARAMETER = re.compile(r"""report-type\s*=\s*"?([A-Za-z0-9._-]+)""", re.IGNORECASE)
 
@@ -48,7 +54,7 @@ def is_bounce(
     return "message/delivery-status" in content_types and _is_report_sender(sender)
 
 
-def automatic(headers: Headers, *, sender: str, bounce: bool) -> str | None:
+def automatic(headers: Headers, *, sender: str, subject: str, bounce: bool) -> str | None:
     """Why the mail is automatic (the header that says so), or None for a person's mail."""
     if bounce:
         return "delivery report"
@@ -65,6 +71,8 @@ def automatic(headers: Headers, *, sender: str, bounce: bool) -> str | None:
     for name, shown in (("list-id", "List-Id"), ("list-unsubscribe", "List-Unsubscribe")):
         if headers.first(name) is not None:
             return shown
+    if headers.first("x-auto-response-suppress") is not None and _AUTO_SUBJECT.search(subject):
+        return "X-Auto-Response-Suppress with an auto-reply subject"
     if report_type(headers.first("content-type")) is not None:
         return "multipart/report"
     if _is_report_sender(sender):

@@ -10,24 +10,21 @@ without recursion (``parse_body``), the reply told from its quoted history
 
 from __future__ import annotations
 
-import email
 import email.message
-import email.parser
-import email.policy
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from postroom.correspondence.html2text import html_to_text
 from postroom.inbound import automatic as auto
 from postroom.inbound import parse_headers as hdr
 from postroom.inbound.parse_body import MAX_TEXT, Body, walk
-from postroom.inbound.parse_guard import MAX_NESTING, nesting_cut
+from postroom.inbound.parse_guard import read_message
+from postroom.inbound.parse_html import html_text
 from postroom.inbound.parse_reply import reply_text
 from postroom.inbound.parse_text import Defects, body, no_surrogates
 
-# HTML turned into text when there is no text part: its start only (html.parser is
-# slow on hostile markup, and the reply is at the top).
+# HTML turned into text when there is no text part: its start only (the reply is at
+# the top, and the text is bounded anyway).
 MAX_HTML_FOR_TEXT = 500_000
 
 
@@ -82,10 +79,7 @@ def _parse(raw: bytes, defects: Defects) -> ParsedMail:
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise TypeError("raw must be bytes")
     raw = bytes(raw)
-    if (cut := nesting_cut(raw)) is not None:
-        defects.add(f"MIME parts nested more than {MAX_NESTING} levels deep: read up to there")
-        raw = raw[:cut]
-    message = _message(raw, defects)
+    message = read_message(raw, defects)
     for problem in _message_defects(message):
         defects.add(problem)
     headers = hdr.Headers(message.raw_items(), defects)
@@ -112,23 +106,10 @@ def _parse(raw: bytes, defects: Defects) -> ParsedMail:
             MailAttachment(name=a.name, content_type=a.content_type, content=a.content)
             for a in found.attachments
         ),
-        automatic=auto.automatic(headers, sender=written_sender, bounce=bounce),
+        automatic=auto.automatic(headers, sender=written_sender, subject=subject, bounce=bounce),
         bounce=bounce,
         defects=defects.result(),
     )
-
-
-def _message(raw: bytes, defects: Defects) -> email.message.Message:
-    # The structure is read with compat32: the default policy parses every header it
-    # touches (the parser itself asks each part's Content-Type several times), which
-    # costs ten to twenty times as much and raises on some malformed values. Header
-    # values are decoded one by one with the default policy's parser (parse_headers).
-    try:
-        return email.message_from_bytes(raw, policy=email.policy.compat32)
-    except Exception:
-        defects.add("the message structure could not be read: only its headers were")
-    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
-    return parser.parsebytes(raw)
 
 
 def _walk(message: email.message.Message, defects: Defects) -> Body:
@@ -146,7 +127,7 @@ def _full_text(found: Body, defects: Defects) -> str:
         return ""
     html = found.html[:MAX_HTML_FOR_TEXT]
     try:
-        return body(html_to_text(html), limit=MAX_TEXT)
+        return body(html_text(html), limit=MAX_TEXT)
     except Exception:
         defects.add("the HTML part could not be turned into text")
         return ""
@@ -178,6 +159,8 @@ _DEFECT_WORDS = {
     "MultipartInvariantViolationDefect": "a multipart Content-Type on a part that is not one",
     "InvalidMultipartContentTransferEncodingDefect": "a multipart part with a transfer encoding",
     "UndecodableBytesDefect": "8-bit bytes where only ASCII is allowed",
+    "InvalidHeaderDefect": "a header that is not valid",
+    "NonPrintableDefect": "a header with control characters",
     "InvalidBase64PaddingDefect": "base64 content with wrong padding",
     "InvalidBase64CharactersDefect": "base64 content with invalid characters",
     "InvalidBase64LengthDefect": "base64 content of an impossible length",
