@@ -96,6 +96,49 @@ def test_html_only_mail_gets_text_from_its_html() -> None:
     assert mail.html == "<p>Hello <b>there</b></p><p>Second paragraph</p>"
 
 
+def test_blank_text_part_gives_way_to_the_html() -> None:
+    raw = _headers(
+        'Content-Type: multipart/alternative; boundary="a"',
+        body=(
+            "--a\r\nContent-Type: text/plain\r\n\r\n \r\n"
+            "--a\r\nContent-Type: text/html\r\n\r\n<p>Real text</p>\r\n--a--\r\n"
+        ),
+    )
+    assert parse_mail(raw).full_text == "Real text\n"
+
+
+def test_long_text_is_cut_with_a_defect() -> None:
+    mail = parse_mail(samples.plain("word " * 50_000))
+    assert len(mail.full_text) == 100_000
+    assert len(mail.text) <= 100_000
+    assert "the text is longer than 100,000 characters: its end was cut" in mail.defects
+
+
+def test_hostile_html_is_read_quickly_enough_to_finish() -> None:
+    # html.parser alone takes minutes on this; the reduced markup reads in linear time.
+    mail = parse_mail(samples.html_only("<a " * 30_000 + "<p>end</p>"))
+    assert mail.full_text.endswith("end\n")
+    assert mail.html is not None
+
+
+def test_html_markup_is_reduced_before_html2text() -> None:
+    html = (
+        "<html><head><title>T</title><style>p{}</style></head><body><!-- note -->"
+        '<p>Hello <b>there</b> &amp; <a href="https://x.example/?a=1&amp;b=2">link</a></p>'
+        "<p>1 < 2 > 0</p><script>alert(1)</script><ul><li>one<li>two</ul>"
+    )
+    mail = parse_mail(samples.html_only(html))
+    assert mail.full_text == (
+        "Hello there & link <https://x.example/?a=1&b=2>\n\n1 < 2 > 0\n\n- one\n- two\n"
+    )
+
+
+def test_long_lines_do_not_slow_the_reply_parser_and_are_kept_whole() -> None:
+    long_line = "On x " * 4_000
+    mail = parse_mail(samples.plain(long_line + "\n\nOn Mon, 1 Dec 2025, Acme wrote:\n> old\n"))
+    assert mail.text == long_line.rstrip()
+
+
 def test_dedupe_key_uses_the_message_id_else_the_bytes() -> None:
     raw = samples.plain()
     mail = parse_mail(raw)
@@ -371,6 +414,7 @@ def test_rfc3464_report_is_a_bounce() -> None:
         "message/delivery-status",
         "text/rfc822-headers",
     ]
+    assert mail.attachments[0].content.startswith(b"Reporting-MTA: dns; mx.acme.example")
     assert b"Status: 5.1.1" in mail.attachments[0].content
 
 

@@ -121,16 +121,18 @@ def _walk(message: email.message.Message, defects: Defects) -> Body:
 
 
 def _full_text(found: Body, defects: Defects) -> str:
-    if found.text is not None:
-        return body(found.text, limit=MAX_TEXT)
-    if not found.html:
+    """The text part, else (also when it is blank) the text of the HTML part; bounded."""
+    text = found.text
+    if (text is None or not text.strip()) and found.html:
+        try:
+            text = html_text(found.html[:MAX_HTML_FOR_TEXT])
+        except Exception:
+            defects.add("the HTML part could not be turned into text")
+    if text is None:
         return ""
-    html = found.html[:MAX_HTML_FOR_TEXT]
-    try:
-        return body(html_text(html), limit=MAX_TEXT)
-    except Exception:
-        defects.add("the HTML part could not be turned into text")
-        return ""
+    if len(text) > MAX_TEXT:
+        defects.add(f"the text is longer than {MAX_TEXT:,} characters: its end was cut")
+    return body(text, limit=MAX_TEXT)
 
 
 def _message_defects(message: email.message.Message) -> list[str]:

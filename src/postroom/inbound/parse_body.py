@@ -120,7 +120,7 @@ def walk(message: email.message.Message, defects: Defects) -> Body:
         elif ctype in _REPORT_PARTS or (part.is_multipart() and not ctype.startswith("multipart/")):
             if found.room():
                 name = _filename(part, ctype, found, defects)
-                found.keep(Attachment(name, ctype, _as_bytes(part)))
+                found.keep(Attachment(name, ctype, _report_body(part)))
         elif part.is_multipart():
             children = part.get_payload()
             if depth >= MAX_DEPTH:
@@ -242,6 +242,16 @@ def _embedded(part: email.message.Message) -> bytes:
     if isinstance(payload, list) and payload and isinstance(payload[0], email.message.Message):
         return _as_bytes(payload[0])
     return _as_bytes_body(part)
+
+
+def _report_body(part: email.message.Message) -> bytes:
+    """A report part's body: the parser split it into header blocks; joined again."""
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return _as_bytes(part)
+    return b"".join(
+        _as_bytes(block) for block in payload if isinstance(block, email.message.Message)
+    )
 
 
 def _as_bytes(part: email.message.Message) -> bytes:
