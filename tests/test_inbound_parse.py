@@ -308,6 +308,17 @@ def test_attachment_names_are_cleaned(filename: str, expected: str) -> None:
     assert mail.full_text == "body"
 
 
+def test_eight_bit_attachment_name_is_read_as_utf8() -> None:
+    raw = _headers(
+        'Content-Type: multipart/mixed; boundary="b"',
+        body=(
+            "--b\r\nContent-Type: application/pdf\r\n"
+            'Content-Disposition: attachment; filename="Jörg Müller.pdf"\r\n\r\nx\r\n--b--\r\n'
+        ),
+    )
+    assert [a.name for a in parse_mail(raw).attachments] == ["Jörg Müller.pdf"]
+
+
 def test_long_attachment_name_keeps_its_extension() -> None:
     raw = _headers(
         'Content-Type: multipart/mixed; boundary="b"',

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from postroom.inbound.parse_headers import decode_words
-from postroom.inbound.parse_text import Defects, decode_bytes, line
+from postroom.inbound.parse_text import Defects, decode_bytes, line, undo_surrogateescape
 
 MAX_DEPTH = 10
 MAX_PARTS = 2_000
@@ -43,6 +43,7 @@ _EXTENSIONS = {
 }
 _FILENAME_BAD = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]{1,80}\?[bBqQ]\?[^?\s]*\?=")
+_ESCAPED = re.compile("[\udc80-\udcff]")
 _EMBEDDED = {"message/rfc822", "message/global"}
 # message/* parts the parser splits into header blocks: kept as text, not walked.
 _REPORT_PARTS = {"message/delivery-status", "message/disposition-notification"}
@@ -142,7 +143,7 @@ def walk(message: email.message.Message, defects: Defects) -> Body:
 
 def _leaf(part: email.message.Message, ctype: str, found: Body, defects: Defects) -> None:
     disposition = _disposition(part)
-    named = _raw_filename(part) is not None
+    named = _raw_filename(part, defects) is not None
     inline_text = disposition != "attachment" and not named
     if ctype == "text/plain" and inline_text and found.text is None:
         found.text = _decoded(part, "the text part", MAX_TEXT * 2, defects)
@@ -177,24 +178,37 @@ def _disposition(part: email.message.Message) -> str | None:
     return value.lower() if isinstance(value, str) else None
 
 
-def _raw_filename(part: email.message.Message) -> str | None:
+def _raw_filename(part: email.message.Message, defects: Defects) -> str | None:
+    view = _params_view(part, defects)
     try:
-        name = part.get_filename()
+        name = view.get_filename()
     except Exception:
-        name = None
-    if name is None:
-        try:
-            name = part.get_param("name")  # type: ignore[assignment]
-        except Exception:
-            return None
-        if isinstance(name, tuple):  # an RFC 2231 triple the policy did not collapse
-            name = email.utils.collapse_rfc2231_value(name)
+        return None
     return name if isinstance(name, str) else None
+
+
+def _params_view(part: email.message.Message, defects: Defects) -> email.message.Message:
+    """``part``, or a copy of its MIME headers with 8-bit bytes decoded to read parameters.
+
+    compat32 hands a value holding raw 8-bit bytes back as an encoded Header whose text
+    has lost them ("J\ufffd\ufffdrg.pdf"); the raw value still has them.
+    """
+    raw = [
+        (name, value)
+        for name, value in part.raw_items()
+        if name.lower() in ("content-type", "content-disposition") and isinstance(value, str)
+    ]
+    if not any(_ESCAPED.search(value) for _, value in raw):
+        return part
+    view = email.message.Message()
+    for name, value in raw:
+        view[name] = undo_surrogateescape(value, what="a file name", defects=defects)
+    return view
 
 
 def _filename(part: email.message.Message, ctype: str, found: Body, defects: Defects) -> str:
     """A file name safe to store: no directories, no controls, bounded, never empty."""
-    name = _raw_filename(part) or ""
+    name = _raw_filename(part, defects) or ""
     if _ENCODED_WORD.search(name):
         # Not allowed in a parameter by RFC 2047, but what many mailers write.
         name = decode_words(name, what="an attachment's name", defects=defects)
