@@ -29,7 +29,7 @@ from postroom.db import create_db_engine, upgrade
 
 app = typer.Typer(
     name="postroom",
-    help="Outbound correspondence for case-management applications.",
+    help="Two-way correspondence for case-management applications.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
