@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from postroom.inbound import parse_headers
 from postroom.inbound.parse import MailAttachment, ParsedMail, dedupe_key, parse_mail
 from postroom.text import check_body, check_line
 from tests import mailsamples as samples
@@ -548,3 +549,15 @@ def test_garbage_never_raises(raw: bytes) -> None:
 def test_not_bytes_is_a_defect_not_a_crash() -> None:
     mail = parse_mail("text")  # type: ignore[arg-type]
     assert mail.defects
+
+
+def test_a_field_that_fails_costs_that_field_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(headers: object) -> None:
+        raise IndexError("a parser bug met by hostile bytes")
+
+    monkeypatch.setattr(parse_headers, "sent_at", broken)
+    mail = parse_mail(samples.reply())
+    assert mail.sent_at is None
+    assert "the Date could not be read" in mail.defects
+    assert mail.subject == "Re: Your mortgage request [M-12]"
+    assert mail.text == "Yes, the valuation date works for me.\n\nJane"

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import email.message
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from postroom.inbound import automatic as auto
 from postroom.inbound import parse_headers as hdr
@@ -26,6 +28,7 @@ from postroom.inbound.parse_text import Defects, body, no_surrogates
 # HTML turned into text when there is no text part: its start only (the reply is at
 # the top, and the text is bounded anyway).
 MAX_HTML_FOR_TEXT = 500_000
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,22 +86,40 @@ def _parse(raw: bytes, defects: Defects) -> ParsedMail:
     for problem in _message_defects(message):
         defects.add(problem)
     headers = hdr.Headers(message.raw_items(), defects)
-    subject = hdr.subject(headers)
-    from_address, from_name, written_sender = hdr.sender(headers)
-    found = _walk(message, defects)
-    full_text = _full_text(found, defects)
-    bounce = auto.is_bounce(
-        headers, sender=written_sender, subject=subject, content_types=found.content_types
+
+    def field(what: str, default: _T, read: Callable[[], _T]) -> _T:
+        # One field that fails (a bug met by hostile bytes) costs that field only.
+        try:
+            return read()
+        except Exception:
+            defects.add(f"the {what} could not be read")
+            return default
+
+    subject = field("subject", "", lambda: hdr.subject(headers))
+    nobody: tuple[str | None, str, str] = (None, "", "")
+    sender = field("sender", nobody, lambda: hdr.sender(headers))
+    found = field("body", Body(), lambda: walk(message, defects))
+    full_text = field("text", "", lambda: _full_text(found, defects))
+    bounce = field(
+        "delivery report",
+        False,
+        lambda: auto.is_bounce(
+            headers, sender=sender[2], subject=subject, content_types=found.content_types
+        ),
     )
     return ParsedMail(
-        message_id=hdr.message_id(headers),
-        in_reply_to=hdr.id_list(headers, "in-reply-to", keep=hdr.MAX_IN_REPLY_TO),
-        references=hdr.id_list(headers, "references", keep=hdr.MAX_REFERENCES),
+        message_id=field("Message-ID", None, lambda: hdr.message_id(headers)),
+        in_reply_to=field(
+            "In-Reply-To", (), lambda: hdr.id_list(headers, "in-reply-to", keep=hdr.MAX_IN_REPLY_TO)
+        ),
+        references=field(
+            "References", (), lambda: hdr.id_list(headers, "references", keep=hdr.MAX_REFERENCES)
+        ),
         subject=subject,
-        from_address=from_address,
-        from_name=from_name,
-        recipients=hdr.recipients(headers),
-        sent_at=hdr.sent_at(headers),
+        from_address=sender[0],
+        from_name=sender[1],
+        recipients=field("recipients", (), lambda: hdr.recipients(headers)),
+        sent_at=field("Date", None, lambda: hdr.sent_at(headers)),
         text=body(reply_text(full_text, defects), limit=MAX_TEXT),
         full_text=full_text,
         html=no_surrogates(found.html).replace("\x00", "") if found.html is not None else None,
@@ -106,18 +127,14 @@ def _parse(raw: bytes, defects: Defects) -> ParsedMail:
             MailAttachment(name=a.name, content_type=a.content_type, content=a.content)
             for a in found.attachments
         ),
-        automatic=auto.automatic(headers, sender=written_sender, subject=subject, bounce=bounce),
+        automatic=field(
+            "automatic-mail headers",
+            None,
+            lambda: auto.automatic(headers, sender=sender[2], subject=subject, bounce=bounce),
+        ),
         bounce=bounce,
         defects=defects.result(),
     )
-
-
-def _walk(message: email.message.Message, defects: Defects) -> Body:
-    try:
-        return walk(message, defects)
-    except Exception:
-        defects.add("the message body could not be read")
-        return Body()
 
 
 def _full_text(found: Body, defects: Defects) -> str:
