@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, select
@@ -373,3 +374,38 @@ def test_the_real_ingest_is_fenced_by_the_lease(postroom: Postroom) -> None:
     report = asyncio.run(run())
     assert (report.read, report.unmatched, report.duplicates, report.settled) == (1, 1, 0, 1)
     assert len(_rows(postroom)) == 1
+
+
+def test_a_throttled_mailbox_waits_as_long_as_the_service_asked() -> None:
+    """Graph's Retry-After outlasts the listener's own backoff: the longer wait wins."""
+    from postroom.agent.health import Backoff  # noqa: PLC0415
+    from postroom.errors import ThrottledError, TransientDeliveryError  # noqa: PLC0415
+    from postroom.inbound.listeners import _Spell  # noqa: PLC0415
+
+    class Noting:
+        notes: list[str | None] = []
+
+        async def note(self, reason: str | None) -> None:
+            self.notes.append(reason)
+
+    listeners = InboundListeners(
+        agent_id="a", load_accounts=list, make=lambda a: None,  # type: ignore[arg-type,return-value]
+        retry_first=0.01, retry_cap=0.05,
+    )  # fmt: skip
+    spell = _Spell(backoff=Backoff(first=0.01, cap=0.05))  # its own waits stay short here
+
+    async def delays() -> tuple[float, float, float]:
+        busy = ThrottledError("throttled", retry_after=7.0)
+        huge = ThrottledError("throttled", retry_after=10_000_000.0)
+        down = TransientDeliveryError("connection refused")
+        listener: Any = Noting()
+        return (
+            await listeners._trouble("support", listener, busy, spell),
+            await listeners._trouble("support", listener, huge, spell),
+            await listeners._trouble("support", listener, down, spell),
+        )
+
+    asked, capped, own = asyncio.run(delays())
+    assert asked >= 7.0
+    assert capped == 3600.0
+    assert own <= 0.05  # a plain outage keeps the listener's own backoff

@@ -1,4 +1,4 @@
-"""Postroom: outbound correspondence for case-management and workflow applications.
+"""Postroom: two-way correspondence for case-management and workflow applications.
 
 Open it on a database, apply records, create cases; a sender agent delivers::
 

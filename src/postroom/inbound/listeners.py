@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from postroom.accounts.models import EmailAccount
 from postroom.agent.health import Backoff, Health, first_line, is_database_error
-from postroom.errors import PostroomError
+from postroom.errors import PostroomError, ThrottledError
 from postroom.inbound.listener import MailboxListener
 from postroom.inbound.mailboxes import LeaseLostError
 from postroom.inbound.source import MailSource
@@ -27,6 +27,7 @@ log = logging.getLogger("postroom.inbound")
 
 ACCOUNTS_REFRESH = 30.0  # seconds between reads of the accounts
 STOP_TIMEOUT = 30.0  # how long a stopping listener may take to finish its message
+MAX_THROTTLE_WAIT = 3600.0  # a Retry-After is obeyed up to an hour, never longer
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +208,11 @@ class InboundListeners:
             spell.said = reason
         with contextlib.suppress(Exception):
             await listener.note(reason)
-        return spell.backoff.next_delay()
+        delay = spell.backoff.next_delay()
+        if isinstance(exc, ThrottledError):
+            # The service said how long to wait: asking sooner only prolongs the throttling.
+            delay = max(delay, min(exc.retry_after, MAX_THROTTLE_WAIT))
+        return delay
 
     # --- the database's health -----------------------------------------------------------
 
