@@ -156,6 +156,35 @@ def outlook_reply(
     )
 
 
+def outlook_html_reply(
+    own: str = "Please call me on Tuesday.",
+    *,
+    message_id: str = "AM0PR01MB5678.outlook@customer.example",
+    in_reply_to: str = "case-M-12.1@acme.example",
+) -> bytes:
+    """An Outlook reply in HTML only, its quote header in bold labels under a rule."""
+    html = (
+        '<html><head><style>p.MsoNormal{margin:0}</style></head><body lang="EN-US">'
+        f'<div class="WordSection1"><p class="MsoNormal">{own}</p>'
+        '<div style="border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0in 0in 0in">'
+        '<p class="MsoNormal"><b>From:</b> Acme Mortgages &lt;mortgages@acme.example&gt;<br>'
+        "<b>Sent:</b> Monday, December 1, 2025 9:00 AM<br>"
+        "<b>To:</b> Jane Customer &lt;jane@customer.example&gt;<br>"
+        "<b>Subject:</b> Your mortgage request [M-12]</p></div>"
+        '<p class="MsoNormal">Dear Jane, please call us.</p></div></body></html>'
+    )
+    fields = _base(
+        message_id=message_id,
+        subject="RE: Your mortgage request [M-12]",
+        sender=SENDER,
+        to=ACCOUNT,
+        in_reply_to=in_reply_to,
+        extra={"X_Auto_Response_Suppress": "All", "Thread_Topic": "Your mortgage request"},
+    )
+    fields["Content_Type"] = "text/html; charset=utf-8"
+    return _headers(**fields) + b"\r\n" + _crlf(html)
+
+
 def german_reply(in_reply_to: str = "case-M-12.1@acme.example") -> bytes:
     """A reply with a German quote header ('Am ... schrieb ...:')."""
     text = (

@@ -67,6 +67,13 @@ def test_outlook_quote_header_is_stripped() -> None:
     assert "Sent: Monday" in mail.full_text
 
 
+def test_outlook_html_only_reply_is_stripped() -> None:
+    mail = parse_mail(samples.outlook_html_reply())
+    assert mail.text == "Please call me on Tuesday."
+    assert "Dear Jane" in mail.full_text
+    assert mail.automatic is None
+
+
 def test_german_quote_header_is_stripped() -> None:
     mail = parse_mail(samples.german_reply())
     assert mail.text.startswith("Ja, der Termin passt mir.")
