@@ -3,9 +3,11 @@ conversation of a case in time order."""
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 
 import pytest
+from sqlalchemy import event
 
 from postroom import Postroom
 from postroom.errors import ConfigurationError, NotFoundError, StateError
@@ -13,6 +15,8 @@ from postroom.inbound.models import FetchedMessage, InboundStatus
 from tests import mailsamples
 from tests.ingestkit import CLAIM, CUSTOMER, MAILBOX, history, ingest, new_case, queued, records
 
+# A statement that loads an email's bytes: the outbox's message or a received message's raw.
+BYTES = re.compile(r"\b(outbox\.message|inbound_messages\.raw)\b(?!_)")
 ACK = {
     "on": "email_received",
     "to": [{"sender": True}],
@@ -152,6 +156,31 @@ def test_the_conversation_shows_sent_and_received_mail_in_order(postroom: Postro
     assert ack.to == [CUSTOMER]
     with pytest.raises(NotFoundError):
         postroom.conversation("M-404")
+
+
+def test_a_conversation_read_again_loads_no_email_again(postroom: Postroom) -> None:
+    """The Studio refreshes a case's conversation every few seconds: bodies already shown
+    are neither loaded nor parsed again, and what is shown stays the same."""
+    postroom.apply(records(steps=[ACK]))
+    case_id, sent_id = new_case(postroom)
+    ingest(postroom, mailsamples.reply(in_reply_to=sent_id))
+    statements: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(postroom.engine, "before_cursor_execute", note)
+    try:
+        first = postroom.conversation(case_id)
+        loads = [s for s in statements if BYTES.search(s)]
+        statements.clear()
+        again = postroom.conversation(case_id)
+        reloads = [s for s in statements if BYTES.search(s)]
+    finally:
+        event.remove(postroom.engine, "before_cursor_execute", note)
+    assert len(loads) == 2  # the sent emails' bytes, then the received one's
+    assert reloads == []
+    assert again == first
 
 
 def test_file_names_from_mail_are_made_safe_and_unique(postroom: Postroom) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from postroom.cases.models import Case
 from postroom.cases.service import CaseService
-from postroom.inbound.conversation import ConversationItem, conversation
+from postroom.inbound.conversation import BodyCache, ConversationItem, conversation
 from postroom.inbound.ingest import Ingestor
 from postroom.inbound.models import InboundStatus, ReceivedMessage
 from postroom.inbound.store import InboundStore
@@ -43,6 +43,11 @@ class Receiving:
             auto_reply_limit=self.settings.auto_reply_limit,
             store=self.inbound_store,
         )
+
+    @cached_property
+    def _bodies(self) -> BodyCache:
+        # Per Postroom (per database): row ids mean nothing across databases.
+        return BodyCache()
 
     @cached_property
     def _triage(self) -> Triage:
@@ -105,4 +110,4 @@ class Receiving:
         """The case's sent and received mail in time order."""
         check_names(case_id=case_id)
         with self.engine.connect() as conn:
-            return conversation(conn, case_id)
+            return conversation(conn, case_id, cache=self._bodies)
