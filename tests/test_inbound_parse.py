@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from datetime import UTC, datetime
 
 import pytest
 
 from postroom.inbound import parse_headers
+from postroom.inbound.effects import clean_name
 from postroom.inbound.parse import MailAttachment, ParsedMail, dedupe_key, parse_mail
 from postroom.text import check_body, check_line
 from tests import mailsamples as samples
@@ -316,6 +318,31 @@ def test_attachment_names_are_cleaned(filename: str, expected: str) -> None:
     assert mail.full_text == "body"
 
 
+@pytest.mark.parametrize(
+    "param",
+    [
+        "filename*=utf-8''invoice%E2%80%AEgpj.exe",  # RIGHT-TO-LEFT OVERRIDE
+        "filename*=utf-8''invoice%E2%81%A7gpj%E2%81%A9.exe",  # FIRST STRONG ISOLATE, POP
+        "filename*=utf-8''%E2%80%8Finvoice%E2%80%8Egpj%E2%80%AA.exe",  # marks, LRE
+        'filename="=?utf-8?b?aW52b2ljZeKArmdwai5leGU=?="',  # an encoded word with U+202E
+        "filename*=utf-8''invoice%E2%80%8Bgpj%EF%BB%BF.exe",  # ZERO WIDTH SPACE, BOM
+    ],
+)
+def test_attachment_names_lose_format_characters(param: str) -> None:
+    raw = _headers(
+        'Content-Type: multipart/mixed; boundary="b"',
+        body=(
+            "--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n--b\r\n"
+            "Content-Type: application/octet-stream\r\n"
+            f"Content-Disposition: attachment; {param}\r\n\r\ndata\r\n--b--\r\n"
+        ),
+    )
+    [attachment] = parse_mail(raw).attachments
+    assert not any(unicodedata.category(c) == "Cf" for c in attachment.name)
+    assert attachment.name.endswith(".exe")  # the real extension, shown as it is
+    assert attachment.name == "invoicegpj.exe"
+
+
 def test_eight_bit_attachment_name_is_read_as_utf8() -> None:
     raw = _headers(
         'Content-Type: multipart/mixed; boundary="b"',
@@ -568,3 +595,8 @@ def test_a_field_that_fails_costs_that_field_only(monkeypatch: pytest.MonkeyPatc
     assert "the Date could not be read" in mail.defects
     assert mail.subject == "Re: Your mortgage request [M-12]"
     assert mail.text == "Yes, the valuation date works for me.\n\nJane"
+
+
+def test_case_file_names_lose_format_characters() -> None:
+    assert clean_name("invoice\u202egpj.exe") == "invoicegpj.exe"
+    assert clean_name("\u2066a\u2069\u200e\u200f.pdf") == "a.pdf"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,6 +222,8 @@ def attach(
 def clean_name(name: str) -> str:
     """A file name from mail made safe: one line, no path, not a name Postroom keeps."""
     clean = single_line(name.replace("\x00", "")).replace("/", "_").replace("\\", "_")
+    # No format characters: a bidirectional override would show "x\u202egpj.exe" as "xexe.jpg".
+    clean = "".join(c for c in clean if unicodedata.category(c) != "Cf")
     clean = clean.encode("utf-8", "replace").decode("utf-8").strip(" .")
     if not clean:
         clean = "attachment"

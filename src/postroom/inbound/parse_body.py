@@ -11,6 +11,7 @@ import email.message
 import email.policy
 import email.utils
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from postroom.inbound.parse_headers import decode_words
@@ -213,7 +214,11 @@ def _filename(part: email.message.Message, ctype: str, found: Body, defects: Def
         # Not allowed in a parameter by RFC 2047, but what many mailers write.
         name = decode_words(name, what="an attachment's name", defects=defects)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _FILENAME_BAD.sub("", name).strip().lstrip(".").strip()
+    name = _FILENAME_BAD.sub("", name)
+    # Format characters (bidirectional overrides and isolates, marks, zero-width joiners)
+    # change how a name is shown, not what it is: "\u202egpj.exe" would read as "exe.jpg".
+    name = "".join(c for c in name if unicodedata.category(c) != "Cf")
+    name = name.strip().lstrip(".").strip()
     if len(name) > MAX_FILENAME:
         _, dot, extension = name.rpartition(".")
         suffix = f".{extension}" if dot and 0 < len(extension) <= 20 else ""
