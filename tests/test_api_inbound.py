@@ -237,7 +237,7 @@ def test_attach_moves_a_message_onto_a_case_once(
     again = api.post(
         f"{API}/inbound/{message_id}/attach", json={"case_id": case_id}, headers=tokens.admin
     )
-    assert "matched" in _problem(again, 409)["detail"]
+    assert f"is already on case {case_id}" in _problem(again, 409)["detail"]
     dismissed = api.post(f"{API}/inbound/{message_id}/dismiss", headers=tokens.admin)
     _problem(dismissed, 409)
     case = api.get(f"{API}/cases/{case_id}", headers=tokens.admin).json()

@@ -46,9 +46,10 @@ def test_an_admin_attaches_unmatched_mail_to_a_case(postroom: Postroom) -> None:
     ] == ["carol"]
     [_, (_, ack)] = queued(postroom, case_id)
     assert (ack["To"], ack["Auto-Submitted"]) == (f"Jane Customer <{CUSTOMER}>", "auto-replied")
-    with pytest.raises(StateError, match="is matched: it cannot become matched"):
+    already = f"received message #{result.id} is already on case {case_id}"
+    with pytest.raises(StateError, match=already):
         postroom.attach_received(result.id, case_id)
-    with pytest.raises(StateError, match="cannot become dismissed"):
+    with pytest.raises(StateError, match=already):
         postroom.dismiss_received(result.id)
     assert postroom.received(unmatched=True) == []
     assert [m.id for m in postroom.received(case_id=case_id)] == [result.id]
@@ -82,7 +83,7 @@ def test_an_admin_opens_a_case_from_unmatched_mail(postroom: Postroom) -> None:
     assert (message.status, message.case_id) == (InboundStatus.NEW_CASE, case.id)
     assert message.reason == f"case {case.id} opened by carol"
     assert f"received-{result.id}.eml" in [a.name for a in case.attachments]
-    with pytest.raises(StateError, match="is new_case: it cannot become matched"):
+    with pytest.raises(StateError, match=f"#{result.id} is already on case {case.id}"):
         postroom.attach_received(result.id, case.id)
 
 
@@ -106,7 +107,7 @@ def test_dismissed_mail_leaves_triage_and_can_come_back(postroom: Postroom) -> N
     assert (dismissed.status, dismissed.reason) == (InboundStatus.DISMISSED, "dismissed by carol")
     assert postroom.received(unmatched=True) == []
     assert [m.id for m in postroom.received(status=InboundStatus.DISMISSED)] == [result.id]
-    with pytest.raises(StateError):
+    with pytest.raises(StateError, match=f"^received message #{result.id} is already dismissed$"):
         postroom.dismiss_received(result.id)
     assert postroom.attach_received(result.id, case_id).status is InboundStatus.MATCHED
 
@@ -115,12 +116,12 @@ def test_bounces_and_large_mail_cannot_be_attached(postroom: Postroom) -> None:
     postroom.apply(records())
     case_id, _ = new_case(postroom)
     bounce = ingest(postroom, mailsamples.dsn_bounce())
-    with pytest.raises(StateError, match="is bounce"):
+    with pytest.raises(StateError, match=f"#{bounce.id} is a delivery report: it stays as it is"):
         postroom.attach_received(bounce.id, case_id)
     large = postroom.ingestor.ingest(
         MAILBOX, FetchedMessage(key="9", size=10**8, raw=None), validity="7"
     )
-    with pytest.raises(StateError, match="is too_large"):
+    with pytest.raises(StateError, match="was too large to read: it stays on the server"):
         postroom.attach_received(large.id, case_id)
 
 
@@ -128,6 +129,8 @@ def test_automatic_mail_attached_by_hand_fires_no_steps(postroom: Postroom) -> N
     postroom.apply(records(steps=[ACK]))
     case_id, _ = new_case(postroom)
     auto = ingest(postroom, mailsamples.auto_reply())
+    with pytest.raises(StateError, match=r"is automatic mail .*: it cannot open a case"):
+        postroom.case_from_received(auto.id, CLAIM)
     postroom.attach_received(auto.id, case_id)
     assert len(postroom.outbox(case_id=case_id)) == 1  # the welcome email only
     assert len(history(postroom, case_id, "email-received")) == 1

@@ -38,10 +38,43 @@ TRANSITIONS: dict[InboundStatus, frozenset[InboundStatus]] = {
 }
 
 
-def check_transition(current: InboundStatus, new: InboundStatus, *, message_id: int) -> None:
-    """Refuse a change the table does not allow, saying what the message is now."""
-    if new not in TRANSITIONS[current]:
-        raise StateError(f"received message #{message_id} is {current}: it cannot become {new}")
+def check_transition(
+    current: InboundStatus,
+    new: InboundStatus,
+    *,
+    message_id: int,
+    case_id: str | None = None,
+) -> None:
+    """Refuse a change the table does not allow, saying what the message is and why."""
+    if new in TRANSITIONS[current]:
+        return
+    what = f"received message #{message_id}"
+    if current in (InboundStatus.MATCHED, InboundStatus.NEW_CASE):
+        where = f"case {case_id}" if case_id else "a case"
+        raise StateError(f"{what} is already on {where}: it stays there")
+    if current is InboundStatus.BOUNCE:
+        raise StateError(f"{what} is a delivery report: it stays as it is")
+    if current is InboundStatus.TOO_LARGE:
+        raise StateError(f"{what} was too large to read: it stays on the server")
+    if current is new:
+        raise StateError(f"{what} is already {_WORDS[current]}")
+    if current is InboundStatus.AUTOMATIC and new is InboundStatus.NEW_CASE:
+        raise StateError(
+            f"{what} is automatic mail (an auto-reply or list mail): it cannot open a case; "
+            "attach it to a case or dismiss it"
+        )
+    raise StateError(f"{what} is {_WORDS[current]}: it cannot become {_WORDS[new]}")
+
+
+_WORDS = {
+    InboundStatus.MATCHED: "on a case",
+    InboundStatus.NEW_CASE: "a new case",
+    InboundStatus.UNMATCHED: "unmatched",
+    InboundStatus.AUTOMATIC: "automatic mail",
+    InboundStatus.BOUNCE: "a delivery report",
+    InboundStatus.TOO_LARGE: "too large",
+    InboundStatus.DISMISSED: "dismissed",
+}
 
 
 class ServerState(StrEnum):

@@ -274,7 +274,7 @@ class InboundStore:
     ) -> ReceivedMessage:
         """An admin's change (attach, open a case, dismiss), if the status allows it."""
         current = self.get(conn, message_id)
-        check_transition(current.status, status, message_id=message_id)
+        check_transition(current.status, status, message_id=message_id, case_id=current.case_id)
         result = conn.execute(
             update(t)
             .where(t.c.id == message_id, t.c.status == current.status.value)

@@ -44,7 +44,12 @@ class Triage:
         reason = f"attached by {actor}"
         with self._engine.begin() as conn:
             message = self._store.get(conn, received_id)
-            check_transition(message.status, InboundStatus.MATCHED, message_id=received_id)
+            check_transition(
+                message.status,
+                InboundStatus.MATCHED,
+                message_id=received_id,
+                case_id=message.case_id,
+            )
             raw = self._store.raw(conn, received_id)
             case = load_case(conn, case_id, details=False)
             try:
@@ -73,7 +78,12 @@ class Triage:
         check_names(class_name=class_name, actor=actor)
         with self._engine.begin() as conn:
             message = self._store.get(conn, received_id)
-            check_transition(message.status, InboundStatus.NEW_CASE, message_id=received_id)
+            check_transition(
+                message.status,
+                InboundStatus.NEW_CASE,
+                message_id=received_id,
+                case_id=message.case_id,
+            )
             raw = self._store.raw(conn, received_id)
             ctype = self._types.get(conn, class_name)
             opened = self._effects.open_case(
