@@ -59,8 +59,13 @@ class Listening:
             make=lambda account: self.listener_parts(account, owner=owner),
         )
 
-    def poll_inbound(self, account: str) -> PollReport:
-        """Read ``account``'s mailbox once (under the mailbox's lease, given back after)."""
+    def poll_inbound(self, account: str, *, report: PollReport | None = None) -> PollReport:
+        """Read ``account``'s mailbox once (under the mailbox's lease, given back after).
+
+        The counts go into ``report`` (when given) message by message: after an error
+        half-way (a ``move_to`` folder missing, the connection lost) it still says what
+        was read and ingested before.
+        """
         with self.engine.connect() as conn:
             found = self.account_store.get(conn, account)
         if found.inbound is None:
@@ -69,7 +74,7 @@ class Listening:
                 "(protocol, host, folder...) to read its mailbox"
             )
         parts = self.listener_parts(found, owner=f"poll:{new_agent_id()}")
-        return run_in_own_loop(lambda: self._poll(parts))
+        return run_in_own_loop(lambda: self._poll(parts, report))
 
     def inbound_mailboxes(self) -> list[MailboxInfo]:
         """Every mailbox read so far: its reader, cursor, last poll and last error."""
@@ -117,7 +122,7 @@ class Listening:
         with self.engine.connect() as conn:
             return [a for a in self.account_store.list(conn) if a.inbound is not None]
 
-    async def _poll(self, parts: ListenerParts) -> PollReport:
+    async def _poll(self, parts: ListenerParts, report: PollReport | None) -> PollReport:
         listener = parts.listener
         if not await listener.acquire():
             with self.engine.connect() as conn:
@@ -131,7 +136,7 @@ class Listening:
             source = parts.source()
             await source.open()
             try:
-                report = await listener.round(source)
+                report = await listener.round(source, report=report)
             finally:
                 with contextlib.suppress(Exception):
                     await source.close()

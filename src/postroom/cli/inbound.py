@@ -72,8 +72,23 @@ def poll(account: Annotated[str, typer.Argument(help="The account whose mailbox 
     """Read the account's mailbox once: ingest, route and settle what is new, then exit."""
 
     def body() -> None:
-        with opened() as postroom:
-            report = postroom.poll_inbound(account)
+        from postroom.cli.common import err_console, one_line  # noqa: PLC0415
+        from postroom.errors import PostroomError  # noqa: PLC0415
+        from postroom.inbound.listener import PollReport  # noqa: PLC0415
+
+        report = PollReport()
+        try:
+            with opened() as postroom:
+                postroom.poll_inbound(account, report=report)
+        except PostroomError as exc:
+            if not (report.read or report.settled):
+                raise  # nothing done yet: the error alone, with its usual exit code
+            # Trouble met half-way (a move_to folder missing, the connection lost): what
+            # was ingested is committed, so say so before the one-line error; exit 1.
+            for name, count in report.lines():
+                console.print(f"{name}: {count}")
+            err_console.print(styled(("error: ", "bold red"), one_line(str(exc))))
+            raise typer.Exit(1) from None
         for name, count in report.lines():
             console.print(f"{name}: {count}")
 

@@ -176,23 +176,33 @@ class MailboxListener:
 
     # --- a round -------------------------------------------------------------------------
 
-    async def round(self, source: MailSource, *, stop: asyncio.Event | None = None) -> PollReport:
+    async def round(
+        self,
+        source: MailSource,
+        *,
+        stop: asyncio.Event | None = None,
+        report: PollReport | None = None,
+    ) -> PollReport:
         """Fetch, ingest and settle everything new, then what earlier rounds left unsettled.
 
         Needs the lease. Stops between messages once ``stop`` is set (what is committed
         is settled first). Raises :class:`LeaseLostError` when the lease was taken over.
+        The counts go into ``report`` as the round goes, so that a caller still knows
+        what a round that failed half-way had done.
         """
-        report = PollReport()
-        cursor = await asyncio.to_thread(self._in_transaction, self._load_cursor)
-        async for batch in source.fetch(cursor, batch=self.config.batch):
-            stopped = await self._ingest_batch(source, batch, cursor, report, stop)
-            if batch and batch[-1].cursor is not None:
-                cursor = batch[-1].cursor
-            if stopped:
-                break
-            await self.renew()
-        await self._settle_leftovers(source, report)
-        self.report.add(report)
+        report = PollReport() if report is None else report
+        try:
+            cursor = await asyncio.to_thread(self._in_transaction, self._load_cursor)
+            async for batch in source.fetch(cursor, batch=self.config.batch):
+                stopped = await self._ingest_batch(source, batch, cursor, report, stop)
+                if batch and batch[-1].cursor is not None:
+                    cursor = batch[-1].cursor
+                if stopped:
+                    break
+                await self.renew()
+            await self._settle_leftovers(source, report)
+        finally:
+            self.report.add(report)
         return report
 
     def _load_cursor(self, conn: Connection) -> Cursor:
