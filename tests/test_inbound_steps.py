@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from postroom import Postroom
+from postroom.config.apply import parse_yaml
 from postroom.errors import ConfigurationError
-from postroom.inbound.models import InboundStatus
+from postroom.inbound.models import InboundStatus, MailboxRef
 from postroom.outbox import OutboxStatus
 from postroom.outbox.status import Hold
 from tests import mailsamples
@@ -182,3 +183,67 @@ def test_received_eml_names_are_kept_for_received_mail(postroom: Postroom) -> No
     case = postroom.cases.create(MORTGAGE, data={"customer_email": CUSTOMER})
     with pytest.raises(ConfigurationError, match="kept for the emails Postroom receives"):
         postroom.cases.attach(case.id, name="Received-3.eml", content=b"From: x\r\n\r\n")
+
+
+# Copied from docs/inbound.md, "Case types that take mail".
+DOCS_CLAIMS = """
+operators:
+  - {id: carol, name: Carol Case-Manager, email: carol.manager@example.com}
+case_types:
+  - class: MyOrg-Claims-Work-Claim
+    class_group: MyOrg-Claims-Work
+    label: Claim
+    id_prefix: C-
+    subject_token: true                   # outgoing subjects end with [C-12]
+    parties:
+      CaseManager: operator:carol
+    fields:
+      - {name: summary, type: text}
+      - {name: description, type: text}
+    inbound:
+      create_case: true                   # new mail to this address opens a claim
+      address: claims@example.com
+      sender_party: Customer              # the sender becomes the Customer work party
+      data: {subject: summary, text: description}
+    steps:
+      - name: Acknowledge
+        on: email_received
+        to: [{sender: true}]
+        subject: "We received your message about {{ case.id }}"
+        body: "<p>Thank you. Your claim is {{ case.id }}.</p>"
+      - name: Tell the case manager
+        on: email_received
+        to: [{party: CaseManager}]
+        subject: "New mail on {{ case.id }}"
+        body: "<p>{{ case.id }} received an email.</p>"
+        set_status: Pending-Review
+"""
+
+
+def test_a_case_opened_from_mail_runs_its_received_steps(postroom: Postroom) -> None:
+    declared = parse_yaml(DOCS_CLAIMS)  # as `postroom apply` reads it
+    declared["accounts"] = [
+        {
+            "name": "Default",
+            "address": "claims@example.com",
+            "host": "127.0.0.1",
+            "port": 25,
+            "security": "none",
+        }
+    ]
+    postroom.apply(declared)
+    claims = MailboxRef("Default", "INBOX")
+    raw = mailsamples.plain(subject="Water damage", to="claims@example.com")
+    result = ingest(postroom, raw, mailbox=claims)
+    assert result.status is InboundStatus.NEW_CASE
+    assert result.case_id is not None
+    case = postroom.cases.get(result.case_id)
+    assert case.status == "Pending-Review"
+    assert case.data["summary"] == "Water damage"
+    ack, notice = (m for _, m in queued(postroom, case.id))
+    assert ack["To"] == f"Jane Customer <{CUSTOMER}>"
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["Subject"] == f"We received your message about {case.id} [{case.id}]"
+    assert notice["To"] == "Carol Case-Manager <carol.manager@example.com>"
+    assert notice["Subject"] == f"New mail on {case.id} [{case.id}]"
+    assert len(history(postroom, case.id, "email-received")) == 1

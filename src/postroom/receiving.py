@@ -5,8 +5,9 @@ Kept apart from :mod:`postroom.app` so that the facade stays a list of services.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -97,10 +98,22 @@ class Receiving:
         return self._triage.attach(received_id, case_id, actor=actor)
 
     def case_from_received(
-        self, received_id: int, class_name: str, *, actor: str = "admin"
+        self,
+        received_id: int,
+        class_name: str,
+        *,
+        actor: str = "admin",
+        data: Mapping[str, Any] | None = None,
+        operator: str | None = None,
     ) -> Case:
-        """Open a case of type ``class_name`` from a message in triage."""
-        return self._triage.open_case(received_id, class_name, actor=actor)
+        """Open a case of type ``class_name`` from a message in triage.
+
+        ``data`` goes over what the case type's ``inbound.data`` takes from the mail;
+        ``operator`` is the creator (for parties such as ``creator.reports_to``).
+        """
+        return self._triage.open_case(
+            received_id, class_name, actor=actor, data=data, operator=operator
+        )
 
     def dismiss_received(self, received_id: int, *, actor: str = "admin") -> ReceivedMessage:
         """Take a message off the triage list; it is kept, and can still be attached."""

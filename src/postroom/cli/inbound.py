@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from postroom.cases.data import parse_data
 from postroom.cli.common import (
     JsonOption,
     console,
@@ -178,12 +179,20 @@ def attach(
 def create_case(
     message_id: Annotated[int, typer.Argument(help="Received message id")],
     class_name: Annotated[str, typer.Argument(help="Case type class of the new case")],
+    data: Annotated[
+        list[str] | None,
+        typer.Option("--data", help="key=value (repeatable), over what the mail gives"),
+    ] = None,
+    operator: Annotated[str | None, typer.Option(help="Operator id of the creator")] = None,
 ) -> None:
     """Open a case of a type from a received message (its sender, subject and text)."""
 
     def body() -> None:
+        given = parse_data(data or [])
         with opened() as postroom:
-            case = postroom.case_from_received(message_id, class_name)
+            case = postroom.case_from_received(
+                message_id, class_name, data=given, operator=operator
+            )
         console.print(f"case {case.id} ({case.case_type}) created from received #{message_id}")
 
     run_command(body)

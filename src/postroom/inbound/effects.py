@@ -31,6 +31,7 @@ from postroom.db import tables
 from postroom.errors import PostroomError
 from postroom.inbound.parse import ParsedMail
 from postroom.inbound.routing import quoted
+from postroom.operators.models import Operator
 from postroom.validation import check_display_name, single_line
 
 # A name that clashes gets -2, -3 ...; past this many tries the file gets its
@@ -74,6 +75,7 @@ class Opened:
     case_id: str | None
     error: str = ""
     immediate: tuple[int, ...] = ()
+    problem: Exception | None = None  # what refused the case (fields it names, say)
 
 
 class CaseEffects:
@@ -124,11 +126,15 @@ class CaseEffects:
         raw: bytes,
         how: str,
         actor: str = case_store.SYSTEM,
+        data: dict[str, Any] | None = None,
+        creator: Operator | None = None,
     ) -> Opened:
         """Open a case of ``ctype`` from the message, as its ``inbound`` section says.
 
         The sender becomes the ``sender_party``; ``inbound.data`` fills fields from the
-        mail. Data the case type refuses leaves no trace (a savepoint) and says why.
+        mail, and ``data`` (an admin's, in triage) goes over them. Data the case type
+        refuses leaves no trace (a savepoint) and says why. The case's ``created`` steps
+        fire, then its ``email_received`` steps: the mail was received onto it.
         """
         inbound = ctype.inbound
         sender = None
@@ -138,21 +144,26 @@ class CaseEffects:
                 address=mail.from_address,
                 name=display_name(mail.from_name),
             )
-        data = mail_data(ctype, mail)
+        values = mail_data(ctype, mail) | dict(data or {})
         try:
             with conn.begin_nested():
                 case_id = self._cases.open_in(
                     conn,
                     ctype,
-                    check_data(data),
+                    check_data(values),
+                    creator=creator,
                     sender=sender,
                     how=f", from received message #{received_id}",
                 )
         except (PostroomError, ValueError) as exc:
-            return Opened(None, error=str(exc))
+            return Opened(None, error=str(exc), problem=exc)
         attach(conn, case_id, received_id=received_id, mail=mail, raw=raw, how=how, actor=actor)
+        answering = self.answering(received_id, mail)
         immediate = self._cases.steps.fire(
-            conn, ctype, case_id, event="created", answering=self.answering(received_id, mail)
+            conn, ctype, case_id, event="created", actor=creator, answering=answering
+        )
+        immediate += self._cases.steps.fire(
+            conn, ctype, case_id, event="email_received", actor=creator, answering=answering
         )
         return Opened(case_id, immediate=tuple(immediate))
 

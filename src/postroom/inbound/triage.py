@@ -3,19 +3,22 @@ dismisses it. Each change is checked against the statuses' transitions first."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Engine
 
+from postroom.cases.data import check_data
 from postroom.cases.models import Case
 from postroom.cases.service import CaseService
 from postroom.cases.store import CaseTypeStore, load_case
-from postroom.errors import ConfigurationError, NotFoundError
+from postroom.errors import ConfigurationError, InvalidFieldsError, NotFoundError
 from postroom.inbound.effects import CaseEffects
 from postroom.inbound.models import InboundStatus, ReceivedMessage, check_transition
 from postroom.inbound.parse import parse_mail
 from postroom.inbound.store import InboundStore
-from postroom.text import check_names
+from postroom.operators.store import OperatorStore
+from postroom.text import check_names, check_tree
 
 
 class Triage:
@@ -34,6 +37,7 @@ class Triage:
         self._cases = cases
         self._store = store
         self._types = CaseTypeStore()
+        self._operators = OperatorStore()
         self._effects = CaseEffects(cases, auto_reply_limit=auto_reply_limit)
         self._deliver_now = deliver_now
 
@@ -73,9 +77,22 @@ class Triage:
         self._deliver_now(immediate)
         return result
 
-    def open_case(self, received_id: int, class_name: str, *, actor: str) -> Case:
-        """Open a case of ``class_name`` from the message, as routing's rule 4 would."""
-        check_names(class_name=class_name, actor=actor)
+    def open_case(
+        self,
+        received_id: int,
+        class_name: str,
+        *,
+        actor: str,
+        data: Mapping[str, Any] | None = None,
+        operator: str | None = None,
+    ) -> Case:
+        """Open a case of ``class_name`` from the message, as routing's rule 4 would.
+
+        ``data`` goes over what the case type's ``inbound.data`` takes from the mail;
+        ``operator`` is the case's creator (for parties such as ``creator.reports_to``).
+        """
+        check_names(class_name=class_name, actor=actor, operator=operator)
+        given = check_data(check_tree(dict(data or {}), field="data"))
         with self._engine.begin() as conn:
             message = self._store.get(conn, received_id)
             check_transition(
@@ -86,6 +103,7 @@ class Triage:
             )
             raw = self._store.raw(conn, received_id)
             ctype = self._types.get(conn, class_name)
+            creator = self._operators.get(conn, operator) if operator else None
             opened = self._effects.open_case(
                 conn,
                 ctype,
@@ -94,12 +112,18 @@ class Triage:
                 raw=raw,
                 how=f"case opened by {actor}",
                 actor=actor,
+                data=given,
+                creator=creator,
             )
             if opened.case_id is None:
-                raise ConfigurationError(
+                refused = (
                     f"received message #{received_id} cannot open a {class_name} case: "
                     f"{opened.error}"
                 )
+                if isinstance(opened.problem, InvalidFieldsError):
+                    # The fields it names (data.applicant: is required) stay listed.
+                    raise InvalidFieldsError(opened.problem.issues, message=refused)
+                raise ConfigurationError(refused)
             self._store.set_status(
                 conn,
                 received_id,

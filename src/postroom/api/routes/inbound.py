@@ -131,10 +131,26 @@ def router(postroom: Postroom) -> APIRouter:
         token: AdminToken,
     ) -> CaseView:
         """Open a case of ``class_name`` from the message (the sender as its party, the
-        case type's inbound data fields filled); 201 with the case."""
+        case type's inbound data fields filled, ``data`` over them, ``operator`` as its
+        creator); 201 with the case, 422 naming the fields the case type still needs."""
         postroom.received_message(message_id)
-        with referenced("class_name"):
-            case = postroom.case_from_received(message_id, body.class_name, actor=_actor(token))
+
+        def missing() -> str:
+            # The case type or the creating operator: whichever the body named is gone.
+            if body.operator is None:
+                return "class_name"
+            with postroom.engine.connect() as conn:
+                known = postroom.operator_store.find(conn, body.operator) is not None
+            return "class_name" if known else "operator"
+
+        with referenced(missing):
+            case = postroom.case_from_received(
+                message_id,
+                body.class_name,
+                actor=_actor(token),
+                data=body.data,
+                operator=body.operator,
+            )
         response.headers["Location"] = str(request.url_for("get_case", case_id=case.id))
         return CaseView.of(case, warnings=case.failed_emails())
 

@@ -62,11 +62,19 @@ class AttachToCase(BaseModel):
 
 
 class CaseFromMessage(BaseModel):
-    """The case type of the case to open from a received message."""
+    """The case to open from a received message: its type, data and creator."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"class_name": "MyOrg-Mortgage-Work-MortgageRequest"}]},
+        json_schema_extra={
+            "examples": [
+                {
+                    "class_name": "MyOrg-Mortgage-Work-MortgageRequest",
+                    "data": {"applicant": "Jane Customer", "amount": 250000},
+                    "operator": "alice",
+                }
+            ]
+        },
     )
 
     class_name: str = Field(
@@ -74,6 +82,16 @@ class CaseFromMessage(BaseModel):
         max_length=255,
         description="The case type's class",
         examples=["MyOrg-Mortgage-Work-MortgageRequest"],
+    )
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Case data, over what the case type's inbound.data takes from the mail",
+    )
+    operator: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="Operator id of the creator (for parties such as creator.reports_to)",
     )
 
 
@@ -122,8 +140,9 @@ class ConversationEntry(BaseModel):
     text: str = Field(description="The text; for received mail the reply's own text")
     html: str | None = Field(
         None,
-        description="The HTML part; for received mail as the sender wrote it: never "
-        "trusted, sanitise it before showing it",
+        description="The HTML part; for received mail sanitised (an allow-list of tags, "
+        "attributes and styles: no scripts, event handlers, javascript: links, forms or "
+        "remote images)",
     )
 
     full_text: str = Field(
