@@ -153,11 +153,11 @@ def test_removing_the_inbound_password_needs_another_credential(
 def test_inbound_settings_are_validated_like_apply(client: TestClient, pr: Postroom) -> None:
     csrf = log_in(client)
     cases = [
-        ({"inbound_protocol": "imap", "inbound_password": "x"}, "inbound host is required"),
+        ({"inbound_protocol": "imap", "inbound_password": "x"}, "inbound.host: is required"),
         (
             {"inbound_protocol": "imap", "inbound_host": "h.example", "inbound_password": "x",
              "inbound_after": "move"},
-            "move needs move_to",
+            "inbound.move_to: is required for after: move",
         ),
         (
             {"inbound_protocol": "imap", "inbound_host": "h.example", "inbound_password": "x",

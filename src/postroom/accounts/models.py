@@ -17,6 +17,7 @@ from postroom.accounts.limits import Limits, effective_limits
 from postroom.accounts.presets import PRESETS, Provider, Security, preset_warnings
 from postroom.auth.models import check_base_url
 from postroom.inbound.settings import InboundProtocol, InboundSettings
+from postroom.text import check_line
 from postroom.validation import check_address, check_display_name, check_record_name
 
 DEFAULT_ACCOUNT = "Default"
@@ -133,6 +134,13 @@ class EmailAccount(BaseModel):
     @classmethod
     def _address(cls, v: str) -> str:
         return check_address(v, what="account address")
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id(cls, v: str | None) -> str | None:
+        # The IMAP login falls back to it, and IMAP's LOGIN cannot quote a line break:
+        # a CR or LF would end the command and send the rest as commands of its own.
+        return check_line(v, field="user_id") if v else v
 
     @field_validator("reply_to")
     @classmethod

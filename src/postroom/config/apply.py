@@ -145,8 +145,10 @@ def _validate(model: type[BaseModel], entry: Any, where: str) -> Any:
     try:
         return model.model_validate(entry)
     except ValidationError as exc:
+        # Pydantic's "Value error, " prefix says nothing to the reader of a file.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: "
+            f"{str(err['msg']).removeprefix('Value error, ')}"
             for err in exc.errors(include_url=False, include_input=False)
         )
         raise ConfigurationError(f"{where}: {problems}") from None
@@ -188,6 +190,12 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
                 if isinstance(secret, str) and secret and not _ENV.fullmatch(secret):
                     warnings.append(
                         f"{where}: the {key} is written in the file; prefer ${{ENV_VAR}}"
+                    )
+                inbound = entry.get("inbound") if section == "accounts" else None
+                secret = inbound.get("password") if isinstance(inbound, dict) else None
+                if isinstance(secret, str) and secret and not _ENV.fullmatch(secret):
+                    warnings.append(
+                        f"{where}: the inbound password is written in the file; prefer ${{ENV_VAR}}"
                     )
                 entry = _expand(entry, where)
                 if section == "accounts":

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, select
 from postroom.cases.store import load_case
 from postroom.db import tables
 from postroom.inbound.parse import parse_mail
+from postroom.inbound.sanitise import sanitised
 
 # The newest this many of each kind: a conversation is read by people, not exported.
 MAX_ITEMS = 200
@@ -72,10 +73,12 @@ def _bodies(
         for row in conn.execute(select(t.c.id, column).where(t.c.id.in_(missing))):
             raw = row[1]
             mail = parse_mail(bytes(raw)) if raw is not None else None
-            body = _Body(
-                full_text=mail.full_text if mail is not None else "",
-                html=mail.html if mail is not None else None,
-            )
+            html = mail.html if mail is not None else None
+            if html is not None and kind == "received":
+                # A stranger wrote it: whoever reads the conversation (the REST API
+                # too) gets it without scripts, handlers or remote images.
+                html = sanitised(html)
+            body = _Body(full_text=mail.full_text if mail is not None else "", html=html)
             cache.put((kind, row.id, keys[row.id]), body)
             found[row.id] = body
     return found
@@ -84,9 +87,10 @@ def _bodies(
 class ConversationItem(BaseModel):
     """One email of a case's conversation, sent or received.
 
-    ``html`` is as written (for received mail: as the stranger sent it); whoever shows
-    it must sanitise it. ``text`` is the reply's own text for received mail (quoted
-    history folded away; ``full_text`` keeps it) and the text part for sent mail.
+    ``html`` is as written for sent mail, and sanitised for received mail (an
+    allow-list: see :mod:`postroom.inbound.sanitise`). ``text`` is the reply's own text
+    for received mail (quoted history folded away; ``full_text`` keeps it) and the
+    text part for sent mail.
     """
 
     model_config = ConfigDict(frozen=True)

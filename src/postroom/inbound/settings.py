@@ -6,7 +6,15 @@ from enum import StrEnum
 from typing import Any
 
 from cryptography import x509
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from postroom.text import check_line, check_unicode
 from postroom.validation import check_record_name
@@ -44,8 +52,12 @@ class AfterIngest(StrEnum):
 def _folder(value: str, *, what: str) -> str:
     value = check_line(value, field=what).strip()
     if not value or len(value) > 255:
-        raise ValueError(f"{what} must be 1-255 characters")
+        raise ValueError("must be 1-255 characters")
     return value
+
+
+# Validation messages name no field: the error's location does ("inbound.host: is
+# required for IMAP"), as it does for the account's other nested sections.
 
 
 class InboundSettings(BaseModel):
@@ -54,13 +66,17 @@ class InboundSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     protocol: InboundProtocol = InboundProtocol.IMAP
-    host: str | None = Field(None, max_length=255, description="IMAP server (not for Graph)")
+    host: str | None = Field(
+        None, max_length=255, validate_default=True, description="IMAP server (not for Graph)"
+    )
     port: int | None = Field(None, ge=1, le=65535, description="Default: 993 (tls), 143")
     security: InboundSecurity = InboundSecurity.TLS
     user_id: str | None = Field(
         None, max_length=320, description="IMAP login (default: the account's user_id, address)"
     )
-    password: SecretStr | None = Field(None, description="IMAP password (secret)")
+    password: SecretStr | None = Field(
+        None, validate_default=True, description="IMAP password (secret)"
+    )
     auth_profile: str | None = Field(
         None,
         description="OAuth 2.0 profile: IMAP XOAUTH2, or Graph (default for Graph: the "
@@ -73,7 +89,7 @@ class InboundSettings(BaseModel):
     )
     folder: str = "INBOX"
     after: AfterIngest = AfterIngest.SEEN
-    move_to: str | None = None
+    move_to: str | None = Field(None, validate_default=True)
     poll_seconds: float = Field(
         30.0, ge=1, le=MAX_POLL_SECONDS, description="Between polls when IDLE is not offered"
     )
@@ -86,35 +102,64 @@ class InboundSettings(BaseModel):
 
     @field_validator("host")
     @classmethod
-    def _host(cls, v: str | None) -> str | None:
+    def _host(cls, v: str | None, info: ValidationInfo) -> str | None:
+        v = check_unicode(v, field="host").strip() if v else None
         if not v:
+            if info.data.get("protocol") is InboundProtocol.IMAP:
+                raise ValueError("is required for IMAP")
             return None
-        v = check_unicode(v, field="inbound host").strip()
         if any(c.isspace() or c in "/?#@" for c in v):
-            raise ValueError(f"inbound host {v!r} must be a host name or an address")
+            raise ValueError(f"{v!r} must be a host name or an address")
+        return v
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id(cls, v: str | None) -> str | None:
+        # The IMAP LOGIN command quotes the name but cannot quote a line break: a CR or
+        # LF in it would end the command and let the rest reach the server as commands.
+        return check_line(v, field="user_id") if v else None
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if v is None:
+            return None
+        # Same as user_id; check_line names the field and never quotes the value.
+        check_line(v.get_secret_value(), field="password")
+        if info.data.get("protocol") is InboundProtocol.GRAPH:
+            raise ValueError("Graph reads with an auth_profile: remove the password")
         return v
 
     @field_validator("folder")
     @classmethod
     def _folder(cls, v: str) -> str:
-        return _folder(v, what="inbound folder")
+        return _folder(v, what="folder")
 
     @field_validator("move_to")
     @classmethod
-    def _move_to(cls, v: str | None) -> str | None:
-        return None if not v else _folder(v, what="inbound move_to")
+    def _move_to(cls, v: str | None, info: ValidationInfo) -> str | None:
+        v = _folder(v, what="move_to") if v else None
+        after = info.data.get("after")
+        if after is AfterIngest.MOVE:
+            if not v:
+                raise ValueError("is required for after: move (the folder to move to)")
+            if v == info.data.get("folder"):
+                raise ValueError("must be another folder than the one read")
+        elif v and after is not None:
+            raise ValueError("is only for after: move")
+        return v
 
     @field_validator("auth_profile")
     @classmethod
     def _profile(cls, v: str | None) -> str | None:
-        return None if not v else check_record_name(v, what="inbound auth_profile")
+        return None if not v else check_record_name(v, what="auth_profile")
 
     @field_validator("tls_min_version", mode="before")
     @classmethod
     def _tls(cls, v: Any) -> str:
         version = str(v).removeprefix("TLSv")
         if version not in _TLS_VERSIONS:
-            raise ValueError("inbound tls_min_version must be 1.2 or 1.3")
+            raise ValueError("must be 1.2 or 1.3")
         return version
 
     @field_validator("truststore")
@@ -125,9 +170,9 @@ class InboundSettings(BaseModel):
         try:
             certificates = x509.load_pem_x509_certificates(v.encode())
         except ValueError:
-            raise ValueError("inbound truststore must be a PEM bundle of CA certificates") from None
+            raise ValueError("must be a PEM bundle of CA certificates") from None
         if not certificates:
-            raise ValueError("inbound truststore holds no certificate")
+            raise ValueError("holds no certificate")
         return v
 
     @model_validator(mode="before")
@@ -142,28 +187,15 @@ class InboundSettings(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> InboundSettings:
-        if self.after is AfterIngest.MOVE:
-            if not self.move_to:
-                raise ValueError("inbound after: move needs move_to (the folder to move to)")
-            if self.move_to == self.folder:
-                raise ValueError("inbound move_to must be another folder than the one read")
-        elif self.move_to:
-            raise ValueError("inbound move_to is only for after: move")
         if self.protocol is InboundProtocol.GRAPH:
-            if self.password is not None:
-                raise ValueError(
-                    "Graph inbound authenticates with an auth_profile: remove password"
-                )
             return self
-        if not self.host:
-            raise ValueError("inbound host is required for IMAP")
         if self.password is not None and self.auth_profile:
-            raise ValueError("inbound: give either a password or an auth_profile, not both")
+            raise ValueError("give either a password or an auth_profile, not both")
         if self.password is None and not self.auth_profile:
-            raise ValueError("inbound: IMAP needs a password or an auth_profile (XOAUTH2)")
+            raise ValueError("IMAP needs a password or an auth_profile (XOAUTH2)")
         if self.security is InboundSecurity.NONE and not self.allow_insecure_auth:
             raise ValueError(
-                "inbound would send its credentials without encryption; use security 'tls' or "
+                "the credentials would be sent without encryption; use security 'tls' or "
                 "'starttls', or set allow_insecure_auth: true for a local test server"
             )
         return self

@@ -9,6 +9,9 @@ from email.message import EmailMessage, Message
 
 from fastapi.responses import HTMLResponse
 
+from postroom.cases.service import SENT_EMAIL_NAME
+from postroom.inbound.sanitise import sanitised
+
 _SHOWN_HEADERS = (
     "From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID", "X-Postroom-Case",
 )  # fmt: skip
@@ -76,10 +79,25 @@ def view(raw: bytes) -> MessageView:
     return result
 
 
-def html_body(raw: bytes | None) -> HTMLResponse:
-    """The message's HTML part as a page for a sandboxed frame (its own strict policy)."""
+def html_body(raw: bytes | None, *, untrusted: bool = False) -> HTMLResponse:
+    """The message's HTML part as a page for a sandboxed frame (its own strict policy).
+
+    ``untrusted`` (mail Postroom did not write: received, or uploaded to a case) is
+    sanitised first as well, as received HTML is everywhere it is shown.
+    """
     html = view(raw).html if raw else None
+    if html and untrusted:
+        html = sanitised(html)
     response = HTMLResponse(html or "<p>This email has no HTML part.</p>")
     response.headers["Content-Security-Policy"] = BODY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def case_email_body(name: str, raw: bytes | None) -> HTMLResponse:
+    """The HTML part of a case's ``.eml`` attachment: sanitised unless Postroom sent it.
+
+    Only ``email-<n>.eml`` is Postroom's own (uploads may not take that name); a
+    ``received-<n>.eml`` or an uploaded email was written by someone else.
+    """
+    return html_body(raw, untrusted=SENT_EMAIL_NAME.fullmatch(name) is None)

@@ -212,7 +212,7 @@ def attachment(
     content_type, content = postroom_of(request).cases.attachment(case_id, name)
     is_email = content_type == "message/rfc822" or name.lower().endswith(".eml")
     if show == "body" and is_email:
-        return mail.html_body(content)
+        return mail.case_email_body(name, content)
     if show == "view" and is_email:
         return page(
             request,
