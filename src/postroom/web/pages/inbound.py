@@ -13,6 +13,7 @@ from postroom.inbound.models import TRANSITIONS, InboundStatus, ReceivedMessage
 from postroom.inbound.parse import parse_mail
 from postroom.inbound.search import InboundQuery, search_received, status_counts
 from postroom.web import forms, sanitise
+from postroom.web.pages.case_form import field_input, needs_creator, posted_data
 from postroom.web.render import page as render
 from postroom.web.render import redirect
 from postroom.web.session import Form, LoggedIn, postroom_of
@@ -86,7 +87,9 @@ def _raw(request: Request, message_id: int) -> bytes | None:
 
 
 @router.get("/inbound/{message_id}")
-def show_message(request: Request, auth: LoggedIn, message_id: int) -> Response:
+def show_message(
+    request: Request, auth: LoggedIn, message_id: int, *, case_type: str = ""
+) -> Response:
     pr = postroom_of(request)
     message = pr.received_message(message_id)
     raw = _raw(request, message_id)
@@ -95,6 +98,13 @@ def show_message(request: Request, auth: LoggedIn, message_id: int) -> Response:
     parsed = parse_mail(raw) if raw is not None else None
     with pr.engine.connect() as conn:
         types = pr.case_type_store.list(conn)
+        operators = pr.operator_store.list(conn)
+    # The case type whose fields the create form shows: the one asked for, else one that
+    # takes mail, else the first.
+    chosen = next((t for t in types if t.class_name == case_type), None) or next(
+        (t for t in types if t.inbound is not None and t.inbound.create_case),
+        types[0] if types else None,
+    )
     base = f"/inbound/{message_id}"
     return render(
         request,
@@ -105,7 +115,11 @@ def show_message(request: Request, auth: LoggedIn, message_id: int) -> Response:
         parsed=parsed,
         body_url=f"{base}/body",
         raw_url=f"{base}/raw",
-        class_names=[t.class_name for t in types],
+        types=types,
+        chosen=chosen,
+        inputs=field_input(chosen) if chosen is not None else [],
+        needs_creator=needs_creator(chosen),
+        operators=operators,
         **_actions(message),
     )
 
@@ -140,8 +154,11 @@ def _done(request: Request, message_id: int, notice: str) -> Response:
     return redirect(request, f"/inbound/{message_id}", notice)
 
 
-def _refused(request: Request, message_id: int, exc: PostroomError) -> Response:
-    return redirect(request, f"/inbound/{message_id}", f"Not done: {exc}", level="error")
+def _refused(
+    request: Request, message_id: int, exc: PostroomError | ValueError, *, query: str = ""
+) -> Response:
+    target = f"/inbound/{message_id}" + (f"?{query}" if query else "")
+    return redirect(request, target, f"Not done: {exc}", level="error")
 
 
 @router.post("/inbound/{message_id}/attach")
@@ -160,11 +177,22 @@ def attach(request: Request, auth: LoggedIn, form: Form, message_id: int) -> Res
 
 @router.post("/inbound/{message_id}/case")
 def create_case(request: Request, auth: LoggedIn, form: Form, message_id: int) -> Response:
+    pr = postroom_of(request)
     class_name = forms.text(form, "class_name")
+    operator = forms.text(form, "operator")
     try:
-        case = postroom_of(request).case_from_received(message_id, class_name, actor=auth.username)
-    except PostroomError as exc:
-        return _refused(request, message_id, exc)
+        with pr.engine.connect() as conn:
+            ctype = pr.case_type_store.get(conn, class_name)
+        case = pr.case_from_received(
+            message_id,
+            class_name,
+            actor=auth.username,
+            data=posted_data(form, ctype),
+            operator=operator or None,
+        )
+    except (PostroomError, ValueError) as exc:
+        # Back to the same case type's form; the notice names the fields still needed.
+        return _refused(request, message_id, exc, query=urlencode({"case_type": class_name}))
     target = f"/cases/{quote(case.id, safe='')}"
     failed = case.failed_emails()
     if failed:
