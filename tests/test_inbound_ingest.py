@@ -233,3 +233,74 @@ def test_the_same_reply_read_from_two_mailboxes_reaches_its_case_once(postroom: 
     assert (rows, outbox, attachments, lines) == (before[0] + 1, *before[1:])
     received = [i.id for i in postroom.conversation(case_id) if i.kind == "received"]
     assert received == [first.id]
+
+
+SECOND = MailboxRef("Default", "INBOX")  # another account reading the same mail
+
+
+@pytest.mark.parametrize("message_id", [None, "twin-1@customer.example"])
+def test_a_reply_read_from_two_mailboxes_reaches_its_case_once(
+    postroom: Postroom, message_id: str | None
+) -> None:
+    postroom.apply(records(steps=[ACK]))
+    case_id, sent_id = new_case(postroom)
+    raw = mailsamples.plain(message_id=message_id, in_reply_to=sent_id)
+    first = ingest(postroom, raw)
+    assert (first.status, first.case_id) == (InboundStatus.MATCHED, case_id)
+    before = _effects(postroom, case_id)
+    copy = ingest(postroom, raw, mailbox=SECOND)
+    assert not copy.duplicate
+    assert (copy.status, copy.case_id, copy.immediate) == (InboundStatus.MATCHED, case_id, ())
+    assert postroom.received_message(copy.id).reason == (
+        f"the same message was received as #{first.id} from {MAILBOX.key}, on case "
+        f"{case_id}: not attached again"
+    )
+    rows, outbox, attachments, lines = _effects(postroom, case_id)
+    assert (rows, outbox, attachments, lines) == (before[0] + 1, *before[1:])
+    assert len(history(postroom, case_id, "email-received")) == 1
+
+
+@pytest.mark.parametrize("message_id", [None, "stranger-1@elsewhere.example"])
+def test_stranger_mail_read_from_two_mailboxes_is_triaged_once(
+    postroom: Postroom, message_id: str | None
+) -> None:
+    postroom.apply(records(steps=[ACK]))
+    case_id, _ = new_case(postroom)
+    stranger = "Sam Stranger <sam@elsewhere.example>"
+
+    def mail(n: int) -> bytes:
+        return mailsamples.plain(
+            f"Message {n}\n",
+            message_id=message_id and f"{n}-{message_id}",
+            sender=stranger,
+            subject=f"Question {n}",
+        )
+
+    # Still in triage: the copy is not listed a second time.
+    waiting = ingest(postroom, mail(1), key="1")
+    copy = ingest(postroom, mail(1), key="1", mailbox=SECOND)
+    assert (copy.status, copy.case_id) == (InboundStatus.DISMISSED, None)
+    assert postroom.received_message(copy.id).reason == (
+        f"the same message was received as #{waiting.id} from {MAILBOX.key}, in triage: "
+        "not listed again"
+    )
+    assert [m.id for m in postroom.received(unmatched=True)] == [waiting.id]
+
+    # Dismissed: the copy does not bring it back.
+    dismissed = ingest(postroom, mail(2), key="2")
+    postroom.dismiss_received(dismissed.id)
+    copy = ingest(postroom, mail(2), key="2", mailbox=SECOND)
+    assert copy.status is InboundStatus.DISMISSED
+    assert f"as #{dismissed.id} from {MAILBOX.key}, dismissed" in (
+        postroom.received_message(copy.id).reason
+    )
+
+    # Attached by an admin: the copy is on that case, attached once, its steps fired once.
+    attached = ingest(postroom, mail(3), key="3")
+    postroom.attach_received(attached.id, case_id)
+    before = _effects(postroom, case_id)
+    copy = ingest(postroom, mail(3), key="3", mailbox=SECOND)
+    assert (copy.status, copy.case_id, copy.immediate) == (InboundStatus.MATCHED, case_id, ())
+    rows, outbox, attachments, lines = _effects(postroom, case_id)
+    assert (rows, outbox, attachments, lines) == (before[0] + 1, *before[1:])
+    assert [m.id for m in postroom.received(unmatched=True)] == [waiting.id]

@@ -239,22 +239,31 @@ class Ingestor:
     def _twin(
         self, conn: Connection, new: NewReceived, mail: ParsedMail, found: Route
     ) -> Route | None:
-        """Where the same message went when another mailbox read it, if it reached a case."""
-        if not mail.message_id or found.status not in _CASE_BOUND:
-            return None
-        twin = self._store.twin(conn, mail.message_id, other_than=new.mailbox)
+        """Where the same message went when another mailbox read it first.
+
+        Its twin takes that outcome: the same case (not attached again, no steps), or,
+        when the first copy waits in triage or was dismissed, dismissed as that copy's
+        twin, so that the triage list shows the message once.
+        """
+        if found.status not in _TWINNED:
+            return None  # automatic mail and bounces go nowhere either way
+        twin = self._store.twin(
+            conn, message_id=mail.message_id, dedupe_key=new.dedupe_key, other_than=new.mailbox
+        )
         if twin is None:
             return None
-        twin_id, twin_mailbox, twin_case = twin
-        return Route(
-            InboundStatus.MATCHED,
-            f"the same message was received as #{twin_id} from {quoted(twin_mailbox)}, "
-            f"on case {twin_case}: not attached again",
-            case_id=twin_case,
-        )
+        first = f"the same message was received as #{twin.id} from {quoted(twin.mailbox)}"
+        if twin.case_id is not None:
+            return Route(
+                InboundStatus.MATCHED,
+                f"{first}, on case {twin.case_id}: not attached again",
+                case_id=twin.case_id,
+            )
+        where = "dismissed" if twin.status is InboundStatus.DISMISSED else "in triage"
+        return Route(InboundStatus.DISMISSED, f"{first}, {where}: not listed again")
 
 
-_CASE_BOUND = (InboundStatus.MATCHED, InboundStatus.NEW_CASE)
+_TWINNED = (InboundStatus.MATCHED, InboundStatus.NEW_CASE, InboundStatus.UNMATCHED)
 
 
 def _row(

@@ -65,6 +65,20 @@ class Existing:
     server_state: ServerState
 
 
+@dataclass(frozen=True, slots=True)
+class Twin:
+    """The first copy of a message that another mailbox read too."""
+
+    id: int
+    mailbox: str
+    status: InboundStatus
+    case_id: str | None
+
+
+# Without a case, a first copy still decides its twins' place: waiting in triage once.
+_TRIAGED = (InboundStatus.UNMATCHED, InboundStatus.DISMISSED)
+
+
 def _view(row: Any) -> ReceivedMessage:
     return ReceivedMessage(
         id=row.id,
@@ -181,20 +195,37 @@ class InboundStore:
         )
 
     def twin(
-        self, conn: Connection, message_id: str, *, other_than: MailboxRef
-    ) -> tuple[int, str, str] | None:
-        """(id, mailbox, case) of the same message on a case, read from another mailbox."""
+        self,
+        conn: Connection,
+        *,
+        message_id: str | None,
+        dedupe_key: str,
+        other_than: MailboxRef,
+    ) -> Twin | None:
+        """The same message read from another mailbox, if routing or an admin placed it:
+        one on a case first, else the first in triage or dismissed.
+
+        By Message-ID when it has one, else by its bytes (the dedupe key): mail without
+        a Message-ID is rare, and the message_id index finds those rows alone.
+        """
+        same = (
+            t.c.message_id == _cut("message_id", message_id)
+            if message_id
+            else (t.c.message_id.is_(None) & (t.c.dedupe_key == dedupe_key))
+        )
         row = conn.execute(
-            select(t.c.id, t.c.mailbox, t.c.case_id)
+            select(t.c.id, t.c.mailbox, t.c.status, t.c.case_id)
             .where(
-                t.c.message_id == _cut("message_id", message_id),
+                same,
                 t.c.mailbox != other_than.key,
-                t.c.case_id.is_not(None),
+                t.c.case_id.is_not(None) | t.c.status.in_([s.value for s in _TRIAGED]),
             )
-            .order_by(t.c.id)
+            .order_by(t.c.case_id.is_(None), t.c.id)
             .limit(1)
         ).first()
-        return None if row is None else (row.id, row.mailbox, row.case_id)
+        if row is None:
+            return None
+        return Twin(row.id, row.mailbox, InboundStatus(row.status), row.case_id)
 
     def pending_keys(
         self, conn: Connection, mailbox: MailboxRef, validity: str | None
