@@ -288,7 +288,8 @@ def test_every_json_output_parses_and_has_its_documented_keys(
     [case] = as_json([*filled, "cases", "list", "--json"])
     assert set(case) == CASE_KEYS
     shown = as_json([*filled, "cases", "show", "T-1", "--json"])
-    assert set(shown) == CASE_KEYS
+    assert set(shown) == CASE_KEYS | {"conversation"}  # a case, and its emails
+    assert [m["kind"] for m in shown["conversation"]] == ["sent"]
     assert shown["data"] == {"note": "hi"}
     assert shown["parties"][0]["address"] == "carol@example.com"
 

@@ -77,9 +77,16 @@ class Listening:
         return run_in_own_loop(lambda: self._poll(parts, report))
 
     def inbound_mailboxes(self) -> list[MailboxInfo]:
-        """Every mailbox read so far: its reader, cursor, last poll and last error."""
+        """Every mailbox read so far: its reader, cursor, last poll and last error.
+
+        A mailbox no account reads any more (the account was deleted, lost its inbound
+        settings or reads another folder now) says so in place of its last error.
+        """
         with self.engine.connect() as conn:
-            return mailboxes.info(conn)
+            rows = mailboxes.info(conn)
+            accounts = self.account_store.list(conn)
+        folders = {a.name: a.inbound.folder if a.inbound else None for a in accounts}
+        return mailboxes.as_read_now(rows, folders)
 
     def listener_parts(self, account: EmailAccount, *, owner: str) -> ListenerParts:
         """The listener of ``account``'s mailbox for ``owner``, and how to open its source."""

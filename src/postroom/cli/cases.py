@@ -111,9 +111,11 @@ def show(case_id: str, json: JsonOption = False) -> None:
     def body() -> None:
         with opened() as postroom:
             case = postroom.cases.get(case_id)
-            mails = [] if json else postroom.conversation(case_id)
+            mails = postroom.conversation(case_id)
         if json:
-            print_json(case_json(case))
+            # The conversation as GET /cases/{id}/messages gives it (received HTML sanitised).
+            conversation = [m.model_dump(mode="json") for m in mails]
+            print_json({**case_json(case), "conversation": conversation})
         else:
             print_case(case)
             print_conversation(mails)

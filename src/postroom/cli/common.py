@@ -47,8 +47,10 @@ except ImportError:  # pragma: no cover - older Typer runs on Click itself
 
 log = logging.getLogger("postroom")
 # Markup off: subjects, addresses and errors are data, and "[...]" in them must print as is.
-console = Console(highlight=False, soft_wrap=True, markup=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+# Markup and emoji codes off: what is printed is data (a received subject or body may
+# hold "[bold]" or ":smile:"), and it is shown as written.
+console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 # Output read by a script or a pager is not cut to 80 columns: rows stay whole lines.
 PIPED_WIDTH = 10_000
 

@@ -27,6 +27,7 @@ from postroom.cli.common import (
 )
 from postroom.cli.kinds import delete_command
 from postroom.db.types import utcnow
+from postroom.inbound.settings import InboundProtocol
 
 accounts_app = typer.Typer(
     help="Email accounts: list, show, test connectivity, release a hold, delete.",
@@ -76,6 +77,7 @@ def list_accounts(json: JsonOption = False) -> None:
             "address",
             "server",
             "credentials",
+            "inbound",
             "state",
         )
         for a in accounts:
@@ -85,7 +87,8 @@ def list_accounts(json: JsonOption = False) -> None:
                 server = f"{a.host}:{a.port} {a.security}"
             credentials = f"profile {a.auth_profile}" if a.auth_profile else mask(a.password)
             state = styled(("held", "bold red")) if a.name in held else styled(("active", "green"))
-            rows.add_row(a.name, a.protocol, a.address, server, credentials, state)
+            reads = str(a.inbound.protocol) if a.inbound is not None else "-"
+            rows.add_row(a.name, a.protocol, a.address, server, credentials, reads, state)
         console.print(rows)
 
     run_command(body)
@@ -117,6 +120,35 @@ def _describe_encryption(rows: Table, encryption: Encryption) -> None:
         rows.add_row("  warning", styled((warning, "yellow")))
 
 
+def _describe_inbound(rows: Table, account: EmailAccount) -> None:
+    """The mailbox the account reads, if any (the password only as set or not)."""
+    inbound = account.inbound
+    rows.add_row("reply_to_plus_addressing", "yes" if account.reply_to_plus_addressing else "no")
+    if inbound is None:
+        rows.add_row("inbound", "(none: this account does not read mail)")
+        return
+    if inbound.protocol is InboundProtocol.GRAPH:
+        rows.add_row("inbound", f"graph ({account.mailbox})")
+    else:
+        insecure = " (allow_insecure_auth)" if inbound.allow_insecure_auth else ""
+        rows.add_row("inbound", f"imap {inbound.host}:{inbound.port} {inbound.security}{insecure}")
+        rows.add_row("inbound user_id", account.inbound_login)
+        if not inbound.auth_profile:
+            rows.add_row("inbound password", mask(inbound.password))
+        rows.add_row(
+            "inbound truststore", "custom PEM bundle" if inbound.truststore else "system CAs"
+        )
+    profile = account.inbound_profile
+    if profile:
+        how = "bearer token" if inbound.protocol is InboundProtocol.GRAPH else "XOAUTH2"
+        rows.add_row("inbound auth_profile", f"{profile} ({how})")
+    rows.add_row("inbound folder", inbound.folder)
+    after = f"move to {inbound.move_to}" if inbound.move_to else str(inbound.after)
+    rows.add_row("inbound after", after)
+    rows.add_row("inbound poll_seconds", f"{inbound.poll_seconds:g}")
+    rows.add_row("inbound max_message_bytes", f"{inbound.max_message_bytes:,}")
+
+
 def describe_account(account: EmailAccount, hold: AccountHold | None = None) -> Table:
     rows = table("field", "value")
     rows.show_header = False
@@ -139,6 +171,7 @@ def describe_account(account: EmailAccount, hold: AccountHold | None = None) -> 
         rows.add_row("dkim", f"d={account.dkim.domain} s={account.dkim.selector}, key •••••• (set)")
     if account.encryption is not None:
         _describe_encryption(rows, account.encryption)
+    _describe_inbound(rows, account)
     if hold is None:
         rows.add_row("state", styled(("active", "green")))
     else:
@@ -198,7 +231,9 @@ def resolve(class_name: str) -> None:
 @accounts_app.command("test")
 def test_account(name: str) -> None:
     """Test connectivity step by step: SMTP (resolve, connect, TLS, EHLO, STARTTLS, AUTH)
-    or Graph (token, mailbox, permission)."""
+    or Graph (token, mailbox, permission); then, for an account with inbound settings,
+    its mailbox: IMAP (connect, TLS or STARTTLS, greeting, login, folder, move_to, IDLE)
+    or Graph (token, permission, folder)."""
 
     def body() -> None:
         with opened() as postroom:

@@ -9,7 +9,8 @@ saved only inside an ingest transaction that also checks the lease is still ours
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
@@ -181,3 +182,27 @@ def info(conn: Connection, mailbox: str | None = None) -> list[MailboxInfo]:
         )
         for r in conn.execute(query)
     ]
+
+
+def as_read_now(rows: list[MailboxInfo], folders: Mapping[str, str | None]) -> list[MailboxInfo]:
+    """``rows`` with those no account reads any more said so in place of their last error.
+
+    ``folders`` maps each account to the folder it reads (``None``: no inbound
+    settings). A row
+    stays (its cursor is kept, should the folder be read again) but an old error of a
+    mailbox nobody reads is not news: it says why it is not read instead.
+    """
+    shown = []
+    for row in rows:
+        folder = folders.get(row.account)
+        if row.account not in folders:
+            why = f"not read any more: account {row.account} no longer exists"
+        elif folder is None:
+            why = f"not read any more: account {row.account} has no inbound settings now"
+        elif folder != row.folder:
+            why = f"not read any more: account {row.account} reads folder {folder} now"
+        else:
+            shown.append(row)
+            continue
+        shown.append(replace(row, last_error=why))
+    return shown

@@ -56,6 +56,17 @@ class Headers:
             text = value if isinstance(value, str) else str(value)
             self._values.setdefault(key, []).append(text)
 
+    def _cut(self, name: str, how: str) -> None:
+        """Note a header cut here, unless its cut is noted already (by the MIME reader).
+
+        The reader bounds every header as it parses, under the name as written
+        ('References'); a header as long as that is said to be too long once, not again
+        in other words.
+        """
+        said = f"header {shown(name, 40)} is too long".lower()
+        if not any(d.lower().startswith(said) for d in self.defects.result()):
+            self.defects.add(f"header {shown(name, 40)} is too long: {how}")
+
     def all(self, name: str) -> list[str]:
         """Each value of header ``name``: unfolded, 8-bit bytes decoded, bounded."""
         return [self._clean(name, value) for value in self._values.get(name, [])]
@@ -72,10 +83,10 @@ class Headers:
     def _clean(self, name: str, value: str) -> str:
         if name == "references":
             if len(value) > MAX_REFERENCES_CHARS:
-                self.defects.add("header 'references' is too long: kept its end")
+                self._cut(name, "kept its end")
                 value = value[-MAX_REFERENCES_CHARS:]
         elif len(value) > MAX_HEADER_CHARS:
-            self.defects.add(f"header {shown(name, 40)} is too long: its end was cut")
+            self._cut(name, "its end was cut")
             value = value[:MAX_HEADER_CHARS]
         value = _FOLD.sub("", value)
         return undo_surrogateescape(value, what=f"header {shown(name, 40)}", defects=self.defects)
