@@ -1,10 +1,11 @@
-"""Pure validators shared by every record: addresses, display names, record names."""
+"""Pure validators shared by every record: addresses, names, TLS floors, truststores."""
 
 from __future__ import annotations
 
 import functools
 import re
 
+from cryptography import x509
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from postroom.text import check_line, check_unicode
@@ -25,6 +26,8 @@ _PLAIN_ADDRESS = re.compile(
 )
 _SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
 _RECORD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
+# The TLS floors an account may set, outgoing or incoming (older ones are insecure).
+_TLS_VERSIONS = ("1.2", "1.3")
 
 
 @functools.lru_cache(maxsize=8192)
@@ -81,3 +84,24 @@ def check_record_name(value: str, *, what: str = "name") -> str:
 def single_line(value: str) -> str:
     """Fold every control character and line separator into a single space."""
     return _SPACE_RUN.sub(" ", _BREAKING.sub(" ", value)).strip()
+
+
+def check_tls_min_version(value: object, *, what: str = "") -> str:
+    """A TLS floor, "1.2" or "1.3" ("TLSv1.2" is read as "1.2"); ``what`` starts the message."""
+    version = str(value).removeprefix("TLSv")
+    if version not in _TLS_VERSIONS:
+        raise ValueError(f"{what} must be 1.2 or 1.3".lstrip())
+    return version
+
+
+def check_truststore(value: str | None, *, what: str = "") -> str | None:
+    """A PEM bundle holding at least one certificate, or None for the system's store."""
+    if not value:
+        return None
+    try:
+        certificates = x509.load_pem_x509_certificates(value.encode())
+    except ValueError:
+        raise ValueError(f"{what} must be a PEM bundle of CA certificates".lstrip()) from None
+    if not certificates:
+        raise ValueError(f"{what} holds no certificate".lstrip())
+    return value

@@ -6,19 +6,24 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from postroom.accounts.advanced import TLS_VERSIONS, parse_advanced
+from postroom.accounts.advanced import parse_advanced
 from postroom.accounts.encryption import Encryption
 from postroom.accounts.limits import Limits, effective_limits
 from postroom.accounts.presets import PRESETS, Provider, Security, preset_warnings
 from postroom.auth.models import check_base_url
 from postroom.inbound.settings import InboundProtocol, InboundSettings
 from postroom.text import check_line
-from postroom.validation import check_address, check_display_name, check_record_name
+from postroom.validation import (
+    check_address,
+    check_display_name,
+    check_record_name,
+    check_tls_min_version,
+    check_truststore,
+)
 
 DEFAULT_ACCOUNT = "Default"
 _DNS_NAME = re.compile(
@@ -175,23 +180,12 @@ class EmailAccount(BaseModel):
     @field_validator("tls_min_version")
     @classmethod
     def _tls(cls, v: str) -> str:
-        v = str(v).removeprefix("TLSv")
-        if v not in TLS_VERSIONS:
-            raise ValueError("tls_min_version must be 1.2 or 1.3")
-        return v
+        return check_tls_min_version(v, what="tls_min_version")
 
     @field_validator("truststore")
     @classmethod
     def _truststore(cls, v: str | None) -> str | None:
-        if not v:
-            return None
-        try:
-            certificates = x509.load_pem_x509_certificates(v.encode())
-        except ValueError:
-            raise ValueError("truststore must be a PEM bundle of CA certificates") from None
-        if not certificates:
-            raise ValueError("truststore holds no certificate")
-        return v
+        return check_truststore(v, what="truststore")
 
     @field_validator("advanced", mode="before")
     @classmethod

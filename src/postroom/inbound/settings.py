@@ -5,7 +5,6 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from cryptography import x509
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -17,13 +16,12 @@ from pydantic import (
 )
 
 from postroom.text import check_line, check_unicode
-from postroom.validation import check_record_name
+from postroom.validation import check_record_name, check_tls_min_version, check_truststore
 
 DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 # IMAP servers end an IDLE after 30 minutes at the latest (RFC 2177); the poll bound
 # stays well inside it and inside what an operator would wait for a polled mailbox.
 MAX_POLL_SECONDS = 3600
-_TLS_VERSIONS = ("1.2", "1.3")
 
 
 class InboundProtocol(StrEnum):
@@ -157,23 +155,12 @@ class InboundSettings(BaseModel):
     @field_validator("tls_min_version", mode="before")
     @classmethod
     def _tls(cls, v: Any) -> str:
-        version = str(v).removeprefix("TLSv")
-        if version not in _TLS_VERSIONS:
-            raise ValueError("must be 1.2 or 1.3")
-        return version
+        return check_tls_min_version(v)
 
     @field_validator("truststore")
     @classmethod
     def _truststore(cls, v: str | None) -> str | None:
-        if not v:
-            return None
-        try:
-            certificates = x509.load_pem_x509_certificates(v.encode())
-        except ValueError:
-            raise ValueError("must be a PEM bundle of CA certificates") from None
-        if not certificates:
-            raise ValueError("holds no certificate")
-        return v
+        return check_truststore(v)
 
     @model_validator(mode="before")
     @classmethod
