@@ -179,21 +179,8 @@ class _Probe:
 
     def tls(self, smtp: aiosmtplib.SMTP) -> None:
         session: ssl.SSLObject | None = smtp.get_transport_info("ssl_object")
-        der = session.getpeercert(binary_form=True) if session is not None else None
         assert session is not None, "called only after a handshake"
-        assert der is not None, "a verifying context always has the peer's certificate"
-        cipher = session.cipher()
-        cert = x509.load_der_x509_certificate(der)
-        expires = cert.not_valid_after_utc
-        days = (expires - datetime.now(UTC)).days
-        detail = (
-            f"{session.version()}, {cipher[0] if cipher else 'unknown cipher'}; certificate "
-            f"{_name(cert.subject)}, issued by {_name(cert.issuer)}, "
-            f"valid until {expires:%Y-%m-%d} ({days} days)"
-        )
-        if days < EXPIRY_WARNING_DAYS:
-            detail += f"; WARNING: the certificate expires in {days} days: have it renewed"
-        self.passed("TLS", detail)
+        self.passed("TLS", describe_tls(session))
 
     def tls_failed(self, exc: ssl.SSLError) -> NoReturn:
         if self.account.security is Security.TLS and exc.reason in _PLAINTEXT_PEER:
@@ -363,6 +350,24 @@ def _find(exc: BaseException, kind: type[_E]) -> _E | None:
             return current
         current = current.__cause__
     return None
+
+
+def describe_tls(session: ssl.SSLObject | ssl.SSLSocket) -> str:
+    """The TLS step's detail: protocol, cipher and the server certificate's names and expiry."""
+    der = session.getpeercert(binary_form=True)
+    assert der is not None, "a verifying context always has the peer's certificate"
+    cipher = session.cipher()
+    cert = x509.load_der_x509_certificate(der)
+    expires = cert.not_valid_after_utc
+    days = (expires - datetime.now(UTC)).days
+    detail = (
+        f"{session.version()}, {cipher[0] if cipher else 'unknown cipher'}; certificate "
+        f"{_name(cert.subject)}, issued by {_name(cert.issuer)}, "
+        f"valid until {expires:%Y-%m-%d} ({days} days)"
+    )
+    if days < EXPIRY_WARNING_DAYS:
+        detail += f"; WARNING: the certificate expires in {days} days: have it renewed"
+    return detail
 
 
 def _name(name: x509.Name) -> str:

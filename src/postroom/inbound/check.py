@@ -12,14 +12,11 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Collection
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from imapclient import IMAPClient  # type: ignore[import-untyped]
 
-from postroom.accounts.connectivity import EXPIRY_WARNING_DAYS, Step
+from postroom.accounts.connectivity import Step, describe_tls
 from postroom.accounts.graph_check import token_step
 from postroom.accounts.models import EmailAccount
 from postroom.auth.models import AuthProfile
@@ -205,20 +202,7 @@ class _Probe:
 
     def tls(self) -> None:
         session: ssl.SSLSocket = self.client.socket()
-        der = session.getpeercert(binary_form=True)
-        assert der is not None, "a verifying context always has the peer's certificate"
-        cipher = session.cipher()
-        cert = x509.load_der_x509_certificate(der)
-        expires = cert.not_valid_after_utc
-        days = (expires - datetime.now(UTC)).days
-        detail = (
-            f"{session.version()}, {cipher[0] if cipher else 'unknown cipher'}; certificate "
-            f"{_name(cert.subject)}, issued by {_name(cert.issuer)}, "
-            f"valid until {expires:%Y-%m-%d} ({days} days)"
-        )
-        if days < EXPIRY_WARNING_DAYS:
-            detail += f"; WARNING: the certificate expires in {days} days: have it renewed"
-        self.passed("TLS", detail)
+        self.passed("TLS", describe_tls(session))
 
     def tls_failed(self, exc: ssl.SSLError) -> NoReturn:
         hint = tls_hint(exc, self.inbound) or "the TLS handshake failed: try again later"
@@ -305,11 +289,6 @@ def _inbound(step: Step) -> Step:
     if step.name.startswith("inbound"):
         return step
     return Step(f"inbound {step.name}", step.ok, step.detail, step.explanation)
-
-
-def _name(name: x509.Name) -> str:
-    common = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return f"CN={common[0].value!s}" if common else name.rfc4514_string()
 
 
 def _text(value: Any) -> str:
