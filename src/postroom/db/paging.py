@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, func
+from sqlalchemy import ColumnElement, Connection, Row, Select, Table, func
 
 T = TypeVar("T")
+_S = TypeVar("_S", bound=Select)  # type: ignore[type-arg]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,17 @@ def contains(column: ColumnElement[Any], needle: str) -> ColumnElement[bool]:
     # LIKE with the user's % and _ escaped, lower-cased on both sides: the same on
     # SQLite and PostgreSQL, and ``50%`` or ``a_b`` match themselves.
     return func.lower(column).contains(needle, autoescape=True)
+
+
+def filtered(base: _S, table: Table, *, matching: ColumnElement[bool] | None, **equal: Any) -> _S:
+    """``base`` narrowed to rows ``matching`` the text (if any) and whose column equals each
+    value of ``equal`` given (None: any value)."""
+    if matching is not None:
+        base = base.where(matching)
+    for name, value in equal.items():
+        if value is not None:
+            base = base.where(table.c[name] == value)
+    return base
 
 
 def ordered(

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Connection, Row, Select, case, func, or_, select
 
 from postroom.db import tables
-from postroom.db.paging import Page, contains, paged
+from postroom.db.paging import Page, contains, filtered, paged
 from postroom.inbound.models import InboundStatus, ReceivedMessage, ServerState
 
 t = tables.inbound_messages
@@ -45,15 +45,14 @@ def _matching(text: str) -> ColumnElement[bool]:
 
 
 def _filtered(query: InboundQuery, base: _S) -> _S:
-    if query.text.strip():
-        base = base.where(_matching(query.text))
-    if query.status is not None:
-        base = base.where(t.c.status == query.status.value)
-    if query.account is not None:
-        base = base.where(t.c.account == query.account)
-    if query.case_id is not None:
-        base = base.where(t.c.case_id == query.case_id)
-    return base
+    return filtered(
+        base,
+        t,
+        matching=_matching(query.text) if query.text.strip() else None,
+        status=None if query.status is None else query.status.value,
+        account=query.account,
+        case_id=query.case_id,
+    )
 
 
 def message_of(row: Row[Any]) -> ReceivedMessage:

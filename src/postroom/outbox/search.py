@@ -13,7 +13,7 @@ from typing import TypeVar
 from sqlalchemy import ColumnElement, Connection, Select, String, cast, func, or_, select
 
 from postroom.db import tables
-from postroom.db.paging import Page, contains, ordered, paged
+from postroom.db.paging import Page, contains, filtered, ordered, paged
 from postroom.outbox.models import OutboxEntry
 from postroom.outbox.status import OutboxStatus
 from postroom.outbox.store import _ENTRY_COLUMNS, _entry
@@ -71,15 +71,14 @@ def _matching(text: str) -> ColumnElement[bool]:
 
 
 def _filtered(query: OutboxQuery, base: _S) -> _S:
-    if query.text.strip():
-        base = base.where(_matching(query.text))
-    if query.status is not None:
-        base = base.where(t.c.status == query.status.value)
-    if query.account is not None:
-        base = base.where(t.c.account == query.account)
-    if query.case_id is not None:
-        base = base.where(t.c.case_id == query.case_id)
-    return base
+    return filtered(
+        base,
+        t,
+        matching=_matching(query.text) if query.text.strip() else None,
+        status=None if query.status is None else query.status.value,
+        account=query.account,
+        case_id=query.case_id,
+    )
 
 
 def search_outbox(conn: Connection, query: OutboxQuery) -> Page[OutboxEntry]:
