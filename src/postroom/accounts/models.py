@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -266,6 +267,11 @@ class EmailAccount(BaseModel):
     def mailbox(self) -> str:
         """The Graph mailbox that sends: ``user_principal_name``, else the address."""
         return self.user_principal_name or self.address
+
+    @property
+    def graph_mailbox_url(self) -> str:
+        """The Graph URL of :attr:`mailbox`, which its messages and folders are under."""
+        return f"{self.graph_url}/v1.0/users/{quote(self.mailbox, safe='@')}"
 
     @property
     def inbound_login(self) -> str:

@@ -75,7 +75,7 @@ class GraphSource:
             http_transport=http_transport,
             max_inline_wait=max_inline_wait,
         )
-        self._users = f"{account.graph_url}/v1.0/users/{quote(account.mailbox, safe='@')}"
+        self._users = account.graph_mailbox_url
         self._folder: str | None = None
         self._move_to: str | None = None
         self._stopped = asyncio.Event()

@@ -26,13 +26,7 @@ from postroom.errors import (
     ThrottledError,
     TransientDeliveryError,
 )
-from postroom.outbox.retry import retry_after
-from postroom.transports.graph import (
-    DEFAULT_RETRY_AFTER,
-    MAX_RETRY_AFTER,
-    MAX_THROTTLES,
-    MIN_RETRY_AFTER,
-)
+from postroom.transports.graph import MAX_THROTTLES, throttle_wait
 from postroom.transports.graph_errors import error_body, graph_error
 
 ERROR_BODY_LIMIT = 64 * 1024
@@ -146,10 +140,8 @@ class GraphClient:
                 raise SyncStateLostError(
                     f"Graph answered {status} {code}".strip(), code=status, stage=stage
                 )
-            wait = retry_after(answer.headers.get("Retry-After"))
-            if status == 429 or (status == 503 and wait is not None):
-                wait = DEFAULT_RETRY_AFTER if wait is None else wait
-                wait = min(max(wait, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
+            wait = throttle_wait(status, answer.headers)
+            if wait is not None:
                 throttles += 1
                 if throttles > MAX_THROTTLES or waited + wait > self._max_inline_wait:
                     raise ThrottledError(

@@ -80,7 +80,7 @@ class GraphTransport:
         self._http_transport = http_transport
         self._client: httpx2.AsyncClient | None = None
         self._token: AccessToken | None = None
-        self._users = f"{account.graph_url}/v1.0/users/{quote(account.mailbox, safe='@')}"
+        self._users = account.graph_mailbox_url
 
     async def send(self, envelope: Envelope) -> DeliveryReport:
         try:
@@ -221,10 +221,8 @@ class GraphTransport:
                 refreshed = True
                 self._token = await self._tokens.get(self._profile, stale=self._token)
                 continue
-            wait = retry_after(response.headers.get("Retry-After"))
-            if status == 429 or (status == 503 and wait is not None):
-                wait = DEFAULT_RETRY_AFTER if wait is None else wait
-                wait = min(max(wait, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
+            wait = throttle_wait(status, response.headers)
+            if wait is not None:
                 self._gates.pause(self.account.mailbox, wait)
                 throttles += 1
                 if throttles > MAX_THROTTLES or waited + wait > self._max_inline_wait:
@@ -296,6 +294,15 @@ class GraphTransport:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+
+def throttle_wait(status: int, headers: Mapping[str, str]) -> float | None:
+    """The seconds Graph asks to wait (bounded) when it throttles, or None when it does not."""
+    wait = retry_after(headers.get("Retry-After"))
+    if status == 429 or (status == 503 and wait is not None):
+        wait = DEFAULT_RETRY_AFTER if wait is None else wait
+        return min(max(wait, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
+    return None
 
 
 def _json(response: httpx2.Response) -> dict[str, Any]:
