@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 import httpx2
 
@@ -32,19 +31,30 @@ async def check_graph(
     http_transport: httpx2.AsyncBaseTransport | None = None,
 ) -> ConnectivityReport:
     """Get a token, look the mailbox up and check the send permission, in that order."""
-    steps: list[Step] = []
-    try:
-        check_endpoint(account.graph_url, allowed=allowed_hosts, what="graph_url")
-    except ConfigurationError as exc:
-        steps.append(Step("endpoints", False, str(exc), "fix graph_url, or allow the host"))
-        return ConnectivityReport(tuple(steps))
-    step, token = await token_step(profile, tokens)
-    steps.append(step)
+    steps, token = await endpoint_and_token_steps(
+        account, profile, tokens=tokens, allowed_hosts=allowed_hosts
+    )
     if token is None:
         return ConnectivityReport(tuple(steps))
     steps.append(await _mailbox(account, token, timeout, http_transport))
     steps.append(_permission(token))
     return ConnectivityReport(tuple(steps))
+
+
+async def endpoint_and_token_steps(
+    account: EmailAccount,
+    profile: AuthProfile,
+    *,
+    tokens: TokenCache,
+    allowed_hosts: Collection[str],
+) -> tuple[list[Step], AccessToken | None]:
+    """The steps every Graph test starts with: graph_url allowed, then a token (None: failed)."""
+    try:
+        check_endpoint(account.graph_url, allowed=allowed_hosts, what="graph_url")
+    except ConfigurationError as exc:
+        return [Step("endpoints", False, str(exc), "fix graph_url, or allow the host")], None
+    step, token = await token_step(profile, tokens)
+    return [step], token
 
 
 async def token_step(profile: AuthProfile, tokens: TokenCache) -> tuple[Step, AccessToken | None]:
@@ -76,7 +86,7 @@ async def _mailbox(
     timeout: float,
     http_transport: httpx2.AsyncBaseTransport | None,
 ) -> Step:
-    url = f"{account.graph_url}/v1.0/users/{quote(account.mailbox, safe='@')}"
+    url = account.graph_mailbox_url
     try:
         async with httpx2.AsyncClient(timeout=timeout, transport=http_transport) as client:
             response = await client.get(url, headers={"Authorization": f"Bearer {token.value}"})

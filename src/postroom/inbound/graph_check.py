@@ -10,9 +10,8 @@ from collections.abc import Collection
 import httpx2
 
 from postroom.accounts.connectivity import Step
-from postroom.accounts.graph_check import token_step
+from postroom.accounts.graph_check import endpoint_and_token_steps
 from postroom.accounts.models import EmailAccount
-from postroom.auth.endpoints import check_endpoint
 from postroom.auth.models import AuthProfile
 from postroom.auth.tokens import TokenCache
 from postroom.errors import ConfigurationError, DeliveryError
@@ -35,12 +34,9 @@ async def graph_inbound_steps(
     """Get a token, find the folder (and move_to), check the permission, in that order."""
     if account.inbound is None:
         return [Step("inbound", False, "the account has no inbound settings")]
-    try:
-        check_endpoint(account.graph_url, allowed=allowed_hosts, what="graph_url")
-    except ConfigurationError as exc:
-        return [Step("endpoints", False, str(exc), "fix graph_url, or allow the host")]
-    step, token = await token_step(profile, tokens)
-    steps = [step]
+    steps, token = await endpoint_and_token_steps(
+        account, profile, tokens=tokens, allowed_hosts=allowed_hosts
+    )
     if token is None:
         return steps
     source = GraphSource(
