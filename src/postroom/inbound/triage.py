@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from postroom.cases.data import check_data
 from postroom.cases.models import Case
@@ -47,14 +47,7 @@ class Triage:
         check_names(case_id=case_id, actor=actor)
         reason = f"attached by {actor}"
         with self._engine.begin() as conn:
-            message = self._store.get(conn, received_id)
-            check_transition(
-                message.status,
-                InboundStatus.MATCHED,
-                message_id=received_id,
-                case_id=message.case_id,
-            )
-            raw = self._store.raw(conn, received_id)
+            message, raw = self._taking(conn, received_id, InboundStatus.MATCHED)
             case = load_case(conn, case_id, details=False)
             try:
                 ctype = self._types.get(conn, case.case_type)
@@ -94,14 +87,7 @@ class Triage:
         check_names(class_name=class_name, actor=actor, operator=operator)
         given = check_data(check_tree(dict(data or {}), field="data"))
         with self._engine.begin() as conn:
-            message = self._store.get(conn, received_id)
-            check_transition(
-                message.status,
-                InboundStatus.NEW_CASE,
-                message_id=received_id,
-                case_id=message.case_id,
-            )
-            raw = self._store.raw(conn, received_id)
+            _, raw = self._taking(conn, received_id, InboundStatus.NEW_CASE)
             ctype = self._types.get(conn, class_name)
             creator = self._operators.get(conn, operator) if operator else None
             opened = self._effects.open_case(
@@ -133,6 +119,14 @@ class Triage:
             )
         self._deliver_now(opened.immediate)
         return self._cases.get(opened.case_id)
+
+    def _taking(
+        self, conn: Connection, received_id: int, status: InboundStatus
+    ) -> tuple[ReceivedMessage, bytes]:
+        """The message and its bytes, once it is known that it may take ``status``."""
+        message = self._store.get(conn, received_id)
+        check_transition(message.status, status, message_id=received_id, case_id=message.case_id)
+        return message, self._store.raw(conn, received_id)
 
     def dismiss(self, received_id: int, *, actor: str) -> ReceivedMessage:
         """Take the message off the triage list (it is kept)."""
