@@ -15,8 +15,8 @@ from postroom.errors import (
     TransientDeliveryError,
 )
 from postroom.inbound.settings import InboundSettings
+from postroom.transports.tls import verifying_context
 
-_TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 # What OpenSSL reports when the peer answers a ClientHello in plain text.
 PLAINTEXT_PEER = frozenset(
     {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
@@ -31,15 +31,7 @@ IMAPClientError = imap_exceptions.IMAPClientError
 
 def inbound_context(inbound: InboundSettings) -> ssl.SSLContext:
     """A verifying client context: the inbound truststore, else the system CAs."""
-    if inbound.truststore:
-        # A truststore replaces the system CAs: it pins the server to a private CA.
-        context = ssl.create_default_context(cadata=inbound.truststore)
-    else:
-        context = ssl.create_default_context()
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.minimum_version = _TLS_VERSIONS[inbound.tls_min_version]
-    return context
+    return verifying_context(inbound.truststore, tls_min_version=inbound.tls_min_version)
 
 
 def where(inbound: InboundSettings) -> str:
