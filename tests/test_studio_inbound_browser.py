@@ -117,7 +117,11 @@ def test_triage_attach_to_a_case_and_open_another(world: World, tab: Page) -> No
     # The other mail opens a case of its own.
     tab.goto(f"{base}/inbound/{stranger}")
     tab.get_by_label("Open a case of type").select_option(NOTE)
-    tab.get_by_role("button", name="Create case").click()
+    tab.get_by_role("button", name="Show its fields").click()
+    tab.wait_for_url(re.compile(rf"/inbound/{stranger}\?case_type="))
+    create = tab.locator("#create-case")
+    expect(create).to_contain_text("Create")
+    create.click()
     tab.wait_for_url(re.compile(r"/cases/N-\d+$"))
     expect(tab.locator("p.notice")).to_contain_text(f"created from received #{stranger}")
     new_case = tab.url.rsplit("/", 1)[1]
