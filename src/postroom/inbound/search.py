@@ -7,18 +7,18 @@ Works alike on SQLite and PostgreSQL (see :mod:`postroom.db.paging`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, case, func, or_, select
 
 from postroom.db import tables
 from postroom.db.paging import Page, contains, filtered, paged
-from postroom.inbound.models import InboundStatus, ReceivedMessage, ServerState
+from postroom.inbound.models import InboundStatus, ReceivedMessage
+from postroom.inbound.store import VIEW_COLUMNS, received_view
 
 t = tables.inbound_messages
 _S = TypeVar("_S", bound=Select)  # type: ignore[type-arg]
 # Every column but the raw bytes: a page of 50 never loads 50 messages' bodies.
-_COLUMNS = [c for c in t.c if c.name not in ("raw", "mailbox", "dedupe_key", "source_key")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,32 +55,6 @@ def _filtered(query: InboundQuery, base: _S) -> _S:
     )
 
 
-def message_of(row: Row[Any]) -> ReceivedMessage:
-    """A stored row as the view model (never its raw bytes)."""
-    m = row._mapping
-    return ReceivedMessage(
-        id=m["id"],
-        account=m["account"],
-        folder=m["folder"],
-        message_id=m["message_id"],
-        in_reply_to=m["in_reply_to"],
-        subject=m["subject"] or "",
-        from_address=m["from_address"],
-        from_name=m["from_name"] or "",
-        to=list(m["recipients"] or []),
-        sent_at=m["sent_at"],
-        received_at=m["received_at"],
-        size=m["size"],
-        status=InboundStatus(m["status"]),
-        reason=m["reason"],
-        case_id=m["case_id"],
-        text=m["text"] or "",
-        defects=list(m["defects"] or []),
-        server_state=ServerState(m["server_state"]),
-        attachments=m["attachments"] or 0,
-    )
-
-
 def search_received(conn: Connection, query: InboundQuery) -> Page[ReceivedMessage]:
     """The page of received messages matching ``query``: unmatched ones first, then the
     newest; and the number matching in all."""
@@ -88,12 +62,12 @@ def search_received(conn: Connection, query: InboundQuery) -> Page[ReceivedMessa
     return paged(
         conn,
         _filtered(query, select(func.count()).select_from(t)),
-        listed=_filtered(query, select(*_COLUMNS)).order_by(
+        listed=_filtered(query, select(*VIEW_COLUMNS)).order_by(
             waiting, t.c.received_at.desc(), t.c.id.desc()
         ),
         page=query.page,
         page_size=query.page_size,
-        item=message_of,
+        item=received_view,
     )
 
 

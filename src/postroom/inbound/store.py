@@ -22,7 +22,8 @@ from postroom.inbound.models import (
 )
 
 t = tables.inbound_messages
-_VIEW_COLUMNS = [c for c in t.c if c.name != "raw"]
+# What a view of a received message reads: everything but its bytes.
+VIEW_COLUMNS = [c for c in t.c if c.name != "raw"]
 MAX_LIST = 1000
 # Column widths (PostgreSQL enforces them): what comes from mail is cut to fit.
 _WIDTHS = {"message_id": 998, "from_address": 320, "from_name": 255, "source_key": 255}
@@ -79,7 +80,8 @@ class Twin:
 _TRIAGED = (InboundStatus.UNMATCHED, InboundStatus.DISMISSED)
 
 
-def _view(row: Any) -> ReceivedMessage:
+def received_view(row: Any) -> ReceivedMessage:
+    """A stored row (read with ``VIEW_COLUMNS``) as the view model."""
     return ReceivedMessage(
         id=row.id,
         account=row.account,
@@ -253,10 +255,10 @@ class InboundStore:
         return result.rowcount
 
     def get(self, conn: Connection, message_id: int) -> ReceivedMessage:
-        row = conn.execute(select(*_VIEW_COLUMNS).where(t.c.id == message_id)).first()
+        row = conn.execute(select(*VIEW_COLUMNS).where(t.c.id == message_id)).first()
         if row is None:
             raise NotFoundError(f"no received message #{message_id}")
-        return _view(row)
+        return received_view(row)
 
     def list(
         self,
@@ -269,7 +271,7 @@ class InboundStore:
         offset: int = 0,
     ) -> list[ReceivedMessage]:
         """Received messages, newest first."""
-        query = select(*_VIEW_COLUMNS).order_by(t.c.id.desc())
+        query = select(*VIEW_COLUMNS).order_by(t.c.id.desc())
         if case_id is not None:
             query = query.where(t.c.case_id == case_id)
         if status is not None:
@@ -277,12 +279,12 @@ class InboundStore:
         if account is not None:
             query = query.where(t.c.account == account)
         limit, offset = max(0, min(limit, MAX_LIST)), max(0, offset)
-        return [_view(r) for r in conn.execute(query.limit(limit).offset(offset))]
+        return [received_view(r) for r in conn.execute(query.limit(limit).offset(offset))]
 
     def for_case(self, conn: Connection, case_id: str) -> builtins.list[ReceivedMessage]:
         """Every message of a case, oldest first (its conversation)."""
-        query = select(*_VIEW_COLUMNS).where(t.c.case_id == case_id).order_by(t.c.id)
-        return [_view(r) for r in conn.execute(query)]
+        query = select(*VIEW_COLUMNS).where(t.c.case_id == case_id).order_by(t.c.id)
+        return [received_view(r) for r in conn.execute(query)]
 
     def raw(self, conn: Connection, message_id: int) -> bytes:
         row = conn.execute(select(t.c.raw).where(t.c.id == message_id)).first()
