@@ -57,6 +57,9 @@ def test_public_surface_is_exactly_all() -> None:
         "server",
         "supervisor",
         "text",
+        "bounces",
+        "suppression",
+        "webhooks",
     }
     assert public | {"__version__"} == set(postroom.__all__)
 

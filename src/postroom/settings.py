@@ -7,7 +7,7 @@ and pass it in.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +72,48 @@ class Settings(BaseSettings):
         le=10_000,
         description="Emails that steps send in answer to received mail, per address and "
         "hour, before further ones are held (loop protection).",
+    )
+
+    # After "sent": bounces, suppression, webhooks
+    suppression_scope: Literal["account", "everywhere"] = Field(
+        "account",
+        description="Whether a hard bounce or complaint suppresses the address for the "
+        "account that sent the email, or for every account.",
+    )
+    soft_bounce_limit: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="Soft bounces of one address within soft_bounce_days that suppress it.",
+    )
+    soft_bounce_days: float = Field(
+        7.0, gt=0, le=365, description="The window, in days, in which soft bounces count."
+    )
+    webhooks: bool = Field(
+        True,
+        description="Deliver webhook events from every agent (--no-webhooks turns it off).",
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, le=120, description="Time limit of one webhook request, in seconds."
+    )
+    webhook_concurrency: int = Field(
+        4, ge=1, le=64, description="Webhook requests one agent has in flight at once."
+    )
+    webhook_backoff_base: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Wait before the first retry of a webhook delivery, in seconds; each "
+        "later wait doubles, up to webhook_backoff_max.",
+    )
+    webhook_backoff_max: float = Field(
+        3600.0, gt=0, le=86_400, description="Longest wait between webhook retries, in seconds."
+    )
+    webhook_retry_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 30,
+        description="How long a webhook delivery is retried before it ends failed.",
     )
 
     # The service (`postroom serve`)

@@ -130,6 +130,11 @@ class EmailAccount(BaseModel):
         description="Reply-To carries the case id as a plus-address (mortgages+M-12@...), "
         "so that replies find their case",
     )
+    bounce_address: str | None = Field(
+        None,
+        description="Envelope sender for bounces (VERP): each email is sent from "
+        "bounces+<token>@..., so that its bounce names it",
+    )
 
     @field_validator("name")
     @classmethod

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from postroom.accounts.models import UnknownOutcome
+from postroom.accounts.models import EmailAccount, UnknownOutcome
+from postroom.bounces.verp import verp_address
 from postroom.db.types import utcnow
 from postroom.errors import (
     CredentialsRejectedError,
@@ -19,9 +20,9 @@ from postroom.errors import (
     TransientDeliveryError,
 )
 from postroom.outbox.models import ClaimedEmail, DeliveryReport, Outcome
-from postroom.outbox.outcome import HELD_STAGE, decide, expired
+from postroom.outbox.outcome import HELD_STAGE, decide, expired, nobody_left
 from postroom.outbox.retry import RetryPolicy
-from postroom.transports.base import Envelope, Sender, Transport, TransportFactory
+from postroom.transports.base import DsnRequest, Envelope, Sender, Transport, TransportFactory
 
 log = logging.getLogger("postroom.agent")
 
@@ -136,7 +137,11 @@ class Deliverer:
                         # It waited for a connection past its time: never sent late.
                         outcomes.append(expired(row, now))
                         continue
-                    result = await self._send(transport, row)
+                    if not row.open_recipients:
+                        # Every recipient left is suppressed: nothing to send, and it ends.
+                        outcomes.append(nobody_left(row, now))
+                        continue
+                    result = await self._send(transport, row, pool.sender.account)
                     if isinstance(result, CredentialsRejectedError) or (
                         isinstance(result, DeliveryError) and result.stage in CONNECTION_STAGES
                     ):
@@ -154,10 +159,13 @@ class Deliverer:
                     await transport.close()
 
     async def _send(
-        self, transport: Transport, row: ClaimedEmail
+        self, transport: Transport, row: ClaimedEmail, transport_account: EmailAccount
     ) -> DeliveryReport | DeliveryError:
         envelope = Envelope(
-            mail_from=row.mail_from, recipients=tuple(row.open_recipients), message=row.message
+            mail_from=envelope_sender(transport_account, row),
+            recipients=tuple(row.open_recipients),
+            message=row.message,
+            dsn=DsnRequest(envid=row.bounce_token) if row.bounce_token else None,
         )
         try:
             return await transport.send(envelope)
@@ -197,6 +205,13 @@ class Deliverer:
     async def _close_pool(pool: _AccountPool) -> None:
         idle, pool.idle = pool.idle, []
         await asyncio.gather(*(t.close() for t in idle), return_exceptions=True)
+
+
+def envelope_sender(account: EmailAccount, row: ClaimedEmail) -> str:
+    """The row's envelope sender: its VERP address when the account has a bounce address."""
+    if account.bounce_address and row.bounce_token:
+        return verp_address(account.bounce_address, row.bounce_token)
+    return row.mail_from
 
 
 class _Outcomes:

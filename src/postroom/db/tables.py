@@ -10,7 +10,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     SmallInteger,
     String,
     Table,
@@ -18,18 +17,21 @@ from sqlalchemy import (
     text,
 )
 
+from postroom.db import metadata as _schema
+from postroom.db import tables_feedback as _feedback
 from postroom.db.types import UTCDateTime
 
 _HAS_EXPIRY = "expires_at IS NOT NULL"
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = _schema.metadata
+
+# Kept in their own module, on the same metadata; named here like every other table.
+delivery_reports = _feedback.delivery_reports
+suppressions = _feedback.suppressions
+webhook_endpoints = _feedback.webhook_endpoints
+webhook_events = _feedback.webhook_events
+webhook_deliveries = _feedback.webhook_deliveries
+webhook_attempts = _feedback.webhook_attempts
 
 accounts = Table(
     "accounts",
@@ -65,6 +67,7 @@ accounts = Table(
     Column("inbound", JSON, nullable=True),
     Column("inbound_password", Text, nullable=True),  # encrypted, see security.secrets
     Column("reply_to_plus_addressing", Boolean, nullable=False, default=False, server_default="0"),
+    Column("bounce_address", String(320), nullable=True),  # VERP: bounces+<token>@...
 )
 
 auth_profiles = Table(
@@ -221,7 +224,10 @@ outbox = Table(
     # 0 high, 1 normal, 2 low: claims take the lowest first (see outbox.status.Priority).
     Column("priority", SmallInteger, nullable=False, default=1, server_default="1"),
     Column("expires_at", UTCDateTime, nullable=True),
+    # Names the row in its envelope sender (VERP) and DSN ENVID: random, not guessable.
+    Column("bounce_token", String(32), nullable=True),
     Index("ix_outbox_claim", "status", "priority", "next_attempt_at", "id"),
+    Index("ux_outbox_bounce_token", "bounce_token", unique=True),
     # The expiry sweep reads only rows that have an expiry (few: most emails have none).
     # status leads so that SQLite, which cannot match a partial index on status to bound
     # parameters, still seeks it; any comparison on expires_at implies the index's WHERE.

@@ -16,28 +16,63 @@ class RecipientState(StrEnum):
     ACCEPTED = "accepted"
     DEFERRED = "deferred"  # refused with 4xx: tried again on the next attempt
     REFUSED = "refused"  # refused with 5xx: never tried again
+    # Not attempted: the address is on the suppression list (text says why).
+    SUPPRESSED = "suppressed"
+    # After the server accepted it, a delivery report came back:
+    BOUNCED = "bounced"  # not delivered, and will not be
+    DELAYED = "delayed"  # not delivered yet; the email stays sent
+    COMPLAINED = "complained"  # delivered, and reported as spam by its recipient
+
+
+R = RecipientState
+
+# What a delivery report may change. Sending changes pending/deferred (see outcome.py);
+# a report speaks of an accepted recipient only, and a final word is never taken back.
+REPORT_TRANSITIONS: dict[RecipientState, frozenset[RecipientState]] = {
+    R.ACCEPTED: frozenset({R.BOUNCED, R.DELAYED, R.COMPLAINED}),
+    R.DELAYED: frozenset({R.BOUNCED, R.DELAYED, R.COMPLAINED}),
+    R.BOUNCED: frozenset({R.COMPLAINED}),  # a complaint about a bounce is still noted
+    R.COMPLAINED: frozenset(),
+    R.PENDING: frozenset(),
+    R.DEFERRED: frozenset(),
+    R.REFUSED: frozenset(),
+    R.SUPPRESSED: frozenset(),
+}
+
+
+def report_may_change(current: RecipientState, new: RecipientState) -> bool:
+    """Whether a delivery report saying ``new`` may change a recipient in ``current``."""
+    return new in REPORT_TRANSITIONS[current]
 
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    """One envelope recipient and how far its delivery got."""
+    """One envelope recipient and how far its delivery got.
+
+    ``code`` and ``text`` are the last SMTP reply, or what a delivery report said;
+    ``enhanced`` is its RFC 3463 status (``5.1.1``) when known.
+    """
 
     address: str
     state: RecipientState = RecipientState.PENDING
     code: int | None = None
     text: str = ""
+    enhanced: str | None = None
 
     @property
     def open(self) -> bool:
         return self.state in (RecipientState.PENDING, RecipientState.DEFERRED)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "address": self.address,
             "state": str(self.state),
             "code": self.code,
             "text": self.text,
         }
+        if self.enhanced is not None:
+            data["enhanced"] = self.enhanced
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Recipient:
@@ -46,6 +81,7 @@ class Recipient:
             state=RecipientState(data.get("state", "pending")),
             code=data.get("code"),
             text=data.get("text", ""),
+            enhanced=data.get("enhanced"),
         )
 
 
@@ -80,6 +116,7 @@ class ClaimedEmail:
     attempts: int
     created_at: datetime
     expires_at: datetime | None = None
+    bounce_token: str | None = None  # VERP and DSN ENVID; None on rows from before it
 
     @property
     def open_recipients(self) -> list[str]:

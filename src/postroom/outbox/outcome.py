@@ -65,6 +65,21 @@ def expired(email: ClaimedEmail, now: datetime) -> Outcome:
     )
 
 
+def nobody_left(email: ClaimedEmail, now: datetime) -> Outcome:
+    """A claimed email whose open recipients are all suppressed: failed, never sent."""
+    suppressed = [r for r in email.recipients if r.state is RecipientState.SUPPRESSED]
+    listed = "; ".join(f"{r.address} ({r.text})" if r.text else r.address for r in suppressed)
+    delivered = any(r.state is RecipientState.ACCEPTED for r in email.recipients)
+    return Outcome(
+        id=email.id,
+        status=OutboxStatus.SENT if delivered else OutboxStatus.FAILED,
+        recipients=email.recipients,
+        next_attempt_at=now,
+        last_error=f"not sent: every remaining recipient is suppressed: {listed}",
+        refund=True,
+    )
+
+
 def _decide(
     email: ClaimedEmail,
     result: DeliveryReport | DeliveryError,

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, union_all, update
 
+from postroom.bounces.verp import new_token
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError, StateError
@@ -32,6 +33,9 @@ from postroom.outbox.status import (
     check_transition,
     sources_of,
 )
+from postroom.webhooks.events import emit
+from postroom.webhooks.models import Event, EventType
+from postroom.webhooks.payloads import email_data
 
 t = tables.outbox
 
@@ -47,6 +51,7 @@ _CLAIM_COLUMNS = (
     t.c.attempts,
     t.c.created_at,
     t.c.expires_at,
+    t.c.bounce_token,
 )
 _ENTRY_COLUMNS = [c for c in t.c if c.name != "message"]
 
@@ -64,6 +69,18 @@ def _claimed(row: Any) -> ClaimedEmail:
         attempts=row.attempts,
         created_at=row.created_at,
         expires_at=row.expires_at,
+        bounce_token=row.bounce_token,
+    )
+
+
+def _data(outbox_id: int, email: NewEmail, status: OutboxStatus) -> dict[str, Any]:
+    return email_data(
+        email_id=outbox_id,
+        message_id=email.message_id,
+        case_id=email.case_id,
+        account=email.account,
+        subject=email.subject,
+        status=str(status),
     )
 
 
@@ -125,6 +142,7 @@ class OutboxStore:
                 "next_attempt_at": max(e.send_after, now) if e.send_after else now,
                 "priority": e.priority.rank,
                 "expires_at": e.expires_at,
+                "bounce_token": new_token(),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -133,7 +151,10 @@ class OutboxStore:
         if not rows:
             return []
         result = conn.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), rows)
-        return [r.id for r in result]
+        ids = [r.id for r in result]
+        kind = EventType.EMAIL_HELD if hold is not None else EventType.EMAIL_QUEUED
+        emit(conn, [Event(kind, _data(i, e, status)) for i, e in zip(ids, emails, strict=True)])
+        return ids
 
     def record_unbuildable(
         self,

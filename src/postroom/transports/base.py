@@ -19,12 +19,27 @@ from postroom.outbox.models import DeliveryReport
 
 
 @dataclass(frozen=True, slots=True)
+class DsnRequest:
+    """Delivery status notifications asked of a server that offers DSN (RFC 3461).
+
+    ``envid`` comes back in every report as Original-Envelope-Id; each recipient is sent
+    with ``NOTIFY`` and its own address as ``ORCPT``, so that a report names the address
+    Postroom sent to even after forwarding.
+    """
+
+    envid: str
+    ret: str = "HDRS"  # the report returns the headers, not the whole message
+    notify: str = "FAILURE,DELAY"
+
+
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """What one SMTP transaction carries."""
 
     mail_from: str
     recipients: tuple[str, ...]
     message: bytes
+    dsn: DsnRequest | None = None  # asked for only where the server offers DSN
 
 
 class Transport(Protocol):

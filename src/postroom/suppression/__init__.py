@@ -1,0 +1,1 @@
+"""Addresses Postroom does not send to: after a hard bounce, a complaint, or by hand."""
