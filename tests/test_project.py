@@ -60,6 +60,8 @@ def test_public_surface_is_exactly_all() -> None:
         "bounces",
         "suppression",
         "webhooks",
+        "suppressing",
+        "hooking",
     }
     assert public | {"__version__"} == set(postroom.__all__)
 

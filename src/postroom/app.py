@@ -29,6 +29,7 @@ from postroom.config.apply import ApplyReport, apply_config, write_records
 from postroom.correspondence import CorrespondenceStore, RendererCache
 from postroom.db import create_db_engine, tables, upgrade
 from postroom.db.migrate import check_schema
+from postroom.hooking import Hooking
 from postroom.identity import Identity
 from postroom.keystores.models import Keystore
 from postroom.keystores.store import KeystoreStore
@@ -42,13 +43,17 @@ from postroom.sending import Sending
 from postroom.settings import Settings
 from postroom.signing.sealer import Sealer
 from postroom.supervisor import TaskBoard
+from postroom.suppressing import Suppressing
+from postroom.suppression import SuppressionStore
 from postroom.transports import Sender, TransportFactory, Transports
+from postroom.webhooks.deliveries import DeliveryStore
+from postroom.webhooks.endpoints import WebhookEndpointStore
 
 log = logging.getLogger("postroom")
 T = TypeVar("T")
 
 
-class Postroom(Sending, Receiving, Listening):
+class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
     """Postroom opened on one database."""
 
     def __init__(
@@ -81,6 +86,9 @@ class Postroom(Sending, Receiving, Listening):
         self.correspondence_store = CorrespondenceStore()
         self.case_type_store = CaseTypeStore()
         self.outbox_store = OutboxStore()
+        self.suppression_store = SuppressionStore()
+        self.webhook_store = WebhookEndpointStore(self.secrets)
+        self.delivery_store = DeliveryStore()
         self.identity = Identity(self.engine)
         # What `postroom serve`'s background tasks are doing, for its health check.
         self.background = TaskBoard()

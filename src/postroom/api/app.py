@@ -9,7 +9,16 @@ from starlette.types import Scope
 from postroom.api import docs
 from postroom.api.auth import TokenAuthentication
 from postroom.api.problems import install_handlers, problem_response
-from postroom.api.routes import cases, emails, inbound, ops, records, secured
+from postroom.api.routes import (
+    cases,
+    emails,
+    inbound,
+    ops,
+    records,
+    secured,
+    suppressions,
+    webhooks,
+)
 from postroom.api.text import checked_json_body, checked_parameters
 from postroom.app import Postroom
 from postroom.security.body_limit import CLOSE, BodyLimit, too_large_detail
@@ -65,5 +74,7 @@ def create_api(postroom: Postroom) -> FastAPI:
     api.include_router(cases.router(postroom))
     api.include_router(emails.router(postroom))
     api.include_router(inbound.router(postroom))
+    api.include_router(suppressions.router(postroom))
+    api.include_router(webhooks.router(postroom))
     api.state.postroom = postroom
     return api

@@ -14,6 +14,8 @@ from postroom.cli import (
     profiles,
     records,
     service,
+    suppressions,
+    webhooks,
 )
 from postroom.cli.common import (
     DatabaseOption,
@@ -59,6 +61,8 @@ app.command()(cases.send)
 app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(outbox.agent_app, name="agent")
 app.add_typer(inbound.inbound_app, name="inbound")
+app.add_typer(suppressions.suppressions_app, name="suppressions")
+app.add_typer(webhooks.webhooks_app, name="webhooks")
 app.add_typer(devinbox.inbox_app, name="dev-inbox")
 app.command()(devinbox.demo)
 app.command()(service.serve)

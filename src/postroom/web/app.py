@@ -29,7 +29,9 @@ from postroom.web.pages import (
     outbox,
     profiles,
     records,
+    suppressions,
     tokens,
+    webhooks,
 )
 from postroom.web.render import page
 from postroom.web.session import Auth, LoginRequiredError, current_auth
@@ -154,6 +156,8 @@ def create_studio(postroom: Postroom, *, inbox_dir: Path | None = None) -> FastA
         cases,
         outbox,
         inbound,
+        suppressions,
+        webhooks,
         agents,
         tokens,
         devinbox,

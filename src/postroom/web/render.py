@@ -32,6 +32,8 @@ NAV = (
     ("/cases", "Cases"),
     ("/outbox", "Outbox"),
     ("/inbound", "Inbound"),
+    ("/suppressions", "Suppressions"),
+    ("/webhooks", "Webhooks"),
     ("/agents", "Agents"),
     ("/tokens", "API tokens"),
     ("/inbox", "Dev inbox"),

@@ -1,0 +1,11 @@
+"""Webhook deliveries: list, one with its attempts, redeliver."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from postroom.app import Postroom
+
+
+def router(postroom: Postroom) -> APIRouter:
+    return APIRouter()

@@ -1,0 +1,179 @@
+"""Reads and writes of the suppression list and the soft-bounce count.
+
+Addresses are kept in lower case: an address suppressed once is suppressed however a
+later email spells it. Every function runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from postroom.db import tables
+from postroom.db.paging import contains
+from postroom.db.types import utcnow
+from postroom.errors import NotFoundError
+from postroom.suppression.models import EVERYWHERE, Suppression, SuppressionReason
+
+t = tables.suppressions
+_R = tables.delivery_reports
+
+
+def _entry(row: Any) -> Suppression:
+    return Suppression(
+        id=row.id,
+        address=row.address,
+        scope=row.scope,
+        reason=SuppressionReason(row.reason),
+        detail=row.detail,
+        created_at=row.created_at,
+        outbox_id=row.outbox_id,
+        inbound_id=row.inbound_id,
+        created_by=row.created_by,
+    )
+
+
+class SuppressionStore:
+    """The suppression list: add, remove, look up, list."""
+
+    def suppress(
+        self,
+        conn: Connection,
+        address: str,
+        *,
+        scope: str,
+        reason: SuppressionReason,
+        detail: str = "",
+        outbox_id: int | None = None,
+        inbound_id: int | None = None,
+        created_by: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Suppression, bool]:
+        """Add ``address`` in ``scope``; an entry already there stays as it is.
+
+        Returns the entry and whether it is new.
+        """
+        key = address.strip().lower()
+        existing = self.get(conn, key, scope=scope)
+        if existing is not None:
+            return existing, False
+        created_at = now or utcnow()
+        values = {
+            "address": key,
+            "scope": scope,
+            "reason": reason.value,
+            "detail": detail,
+            "outbox_id": outbox_id,
+            "inbound_id": inbound_id,
+            "created_by": created_by,
+            "created_at": created_at,
+        }
+        try:
+            with conn.begin_nested():
+                new_id = conn.execute(insert(t).values(**values).returning(t.c.id)).scalar_one()
+        except IntegrityError:
+            # Another writer added it a moment ago: theirs stands.
+            found = self.get(conn, key, scope=scope)
+            if found is None:
+                raise
+            return found, False
+        entry = Suppression(
+            id=new_id,
+            address=key,
+            scope=scope,
+            reason=reason,
+            detail=detail,
+            created_at=created_at,
+            outbox_id=outbox_id,
+            inbound_id=inbound_id,
+            created_by=created_by,
+        )
+        return entry, True
+
+    def get(self, conn: Connection, address: str, *, scope: str) -> Suppression | None:
+        row = conn.execute(
+            select(t).where(t.c.address == address.strip().lower(), t.c.scope == scope)
+        ).first()
+        return _entry(row) if row is not None else None
+
+    def remove(self, conn: Connection, address: str, *, scope: str | None = None) -> int:
+        """Remove ``address`` from ``scope`` (every scope when None); how many went."""
+        where = [t.c.address == address.strip().lower()]
+        if scope is not None:
+            where.append(t.c.scope == scope)
+        removed = conn.execute(delete(t).where(*where)).rowcount
+        if not removed:
+            where_words = "" if scope is None else f" for {_scope_words(scope)}"
+            raise NotFoundError(f"{address} is not suppressed{where_words}")
+        return removed
+
+    def lift_bounces(self, conn: Connection, address: str) -> list[Suppression]:
+        """Remove the bounce entries of ``address`` (mail came from it); complaints stay."""
+        key = address.strip().lower()
+        bounces = [r.value for r in SuppressionReason if r.lifted_by_mail]
+        rows = conn.execute(
+            delete(t).where(t.c.address == key, t.c.reason.in_(bounces)).returning(*t.c)
+        ).all()
+        return [_entry(r) for r in rows]
+
+    def for_sending(
+        self, conn: Connection, addresses: Iterable[str], *, account: str | None
+    ) -> dict[str, Suppression]:
+        """Which of ``addresses`` may not be sent to from ``account``, by lower-case address."""
+        keys = sorted({a.strip().lower() for a in addresses})
+        if not keys:
+            return {}
+        scopes = [EVERYWHERE] if account is None else [EVERYWHERE, account]
+        found: dict[str, Suppression] = {}
+        for row in conn.execute(
+            select(t).where(t.c.address.in_(keys), t.c.scope.in_(scopes)).order_by(t.c.id)
+        ):
+            found.setdefault(row.address, _entry(row))
+        return found
+
+    def list(
+        self,
+        conn: Connection,
+        *,
+        scope: str | None = None,
+        search: str | None = None,
+        limit: int | None = None,
+    ) -> list[Suppression]:
+        """Newest first; ``scope`` filters to one account (or ``*``), ``search`` by address."""
+        query = select(t).order_by(t.c.created_at.desc(), t.c.id.desc())
+        if scope is not None:
+            query = query.where(t.c.scope == scope)
+        if search:
+            query = query.where(contains(t.c.address, search.strip().lower()))
+        if limit is not None:
+            query = query.limit(limit)
+        return [_entry(r) for r in conn.execute(query)]
+
+    def soft_bounces(self, conn: Connection, address: str, *, days: float) -> int:
+        """Soft bounces of ``address`` reported within the last ``days``."""
+        since = utcnow() - timedelta(days=days)
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(_R)
+                .where(
+                    _R.c.address == address.strip().lower(),
+                    _R.c.kind == "bounced",
+                    _R.c.soft.is_(True),
+                    _R.c.at >= since,
+                )
+            ).scalar_one()
+        )
+
+
+def scope_of(account: str | None, *, everywhere: bool) -> str:
+    """The scope an automatic entry takes: the account's, or every account's."""
+    return EVERYWHERE if everywhere or account is None else account
+
+
+def _scope_words(scope: str) -> str:
+    return "every account" if scope == EVERYWHERE else f"account {scope}"

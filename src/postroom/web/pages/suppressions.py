@@ -1,0 +1,7 @@
+"""Suppressions: the list (search, export), add and remove."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

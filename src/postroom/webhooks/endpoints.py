@@ -1,0 +1,131 @@
+"""Webhook endpoints: where events go, which ones, and the secret that signs them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from sqlalchemy import Connection, delete, select
+
+from postroom.db import tables
+from postroom.db.types import utcnow
+from postroom.errors import NotFoundError
+from postroom.records import Change, upsert
+from postroom.security import SecretBox
+from postroom.validation import check_record_name
+from postroom.webhooks.models import EventType
+
+t = tables.webhook_endpoints
+
+SECRET_PREFIX = "whsec_"  # noqa: S105  (the format's prefix, not a secret)
+MIN_SECRET_BYTES = 24  # the Standard Webhooks specification: 24 to 64 random bytes
+MAX_SECRET_BYTES = 64
+MAX_URL = 2048
+
+
+class WebhookEndpoint(BaseModel):
+    """An application's URL for events, the event types it wants, and its signing secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    url: str = Field(max_length=MAX_URL)
+    events: list[EventType] = Field(min_length=1)
+    secret: SecretStr = Field(
+        description="whsec_ followed by 24 to 64 random bytes in base64 (Standard Webhooks)"
+    )
+    enabled: bool = True
+    description: str = Field("", max_length=500)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_record_name(v, what="webhook name")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an absolute https:// URL")
+        if parts.username or parts.password:
+            raise ValueError("must not carry a user name or password (use the secret)")
+        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in v.strip()):
+            raise ValueError("must not contain spaces or control characters")
+        return v.strip()
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[EventType]) -> list[EventType]:
+        return sorted(set(v), key=lambda e: list(EventType).index(e))
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: SecretStr) -> SecretStr:
+        secret_bytes(v.get_secret_value())
+        return v
+
+
+def secret_bytes(secret: str) -> bytes:
+    """The key of a ``whsec_`` secret; ValueError (without the secret) when it is not one."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"must start with {SECRET_PREFIX} (a Standard Webhooks secret)")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"must be {SECRET_PREFIX} followed by base64") from None
+    if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
+        raise ValueError(
+            f"must hold {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} random bytes, not {len(key)}"
+        )
+    return key
+
+
+class WebhookEndpointStore:
+    """Reads and writes :class:`WebhookEndpoint` records; secrets are encrypted."""
+
+    def __init__(self, secrets: SecretBox) -> None:
+        self._secrets = secrets
+
+    def _from_row(self, row: Any) -> WebhookEndpoint:
+        data = dict(row._mapping)
+        for key in ("created_at", "updated_at"):
+            data.pop(key, None)
+        data["secret"] = self._secrets.decrypt(
+            data["secret"], what=f"the secret of webhook {data['name']}"
+        )
+        return WebhookEndpoint.model_validate(data)
+
+    def get(self, conn: Connection, name: str) -> WebhookEndpoint:
+        row = conn.execute(select(t).where(t.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"no webhook named {name!r}")
+        return self._from_row(row)
+
+    def list(self, conn: Connection) -> list[WebhookEndpoint]:
+        return [self._from_row(row) for row in conn.execute(select(t).order_by(t.c.name))]
+
+    def put(self, conn: Connection, endpoint: WebhookEndpoint) -> Change:
+        """Insert or update; ``unchanged`` when the stored record is equal (secret included)."""
+        now = utcnow()
+        try:
+            same: bool | None = self.get(conn, endpoint.name) == endpoint
+        except NotFoundError:
+            same = None
+        row = endpoint.model_dump(mode="json", exclude={"secret"})
+        row["secret"] = self._secrets.encrypt(endpoint.secret.get_secret_value())
+        return upsert(
+            conn,
+            t,
+            key=t.c.name,
+            same=same,
+            values={**row, "updated_at": now},
+            on_insert={"created_at": now},
+        )
+
+    def delete(self, conn: Connection, name: str) -> None:
+        if conn.execute(delete(t).where(t.c.name == name)).rowcount == 0:
+            raise NotFoundError(f"no webhook named {name!r}")
