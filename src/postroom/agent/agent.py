@@ -44,6 +44,7 @@ from postroom.errors import PostroomError
 from postroom.outbox.models import ClaimedEmail
 from postroom.outbox.retry import RetryPolicy
 from postroom.outbox.store import OutboxStore
+from postroom.suppression.claim import mark_suppressed
 from postroom.transports.base import TransportFactory
 
 log = logging.getLogger("postroom.agent")
@@ -343,7 +344,8 @@ class SenderAgent:
                 now=utcnow(),
             )
             self._connections = admission.connections
-            return admission.rows
+            # Suppressed recipients are never attempted; written in this transaction.
+            return mark_suppressed(conn, admission.rows)
 
     def _release_slots(self) -> None:
         with self._engine.begin() as conn:

@@ -25,6 +25,7 @@ from postroom.outbox.models import ClaimedEmail
 from postroom.outbox.retry import RetryPolicy
 from postroom.outbox.status import OutboxStatus
 from postroom.outbox.store import OutboxStore
+from postroom.suppression.claim import mark_suppressed
 from postroom.transports.base import TransportFactory
 
 T = TypeVar("T")
@@ -121,11 +122,12 @@ def deliver_ids(
             lease=lease,
             now=utcnow(),
         )
-    if not admission.rows:
+        rows = mark_suppressed(conn, admission.rows)
+    if not rows:
         return
     try:
         deliver_claimed(
-            admission.rows,
+            rows,
             engine=engine,
             outbox=outbox,
             factory=factory,

@@ -142,6 +142,7 @@ class SuppressionStore:
         scope: str | None = None,
         search: str | None = None,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[Suppression]:
         """Newest first; ``scope`` filters to one account (or ``*``), ``search`` by address."""
         query = select(t).order_by(t.c.created_at.desc(), t.c.id.desc())
@@ -151,6 +152,8 @@ class SuppressionStore:
             query = query.where(contains(t.c.address, search.strip().lower()))
         if limit is not None:
             query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
         return [_entry(r) for r in conn.execute(query)]
 
     def soft_bounces(self, conn: Connection, address: str, *, days: float) -> int:
