@@ -11,9 +11,12 @@ from sqlalchemy import Connection, Engine
 from postroom.accounts.holds import HoldStore
 from postroom.cases import store as case_store
 from postroom.db.types import utcnow
+from postroom.outbox.events import outcome_events
 from postroom.outbox.models import ClaimedEmail, Outcome, RecipientState
 from postroom.outbox.status import OutboxStatus
 from postroom.outbox.store import OutboxStore
+from postroom.webhooks.events import emit
+from postroom.webhooks.models import Event
 
 log = logging.getLogger("postroom.agent")
 
@@ -58,10 +61,13 @@ def record_outcomes(
 
     Account holds follow in the same transaction: refused credentials hold the account
     (the next check after ``hold_delay(failures)`` seconds), a delivery lifts its hold.
+    The webhook events of the outcomes this owner still held are written with them, in
+    one go; a lost lease reports nothing (the other agent's outcome stands).
     """
     counts = dict.fromkeys(("sent", "failed", "retried", "held", "lost"), 0)
     refused: dict[str, str] = {}
     delivered: set[str] = set()
+    events: list[Event] = []
     with engine.begin() as conn:
         recorded = outbox.record_many(conn, outcomes, owner=owner)
         for outcome in outcomes:
@@ -73,11 +79,13 @@ def record_outcomes(
                 counts["lost"] += 1
                 continue
             annotate_case(conn, outcome, row)
+            events.extend(outcome_events(outcome, row))
             if outcome.credentials_refused:
                 refused[row.account] = outcome.last_error or "credentials refused"
             elif outcome.newly_delivered:
                 delivered.add(row.account)
             counts[_bucket(outcome.status)] += 1
+        emit(conn, events)
         _update_holds(conn, outbox, refused, delivered, hold_delay)
     return Tally(**counts)
 

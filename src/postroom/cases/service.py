@@ -28,6 +28,8 @@ from postroom.operators import Operator, OperatorStore
 from postroom.outbox.store import OutboxStore
 from postroom.text import check_names, check_tree, check_unicode
 from postroom.validation import check_address, single_line
+from postroom.webhooks.events import emit
+from postroom.webhooks.models import Event, EventType
 
 MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
 MAX_ATTACHMENT_NAME = 200
@@ -120,6 +122,13 @@ class CaseService:
         )
         for note in notes:
             store.add_history(conn, case_id, actor=store.SYSTEM, action="party", detail=note)
+        created = {
+            "case_id": case_id,
+            "case_type": ctype.class_name,
+            "status": INITIAL_STATUS,
+            "created_by": creator.id if creator else None,
+        }
+        emit(conn, [Event(EventType.CASE_CREATED, created)])
         return case_id
 
     def set_status(self, case_id: str, status: str, *, operator: str | None = None) -> Case:

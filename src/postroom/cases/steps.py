@@ -32,6 +32,8 @@ from postroom.operators import Operator
 from postroom.outbox.models import NewEmail
 from postroom.outbox.status import Hold
 from postroom.outbox.store import OutboxStore
+from postroom.webhooks.events import emit
+from postroom.webhooks.models import Event, EventType
 
 # A status step may set a status whose steps set another: a cycle in a case type must
 # not run for ever. Deeper than this, the chain stops with a history line.
@@ -121,13 +123,22 @@ class StepRunner:
             )
             return []
         store.set_case_status(conn, case_id, status)
+        who = actor.id if actor else store.SYSTEM
         store.add_history(
             conn,
             case_id,
-            actor=actor.id if actor else store.SYSTEM,
+            actor=who,
             action="status",
             detail=f"status {case.status} → {status}{why}",
         )
+        changed = {
+            "case_id": case_id,
+            "case_type": ctype.class_name,
+            "from": case.status,
+            "to": status,
+            "actor": who,
+        }
+        emit(conn, [Event(EventType.CASE_STATUS_CHANGED, changed)])
         return self.fire(
             conn,
             ctype,

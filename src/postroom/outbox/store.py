@@ -17,6 +17,7 @@ from postroom.bounces.verp import new_token
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError, StateError
+from postroom.outbox.events import Written, email_event, queued_again
 from postroom.outbox.models import (
     ClaimedEmail,
     NewEmail,
@@ -34,8 +35,7 @@ from postroom.outbox.status import (
     sources_of,
 )
 from postroom.webhooks.events import emit
-from postroom.webhooks.models import Event, EventType
-from postroom.webhooks.payloads import email_data
+from postroom.webhooks.models import EventType
 
 t = tables.outbox
 
@@ -54,6 +54,8 @@ _CLAIM_COLUMNS = (
     t.c.bounce_token,
 )
 _ENTRY_COLUMNS = [c for c in t.c if c.name != "message"]
+# What an event says about a row (outbox/events.py EmailRow).
+_EVENT_COLUMNS = (t.c.id, t.c.message_id, t.c.case_id, t.c.account, t.c.subject)
 
 
 def _claimed(row: Any) -> ClaimedEmail:
@@ -70,17 +72,6 @@ def _claimed(row: Any) -> ClaimedEmail:
         created_at=row.created_at,
         expires_at=row.expires_at,
         bounce_token=row.bounce_token,
-    )
-
-
-def _data(outbox_id: int, email: NewEmail, status: OutboxStatus) -> dict[str, Any]:
-    return email_data(
-        email_id=outbox_id,
-        message_id=email.message_id,
-        case_id=email.case_id,
-        account=email.account,
-        subject=email.subject,
-        status=str(status),
     )
 
 
@@ -152,8 +143,17 @@ class OutboxStore:
             return []
         result = conn.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), rows)
         ids = [r.id for r in result]
-        kind = EventType.EMAIL_HELD if hold is not None else EventType.EMAIL_QUEUED
-        emit(conn, [Event(kind, _data(i, e, status)) for i, e in zip(ids, emails, strict=True)])
+        if hold is None:
+            kind, extra = EventType.EMAIL_QUEUED, {}
+        else:
+            kind, extra = EventType.EMAIL_HELD, {"reason": hold.value}
+        emit(
+            conn,
+            [
+                email_event(kind, Written.of(i, e), status, **extra)
+                for i, e in zip(ids, emails, strict=True)
+            ],
+        )
         return ids
 
     def record_unbuildable(
@@ -186,9 +186,11 @@ class OutboxStore:
                 created_at=now,
                 updated_at=now,
             )
-            .returning(t.c.id)
+            .returning(*_EVENT_COLUMNS)
         )
-        return int(result.scalar_one())
+        row = result.one()
+        emit(conn, [email_event(EventType.EMAIL_FAILED, row, OutboxStatus.FAILED, error=error)])
+        return int(row.id)
 
     def claim(
         self, conn: Connection, *, owner: str, limit: int, lease: float, now: datetime | None = None
@@ -234,9 +236,11 @@ class OutboxStore:
                 last_error=func.coalesce(t.c.last_error + "; ", "") + "expired before delivery",
                 updated_at=now,
             )
-            .returning(t.c.id, t.c.case_id, t.c.subject)
+            .returning(*_EVENT_COLUMNS)
         )
-        return [(r.id, r.case_id, r.subject) for r in result]
+        rows = list(result)
+        emit(conn, [email_event(EventType.EMAIL_EXPIRED, r, OutboxStatus.EXPIRED) for r in rows])
+        return [(r.id, r.case_id, r.subject) for r in rows]
 
     def claim_ids(
         self, conn: Connection, ids: Iterable[int], *, owner: str, lease: float
@@ -407,8 +411,9 @@ class OutboxStore:
             .values(
                 status=OutboxStatus.QUEUED.value, hold=None, next_attempt_at=now, updated_at=now
             )
+            .returning(*_EVENT_COLUMNS)
         )
-        return result.rowcount
+        return _requeued(conn, result)
 
     def release_orphans(self, conn: Connection, *, now: datetime | None = None) -> int:
         """Queue again emails held for an account that is no longer held (a race lost)."""
@@ -424,8 +429,9 @@ class OutboxStore:
             .values(
                 status=OutboxStatus.QUEUED.value, hold=None, next_attempt_at=now, updated_at=now
             )
+            .returning(*_EVENT_COLUMNS)
         )
-        return result.rowcount
+        return _requeued(conn, result)
 
     # --- reading and steering --------------------------------------------------------
 
@@ -490,7 +496,9 @@ class OutboxStore:
             next_attempt_at=utcnow(),
             recipients=[r.to_json() for r in reopened],
         )
-        return self.get(conn, outbox_id)
+        entry = self.get(conn, outbox_id)
+        emit(conn, queued_again([entry]))
+        return entry
 
     def cancel(self, conn: Connection, outbox_id: int) -> OutboxEntry:
         entry = self.get(conn, outbox_id)
@@ -508,3 +516,10 @@ class OutboxStore:
         )
         if result.rowcount != 1:
             raise StateError(f"outbox email {outbox_id} changed status meanwhile; look again")
+
+
+def _requeued(conn: Connection, result: Any) -> int:
+    """Report the rows an UPDATE … RETURNING put back in the queue; returns how many."""
+    rows = list(result)
+    emit(conn, queued_again(rows))
+    return len(rows)
