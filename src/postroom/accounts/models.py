@@ -16,6 +16,7 @@ from postroom.accounts.encryption import Encryption
 from postroom.accounts.limits import Limits, effective_limits
 from postroom.accounts.presets import PRESETS, Provider, Security, preset_warnings
 from postroom.auth.models import check_base_url
+from postroom.bounces.verp import TOKEN_LENGTH
 from postroom.inbound.settings import InboundProtocol, InboundSettings
 from postroom.text import check_line
 from postroom.validation import (
@@ -31,6 +32,31 @@ _DNS_NAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*"
 )
 GRAPH_URL = "https://graph.microsoft.com"
+# A bounce address's local part: RFC 5322 dot-atom text without "+", which starts the
+# VERP token; so it needs no quoting, on its own or with the token.
+_BOUNCE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*/=?^_`{|}~-]+)*")
+_VERP_SUFFIX = 1 + TOKEN_LENGTH  # "+" and the token
+
+
+def check_bounce_address(value: str) -> str:
+    """A bounce address that takes ``+<token>`` in its local part; ValueError if not."""
+    address = check_address(value, what="bounce_address")
+    local = address.rpartition("@")[0]
+    if "+" in local:
+        raise ValueError(
+            f"bounce_address {address!r}: its local part must not contain '+', which "
+            "Postroom adds with each email's token (bounces+<token>@...)"
+        )
+    if not _BOUNCE_LOCAL.fullmatch(local):
+        raise ValueError(
+            f"bounce_address {address!r}: use a plain local part (letters, digits, '.', '-', '_')"
+        )
+    if len(local) + _VERP_SUFFIX > 64:
+        raise ValueError(
+            f"bounce_address {address!r}: its local part may have at most "
+            f"{64 - _VERP_SUFFIX} characters, so that it still fits with '+<token>'"
+        )
+    return address
 
 
 class Protocol(StrEnum):
@@ -158,6 +184,11 @@ class EmailAccount(BaseModel):
     def _reply_to(cls, v: str | None) -> str | None:
         return None if not v else check_address(v, what="reply-to address")
 
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounce(cls, v: str | None) -> str | None:
+        return None if not v else check_bounce_address(v)
+
     @field_validator("display_name")
     @classmethod
     def _display(cls, v: str) -> str:
@@ -248,6 +279,12 @@ class EmailAccount(BaseModel):
             if self.password is not None:
                 raise ValueError(
                     "a Graph account authenticates with its auth_profile: remove the password"
+                )
+            if self.bounce_address:
+                # Graph sets the envelope sender itself; its bounces are matched by Message-ID.
+                raise ValueError(
+                    "bounce_address is for SMTP accounts: Graph does not let Postroom choose "
+                    "the envelope sender (its bounces are matched by Message-ID)"
                 )
             return self
         if not self.host:

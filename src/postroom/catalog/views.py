@@ -136,6 +136,13 @@ class AccountIn(BaseModel):
     encryption: Encryption | None = None
     inbound: InboundIn | None = None
     reply_to_plus_addressing: bool = False
+    bounce_address: str | None = Field(
+        None,
+        max_length=320,
+        description="Envelope sender for bounces: each email is sent from "
+        "bounces+<token>@..., so that its bounce names it (SMTP accounts)",
+        examples=["bounces@example.com"],
+    )
 
 
 class DkimView(BaseModel):
@@ -174,6 +181,7 @@ class AccountView(BaseModel):
     encryption: Encryption | None
     inbound: InboundView | None = None
     reply_to_plus_addressing: bool = False
+    bounce_address: str | None = None
     warnings: list[str] = Field(default_factory=list)
 
     @classmethod

@@ -149,6 +149,13 @@ def _describe_inbound(rows: Table, account: EmailAccount) -> None:
     rows.add_row("inbound max_message_bytes", f"{inbound.max_message_bytes:,}")
 
 
+def _bounces(address: str | None) -> str:
+    if not address:
+        return "(none: bounces go to the from address, matched by Message-ID)"
+    local, _, domain = address.rpartition("@")
+    return f"{address} (envelope sender {local}+<token>@{domain})"
+
+
 def describe_account(account: EmailAccount, hold: AccountHold | None = None) -> Table:
     rows = table("field", "value")
     rows.show_header = False
@@ -159,6 +166,7 @@ def describe_account(account: EmailAccount, hold: AccountHold | None = None) -> 
         how = "bearer token" if graph else "AUTH XOAUTH2"
         rows.add_row("auth_profile", f"{account.auth_profile} ({how})")
     if not graph:
+        rows.add_row("bounce_address", _bounces(account.bounce_address))
         rows.add_row("user_id", account.login)
         if not account.auth_profile:
             rows.add_row("password", mask(account.password))

@@ -27,7 +27,8 @@ from postroom.errors import (
 )
 from postroom.outbox.classify import Verdict
 from postroom.outbox.models import DeliveryReport, Refusal
-from postroom.transports.base import Envelope
+from postroom.transports.base import DsnRequest, Envelope
+from postroom.transports.dsn import mail_parameters, rcpt_parameters
 from postroom.transports.pipeline import (
     PipelineError,
     Reply,
@@ -213,13 +214,15 @@ class SmtpTransport:
 
     async def _transaction(self, smtp: aiosmtplib.SMTP, envelope: Envelope) -> DeliveryReport:
         recipients = list(envelope.recipients)
+        # DSN parameters only where the server offers DSN: elsewhere they would be refused.
+        dsn = envelope.dsn if smtp.supports_extension("dsn") else None
         if (
             self._options.pipelining
             and smtp.supports_extension("pipelining")
             and pipelinable(envelope.mail_from, recipients)
         ):
-            return await self._pipelined(smtp, envelope, recipients)
-        options: list[str] = []
+            return await self._pipelined(smtp, envelope, recipients, dsn)
+        options = mail_parameters(dsn)
         needs_utf8 = not envelope.mail_from.isascii() or not all(
             r.isascii() for r in envelope.recipients
         )
@@ -253,7 +256,7 @@ class SmtpTransport:
         refused: dict[str, Refusal] = {}
         for rcpt in envelope.recipients:
             try:
-                await smtp.rcpt(rcpt, encoding=encoding)
+                await smtp.rcpt(rcpt, options=rcpt_parameters(dsn, rcpt), encoding=encoding)
             except aiosmtplib.SMTPRecipientRefused as exc:
                 refused[rcpt] = refusal(exc.code, exc.message)
             except ValueError as exc:
@@ -294,7 +297,11 @@ class SmtpTransport:
             raise _pipeline_failure(exc) from None
 
     async def _pipelined(
-        self, smtp: aiosmtplib.SMTP, envelope: Envelope, recipients: list[str]
+        self,
+        smtp: aiosmtplib.SMTP,
+        envelope: Envelope,
+        recipients: list[str],
+        dsn: DsnRequest | None,
     ) -> DeliveryReport:
         try:
             replies = await pipelined_transaction(
@@ -303,6 +310,8 @@ class SmtpTransport:
                 recipients=recipients,
                 message=envelope.message,
                 timeout=self._timeout,
+                mail_options=mail_parameters(dsn),
+                rcpt_options=[rcpt_parameters(dsn, r) for r in recipients],
             )
         except PipelineError as exc:
             await self._reset()  # out of step or gone: never used again

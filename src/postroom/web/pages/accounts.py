@@ -26,7 +26,7 @@ router = APIRouter()
 _TEXT_FIELDS = (
     "name", "provider", "protocol", "address", "display_name", "user_id", "reply_to", "host",
     "port", "security", "tls_min_version", "auth_profile", "user_principal_name", "graph_url",
-    "on_unknown_outcome", "signing_keystore", "signing_alias",
+    "on_unknown_outcome", "signing_keystore", "signing_alias", "bounce_address",
 )  # fmt: skip
 _CHECKBOXES = ("allow_insecure_auth", "save_to_sent_items", "reply_to_plus_addressing")
 
@@ -72,6 +72,7 @@ def _values(account: EmailAccount) -> dict[str, Any]:
         "truststore": account.truststore or "",
         "advanced": "\n".join(f"{k} = {v}" for k, v in sorted(account.advanced.items())),
         "reply_to_plus_addressing": account.reply_to_plus_addressing,
+        "bounce_address": account.bounce_address or "",
         "inbound": inbound_form.values(account.inbound),
     }
 
@@ -99,7 +100,7 @@ def _record(
         for k in (
             "name", "provider", "protocol", "address", "user_id", "reply_to", "host", "port",
             "security", "tls_min_version", "auth_profile", "user_principal_name",
-            "on_unknown_outcome", "truststore",
+            "on_unknown_outcome", "truststore", "bounce_address",
         )
     }  # fmt: skip
     data["display_name"] = values["display_name"]
