@@ -52,6 +52,8 @@ SAMPLE_PARAMS = {
     "agent_id": "a1",
     "operator_id": "alice",
     "class_name": "A-B-C",
+    "address": "jane@example.net",
+    "delivery_id": "1",
 }
 
 

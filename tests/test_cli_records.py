@@ -29,9 +29,11 @@ KEYS = {
     "operators": {"id", "name", "email", "reports_to"},
     "correspondence": {"name", "subject", "html", "text"},
     "case-types": {"class", "class_group", "label", "id_prefix", "parties", "steps"},
+    "webhooks": {"name", "url", "events", "secret_set", "enabled"},
 }
 KEYED = {"accounts": "Graph", "auth-profiles": "entra", "keystores": "Sign",
-         "operators": "bob", "correspondence": "Letter", "case-types": "A-B-D"}  # fmt: skip
+         "operators": "bob", "correspondence": "Letter", "case-types": "A-B-D",
+         "webhooks": "crm"}  # fmt: skip
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from tests.smimekit import make_signer
 
 PROFILE_SECRET = "profile-secret-never-shown-1"
 KEYSTORE_PASSWORD = "keystore-pass-never-shown-1"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"webhook-secret-never-shown-1").decode()
 
 
 def signing_keystore(name: str, address: str = "graph@example.com") -> dict[str, Any]:
@@ -54,6 +55,10 @@ RECORDS: dict[str, Any] = {
         {"class": "A-B-D", "class_group": "A-B", "id_prefix": "D-",
          "parties": {"Boss": "operator:dave"},
          "steps": [{"on": "created", "to": [{"operator": "erin"}], "correspondence": "Letter"}]},
+    ],
+    "webhooks": [
+        {"name": "crm", "url": "https://crm.example.com/events", "events": ["case.created"],
+         "secret": WEBHOOK_SECRET},
     ],
 }  # fmt: skip
 EXTRA_OPERATORS = [
@@ -94,6 +99,7 @@ def pr(sqlite_postroom: Postroom) -> Postroom:
 def test_every_record_type_is_described_once() -> None:
     assert [k.slug for k in catalog.KINDS] == [
         "accounts", "auth-profiles", "keystores", "operators", "correspondence", "case-types",
+        "webhooks",
     ]  # fmt: skip
     assert len({k.section for k in catalog.KINDS}) == len(catalog.KINDS)
     for kind in catalog.KINDS:
@@ -155,6 +161,7 @@ def test_views_show_secrets_only_as_flags(pr: Postroom) -> None:
             text = json.dumps(data)
             assert PROFILE_SECRET not in text
             assert KEYSTORE_PASSWORD not in text
+            assert WEBHOOK_SECRET not in text
             assert kind.key in data
             assert data[kind.key] == kind.key_of(record)
     graph = catalog.record(pr, catalog.ACCOUNTS, "Graph")

@@ -119,6 +119,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
                     ),
                     select(tables.auth_profiles.c.name),
                     select(tables.keystores.c.name),
+                    select(tables.webhook_endpoints.c.name),
                 )
                 return any(conn.execute(q.limit(1)).first() is not None for q in queries)
         except SQLAlchemyError:

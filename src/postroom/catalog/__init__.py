@@ -1,4 +1,5 @@
-"""The record types (accounts, profiles, keystores, operators, correspondence, case types).
+"""The record types (accounts, profiles, keystores, operators, correspondence, case types,
+webhooks).
 
 Each has one :class:`RecordKind` describing it: its names and URLs, its input and view
 models (secrets write-only), how it is listed, read and deleted, and what refuses a
@@ -15,6 +16,7 @@ from postroom.catalog.kinds import (
     KEYSTORES,
     KINDS,
     OPERATORS,
+    WEBHOOKS,
     InUseError,
     RecordKind,
     delete,
@@ -32,6 +34,7 @@ __all__ = [
     "KEYSTORES",
     "KINDS",
     "OPERATORS",
+    "WEBHOOKS",
     "InUseError",
     "RecordKind",
     "delete",

@@ -24,10 +24,12 @@ from postroom.catalog.views import (
     KeystoreIn,
     KeystoreView,
 )
+from postroom.catalog.webhook_views import WebhookIn, WebhookView
 from postroom.correspondence import Correspondence
 from postroom.errors import StateError
 from postroom.keystores.models import Keystore
 from postroom.operators import Operator
+from postroom.webhooks.endpoints import WebhookEndpoint
 
 if TYPE_CHECKING:
     from postroom.app import Postroom
@@ -265,6 +267,30 @@ CASE_TYPES = RecordKind(
     remove=lambda pr, conn, key: pr.case_type_store.delete(conn, key),
     in_use=usage.case_type_in_use,
 )
+WEBHOOKS = RecordKind(
+    name="webhook",
+    label="Webhook",
+    plural="Webhooks",
+    slug="webhooks",
+    command="webhooks",
+    tag="webhooks",
+    section="webhooks",
+    key="name",
+    attr="name",
+    param="name",
+    model=WebhookEndpoint,
+    input=WebhookIn,
+    view=WebhookView,
+    secrets=("secret",),
+    studio_path="/webhooks/{key}",
+    load=lambda pr, conn, key: pr.webhook_store.get(conn, key),
+    load_all=lambda pr, conn: pr.webhook_store.list(conn),
+    remove=lambda pr, conn, key: pr.webhook_store.delete(conn, key),
+    # Nothing refuses it: deliveries still waiting for a deleted endpoint end failed.
+    in_use=lambda pr, conn, key: None,
+    show=WebhookView.of,
+    merge=partial(secret_data, keys=("secret",)),
+)
 
 KINDS: tuple[RecordKind, ...] = (
     ACCOUNTS,
@@ -273,5 +299,6 @@ KINDS: tuple[RecordKind, ...] = (
     OPERATORS,
     CORRESPONDENCE,
     CASE_TYPES,
+    WEBHOOKS,
 )
 BY_SLUG = {k.slug: k for k in KINDS}

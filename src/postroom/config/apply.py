@@ -31,6 +31,7 @@ from postroom.config.files import (
     read_inbound_files,
     read_keystore_file,
 )
+from postroom.config.webhooks import check_webhooks, put_webhooks
 from postroom.correspondence import Correspondence, Renderer
 from postroom.db.types import utcnow
 from postroom.errors import ConfigurationError, ExistsError, TemplateError
@@ -46,6 +47,7 @@ from postroom.text import (
     printable,
 )
 from postroom.validation import single_line
+from postroom.webhooks.endpoints import WebhookEndpoint
 
 if TYPE_CHECKING:
     from postroom.app import Postroom
@@ -54,8 +56,12 @@ if TYPE_CHECKING:
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SECTIONS = (
     "operators", "auth_profiles", "keystores", "accounts", "correspondence", "case_types",
+    "webhooks",
 )  # fmt: skip
-_SECRETS = {"accounts": "password", "auth_profiles": "client_secret", "keystores": "password"}
+_SECRETS = {
+    "accounts": "password", "auth_profiles": "client_secret", "keystores": "password",
+    "webhooks": "secret",
+}  # fmt: skip
 MAX_FILE_BYTES = 10 * 1024 * 1024
 _NAMES = ("name", "id", "class_name")  # what identifies a record of each section
 
@@ -170,6 +176,7 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
         "accounts": EmailAccount,
         "correspondence": Correspondence,
         "case_types": CaseType,
+        "webhooks": WebhookEndpoint,
     }
     for section, model in models.items():
         entries = data.get(section) or []
@@ -239,6 +246,7 @@ def write_records(
     records = _checked_text({s: list(records.get(s, [])) for s in SECTIONS})
     report = ApplyReport(warnings=list(warnings or []))
     _check_endpoints(records, postroom.settings.endpoint_hosts)
+    check_webhooks(records["webhooks"], postroom.settings.endpoint_hosts)
     if warnings is None:  # records from the Python API: open their keystores here
         for keystore in records["keystores"]:
             report.warnings.extend(_check_keystore(keystore))
@@ -281,6 +289,7 @@ def write_records(
             report.changes.append(
                 ("case type", ct.class_name, postroom.case_type_store.put(conn, ct))
             )
+        report.changes.extend(put_webhooks(postroom.webhook_store, conn, records["webhooks"]))
         for op in records["operators"]:
             if op.reports_to and op.reports_to not in operators:
                 report.warnings.append(

@@ -35,6 +35,7 @@ _NAMES = {
     "operators": ("operator", "operators"),
     "correspondence": ("correspondence", "correspondence"),
     "case-types": ("case_type", "case_types"),
+    "webhooks": ("webhook", "webhooks"),
 }
 _LIST_SUMMARIES = {
     "auth-profiles": "List authentication profiles",
