@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from postroom.bounces.process import BouncePolicy
 from postroom.cases.models import Case
 from postroom.cases.service import CaseService
 from postroom.inbound.conversation import BodyCache, ConversationItem, conversation
@@ -43,6 +44,7 @@ class Receiving:
             cases=self.cases,
             auto_reply_limit=self.settings.auto_reply_limit,
             store=self.inbound_store,
+            bounces=BouncePolicy.of(self.settings),
         )
 
     @cached_property

@@ -81,18 +81,24 @@ class Recipient(BaseModel):
 
 
 class Trigger(BaseModel):
-    """When a step fires: on creation, when the case enters a status, or on received mail."""
+    """When a step fires: on creation, when the case enters a status, on received mail,
+    or when a delivery report says one of the case's emails bounced."""
 
     model_config = ConfigDict(frozen=True)
 
-    event: Literal["created", "status", "email_received"]
+    event: Literal["created", "status", "email_received", "bounced"]
     status: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _short_forms(cls, data: Any) -> Any:
-        if data in ("created", "email_received"):
+        if data in ("created", "email_received", "bounced"):
             return {"event": data}
+        if isinstance(data, str):
+            raise ValueError(
+                f"unknown event {data[:40]!r}: a step is on created, email_received, bounced "
+                "or {status: Name}"
+            )
         if isinstance(data, dict) and set(data) == {"status"}:
             return {"event": "status", "status": data["status"]}
         return data

@@ -17,14 +17,19 @@ from dataclasses import dataclass, replace
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from postroom.bounces.models import BounceReport
+from postroom.bounces.process import BouncePolicy, ReportProcessor
+from postroom.bounces.report import parse_report
 from postroom.cases.service import CaseService
 from postroom.cases.store import CaseTypeStore
 from postroom.errors import StateError
+from postroom.inbound import notices
 from postroom.inbound.effects import CaseEffects
 from postroom.inbound.models import FetchedMessage, InboundStatus, MailboxRef, ServerState
 from postroom.inbound.parse import ParsedMail, dedupe_key, parse_mail
 from postroom.inbound.routing import AccountAddresses, Route, case_type_of, quoted, route
 from postroom.inbound.store import Existing, InboundStore, NewReceived
+from postroom.suppression import SuppressionStore
 
 log = logging.getLogger("postroom.inbound")
 
@@ -59,11 +64,16 @@ class Ingestor:
         cases: CaseService,
         auto_reply_limit: int,
         store: InboundStore | None = None,
+        bounces: BouncePolicy | None = None,
     ) -> None:
         self._engine = engine
         self._store = store or InboundStore()
         self._types = CaseTypeStore()
         self._effects = CaseEffects(cases, auto_reply_limit=auto_reply_limit)
+        self._suppressions = SuppressionStore()
+        self._reports = ReportProcessor(
+            cases, policy=bounces or BouncePolicy(), suppressions=self._suppressions
+        )
 
     def ingest(
         self,
@@ -82,13 +92,22 @@ class Ingestor:
         mail = parse_mail(item.raw) if item.raw is not None else None
         key = dedupe_key(mail, item.raw) if mail is not None and item.raw is not None else None
         key = key or _too_large_key(mailbox, item, validity)
+        # A delivery report is read before the transaction too.
+        report = parse_report(item.raw) if mail is not None and mail.bounce and item.raw else None
         failure: Exception | None = None
         conflicts = 0
         # At most one failure and two conflicts: three attempts are always enough.
         for _ in range(3):
             try:
                 return self._once(
-                    mailbox, item, mail, key=key, validity=validity, within=within, failure=failure
+                    mailbox,
+                    item,
+                    mail,
+                    key=key,
+                    validity=validity,
+                    within=within,
+                    failure=failure,
+                    report=report,
                 )
             except _Fenced as fenced:
                 raise fenced.error from None
@@ -120,6 +139,7 @@ class Ingestor:
         validity: str | None,
         within: Callable[[Connection], None] | None,
         failure: Exception | None,
+        report: BounceReport | None,
     ) -> IngestResult:
         with self._engine.begin() as conn:
             existing = self._store.find(conn, mailbox, key)
@@ -129,7 +149,7 @@ class Ingestor:
                 result = self._too_large(conn, mailbox, item, key, validity)
             else:
                 new = _row(mailbox, item, mail, key, validity)
-                result = self._new(conn, new, mail, item.raw, failure=failure)
+                result = self._new(conn, new, mail, item.raw, failure=failure, report=report)
             if within is not None:
                 try:
                     within(conn)
@@ -176,6 +196,17 @@ class Ingestor:
             server_state=ServerState.LEFT,
         )
         received_id = self._store.insert(conn, new)
+        notices.received(
+            conn,
+            received_id=received_id,
+            message_id=None,
+            account=mailbox.account,
+            sender=None,
+            subject="",
+            status=InboundStatus.TOO_LARGE,
+            case_id=None,
+            reason=reason,
+        )
         return IngestResult(received_id, InboundStatus.TOO_LARGE, None, False, settle=False)
 
     def _new(
@@ -186,9 +217,17 @@ class Ingestor:
         raw: bytes,
         *,
         failure: Exception | None,
+        report: BounceReport | None = None,
     ) -> IngestResult:
         types = self._types.list(conn)
-        if failure is not None:
+        if failure is not None and mail.bounce:
+            # Never a reply, even when reading it failed: kept as a report that did nothing.
+            found = Route(
+                InboundStatus.BOUNCE,
+                f"a delivery report that could not be applied ({type(failure).__name__}: "
+                f"{failure}): kept, changes nothing",
+            )
+        elif failure is not None:
             found = Route(
                 InboundStatus.UNMATCHED,
                 f"could not be routed ({type(failure).__name__}: {failure}); kept for triage",
@@ -207,7 +246,26 @@ class Ingestor:
         received_id = self._store.insert(
             conn, replace(new, status=found.status, reason=found.reason, case_id=found.case_id)
         )
-        status, case_id = found.status, found.case_id
+        if found.status is InboundStatus.BOUNCE and failure is None:
+            applied = self._reports.apply(
+                conn, report or parse_report(raw), inbound_id=received_id, types=types
+            )
+            self._store.route(
+                conn,
+                received_id,
+                status=found.status,
+                reason=applied.reason,
+                case_id=applied.case_id,
+            )
+            return IngestResult(
+                received_id,
+                found.status,
+                applied.case_id,
+                False,
+                settle=True,
+                immediate=applied.immediate,
+            )
+        status, case_id, reason = found.status, found.case_id, found.reason
         immediate: tuple[int, ...] = ()
         if found.status is InboundStatus.MATCHED and found.case_id is not None:
             class_name = case_type_of(conn, found.case_id)
@@ -234,6 +292,26 @@ class Ingestor:
                 case_id, reason = opened.case_id, f"{found.reason}: case {opened.case_id}"
                 immediate = opened.immediate
             self._store.route(conn, received_id, status=status, reason=reason, case_id=case_id)
+        if status is not InboundStatus.BOUNCE:
+            notices.lift_bounces(
+                conn,
+                self._suppressions,
+                sender=mail.from_address,
+                status=status,
+                received_id=received_id,
+                case_id=case_id,
+            )
+            notices.received(
+                conn,
+                received_id=received_id,
+                message_id=mail.message_id,
+                account=new.mailbox.account,
+                sender=mail.from_address,
+                subject=mail.subject,
+                status=status,
+                case_id=case_id,
+                reason=reason,
+            )
         return IngestResult(received_id, status, case_id, False, settle=True, immediate=immediate)
 
     def _twin(
