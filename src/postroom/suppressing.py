@@ -10,7 +10,7 @@ import logging
 from sqlalchemy import Connection, Engine
 
 from postroom.accounts import AccountStore
-from postroom.errors import ConfigurationError
+from postroom.errors import ConfigurationError, FieldIssue, invalid_fields
 from postroom.settings import Settings
 from postroom.suppression import EVERYWHERE, Suppression, SuppressionReason, SuppressionStore
 from postroom.text import check_line
@@ -67,7 +67,7 @@ class Suppressing:
         key = _address(address)
         detail = check_line(detail.strip(), field="detail")
         if len(detail) > MAX_DETAIL:
-            raise ConfigurationError(f"detail: at most {MAX_DETAIL} characters")
+            raise _located("detail", f"at most {MAX_DETAIL} characters", named=True)
         created_by = (operator or "")[:MAX_CREATED_BY] or None
         with self.engine.begin() as conn:
             self._check_scope(conn, scope)
@@ -103,14 +103,27 @@ class Suppressing:
     def _check_scope(self, conn: Connection, scope: str) -> None:
         check_line(scope, field="account")
         if scope != EVERYWHERE and not self.account_store.exists(conn, scope):
-            raise ConfigurationError(f"account: no email account named {scope!r}")
+            raise _located("account", f"no email account named {scope!r}", named=True)
+
+
+def chosen_scope(account: str | None, *, everywhere: bool) -> str | None:
+    """The scope an ``--account`` / ``--everywhere`` pair names (None: neither)."""
+    if account is not None and everywhere:
+        raise ConfigurationError("give an account or everywhere, not both")
+    return EVERYWHERE if everywhere else account
 
 
 def _address(value: str) -> str:
     try:
         return check_address(value).lower()
     except ValueError as exc:
-        raise ConfigurationError(str(exc)) from None
+        raise _located("address", str(exc)) from None
+
+
+def _located(field: str, message: str, *, named: bool = False) -> ConfigurationError:
+    """An error naming its field (the API lists it); ``named``: the text starts with it."""
+    text = f"{field}: {message}" if named else message
+    return invalid_fields(ConfigurationError, [FieldIssue(field, message)], message=text)
 
 
 def _words(scope: str) -> str:

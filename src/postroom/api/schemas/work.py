@@ -208,12 +208,17 @@ class QueuedBatch(BaseModel):
 
 
 class RecipientView(BaseModel):
-    """One envelope recipient and how far its delivery got."""
+    """One envelope recipient and how far its delivery got.
+
+    After ``accepted`` a delivery report may make it ``bounced``, ``delayed`` or
+    ``complained``; ``suppressed`` recipients were never attempted (``text`` says why).
+    """
 
     address: str
     state: RecipientState
-    code: int | None
-    text: str
+    code: int | None = Field(description="The last SMTP reply code, or the report's")
+    text: str = Field(description="The server's reply, the report's diagnostic, or why not sent")
+    enhanced: str | None = Field(None, description="RFC 3463 status when known, e.g. 5.1.1")
 
 
 class EmailView(BaseModel):
