@@ -25,6 +25,7 @@ from postroom.cli.common import (
 )
 from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxEntry, OutboxStatus
+from postroom.outbox.models import Recipient
 from postroom.supervisor import Supervisor
 
 log = logging.getLogger("postroom.agent")
@@ -78,9 +79,14 @@ def print_entry(e: OutboxEntry) -> None:
     ):
         console.print(f"  {label:>12}: {value}")
     for r in e.recipients:
-        console.print(
-            f"  {'recipient':>12}: {r.address} [{r.state}] {r.code or ''} {r.text}".rstrip()
-        )
+        console.print(f"  {'recipient':>12}: {r.address} [{r.state}] {recipient_reply(r)}".rstrip())
+
+
+def recipient_reply(r: Recipient) -> str:
+    """Code, RFC 3463 status and text (a reply, a report's diagnostic, why suppressed)."""
+    # A server's reply text usually starts with its enhanced status already.
+    enhanced = r.enhanced if r.enhanced and not r.text.startswith(r.enhanced) else None
+    return " ".join(str(x) for x in (r.code, enhanced, r.text) if x)
 
 
 @outbox_app.command("list")
