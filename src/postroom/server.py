@@ -21,6 +21,7 @@ from postroom.devinbox.server import DevInbox
 from postroom.devinbox.watch import InboxWatch
 from postroom.supervisor import Supervisor
 from postroom.web import create_studio
+from postroom.webhooks.dispatcher import dispatcher_for
 
 log = logging.getLogger(__name__)
 # How long a stopping agent may take to finish its batch before it is cancelled.
@@ -32,6 +33,7 @@ def create_app(
     *,
     run_agent: bool = True,
     run_inbound: bool = True,
+    run_webhooks: bool = True,
     inbox_dir: Path | None = None,
     inbox: DevInbox | None = None,
 ) -> FastAPI:
@@ -39,6 +41,7 @@ def create_app(
 
     ``inbox``: a started dev inbox to keep listening (``serve --demo``). ``run_inbound``:
     read the accounts' mailboxes here (one listener per account with inbound settings).
+    ``run_webhooks``: deliver webhook events here.
     """
 
     @contextlib.asynccontextmanager
@@ -50,6 +53,9 @@ def create_app(
         if run_inbound:
             # Its own task, so that the health check shows the listeners apart.
             supervisor.start("inbound", postroom.inbound_listeners)
+        if run_webhooks:
+            # Its own task too: a slow endpoint never holds up email delivery.
+            supervisor.start("webhooks", lambda: dispatcher_for(postroom))
         if inbox is not None:
             supervisor.start("dev inbox", lambda: InboxWatch(inbox))
         try:

@@ -27,6 +27,7 @@ from postroom.errors import ConfigurationError
 from postroom.outbox import OutboxEntry, OutboxStatus
 from postroom.outbox.models import Recipient
 from postroom.supervisor import Supervisor
+from postroom.webhooks.dispatcher import dispatcher_for
 
 log = logging.getLogger("postroom.agent")
 outbox_app = typer.Typer(help="The outbox: list, retry, cancel.", no_args_is_help=True)
@@ -188,13 +189,20 @@ def run_agent(
         bool,
         typer.Option("--no-inbound", help="Read no mailboxes here (env POSTROOM_INBOUND=false)"),
     ] = False,
+    no_webhooks: Annotated[
+        bool,
+        typer.Option(
+            "--no-webhooks", help="Deliver no webhook events here (env POSTROOM_WEBHOOKS=false)"
+        ),
+    ] = False,
     log_level: Annotated[
         str | None, typer.Option(help="Log level (env POSTROOM_LOG_LEVEL)")
     ] = None,
 ) -> None:
-    """Run the sender agent and the inbound listeners until SIGTERM/SIGINT.
+    """Run the sender agent, the inbound listeners and webhooks until SIGTERM/SIGINT.
 
-    The batch in flight and the message being ingested are finished first.
+    The batch in flight, the message being ingested and the webhook requests in flight
+    are finished first. With --until-idle, due webhook events are delivered before exiting.
     """
 
     def body() -> None:
@@ -206,6 +214,7 @@ def run_agent(
                     ("lease_seconds", lease_seconds),
                     ("poll_interval", poll_interval),
                     ("inbound", False if no_inbound else None),
+                    ("webhooks", False if no_webhooks else None),
                 )
                 if v is not None
             }
@@ -231,8 +240,14 @@ def run_agent(
                     console.print("inbound: listening to the accounts' mailboxes")
                 else:
                     console.print("inbound: not in this process")
+                hooks = postroom.settings.webhooks
+                if hooks and not until_idle:
+                    listening.start("webhooks", lambda: dispatcher_for(postroom, agent.id))
+                console.print("webhooks: " + ("delivering" if hooks else "not in this process"))
                 try:
                     stats = await agent.run(stop=stop, until_idle=until_idle)
+                    if hooks and until_idle:  # the events of what was just sent, too
+                        await dispatcher_for(postroom, agent.id).run(stop=stop, until_idle=True)
                 finally:
                     await listening.stop(timeout=INBOUND_STOP_TIMEOUT)
                 console.print(

@@ -51,6 +51,12 @@ def serve(
         bool,
         typer.Option("--no-inbound", help="Read no mailboxes here (env POSTROOM_INBOUND=false)"),
     ] = False,
+    no_webhooks: Annotated[
+        bool,
+        typer.Option(
+            "--no-webhooks", help="Deliver no webhook events here (env POSTROOM_WEBHOOKS=false)"
+        ),
+    ] = False,
     demo: Annotated[
         bool,
         typer.Option(help="Start the dev inbox, apply the example and print a login"),
@@ -72,6 +78,7 @@ def serve(
             "port": port,
             "max_request_bytes": max_request_bytes,
             "inbound": False if no_inbound else None,
+            "webhooks": False if no_webhooks else None,
         }
         given = {k: v for k, v in flags.items() if v is not None}
         settings = state.settings(**given)
@@ -121,6 +128,7 @@ def serve(
                 postroom,
                 run_agent=not no_agent,
                 run_inbound=settings.inbound,
+                run_webhooks=settings.webhooks,
                 inbox_dir=inbox_dir if demo else None,
                 inbox=inbox,
             )
@@ -130,6 +138,9 @@ def serve(
             console.print("agent: " + ("not in this process" if no_agent else "running"))
             console.print(
                 "inbound: " + ("listening" if settings.inbound else "not in this process")
+            )
+            console.print(
+                "webhooks: " + ("delivering" if settings.webhooks else "not in this process")
             )
             server = uvicorn.Server(
                 uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
