@@ -8,8 +8,17 @@ message's Message-ID (without brackets), ``envid`` the ENVID Postroom sent.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Protocol
+
 DATE = "Thu, 04 Dec 2025 09:30:12 +0000"
 ORIGINAL_SUBJECT = "Your mortgage request"
+
+
+def _tag(*parts: str | None) -> str:
+    """A report's own Message-ID part, different for each email and recipient it is about
+    (a relay's reports about different emails are different messages)."""
+    return hashlib.sha256("|".join(p or "" for p in parts).encode()).hexdigest()[:12]
 
 
 def _crlf(text: str) -> bytes:
@@ -68,7 +77,7 @@ Auto-Submitted: auto-replied
 MIME-Version: 1.0
 Content-Type: multipart/report; report-type=delivery-status;
 \tboundary="9C1F23E8B.1764840612/mail.acme.example"
-Message-Id: <20251204093012.9C1F23E8B@mail.acme.example>
+Message-Id: <20251204093012.{_tag(to, recipient, envid, status, action)}@mail.acme.example>
 
 This is a MIME-encapsulated message.
 
@@ -140,7 +149,7 @@ Content-Type: multipart/report; report-type=delivery-status;
 \tboundary="0bd1a3c2-1b5e-4d1f-8a44-6c3a1b6ce0e1"
 X-MS-Exchange-Message-Is-Ndr:
 Content-Language: en-US
-Message-ID: <0b8c1f1e-5d3b-4a0f-9d6e-2f1c3e4d5a6b@DB9PR01MB1234.eurprd01.prod.outlook.com>
+Message-ID: <{_tag(to, recipient, message_id)}@DB9PR01MB1234.eurprd01.prod.outlook.com>
 In-Reply-To: <{message_id}>
 References: <{message_id}>
 Subject: Undeliverable: {ORIGINAL_SUBJECT}
@@ -216,7 +225,7 @@ Subject: Delivery Status Notification (Failure)
 References: <{message_id}>
 In-Reply-To: <{message_id}>
 X-Failed-Recipients: {recipient}
-Message-ID: <6760a1d2.050a0220.3b8c1.9f1aSMTPIN_ADDED_BROKEN@mx.google.com>
+Message-ID: <6760a1d2.{_tag(to, recipient, message_id)}@mx.google.com>
 Date: {DATE}
 MIME-Version: 1.0
 Content-Type: multipart/report; boundary="000000000000d0c9a20629b1a2f3"; report-type=delivery-status
@@ -310,7 +319,7 @@ Subject: Undelivered Mail Returned to Sender
 To: {to}
 MIME-Version: 1.0
 Content-Type: multipart/mixed; boundary="A1B2C3D4.1764840612/mail.acme.example"
-Message-Id: <20251204093012.A1B2C3D4@mail.acme.example>
+Message-Id: <20251204093012.{_tag(to, recipient, message_id)}@mail.acme.example>
 
 --A1B2C3D4.1764840612/mail.acme.example
 Content-Description: Notification
@@ -368,7 +377,7 @@ Date: {DATE}
 Subject: FW: {ORIGINAL_SUBJECT}
 To: <{to}>
 MIME-Version: 1.0
-Message-ID: <fbl-4e1b8c@fbl.mail.example>
+Message-ID: <fbl-{_tag(to, recipient, message_id)}@fbl.mail.example>
 Content-Type: multipart/report; report-type=feedback-report;
 \tboundary="part1_13d.2e68ed54_boundary"
 
@@ -402,3 +411,9 @@ Content-Disposition: inline
 --part1_13d.2e68ed54_boundary--
 """
     )
+
+
+class Builder(Protocol):
+    """A report builder that points at one email: ``postfix_dsn``, ``qmail`` ..."""
+
+    def __call__(self, *, recipient: str, to: str, message_id: str | None) -> bytes: ...
