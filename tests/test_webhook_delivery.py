@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks import Webhook, WebhookVerificationError
+from typer.testing import CliRunner
 
 from postroom import Postroom
+from postroom.cli import app as cli_app
 from postroom.errors import ConfigurationError, TransientDeliveryError
 from postroom.server import create_app
 from postroom.webhooks import DeliveryStatus, Event, EventType, emit
@@ -21,7 +23,7 @@ from postroom.webhooks.dispatcher import DispatchStats, WebhookDispatcher, dispa
 from postroom.webhooks.endpoints import WebhookEndpoint
 from postroom.webhooks.models import WebhookDelivery
 from postroom.webhooks.urls import check_webhook_url
-from tests.conftest import make_settings
+from tests.conftest import TEST_KEY, make_settings
 from tests.dovecotkit import wait_until
 from tests.fakes import smtp_server
 from tests.webhookkit import SECRET, Receiver, new_secret, receiver
@@ -455,3 +457,25 @@ def test_the_service_runs_webhooks_as_a_task_on_the_health_check(tmp_path: Path)
         app = create_app(pr, run_agent=False, run_inbound=False, run_webhooks=False)
         with TestClient(app) as web:
             assert web.get("/api/v1/healthz").json()["tasks"] == []
+
+
+def test_agent_run_until_idle_delivers_due_events_unless_told_not_to(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    env = {"POSTROOM_SECRET_KEY": TEST_KEY, "POSTROOM_ALLOWED_ENDPOINT_HOSTS": "127.0.0.1"}
+    runner = CliRunner()
+    with open_postroom(url) as pr, receiver() as hook:
+        add_endpoint(pr, hook.url)
+        [first] = emit_cases(pr, 1)
+        result = runner.invoke(cli_app, ["-d", url, "agent", "run", "--until-idle"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "webhooks: delivering" in result.output
+        assert hook.ids() == [first]
+
+        emit_cases(pr, 1)
+        result = runner.invoke(
+            cli_app, ["-d", url, "agent", "run", "--until-idle", "--no-webhooks"], env=env
+        )
+        assert result.exit_code == 0, result.output
+        assert "webhooks: not in this process" in result.output
+        assert hook.ids() == [first]
+        assert sorted(statuses(pr)) == [DeliveryStatus.DELIVERED, DeliveryStatus.PENDING]
