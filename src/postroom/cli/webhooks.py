@@ -130,9 +130,11 @@ def list_deliveries(
 
 
 def _answer(code: int | None, error: str | None) -> str:
-    if code is not None:
-        return f"HTTP {code}" + (f": {error}" if error else "")
-    return error or "-"
+    """What the endpoint answered; the error names the HTTP status when there was one."""
+    if error:
+        named = code is None or error.startswith("HTTP")
+        return error if named else f"HTTP {code}: {error}"
+    return "-" if code is None else f"HTTP {code}"
 
 
 @webhooks_app.command("delivery")
