@@ -161,7 +161,7 @@ class ReportProcessor:
         if email.case_id is None:
             return
         for c in changes:
-            detail = f"outbox #{email.id} to {c.after.address}: {_words(c, suppressed=False)}"
+            detail = f"outbox #{email.id} to {c.after.address}: {_words(c, history=True)}"
             case_store.add_history(
                 conn,
                 email.case_id,
@@ -233,11 +233,15 @@ def _cause(said: RecipientReport) -> str:
     return said.diagnostic
 
 
-def _words(change: _Change, *, suppressed: bool = True) -> str:
+def _words(change: _Change, *, history: bool = False) -> str:
+    """``a@x bounced (5.1.1 ...), suppressed``; for the history line, without the address
+    (it names it first) and before suppression is decided."""
     said = change.said
     soft = " (soft)" if said.soft and change.after.state is RecipientState.BOUNCED else ""
-    text = f"{change.after.address} {change.after.state}{soft} ({quoted(_cause(said))})"
-    return text + (", suppressed" if suppressed and change.suppressed else "")
+    text = f"{change.after.state}{soft} ({quoted(_cause(said))})"
+    if history:
+        return text
+    return f"{change.after.address} {text}" + (", suppressed" if change.suppressed else "")
 
 
 def _naming(report: BounceReport) -> str:
