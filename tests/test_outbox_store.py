@@ -193,3 +193,44 @@ def test_claim_order_is_oldest_due_first(postroom: Postroom) -> None:
         rows = conn.execute(select(tables.outbox.c.id)).all()
     assert len(rows) == 3
     assert claim(postroom, "a", 1) == [ids[2]]
+
+
+def test_a_report_written_while_a_retry_is_claimed_survives_its_outcome(
+    postroom: Postroom,
+) -> None:
+    """One recipient accepted earlier, one retried: a bounce for the first arrives while
+    the retry is in flight, and the retry's outcome must not write "accepted" over it."""
+    email = NewEmail(
+        message_id="<race@example.com>",
+        account="Default",
+        subject="s",
+        mail_from="noreply@example.com",
+        recipients=("a@example.com", "b@example.com"),
+        message=b"body",
+    )
+    with postroom.engine.begin() as conn:
+        (row_id,) = postroom.outbox_store.enqueue_many(conn, [email])
+        earlier = [
+            Recipient("a@example.com", RecipientState.ACCEPTED, 250, "ok").to_json(),
+            Recipient("b@example.com", RecipientState.DEFERRED, 451, "later").to_json(),
+        ]
+        conn.execute(update(tables.outbox).values(recipients=earlier))
+    assert claim(postroom, "agent", 1) == [row_id]
+    bounced = Recipient("a@example.com", RecipientState.BOUNCED, 550, "user unknown", "5.1.1")
+    with postroom.engine.begin() as conn:  # the report, applied meanwhile
+        now_stored = [bounced.to_json(), earlier[1]]
+        conn.execute(update(tables.outbox).values(recipients=now_stored))
+    outcome = Outcome(
+        id=row_id,
+        status=OutboxStatus.SENT,
+        recipients=(
+            Recipient("a@example.com", RecipientState.ACCEPTED, 250, "ok"),
+            Recipient("b@example.com", RecipientState.ACCEPTED, 250, "ok"),
+        ),
+        next_attempt_at=utcnow(),
+    )
+    with postroom.engine.begin() as conn:
+        assert postroom.outbox_store.record(conn, outcome, owner="agent")
+    states = {r.address: r for r in postroom.outbox_entry(row_id).recipients}
+    assert states["a@example.com"] == bounced
+    assert states["b@example.com"].state is RecipientState.ACCEPTED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -43,6 +44,20 @@ REPORT_TRANSITIONS: dict[RecipientState, frozenset[RecipientState]] = {
 def report_may_change(current: RecipientState, new: RecipientState) -> bool:
     """Whether a delivery report saying ``new`` may change a recipient in ``current``."""
     return new in REPORT_TRANSITIONS[current]
+
+
+_REPORTED = frozenset({RecipientState.BOUNCED, RecipientState.DELAYED, RecipientState.COMPLAINED})
+
+
+def keep_reported(
+    recipients: Sequence[Recipient], stored: Sequence[Recipient]
+) -> tuple[Recipient, ...]:
+    """``recipients``, except that an accepted one keeps what a report stored for it."""
+    reported = {r.address.lower(): r for r in stored if r.state in _REPORTED}
+    return tuple(
+        reported.get(r.address.lower(), r) if r.state is RecipientState.ACCEPTED else r
+        for r in recipients
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ SQLite's write lock, so no two live agents ever hold the same row.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from postroom.outbox.models import (
     Outcome,
     Recipient,
     RecipientState,
+    keep_reported,
 )
 from postroom.outbox.status import (
     DUE,
@@ -326,6 +328,7 @@ class OutboxStore:
         if conn.dialect.name == "postgresql":
             held_query = held_query.with_for_update()
         held = {row.id for row in conn.execute(held_query)}
+        outcomes = self._with_reports(conn, [o for o in outcomes if o.id in held])
         now = utcnow()
         params = [
             {
@@ -366,6 +369,32 @@ class OutboxStore:
             )
             conn.execute(statement, params)
         return held
+
+    def _with_reports(self, conn: Connection, outcomes: list[Outcome]) -> list[Outcome]:
+        """Keep what delivery reports said meanwhile about recipients accepted earlier.
+
+        A row sent to some recipients and retried for others can get a bounce for an
+        accepted one while an agent holds it; that agent's outcome still says "accepted".
+        Only such rows are read again (their locks are held already).
+        """
+        earlier = [
+            o.id
+            for o in outcomes
+            if not o.newly_delivered
+            and any(r.state is RecipientState.ACCEPTED for r in o.recipients)
+        ]
+        if not earlier:
+            return outcomes
+        stored = {
+            row.id: [Recipient.from_json(r) for r in row.recipients]
+            for row in conn.execute(select(t.c.id, t.c.recipients).where(t.c.id.in_(earlier)))
+        }
+        return [
+            replace(o, recipients=keep_reported(o.recipients, stored[o.id]))
+            if o.id in stored
+            else o
+            for o in outcomes
+        ]
 
     def defer(self, conn: Connection, ids: Iterable[int], *, owner: str, until: datetime) -> int:
         """Put claimed rows back, uncounted, due at ``until`` (an account limit was reached)."""
