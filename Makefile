@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test chaos check bench bench-detail bench-inbound clean
+.PHONY: setup run test chaos check bench bench-detail bench-inbound bench-feedback clean
 
 # One shell, so the time taken can be said at the end; each step says what it does, and pip
 # shows what it collects and installs (the first time takes a minute or two).
@@ -47,6 +47,11 @@ bench-detail: setup
 # The inbound row alone (make bench measures it too): replies read from a Dovecot folder.
 bench-inbound: setup
 	$(BIN)/python bench/inbound.py $(BENCH_ARGS)
+
+# The rows after "sent" alone (make bench measures them too): delivery reports read from
+# a Dovecot folder and applied, webhook events signed and POSTed to a loopback receiver.
+bench-feedback: setup
+	$(BIN)/python bench/feedback.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) postroom.db postroom.db-wal postroom.db-shm postroom.key postroom-inbox postroom-demo test-artifacts

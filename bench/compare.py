@@ -13,7 +13,10 @@ For N messages each, in this order:
 * Postroom delivery to a slow server (Postroom's own sink taking 20 ms to accept each
   message: smtp-sink delays only in whole seconds), through many connections;
 * once, inbound: replies ingested and routed per second from a Dovecot folder
-  (``bench/inbound.py``, 5,000 replies; skipped with the reason when Dovecot is absent).
+  (``bench/inbound.py``, 5,000 replies; skipped with the reason when Dovecot is absent);
+* once, after "sent" (``bench/feedback.py``): delivery reports read from a Dovecot folder
+  and applied per second (2,000 bounces; skipped with the reason when Dovecot is absent),
+  and webhook events signed and delivered per second to a receiver on loopback (5,000).
 
 Then, once: the scale test (``bench/scale.py``: four agent processes on PostgreSQL,
 50,000 emails, live and with one agent killed) and the claims at 1,000,000 queued rows
@@ -25,6 +28,7 @@ between runs on a shared machine: only ratios within one run mean something.
 
     python bench/compare.py [--count 20000] [--rounds 2] [--scale-count 50000]
                             [--claims-rows 1000000] [--inbound-count 5000]
+                            [--bounce-count 2000] [--webhook-count 5000]
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import feedback
 import harness
 import inbound
 import scale
@@ -226,7 +231,7 @@ def best(figures: list[Phase]) -> list[Phase]:
 def table(figures: list[Phase]) -> Table:
     out = Table("measurement", "messages", "seconds", "rate")
     for f in figures:
-        out.add_row(f.name, f"{f.count:,}", f"{f.seconds:.2f}", f"{f.rate:,.0f} msg/s")
+        out.add_row(f.name, f"{f.count:,}", f"{f.seconds:.2f}", f"{f.rate:,.0f} {f.unit}/s")
     return out
 
 
@@ -251,7 +256,7 @@ def write_chart(figures: list[Phase], work: Path) -> None:
 
 def write_docs(figures: list[Phase], line: str, *, count: int, rounds: int, extra: str) -> None:
     rows = "\n".join(
-        f"| {f.name} | {f.count:,} | {f.seconds:.2f} | {f.rate:,.0f} msg/s |" for f in figures
+        f"| {f.name} | {f.count:,} | {f.seconds:.2f} | {f.rate:,.0f} {f.unit}/s |" for f in figures
     )
     DOCS.parent.mkdir(exist_ok=True)
     DOCS.write_text(
@@ -298,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         default=5000,
         help="replies read from a Dovecot folder for the inbound row (0: skip)",
     )
+    parser.add_argument(
+        "--bounce-count", type=int, default=2000, help="delivery reports applied (0: skip)"
+    )
+    parser.add_argument(
+        "--webhook-count", type=int, default=5000, help="webhook events delivered (0: skip)"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per phase")
     parser.add_argument(
         "--slow-delay", type=float, default=0.02, help="the slow server's seconds per message"
@@ -326,6 +337,15 @@ def main(argv: list[str] | None = None) -> int:
                 chosen.append(read_in)
             else:
                 console.print(f"[yellow]inbound not measured: {read_in}[/]")
+        chosen.extend(
+            feedback.measured(
+                bounces=args.bounce_count,
+                webhooks=args.webhook_count,
+                work=work,
+                timeout=args.timeout,
+                say=lambda line: console.print(f"[yellow]{line}[/]"),
+            )
+        )
         console.print(table(chosen))
         line = final_line(chosen)
         extra = sections.scale_out(args, console) + sections.claims_out(args, console)
