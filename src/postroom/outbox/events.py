@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from postroom.db import tables
 from postroom.outbox.models import NewEmail, Outcome
 from postroom.outbox.status import OutboxStatus
 from postroom.webhooks.models import Event, EventType
@@ -29,6 +30,11 @@ class EmailRow(Protocol):
     def account(self) -> str | None: ...
     @property
     def subject(self) -> str: ...
+
+
+# The columns an UPDATE/INSERT … RETURNING reads so an event can be told of its rows.
+_t = tables.outbox
+EVENT_COLUMNS = (_t.c.id, _t.c.message_id, _t.c.case_id, _t.c.account, _t.c.subject)
 
 
 @dataclass(frozen=True, slots=True)
