@@ -19,6 +19,7 @@ tests/docshell.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -202,7 +203,15 @@ def _slugs(page: Path) -> set[str]:
 # -- YAML ------------------------------------------------------------------------------------
 
 CONFIG_SECTIONS = frozenset(
-    {"operators", "auth_profiles", "keystores", "accounts", "correspondence", "case_types"}
+    {
+        "operators",
+        "auth_profiles",
+        "keystores",
+        "accounts",
+        "correspondence",
+        "case_types",
+        "webhooks",
+    }
 )
 
 
@@ -214,7 +223,17 @@ def is_configuration(document: Any) -> bool:
 def placeholders(text: str) -> dict[str, str]:
     """Values for the ``${NAME}`` references (without a default) that a YAML block holds."""
     names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)
-    return {name: f"{name.lower().replace('_', '-')}.example.com" for name in names}
+    return {name: _placeholder(name) for name in names}
+
+
+# A webhook secret has a format of its own (Standard Webhooks): 32 bytes of "docs".
+_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"docs" * 8).decode("ascii")
+
+
+def _placeholder(name: str) -> str:
+    if "WEBHOOK" in name and "SECRET" in name:
+        return _WEBHOOK_SECRET
+    return f"{name.lower().replace('_', '-')}.example.com"
 
 
 # -- output ----------------------------------------------------------------------------------

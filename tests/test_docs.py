@@ -80,7 +80,7 @@ def test_every_docs_page_is_linked_from_the_readme() -> None:
 
 def test_the_readme_stays_short() -> None:
     lines = (docskit.ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= 130
+    assert len(lines) <= 140
 
 
 # -- YAML ------------------------------------------------------------------------------------
