@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,18 @@ from typer.testing import CliRunner
 
 from postroom import Postroom
 from postroom.cli import app as cli_app
+from postroom.db.types import utcnow
 from postroom.errors import ConfigurationError, TransientDeliveryError
 from postroom.server import create_app
 from postroom.webhooks import DeliveryStatus, Event, EventType, emit
-from postroom.webhooks.dispatcher import DispatchStats, WebhookDispatcher, dispatcher_for
+from postroom.webhooks.attempts import UrlChecks
+from postroom.webhooks.deliveries import DeliveryOutcome
+from postroom.webhooks.dispatcher import (
+    DispatchConfig,
+    DispatchStats,
+    WebhookDispatcher,
+    dispatcher_for,
+)
 from postroom.webhooks.endpoints import WebhookEndpoint
 from postroom.webhooks.models import WebhookDelivery
 from postroom.webhooks.urls import check_webhook_url
@@ -329,6 +338,140 @@ def test_a_hanging_receiver_does_not_hold_up_email(tmp_path: Path) -> None:
             wait_until(lambda: statuses(pr) == [DeliveryStatus.DELIVERED], what="delivered")
 
 
+# --- connections and batches ----------------------------------------------------------
+
+
+def test_connections_are_kept_alive_across_deliveries(pr: Postroom) -> None:
+    with receiver() as hook:
+        hook.behaviour.status = 200
+        hook.behaviour.answer_bytes = 200  # a short body is read to its end
+        add_endpoint(pr, hook.url)
+        ids = emit_cases(pr, 24)
+        stats = deliver_until_idle(pr)
+    assert stats.delivered == 24
+    assert sorted(hook.ids()) == sorted(ids)
+    # At most one connection per request in flight (4), not one per delivery.
+    assert 1 <= hook.connections <= pr.settings.webhook_concurrency
+    assert hook.answers_cut == 0
+
+
+def test_a_long_answer_is_not_downloaded_and_its_connection_is_dropped(lite: Postroom) -> None:
+    pr = lite
+    with receiver() as hook:
+        hook.behaviour.status = 200
+        hook.behaviour.answer_bytes = 64 * 1024 * 1024  # more than socket buffers hold
+        add_endpoint(pr, hook.url)
+        emit_cases(pr, 2)
+        stats = deliver_until_idle(pr)
+        # The receiver could not hand over the whole body: the client closed instead.
+        wait_until(lambda: hook.answers_cut == 2, what="both long answers cut short")
+    assert stats.delivered == 2
+    assert statuses(pr) == [DeliveryStatus.DELIVERED] * 2
+    assert hook.connections == 2
+
+
+def test_outcomes_written_together_keep_only_the_leases_still_held(pr: Postroom) -> None:
+    add_endpoint(pr, "https://hooks.example.com/x")
+    emit_cases(pr, 3)
+    store = pr.delivery_store
+    with pr.engine.begin() as conn:
+        mine = store.claim(conn, owner="agent-a", limit=3, lease=30)
+    # agent-a's leases lapse; agent-b takes over the oldest of the three.
+    later = utcnow() + timedelta(seconds=60)
+    with pr.engine.begin() as conn:
+        [taken] = store.claim(conn, owner="agent-b", limit=1, lease=30, now=later)
+    assert taken.id == mine[0].id
+
+    def delivered(delivery_id: int) -> DeliveryOutcome:
+        return DeliveryOutcome(
+            id=delivery_id, status=DeliveryStatus.DELIVERED, at=utcnow(), duration_ms=3,
+            status_code=204,
+        )  # fmt: skip
+
+    retry = DeliveryOutcome(
+        id=mine[2].id,
+        status=DeliveryStatus.PENDING,
+        at=utcnow(),
+        duration_ms=5,
+        status_code=503,
+        error="HTTP 503 Service Unavailable",
+        next_attempt_at=utcnow() + timedelta(minutes=5),
+    )
+    with pr.engine.begin() as conn:
+        kept = store.record_many(
+            conn, [delivered(mine[0].id), delivered(mine[1].id), retry], owner="agent-a"
+        )
+    assert kept == {mine[1].id, mine[2].id}
+    with pr.engine.connect() as conn:
+        first, second, third = (store.get(conn, c.id) for c in mine)
+        attempts = [len(store.attempts(conn, c.id)) for c in mine]
+    # agent-b's delivery is untouched: still its own to send and record.
+    assert first.status is DeliveryStatus.SENDING
+    assert first.delivered_at is None
+    assert (second.status, second.last_code) == (DeliveryStatus.DELIVERED, 204)
+    assert second.delivered_at is not None
+    assert (third.status, third.last_error) == (
+        DeliveryStatus.PENDING,
+        "HTTP 503 Service Unavailable",
+    )
+    assert third.next_attempt_at is not None
+    assert third.next_attempt_at > utcnow()
+    assert attempts == [1, 1, 1]  # every attempt that happened is kept
+    with pr.engine.begin() as conn:
+        assert store.record_many(conn, [delivered(taken.id)], owner="agent-b") == {taken.id}
+    with pr.engine.connect() as conn:
+        assert store.get(conn, taken.id).status is DeliveryStatus.DELIVERED
+
+
+def test_a_delivery_whose_lease_would_lapse_is_given_back_unsent(lite: Postroom) -> None:
+    pr = lite
+    with receiver() as hook:
+        add_endpoint(pr, hook.url)
+        emit_cases(pr, 3)
+        # A lease too short for any request to start under it with the margin asked.
+        dispatcher = WebhookDispatcher(
+            engine=pr.engine,
+            deliveries=pr.delivery_store,
+            endpoints=pr.webhook_store,
+            owner="agent-a",
+            config=DispatchConfig(
+                poll_interval=0.05,
+                timeout=5.0,
+                send_margin=60.0,
+                allowed_hosts=frozenset({"127.0.0.1"}),
+            ),
+        )
+        with running(dispatcher):
+            wait_until(lambda: dispatcher.stats.given_back >= 6, what="claimed and given back")
+        assert hook.requests == []
+    assert statuses(pr) == [DeliveryStatus.PENDING] * 3
+    assert [d.attempts for d in deliveries(pr)] == [0, 0, 0]
+
+
+def test_a_passing_url_check_is_remembered_for_a_few_seconds() -> None:
+    looked: list[str] = []
+
+    def lookup(host: str, port: int) -> list[str]:
+        looked.append(host)
+        return ["8.8.8.8"] if host == "hooks.example.com" else ["10.0.0.7"]
+
+    async def main() -> None:
+        checks = UrlChecks(allowed=(), ttl=60.0)
+        checks.lookup = lookup
+        for _ in range(3):
+            await checks.check("https://hooks.example.com/x")
+        for _ in range(2):  # a refusal is not remembered: each attempt asks again
+            with pytest.raises(ConfigurationError, match="private address"):
+                await checks.check("https://inside.example.com/x")
+        fresh = UrlChecks(allowed=(), ttl=0.0)
+        fresh.lookup = lookup
+        await fresh.check("https://hooks.example.com/x")
+        await fresh.check("https://hooks.example.com/x")
+
+    asyncio.run(main())
+    assert looked == ["hooks.example.com"] + ["inside.example.com"] * 2 + ["hooks.example.com"] * 2
+
+
 # --- endpoints and URLs ----------------------------------------------------------------
 
 
@@ -410,7 +553,7 @@ def test_unsafe_urls_are_refused_at_send_without_a_request(lite: Postroom) -> No
     emit_cases(pr, 1)
     dispatcher = dispatcher_for(pr)
     # The name's address changed after it was saved: it resolves into the network now.
-    dispatcher._lookup = lambda host, port: ["192.168.1.20"]
+    dispatcher.urls.lookup = lambda host, port: ["192.168.1.20"]
     asyncio.run(dispatcher.run(stop=asyncio.Event(), until_idle=True))
     errors = {d.endpoint: (d.status, d.last_error or "") for d in deliveries(pr)}
     assert errors["metadata"][0] is DeliveryStatus.FAILED

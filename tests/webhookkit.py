@@ -2,15 +2,18 @@
 
 It runs Python's HTTP server in a thread, checks each request's signature with the
 ``standardwebhooks`` package, and keeps what it got. It can be stopped and started again
-on the same port (an endpoint that is down for a while), answer with any status, and hold
-requests open (a slow endpoint) until released.
+on the same port (an endpoint that is down for a while), answer with any status and body,
+and hold requests open (a slow endpoint) until released. It speaks HTTP/1.1 with
+keep-alive, as applications' servers do, and counts the connections it was given.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +60,7 @@ class Behaviour:
     status: int = 204
     first_tries: list[int] = field(default_factory=list)  # answers to an id's 1st, 2nd... try
     hold_first: bool = False  # keep each id's first request open until released
+    answer_bytes: int = 0  # the length of the body of each answer
 
 
 class Receiver:
@@ -68,6 +72,9 @@ class Receiver:
         self.behaviour = Behaviour()
         self.requests: list[Request] = []
         self.holding = 0  # requests held open right now
+        self.connections = 0  # TCP connections accepted since it was made
+        self.answers_cut = 0  # answers whose body the client did not take in full
+        self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._tries: dict[str, int] = {}
@@ -100,12 +107,17 @@ class Receiver:
         self._thread.start()
 
     def stop(self) -> None:
-        """Close the port: connections are refused until :meth:`start`."""
+        """Close the port and the connections kept open: refused until :meth:`start`."""
         self.release()
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
             server.server_close()
+        with self._lock:
+            kept = list(self._open)
+        for connection in kept:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -125,9 +137,33 @@ class Receiver:
         with self._lock:
             self.requests.append(request)
 
+    def _opened(self, connection: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+            self._open.add(connection)
+
+    def _closed(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(connection)
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.answers_cut += 1
+
 
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as an application's server answers
+
+        def setup(self) -> None:
+            super().setup()
+            receiver._opened(self.connection)
+
+        def finish(self) -> None:
+            receiver._closed(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             headers = {k.lower(): v for k, v in self.headers.items()}
@@ -145,12 +181,17 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 with receiver._lock:
                     receiver.holding -= 1
             receiver._record(Request(self.path, headers, body, verified, status))
+            answer = b"x" * receiver.behaviour.answer_bytes
             try:
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-            except OSError:
-                pass  # the client gave up waiting
+                self.wfile.write(answer)
+                self.wfile.flush()
+            except OSError:  # the client gave up waiting, or stopped reading the body
+                self.close_connection = True
+                if answer:
+                    receiver._cut()
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # quiet in test output

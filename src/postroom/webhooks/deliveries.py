@@ -2,16 +2,19 @@
 
 Claims work as the outbox's do: due rows (or rows whose lease lapsed) are leased to one
 agent; on PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many agents claim side by side. An
-outcome is written only while its agent still holds the lease.
+outcome is written only while its agent still holds the lease. Outcomes are written many
+at a time (``record_many``): one transaction, one statement per kind of outcome, instead
+of a transaction (and a wait for the write lock) per delivery.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from postroom.db import tables
 from postroom.db.types import utcnow
@@ -89,6 +92,41 @@ def _view(row: Any) -> WebhookDelivery:
     )
 
 
+def _outcome_params(outcome: DeliveryOutcome) -> dict[str, Any]:
+    return {
+        "b_id": outcome.id,
+        "b_at": outcome.at,
+        "b_code": outcome.status_code,
+        "b_error": outcome.error,
+        "b_next": outcome.next_attempt_at or outcome.at,
+    }
+
+
+def _outcome_update(status: DeliveryStatus, owner: str) -> Any:
+    """One UPDATE for every outcome of ``status``, run once per outcome's parameters."""
+    values: dict[str, Any] = {
+        "status": status.value,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_code": bindparam("b_code"),
+        "last_error": bindparam("b_error"),
+        "updated_at": bindparam("b_at"),
+    }
+    if status is DeliveryStatus.DELIVERED:
+        values["delivered_at"] = bindparam("b_at")
+    if status is DeliveryStatus.PENDING:
+        values["next_attempt_at"] = bindparam("b_next")
+    return (
+        update(t)
+        .where(
+            t.c.id == bindparam("b_id"),
+            t.c.status == DeliveryStatus.SENDING.value,
+            t.c.lease_owner == owner,
+        )
+        .values(**values)
+    )
+
+
 class DeliveryStore:
     """Webhook deliveries: what the dispatcher claims and records, what people see."""
 
@@ -153,37 +191,48 @@ class DeliveryStore:
 
     def record(self, conn: Connection, outcome: DeliveryOutcome, *, owner: str) -> bool:
         """Write an attempt and its outcome; False when the lease had passed to another."""
-        values: dict[str, Any] = {
-            "status": outcome.status.value,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "last_code": outcome.status_code,
-            "last_error": outcome.error,
-            "updated_at": outcome.at,
-        }
-        if outcome.status is DeliveryStatus.DELIVERED:
-            values["delivered_at"] = outcome.at
-        if outcome.status is DeliveryStatus.PENDING:
-            values["next_attempt_at"] = outcome.next_attempt_at or outcome.at
-        changed = conn.execute(
-            update(t)
-            .where(
-                t.c.id == outcome.id,
-                t.c.status == DeliveryStatus.SENDING.value,
-                t.c.lease_owner == owner,
-            )
-            .values(**values)
-        ).rowcount
-        conn.execute(
-            insert(_AT).values(
-                delivery_id=outcome.id,
-                at=outcome.at,
-                status_code=outcome.status_code,
-                error=outcome.error,
-                duration_ms=outcome.duration_ms,
-            )
+        return outcome.id in self.record_many(conn, [outcome], owner=owner)
+
+    def record_many(
+        self, conn: Connection, outcomes: Sequence[DeliveryOutcome], *, owner: str
+    ) -> set[int]:
+        """Write attempts and their outcomes; the ids whose lease ``owner`` still held.
+
+        Every attempt is kept (it happened); a delivery's status changes only while
+        ``owner`` holds its lease, so an outcome that comes after another agent took the
+        delivery over changes nothing of what that agent does.
+        """
+        if not outcomes:
+            return set()
+        ids = [o.id for o in outcomes]
+        held = select(t.c.id).where(
+            t.c.id.in_(ids),
+            t.c.status == DeliveryStatus.SENDING.value,
+            t.c.lease_owner == owner,
         )
-        return bool(changed)
+        if conn.dialect.name == "postgresql":
+            held = held.with_for_update()  # a claim of a lapsed lease waits until we commit
+        kept = set(conn.execute(held).scalars())
+        by_status: dict[DeliveryStatus, list[dict[str, Any]]] = {}
+        for o in outcomes:
+            if o.id in kept:
+                by_status.setdefault(o.status, []).append(_outcome_params(o))
+        for status, params in by_status.items():
+            conn.execute(_outcome_update(status, owner), params)
+        conn.execute(
+            insert(_AT),
+            [
+                {
+                    "delivery_id": o.id,
+                    "at": o.at,
+                    "status_code": o.status_code,
+                    "error": o.error,
+                    "duration_ms": o.duration_ms,
+                }
+                for o in outcomes
+            ],
+        )
+        return kept
 
     def release(self, conn: Connection, ids: list[int], *, owner: str) -> int:
         """Give back claimed deliveries unsent (the agent is stopping): due again now."""

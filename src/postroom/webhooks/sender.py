@@ -3,12 +3,17 @@
 The body is the event's stored payload, byte for byte, so every retry of an event
 carries the same ``webhook-id`` and body (receivers deduplicate on the id); only the
 timestamp and its signature are new. Redirects are not followed (a redirect could lead
-past the URL check) and the answer's body is never read (an endpoint could send a lot).
-Errors name the HTTP status or the network trouble, never the secret.
+past the URL check). Of the answer's body at most ``MAX_ANSWER_BYTES`` are read and
+dropped: an answer read to its end leaves its connection open for the next request (a
+new TCP connection per delivery is what limited the rate before), while an endpoint that
+sends more only loses the connection and can never make an agent download it all. The
+whole request, body included, takes at most the timeout. Errors name the HTTP status or
+the network trouble, never the secret.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from dataclasses import dataclass
@@ -21,6 +26,8 @@ from standardwebhooks import Webhook
 from postroom.db.types import utcnow
 
 USER_AGENT = "Postroom"
+MAX_ANSWER_BYTES = 16 * 1024  # more and the connection is closed instead of kept
+KEEPALIVE_CONNECTIONS = 20  # httpx's default: connections kept open at least
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +58,22 @@ def signed_headers(
 
 
 class WebhookSender:
-    """POSTs signed events; one connection pool for all endpoints of an agent."""
+    """POSTs signed events; one pool of kept-alive connections for all endpoints of an agent."""
 
     def __init__(
-        self, *, timeout: float, transport: httpx2.AsyncBaseTransport | None = None
+        self,
+        *,
+        timeout: float,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        connections: int = KEEPALIVE_CONNECTIONS,
     ) -> None:
         self._timeout = timeout
         self._transport = transport
+        # Enough kept-alive connections for every request in flight to find one open.
+        self._limits = httpx2.Limits(
+            max_connections=max(100, connections),
+            max_keepalive_connections=max(KEEPALIVE_CONNECTIONS, connections),
+        )
         self._client: httpx2.AsyncClient | None = None
 
     async def send(self, url: str, *, secret: str, event_id: str, payload: str) -> SendResult:
@@ -65,32 +81,64 @@ class WebhookSender:
         client = self._client
         if client is None:
             client = self._client = httpx2.AsyncClient(
-                timeout=self._timeout, transport=self._transport, follow_redirects=False
+                timeout=self._timeout,
+                transport=self._transport,
+                follow_redirects=False,
+                limits=self._limits,
             )
         headers = signed_headers(secret=secret, event_id=event_id, payload=payload)
         began = time.monotonic()
+        code: int | None = None
         try:
-            # Streamed so that the body of the answer is never downloaded.
-            async with client.stream(
-                "POST", url, content=payload.encode(), headers=headers
-            ) as response:
+            # One bound for the whole request: a receiver dripping its answer a byte at a
+            # time cannot hold the request (and the delivery's lease) past the timeout.
+            async with (
+                asyncio.timeout(self._timeout),
+                client.stream("POST", url, content=payload.encode(), headers=headers) as response,
+            ):
                 code = response.status_code
-        except httpx2.TimeoutException:
-            return self._result(None, f"no answer within {self._timeout:g} s", began)
-        except httpx2.ConnectError as exc:
-            return self._result(None, _connect_error(url, exc), began)
-        except httpx2.HTTPError as exc:
-            return self._result(None, f"request failed ({type(exc).__name__})", began)
-        return self._result(code, None if 200 <= code < 300 else _status_text(code), began)
+                await _drain(response)
+        except (TimeoutError, httpx2.HTTPError) as exc:
+            if code is None:
+                return self._result(None, _failure(url, exc, self._timeout), began)
+            # The status came, the rest of the body did not: only the connection is lost.
+        return self._answered(code, began)
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
 
+    @classmethod
+    def _answered(cls, code: int | None, began: float) -> SendResult:
+        if code is None:  # no status without an exception: kept for the type checker
+            return cls._result(None, "no answer", began)
+        return cls._result(code, None if 200 <= code < 300 else _status_text(code), began)
+
     @staticmethod
     def _result(code: int | None, error: str | None, began: float) -> SendResult:
         return SendResult(code, error, int((time.monotonic() - began) * 1000))
+
+
+async def _drain(response: httpx2.Response) -> None:
+    """Read a short answer to its end (so its connection is reused), or stop reading."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+        return  # closed unread: the connection goes, the body is never downloaded
+    got = 0
+    async for chunk in response.aiter_raw():
+        got += len(chunk)
+        if got > MAX_ANSWER_BYTES:
+            return  # longer than said or unsaid: stop here and drop the connection
+
+
+def _failure(url: str, exc: BaseException, timeout: float) -> str:
+    """Why no status came: the timeout, the connection, or the request's trouble."""
+    if isinstance(exc, TimeoutError | httpx2.TimeoutException):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, httpx2.ConnectError):
+        return _connect_error(url, exc)
+    return f"request failed ({type(exc).__name__})"
 
 
 def _status_text(code: int) -> str:
