@@ -7,10 +7,11 @@ later email spells it. Every function runs in the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from postroom.db import tables
@@ -53,15 +54,40 @@ class SuppressionStore:
         created_by: str | None = None,
         now: datetime | None = None,
     ) -> tuple[Suppression, bool]:
-        """Add ``address`` in ``scope``; an entry already there stays as it is.
+        """Add ``address`` in ``scope``; an entry already there stays as it is, unless mail
+        would lift it and the new reason would not (a complaint after a bounce): then the
+        entry takes the new reason.
 
-        Returns the entry and whether it is new.
+        Returns the entry and whether it is new (or took the new reason).
         """
         key = address.strip().lower()
+        created_at = now or utcnow()
         existing = self.get(conn, key, scope=scope)
         if existing is not None:
-            return existing, False
-        created_at = now or utcnow()
+            if not existing.reason.lifted_by_mail or reason.lifted_by_mail:
+                return existing, False
+            stronger = replace(
+                existing,
+                reason=reason,
+                detail=detail,
+                created_at=created_at,
+                outbox_id=outbox_id,
+                inbound_id=inbound_id,
+                created_by=created_by,
+            )
+            conn.execute(
+                update(t)
+                .where(t.c.id == existing.id)
+                .values(
+                    reason=reason.value,
+                    detail=detail,
+                    created_at=created_at,
+                    outbox_id=outbox_id,
+                    inbound_id=inbound_id,
+                    created_by=created_by,
+                )
+            )
+            return stronger, True
         values = {
             "address": key,
             "scope": scope,

@@ -29,7 +29,8 @@ MAX_URL = 2048
 class WebhookEndpoint(BaseModel):
     """An application's URL for events, the event types it wants, and its signing secret."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Errors never quote what was given: it may be the secret.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str
     url: str = Field(max_length=MAX_URL)
