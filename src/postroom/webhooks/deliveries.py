@@ -31,6 +31,8 @@ from postroom.webhooks.models import (
 t = tables.webhook_deliveries
 _EV = tables.webhook_events
 _AT = tables.webhook_attempts
+_EP = tables.webhook_endpoints
+GONE = 410
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +234,16 @@ class DeliveryStore:
                 for o in outcomes
             ],
         )
+        gone = [o.id for o in outcomes if o.id in kept and o.status_code == GONE]
+        if gone:
+            # 410 Gone: the receiver asks for no more events. Its endpoint is disabled
+            # (an admin enables it again); what waits for it ends as disabled.
+            named = select(t.c.endpoint).where(t.c.id.in_(gone)).scalar_subquery()
+            conn.execute(
+                update(_EP)
+                .where(_EP.c.name.in_(named), _EP.c.enabled.is_(True))
+                .values(enabled=False, updated_at=outcomes[0].at)
+            )
         return kept
 
     def release(self, conn: Connection, ids: list[int], *, owner: str) -> int:
