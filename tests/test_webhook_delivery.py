@@ -21,7 +21,6 @@ from postroom.db.types import utcnow
 from postroom.errors import ConfigurationError, TransientDeliveryError
 from postroom.server import create_app
 from postroom.webhooks import DeliveryStatus, Event, EventType, emit
-from postroom.webhooks.attempts import UrlChecks
 from postroom.webhooks.deliveries import DeliveryOutcome
 from postroom.webhooks.dispatcher import (
     DispatchConfig,
@@ -446,30 +445,6 @@ def test_a_delivery_whose_lease_would_lapse_is_given_back_unsent(lite: Postroom)
         assert hook.requests == []
     assert statuses(pr) == [DeliveryStatus.PENDING] * 3
     assert [d.attempts for d in deliveries(pr)] == [0, 0, 0]
-
-
-def test_a_passing_url_check_is_remembered_for_a_few_seconds() -> None:
-    looked: list[str] = []
-
-    def lookup(host: str, port: int) -> list[str]:
-        looked.append(host)
-        return ["8.8.8.8"] if host == "hooks.example.com" else ["10.0.0.7"]
-
-    async def main() -> None:
-        checks = UrlChecks(allowed=(), ttl=60.0)
-        checks.lookup = lookup
-        for _ in range(3):
-            await checks.check("https://hooks.example.com/x")
-        for _ in range(2):  # a refusal is not remembered: each attempt asks again
-            with pytest.raises(ConfigurationError, match="private address"):
-                await checks.check("https://inside.example.com/x")
-        fresh = UrlChecks(allowed=(), ttl=0.0)
-        fresh.lookup = lookup
-        await fresh.check("https://hooks.example.com/x")
-        await fresh.check("https://hooks.example.com/x")
-
-    asyncio.run(main())
-    assert looked == ["hooks.example.com"] + ["inside.example.com"] * 2 + ["hooks.example.com"] * 2
 
 
 # --- endpoints and URLs ----------------------------------------------------------------

@@ -1,17 +1,15 @@
 """One attempt of a claimed delivery: check the URL, POST the event, say what came of it.
 
 The endpoint comes with the claim (read and its secret decrypted once per claimed batch,
-not per delivery). The URL is checked again with DNS before an attempt, as a name may
-come to resolve into the network; a check that passed is trusted for ``URL_CHECK_SECONDS``
-so that a burst of deliveries to one endpoint costs one lookup, not one per request.
-Refusals and lookup failures are never kept: the next attempt checks again.
+not per delivery). The URL is checked as written before an attempt; its name is resolved
+and each address checked when a connection is opened (``pinned``), so the request goes
+to an address that was checked (a name may come to resolve into the network, or answer
+differently to a check and to the connection). Kept-alive connections were checked when
+they were opened; a refused address ends the delivery failed without a request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Collection
 from dataclasses import dataclass
 
 from postroom.db.types import utcnow
@@ -20,10 +18,9 @@ from postroom.webhooks.backoff import RetryPolicy, next_attempt
 from postroom.webhooks.deliveries import ClaimedDelivery, DeliveryOutcome
 from postroom.webhooks.endpoints import WebhookEndpoint
 from postroom.webhooks.models import DeliveryStatus
+from postroom.webhooks.pinned import AddressRules
 from postroom.webhooks.sender import SendResult, WebhookSender
-from postroom.webhooks.urls import Lookup, check_webhook_url
-
-URL_CHECK_SECONDS = 5.0  # how long a URL that passed its DNS check is trusted
+from postroom.webhooks.urls import check_webhook_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,25 +31,12 @@ class EndpointNow:
     trouble: str | None = None  # e.g. its secret cannot be decrypted with this key
 
 
-class UrlChecks:
-    """The URL check before each attempt, with passes remembered for a few seconds."""
+class UrlChecks(AddressRules):
+    """An agent's URL rules: the URL as written before each attempt, addresses at connect."""
 
-    def __init__(self, *, allowed: Collection[str], ttl: float = URL_CHECK_SECONDS) -> None:
-        self.allowed = allowed
-        self.lookup: Lookup | None = None
-        self._ttl = ttl
-        self._passed: dict[str, float] = {}  # URL -> until when its pass holds
-
-    async def check(self, url: str) -> None:
-        """Return if events may go to ``url`` now; else raise as ``check_webhook_url``."""
-        now = time.monotonic()
-        if self._passed.get(url, 0.0) > now:
-            return
-        self._passed.pop(url, None)
-        await asyncio.to_thread(
-            check_webhook_url, url, allowed=self.allowed, resolve=True, lookup=self.lookup
-        )
-        self._passed[url] = time.monotonic() + self._ttl
+    def check(self, url: str) -> None:
+        """Return if ``url`` passes as written (no DNS); else raise ConfigurationError."""
+        check_webhook_url(url, allowed=self.allowed, resolve=False)
 
 
 async def attempt(
@@ -73,17 +57,18 @@ async def attempt(
     if not endpoint.enabled:
         return end(claimed, f"endpoint {name} is disabled")
     try:
-        await urls.check(endpoint.url)
-    except ConfigurationError as exc:
+        urls.check(endpoint.url)
+        result = await sender.send(
+            endpoint.url,
+            secret=endpoint.secret.get_secret_value(),
+            event_id=claimed.event_id,
+            payload=claimed.payload,
+            rules=urls,
+        )
+    except ConfigurationError as exc:  # refused as written or by an address it resolves to
         return end(claimed, str(exc))
     except PostroomError as exc:  # the name does not resolve (now)
         return again(claimed, SendResult(None, str(exc), 0), retry)
-    result = await sender.send(
-        endpoint.url,
-        secret=endpoint.secret.get_secret_value(),
-        event_id=claimed.event_id,
-        payload=claimed.payload,
-    )
     if result.delivered:
         return DeliveryOutcome(
             id=claimed.id,

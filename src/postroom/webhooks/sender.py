@@ -8,7 +8,8 @@ dropped: an answer read to its end leaves its connection open for the next reque
 new TCP connection per delivery is what limited the rate before), while an endpoint that
 sends more only loses the connection and can never make an agent download it all. The
 whole request, body included, takes at most the timeout. Errors name the HTTP status or
-the network trouble, never the secret.
+the network trouble, never the secret. Connections go only to addresses the URL rules
+accept, resolved and checked when the connection is opened (``pinned``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx2
 from standardwebhooks import Webhook
 
 from postroom.db.types import utcnow
+from postroom.webhooks.pinned import AddressRules, PinnedTransport, connecting_for
 
 USER_AGENT = "Postroom"
 MAX_ANSWER_BYTES = 16 * 1024  # more and the connection is closed instead of kept
@@ -76,13 +78,26 @@ class WebhookSender:
         )
         self._client: httpx2.AsyncClient | None = None
 
-    async def send(self, url: str, *, secret: str, event_id: str, payload: str) -> SendResult:
-        """POST ``payload`` to ``url`` signed with ``secret``; never raises for the network."""
+    async def send(
+        self,
+        url: str,
+        *,
+        secret: str,
+        event_id: str,
+        payload: str,
+        rules: AddressRules | None = None,
+    ) -> SendResult:
+        """POST ``payload`` to ``url`` signed with ``secret``; never raises for the network.
+
+        A connection to an address ``rules`` refuse is not opened: the
+        :class:`ConfigurationError` (or, for a name that does not resolve, the
+        :class:`TransientDeliveryError`) of ``endpoint_addresses`` is raised instead.
+        """
         client = self._client
         if client is None:
             client = self._client = httpx2.AsyncClient(
                 timeout=self._timeout,
-                transport=self._transport,
+                transport=self._transport or PinnedTransport(limits=self._limits),
                 follow_redirects=False,
                 limits=self._limits,
             )
@@ -92,12 +107,15 @@ class WebhookSender:
         try:
             # One bound for the whole request: a receiver dripping its answer a byte at a
             # time cannot hold the request (and the delivery's lease) past the timeout.
-            async with (
-                asyncio.timeout(self._timeout),
-                client.stream("POST", url, content=payload.encode(), headers=headers) as response,
-            ):
-                code = response.status_code
-                await _drain(response)
+            with connecting_for(url, rules or AddressRules()):
+                async with (
+                    asyncio.timeout(self._timeout),
+                    client.stream(
+                        "POST", url, content=payload.encode(), headers=headers
+                    ) as response,
+                ):
+                    code = response.status_code
+                    await _drain(response)
         except (TimeoutError, httpx2.HTTPError) as exc:
             if code is None:
                 return self._result(None, _failure(url, exc, self._timeout), began)

@@ -4,8 +4,10 @@ Whoever may register an endpoint could otherwise make every agent POST into the 
 it runs in: cloud metadata services, databases' HTTP ports, the admin pages of routers.
 Endpoints must use https and a public address, unless whoever runs the process allows a
 host (``POSTROOM_ALLOWED_ENDPOINT_HOSTS``, as for Graph URLs), which may then use http.
-The check runs when an endpoint is saved (names as written, no DNS) and again before
-every attempt with the addresses the name resolves to (a name may change its address).
+The check runs when an endpoint is saved and before every attempt (names as written, no
+DNS); a delivery then resolves the name itself when it connects and connects only to
+addresses that pass (see ``pinned``): a name that answered one address to a check and
+another to the connection (DNS rebinding) could otherwise reach inside.
 """
 
 from __future__ import annotations
@@ -70,10 +72,36 @@ def check_webhook_url(
     """``url`` if events may be sent to it; else :class:`ConfigurationError` saying why.
 
     ``resolve``: also look the host up (with ``lookup``, else the system resolver) and refuse
-    it when any address it resolves to is not public (before an attempt; saving does not
-    depend on DNS). A name that does not resolve raises :class:`TransientDeliveryError`:
-    DNS may recover, so the attempt is retried.
+    it when any address it resolves to is not public. Saving does not depend on DNS, and a
+    delivery checks the addresses when it connects (:func:`endpoint_addresses`). A name that
+    does not resolve raises :class:`TransientDeliveryError`: DNS may recover.
     """
+    is_allowed = _judge(url, allowed)[3]
+    if resolve and not is_allowed:
+        endpoint_addresses(url, allowed=allowed, lookup=lookup)
+    return url
+
+
+def endpoint_addresses(
+    url: str, *, allowed: Collection[str], lookup: Lookup | None = None
+) -> list[IPAddress]:
+    """The addresses a request to ``url`` may connect to, in the resolver's order.
+
+    Raises as :func:`check_webhook_url` with ``resolve``: one refused address refuses the
+    host. A host allowed where Postroom runs may resolve to any address.
+    """
+    host, port, literal, is_allowed = _judge(url, allowed)
+    addresses = [literal] if literal is not None else _resolve(host, port, lookup or _system_lookup)
+    for address in () if is_allowed else addresses:
+        why = refused_address(address)
+        if why is not None:
+            named = host if literal is not None else f"{host} resolves to {address}, which"
+            raise ConfigurationError(f"webhook URL {url}: {named} is {why}; {_HOW}")
+    return addresses
+
+
+def _judge(url: str, allowed: Collection[str]) -> tuple[str, int, IPAddress | None, bool]:
+    """Host, port, literal address of ``url`` and whether its host is allowed; or raise."""
     try:
         parts = urlsplit(url)
         scheme, host, port = parts.scheme, (parts.hostname or "").lower().rstrip("."), parts.port
@@ -81,8 +109,10 @@ def check_webhook_url(
         scheme = host = ""
     if scheme not in ("https", "http") or not host:
         raise ConfigurationError(f"webhook URL {url}: must be an absolute https:// URL")
+    port = port or (443 if scheme == "https" else 80)
+    literal = _literal(host)
     if host in {h.strip().lower().strip("[]").rstrip(".") for h in allowed}:
-        return url  # allowed by whoever runs the process, http included
+        return host, port, literal, True  # allowed by whoever runs the process, http included
     if scheme != "https":
         raise ConfigurationError(
             f"webhook URL {url}: must use https:// (http only for a host listed in "
@@ -92,19 +122,9 @@ def check_webhook_url(
         raise ConfigurationError(f"webhook URL {url}: {host} is a cloud metadata name; {_HOW}")
     if host == _LOCAL_NAMES[0] or host.endswith(_LOCAL_NAMES[1:]):
         raise ConfigurationError(f"webhook URL {url}: {host} is a local name; {_HOW}")
-    literal = _literal(host)
-    if literal is not None:
-        addresses = [literal]
-    elif resolve:
-        addresses = _resolve(host, port or 443, lookup or _system_lookup)
-    else:
-        return url
-    for address in addresses:
-        why = refused_address(address)
-        if why is not None:
-            named = host if literal is not None else f"{host} resolves to {address}, which"
-            raise ConfigurationError(f"webhook URL {url}: {named} is {why}; {_HOW}")
-    return url
+    if literal is not None and (why := refused_address(literal)) is not None:
+        raise ConfigurationError(f"webhook URL {url}: {host} is {why}; {_HOW}")
+    return host, port, literal, False
 
 
 def _literal(host: str) -> IPAddress | None:
