@@ -171,7 +171,10 @@ def test_the_facade_creates_lists_and_deletes(sqlite_postroom: Postroom) -> None
 def test_redeliver_reopens_a_finished_delivery_and_refuses_otherwise(pr: Postroom) -> None:
     first, second, third = deliveries_for(pr, 3)
     assert finish(pr, DeliveryStatus.DELIVERED, code=204, error=None) == first
-    assert finish(pr, DeliveryStatus.FAILED, code=503, error="HTTP 503 Service Unavailable; gave up") == second
+    assert (
+        finish(pr, DeliveryStatus.FAILED, code=503, error="HTTP 503 Service Unavailable; gave up")
+        == second
+    )
 
     with pytest.raises(StateError, match=f"#{third} is pending: it is on its way already"):
         pr.redeliver_webhook(third)
