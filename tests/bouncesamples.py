@@ -8,7 +8,9 @@ message's Message-ID (without brackets), ``envid`` the ENVID Postroom sent.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import quopri
 from typing import Protocol
 
 DATE = "Thu, 04 Dec 2025 09:30:12 +0000"
@@ -411,6 +413,41 @@ Content-Disposition: inline
 --part1_13d.2e68ed54_boundary--
 """
     )
+
+
+def encoded_dsn(*, recipient: str, to: str, encoding: str) -> bytes:
+    """An RFC 3464 report whose delivery-status part is sent base64 or quoted-printable
+    (some gateways encode every part they write)."""
+    fields = _crlf(
+        "Reporting-MTA: dns; gw.customer.example\n\n"
+        f"Final-Recipient: rfc822; {recipient}\nAction: failed\nStatus: 5.1.1\n"
+        f"Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: no such user\n"
+    )
+    if encoding == "base64":
+        body = base64.encodebytes(fields).replace(b"\n", b"\r\n")
+    else:
+        # Long lines broken with soft line breaks, as quoted-printable writers do.
+        body = quopri.encodestring(fields.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n")
+        body = body.replace(b"Final-Recipient", b"Final-Rec=\r\nipient")
+    head = _crlf(
+        f"""From: MAILER-DAEMON@gw.customer.example
+To: {to}
+Subject: Undeliverable: {ORIGINAL_SUBJECT}
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="gw"
+
+--gw
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--gw
+Content-Type: message/delivery-status
+Content-Transfer-Encoding: {encoding}
+
+"""
+    )
+    return head + body + b"\r\n--gw--\r\n"
 
 
 class Builder(Protocol):

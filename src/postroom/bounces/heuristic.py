@@ -2,6 +2,11 @@
 
 The detectors give the addresses and whether each failure is temporary or permanent;
 the status and the words for each come from the report's text around the address.
+They read a bounded copy of the report (:mod:`postroom.bounces.reduced`), and are run
+here one by one, in flufl's order and stopping at the first that finds something, as
+its ``all_failures`` does, but each guarded: ``all_failures`` gives up on the first
+detector that raises (Yale's on a report without From, Sina's on an 8-bit From), and
+the detectors after it would never run.
 """
 
 from __future__ import annotations
@@ -9,10 +14,13 @@ from __future__ import annotations
 import email.message
 import logging
 import re
+from collections.abc import Sequence
 
-from flufl.bounce import all_failures
+import flufl.bounce._scan
+from flufl.bounce import BounceDetector, Recipients, all_failures
 
 from postroom.bounces.models import RecipientReport, ReportOutcome
+from postroom.bounces.reduced import reduced
 from postroom.bounces.severity import is_soft, one_line, text_code
 from postroom.bounces.standard import MAX_RECIPIENTS
 
@@ -22,19 +30,46 @@ MAX_PARAGRAPH = 2_000
 _CODE_LINE = re.compile(r"^.*(?:\b[45]\d\d\b|\b[45]\.\d{1,3}\.\d{1,3}\b).*$", re.M)
 
 
+# flufl's own list, most specific first; None in a version without it (then its
+# ``all_failures`` runs them, unguarded one by one).
+_DETECTORS: Sequence[type[BounceDetector]] | None = getattr(flufl.bounce._scan, "_DETECTORS", None)
+
+
 def detected(message: email.message.Message) -> tuple[set[str], set[str]]:
-    """(temporary, permanent) failed addresses the detectors find; none if they fail."""
+    """(temporary, permanent) failed addresses the detectors find in a bounded copy of
+    ``message``; a detector that fails is passed over."""
+    copy = reduced(message)
+    if _DETECTORS is None:
+        return _all_at_once(copy)
+    for detector in _DETECTORS:
+        try:
+            temporary, permanent = detector().process(copy)
+        except Exception as exc:  # a detector tripping over a stranger's mail stops nothing
+            log.info(
+                "the bounce detector %s could not read a report (%s)",
+                detector.__name__,
+                type(exc).__name__,
+            )
+            continue
+        if temporary or permanent:
+            return _decoded(temporary), _decoded(permanent)
+    return set(), set()
+
+
+def _all_at_once(copy: email.message.Message) -> tuple[set[str], set[str]]:
     try:
-        temporary, permanent = all_failures(message)
-    except Exception as exc:  # a detector tripping over a stranger's mail stops nothing
+        temporary, permanent = all_failures(copy)
+    except Exception as exc:
         log.info("the bounce detectors could not read a report (%s)", type(exc).__name__)
         return set(), set()
     return _decoded(temporary), _decoded(permanent)
 
 
-def _decoded(found: frozenset[bytes]) -> set[str]:
+def _decoded(found: Recipients) -> set[str]:
     out = set()
     for raw in found:
+        if not isinstance(raw, bytes):
+            continue
         address = raw.decode("ascii", "replace").strip().strip("<>")
         if "@" in address and not any(c.isspace() for c in address):
             out.add(address)
@@ -80,5 +115,5 @@ def nameless(text: str) -> tuple[str | None, str, bool]:
     if code is None and status is None:
         return None, "", True
     found = _CODE_LINE.search(text)
-    words = one_line(found.group(0)) if found else ""
+    words = one_line(found.group(0)[:MAX_PARAGRAPH]) if found else ""
     return status, words, is_soft(code=code, status=status, permanent=False)

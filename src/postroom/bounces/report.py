@@ -34,6 +34,7 @@ ENVELOPE_HEADERS = (
     "return-path",
 )
 MAX_TOKENS = 20
+MAX_VALUES = 20  # of each header: a report has one or two; a stranger's mail may repeat one
 
 
 def parse_report(raw: bytes) -> BounceReport:
@@ -86,7 +87,9 @@ def _parse(raw: bytes) -> BounceReport:
 
 def tokens_in(message: email.message.Message) -> tuple[str, ...]:
     """VERP tokens in the addresses the report was delivered to, in order, once each."""
-    values = [str(v) for name in ENVELOPE_HEADERS for v in message.get_all(name) or []]
+    values = [
+        str(v) for name in ENVELOPE_HEADERS for v in (message.get_all(name) or [])[:MAX_VALUES]
+    ]
     try:
         pairs = email.utils.getaddresses(values)
     except Exception:

@@ -12,18 +12,25 @@ import email.message
 import email.parser
 import email.policy
 import re
+from collections.abc import Iterator
 
+from postroom.bounces.charsets import decoded
+from postroom.bounces.standard import walked
 from postroom.inbound.parse_headers import Headers, message_id
 from postroom.inbound.parse_text import Defects
 
-MAX_TEXT = 2_000_000  # characters of a report's text searched
+MAX_TEXT = 256 * 1024  # characters of a report's text searched: a real one's is short
+MAX_TEXT_PARTS = 20  # text parts read
+MAX_LEAVES = 200  # parts looked at for them
 _RETURNED = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers")
+# A tag: no "<" inside, so a run of "<" fails at once instead of scanning ahead from each.
+_TAG = re.compile(r"<[^<>]{0,2000}>")
 _MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*<([^<>\s]{1,250})>", re.IGNORECASE | re.M)
 
 
 def returned_headers(message: email.message.Message) -> email.message.Message | None:
     """The headers of the message the report returns, or None when it returns none."""
-    for part in message.walk():
+    for part in walked(message):
         if part is message or part.get_content_type() not in _RETURNED:
             continue
         payload = part.get_payload()
@@ -33,7 +40,7 @@ def returned_headers(message: email.message.Message) -> email.message.Message | 
                 return inner
             continue
         raw = part.get_payload(decode=True)
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
+        text = raw[:MAX_TEXT].decode("utf-8", "replace") if isinstance(raw, bytes) else ""
         parser = email.parser.HeaderParser(policy=email.policy.compat32)
         parsed = parser.parsestr(text.lstrip("\r\n"))
         if parsed.keys():
@@ -49,32 +56,40 @@ def returned_message_id(headers: email.message.Message | None) -> str | None:
 
 
 def text_of(message: email.message.Message) -> str:
-    """The report's text parts (not those of a returned message), bounded."""
+    """The report's text parts (not those of a returned message), bounded: each part's
+    bytes are cut to what is left of :data:`MAX_TEXT` before they are decoded or searched."""
     chunks: list[str] = []
-    size = 0
-    for part in _leaves(message):
+    left = MAX_TEXT
+    read = 0
+    for seen, part in enumerate(_leaves(message)):
+        if left <= 0 or read >= MAX_TEXT_PARTS or seen >= MAX_LEAVES:
+            break
         if part.get_content_maintype() != "text" or part.get_content_type() in _RETURNED:
             continue
+        read += 1
         raw = part.get_payload(decode=True)
         if not isinstance(raw, bytes):
             continue
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            text = raw.decode(charset, "replace")
-        except LookupError:
-            text = raw.decode("latin-1")
+        text = decoded(raw[:left], _charset(part))[:left]
         if part.get_content_subtype() == "html":
-            text = re.sub(r"<[^>]{0,2000}>", " ", text)
-        chunks.append(text.replace("\r\n", "\n").replace("\r", "\n"))
-        size += len(text)
-        if size >= MAX_TEXT:
-            break
+            text = _TAG.sub(" ", text)
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        chunks.append(text)
+        left -= len(text) + 1
     return "\n".join(chunks)[:MAX_TEXT]
 
 
-def _leaves(message: email.message.Message) -> list[email.message.Message]:
-    """Leaf parts, not descending into attached messages (their text is not the report's)."""
-    found: list[email.message.Message] = []
+def _charset(part: email.message.Message) -> str | None:
+    try:
+        charset = part.get_content_charset()
+    except Exception:  # a stranger's parameters: read as UTF-8
+        return None
+    return charset if isinstance(charset, str) else None
+
+
+def _leaves(message: email.message.Message) -> Iterator[email.message.Message]:
+    """Leaf parts in order, not descending into attached messages (their text is not the
+    report's)."""
     stack = [message]
     while stack:
         part = stack.pop()
@@ -84,8 +99,7 @@ def _leaves(message: email.message.Message) -> list[email.message.Message]:
         if part.is_multipart() and isinstance(payload, list):
             stack.extend(reversed([p for p in payload if isinstance(p, email.message.Message)]))
         else:
-            found.append(part)
-    return found
+            yield part
 
 
 def message_id_in_text(text: str) -> str | None:

@@ -11,6 +11,7 @@ import email.message
 import email.parser
 import email.policy
 import email.utils
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -18,13 +19,21 @@ from postroom.bounces.models import RecipientReport, ReportOutcome
 from postroom.bounces.severity import is_soft, one_line, parse_diagnostic, status_of
 
 MAX_RECIPIENTS = 500  # per report; a report naming more is read up to here
+MAX_PARTS = 1_000  # parts of a report looked at
+MAX_BLOCKS = MAX_RECIPIENTS * 2  # field blocks read from one part
 _UTF8_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
 _XTEXT = re.compile(r"\+([0-9A-F]{2})")
 
 
+def walked(message: email.message.Message) -> Iterator[email.message.Message]:
+    """The message's parts in order, the first :data:`MAX_PARTS` (a real report has a
+    handful; a stranger's mail may have tens of thousands)."""
+    return itertools.islice(message.walk(), MAX_PARTS)
+
+
 def parts_of(message: email.message.Message, content_type: str) -> Iterator[email.message.Message]:
-    """Every part of ``content_type`` in the message, in order."""
-    for part in message.walk():
+    """Every part of ``content_type`` among the message's first parts, in order."""
+    for part in walked(message):
         if part.get_content_type() == content_type:
             yield part
 
@@ -38,6 +47,10 @@ def blocks(part: email.message.Message) -> list[email.message.Message]:
     payload = part.get_payload()
     if isinstance(payload, list):
         found = [p for p in payload if isinstance(p, email.message.Message)]
+        encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+        if encoding in ("base64", "quoted-printable"):
+            # The parser split the still-encoded text as if it were fields: undo both.
+            return _split(_decode("\n\n".join(_source(p) for p in found), encoding))
         if len(found) == 1 and not found[0].keys():
             text = found[0].get_payload()
             return _split(text) if isinstance(text, str) else []
@@ -47,10 +60,27 @@ def blocks(part: email.message.Message) -> list[email.message.Message]:
     return _split(text)
 
 
+def _source(block: email.message.Message) -> str:
+    """A block as the parser read it: its fields, then what it took for a body."""
+    fields = "".join(f"{name}: {value}\n" for name, value in block.raw_items())
+    body = block.get_payload()
+    return fields + (body if isinstance(body, str) else "")
+
+
+def _decode(text: str, encoding: str) -> str:
+    """``text`` with its transfer encoding undone, read as UTF-8."""
+    carrier = email.message.Message()
+    carrier["Content-Transfer-Encoding"] = encoding
+    carrier.set_payload(text)
+    raw = carrier.get_payload(decode=True)
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+
+
 def _split(text: str) -> list[email.message.Message]:
     parser = email.parser.HeaderParser(policy=email.policy.compat32)
-    chunks = re.split(r"\r?\n[ \t]*\r?\n", text.strip())
-    return [parser.parsestr(chunk + "\n") for chunk in chunks if chunk.strip()]
+    chunks = re.split(r"\r?\n[ \t]*\r?\n", text.strip(), maxsplit=MAX_BLOCKS)[:MAX_BLOCKS]
+    # A run of blank lines leaves the next chunk starting with one: not a field block.
+    return [parser.parsestr(chunk.strip() + "\n") for chunk in chunks if chunk.strip()]
 
 
 def field(block: email.message.Message, name: str) -> str | None:
@@ -101,8 +131,10 @@ def read_dsn(
         for block in blocks(part):
             envelope_id = envelope_id or field(block, "original-envelope-id")
             report = _recipient(block)
-            if report is not None and len(reports) < MAX_RECIPIENTS:
+            if report is not None:
                 reports.append(report)
+            if len(reports) >= MAX_RECIPIENTS:
+                return reports, envelope_id, seen
     return reports, envelope_id, seen
 
 
@@ -150,7 +182,7 @@ def read_arf(
             return [], True
         first = fields[0]
         named: list[str] = []
-        for raw in first.get_all("original-rcpt-to") or []:
+        for raw in (first.get_all("original-rcpt-to") or [])[:MAX_RECIPIENTS]:
             named += [a for a in addresses(one_line(str(raw))) if a not in named]
         if not named:
             named = list(dict.fromkeys(returned_to))

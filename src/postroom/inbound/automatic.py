@@ -34,8 +34,14 @@ _PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
 _PARAMETER = re.compile(r"""report-type\s*=\s*"?([A-Za-z0-9._-]+)""", re.IGNORECASE)
 
 
-def report_type(content_type: str | None) -> str | None:
-    """The ``report-type`` of a multipart/report Content-Type value, lower-cased."""
+def report_type(content_type: object) -> str | None:
+    """The ``report-type`` of a multipart/report Content-Type value, lower-cased.
+
+    The value may come as an ``email.header.Header`` (compat32 gives one for a value
+    with raw 8-bit bytes): it is read as its text.
+    """
+    if content_type is not None and not isinstance(content_type, str):
+        content_type = str(content_type)
     if not content_type or not content_type.strip().lower().startswith("multipart/report"):
         return None
     found = _PARAMETER.search(content_type)
