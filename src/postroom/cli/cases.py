@@ -14,6 +14,7 @@ from postroom.cases.data import parse_data
 from postroom.cli.common import (
     JsonOption,
     console,
+    count_option,
     err_console,
     id_column,
     opened,
@@ -125,7 +126,7 @@ def show(case_id: str, json: JsonOption = False) -> None:
 
 @cases_app.command("list")
 def list_cases(
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many cases")] = 20,
+    limit: Annotated[int, count_option("How many cases", most=1000)] = 20,
     json: JsonOption = False,
 ) -> None:
     """List the newest cases."""

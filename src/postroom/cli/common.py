@@ -103,6 +103,33 @@ KeyFileOption = Annotated[
     typer.Option("--key-file", help="Key file for secrets (env POSTROOM_KEY_FILE)"),
 ]
 
+# Ids are the database's INTEGER, 32 bits on PostgreSQL (the REST API bounds them alike):
+# a larger number names nothing, and the drivers would refuse it with an overflow, not
+# "not found". Out of range is Typer's usage error: one line, exit 2, before any query.
+MAX_ID = 2**31 - 1
+MAX_PORT = 65_535
+
+
+def id_argument(help: str, *, metavar: str | None = None) -> Any:
+    """A record id argument, 1 to :data:`MAX_ID`: ``Annotated[int, id_argument("...")]``."""
+    return typer.Argument(metavar=metavar, min=1, max=MAX_ID, help=help, show_default=False)
+
+
+def id_option(help: str) -> Any:
+    """An option naming a record id (``--before``), bounded as :func:`id_argument`."""
+    return typer.Option(min=1, max=MAX_ID, help=help, show_default=False)
+
+
+def count_option(help: str, *, most: int = MAX_ID) -> Any:
+    """A ``--limit``: at least 1, at most ``most`` (a row count the database can take)."""
+    return typer.Option(min=1, max=most, help=help)
+
+
+def port_option(help: str) -> Any:
+    """A TCP port option, 1 to 65535: anything else is a usage error, not a socket's."""
+    return typer.Option(min=1, max=MAX_PORT, help=help)
+
+
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document (keys as documented)")
 ]

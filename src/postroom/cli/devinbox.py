@@ -19,6 +19,7 @@ from postroom.cli.common import (
     configure_logging,
     console,
     opened,
+    port_option,
     print_json,
     run_command,
     state,
@@ -58,7 +59,7 @@ def _folder(ctx: typer.Context, directory: Path | None) -> Path:
 def serve(
     ctx: typer.Context,
     directory: DirOption = DEFAULT_DIRECTORY,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 1025,
+    port: Annotated[int, port_option("Port on 127.0.0.1")] = 1025,
     user: Annotated[str | None, typer.Option(help="Require AUTH with this user")] = None,
     password: Annotated[
         str | None,
@@ -184,8 +185,7 @@ def demo(
         Path | None, typer.Option(help=f"Dev inbox folder [default: {DEMO_INBOX}]")
     ] = None,
     port: Annotated[
-        int | None,
-        typer.Option(help="Dev inbox port [default: 1025, or a free one when it is taken]"),
+        int | None, port_option("Dev inbox port [default: 1025, or a free one when it is taken]")
     ] = None,
     force: Annotated[
         bool,

@@ -10,6 +10,8 @@ from postroom.cases.data import parse_data
 from postroom.cli.common import (
     JsonOption,
     console,
+    count_option,
+    id_argument,
     id_column,
     opened,
     print_json,
@@ -25,6 +27,7 @@ inbound_app = typer.Typer(
     help="Inbound mail: poll a mailbox, list and show what was received, triage it.",
     no_args_is_help=True,
 )
+MessageId = Annotated[int, id_argument("Received message id")]
 
 
 def received_json(m: ReceivedMessage) -> dict[str, Any]:
@@ -106,7 +109,7 @@ def list_received(
         str | None,
         typer.Option(help="matched, new_case, unmatched, automatic, bounce, too_large, dismissed"),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many messages")] = 50,
+    limit: Annotated[int, count_option("How many messages", most=1000)] = 50,
     json: JsonOption = False,
 ) -> None:
     """List received messages, newest first."""
@@ -145,7 +148,7 @@ def list_received(
 
 
 @inbound_app.command("show")
-def show(message_id: Annotated[int, typer.Argument(help="Received message id")],
+def show(message_id: MessageId,
          json: JsonOption = False) -> None:  # fmt: skip
     """Show a received message: headers, routing, its text, attachments and defects."""
 
@@ -162,7 +165,7 @@ def show(message_id: Annotated[int, typer.Argument(help="Received message id")],
 
 @inbound_app.command("attach")
 def attach(
-    message_id: Annotated[int, typer.Argument(help="Received message id")],
+    message_id: MessageId,
     case: Annotated[str, typer.Argument(help="The case to attach it to")],
 ) -> None:
     """Attach a received message to a case (from the triage list)."""
@@ -177,7 +180,7 @@ def attach(
 
 @inbound_app.command("create-case")
 def create_case(
-    message_id: Annotated[int, typer.Argument(help="Received message id")],
+    message_id: MessageId,
     class_name: Annotated[str, typer.Argument(help="Case type class of the new case")],
     data: Annotated[
         list[str] | None,
@@ -199,7 +202,7 @@ def create_case(
 
 
 @inbound_app.command("dismiss")
-def dismiss(message_id: Annotated[int, typer.Argument(help="Received message id")]) -> None:
+def dismiss(message_id: MessageId) -> None:
     """Take a received message off the triage list (it is kept)."""
 
     def body() -> None:

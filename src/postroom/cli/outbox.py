@@ -14,6 +14,8 @@ from postroom.cli.common import (
     JsonOption,
     configure_logging,
     console,
+    count_option,
+    id_argument,
     id_column,
     opened,
     print_json,
@@ -32,6 +34,7 @@ from postroom.webhooks.dispatcher import dispatcher_for
 log = logging.getLogger("postroom.agent")
 outbox_app = typer.Typer(help="The outbox: list, retry, cancel.", no_args_is_help=True)
 agent_app = typer.Typer(help="The sender agent.", no_args_is_help=True)
+OutboxId = Annotated[int, id_argument("Outbox email id")]
 INBOUND_STOP_TIMEOUT = 30.0  # a listener finishes the message it is ingesting
 
 
@@ -97,7 +100,7 @@ def list_outbox(
         typer.Option(help="queued, sending, sent, retry, held, failed, cancelled"),
     ] = None,
     case: Annotated[str | None, typer.Option(help="Only this case's emails")] = None,
-    limit: int = 50,
+    limit: Annotated[int, count_option("How many emails", most=1000)] = 50,
     json: JsonOption = False,
 ) -> None:
     """List outbox emails, newest first, with counts by status."""
@@ -137,7 +140,7 @@ def list_outbox(
 
 
 @outbox_app.command("show")
-def show(outbox_id: int, json: JsonOption = False) -> None:
+def show(outbox_id: OutboxId, json: JsonOption = False) -> None:
     """Show one outbox email with per-recipient state."""
 
     def body() -> None:
@@ -152,7 +155,7 @@ def show(outbox_id: int, json: JsonOption = False) -> None:
 
 
 @outbox_app.command("retry")
-def retry(outbox_id: int) -> None:
+def retry(outbox_id: OutboxId) -> None:
     """Queue a failed, cancelled or waiting email again, now."""
 
     def body() -> None:
@@ -163,7 +166,7 @@ def retry(outbox_id: int) -> None:
 
 
 @outbox_app.command("cancel")
-def cancel(outbox_id: int) -> None:
+def cancel(outbox_id: OutboxId) -> None:
     """Cancel an email that has not been sent."""
 
     def body() -> None:

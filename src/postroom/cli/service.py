@@ -18,6 +18,7 @@ from postroom.cli.common import (
     console,
     id_column,
     opened,
+    port_option,
     print_json,
     run_command,
     state,
@@ -39,7 +40,7 @@ DEMO_ADMIN = "admin"
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (env POSTROOM_HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (env POSTROOM_PORT)")] = None,
+    port: Annotated[int | None, port_option("Port (env POSTROOM_PORT)")] = None,
     max_request_bytes: Annotated[
         int | None,
         typer.Option(help="Largest request body accepted (env POSTROOM_MAX_REQUEST_BYTES)"),
@@ -66,8 +67,7 @@ def serve(
     ),
     inbox_dir: Annotated[Path, typer.Option(help="Dev inbox folder")] = DEFAULT_DIRECTORY,
     inbox_port: Annotated[
-        int | None,
-        typer.Option(help="Dev inbox port [default: 1025, or a free one when it is taken]"),
+        int | None, port_option("Dev inbox port [default: 1025, or a free one when it is taken]")
     ] = None,
 ) -> None:
     """Run the REST API (/api/v1), the Admin Studio (/) and a sender agent."""

@@ -6,7 +6,15 @@ from typing import Annotated, Any
 
 import typer
 
-from postroom.cli.common import JsonOption, console, opened, print_json, run_command, table
+from postroom.cli.common import (
+    JsonOption,
+    console,
+    count_option,
+    opened,
+    print_json,
+    run_command,
+    table,
+)
 from postroom.suppressing import chosen_scope
 from postroom.suppression import EVERYWHERE, Suppression
 
@@ -38,7 +46,7 @@ def list_suppressions(
         bool, typer.Option("--everywhere", help="Only the entries for every account")
     ] = False,
     search: Annotated[str | None, typer.Option(help="Only addresses containing this")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most this many (newest)")] = None,
+    limit: Annotated[int | None, count_option("At most this many (newest)")] = None,
     json: JsonOption = False,
 ) -> None:
     """List suppressed addresses, newest first; --json exports them."""

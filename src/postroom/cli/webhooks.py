@@ -10,7 +10,10 @@ from postroom import catalog
 from postroom.cli.common import (
     JsonOption,
     console,
+    count_option,
+    id_argument,
     id_column,
+    id_option,
     opened,
     print_json,
     run_command,
@@ -25,7 +28,7 @@ webhooks_app = typer.Typer(
     "deliveries and their attempts; redeliver.",
     no_args_is_help=True,
 )
-DeliveryArgument = Annotated[int, typer.Argument(metavar="ID", min=1, help="The delivery's id")]
+DeliveryArgument = Annotated[int, id_argument("The delivery's id", metavar="ID")]
 
 
 def _endpoint_row(v: dict[str, Any]) -> tuple[str, ...]:
@@ -85,10 +88,8 @@ def list_deliveries(
     event: Annotated[
         str | None, typer.Option(help="Only this event type (email.bounced...)")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500, help="How many deliveries")] = 50,
-    before: Annotated[
-        int | None, typer.Option(min=1, help="Only deliveries older than this id (paging)")
-    ] = None,
+    limit: Annotated[int, count_option("How many deliveries", most=500)] = 50,
+    before: Annotated[int | None, id_option("Only deliveries older than this id (paging)")] = None,
     json: JsonOption = False,
 ) -> None:
     """List webhook deliveries, newest first."""

@@ -13,6 +13,7 @@ from postroom.inbound.models import TRANSITIONS, InboundStatus, ReceivedMessage
 from postroom.inbound.parse import parse_mail
 from postroom.inbound.search import InboundQuery, search_received, status_counts
 from postroom.web import forms, sanitise
+from postroom.web.pages.bounds import PageNumber, RecordId
 from postroom.web.pages.case_form import field_input, needs_creator, posted_data
 from postroom.web.render import page as render
 from postroom.web.render import redirect
@@ -37,7 +38,7 @@ def list_inbound(
     status: str = "",
     account: str = "",
     case: str = "",
-    page: int = 1,
+    page: PageNumber = 1,
 ) -> Response:
     pr = postroom_of(request)
     statuses = [s.value for s in InboundStatus]
@@ -88,7 +89,7 @@ def _raw(request: Request, message_id: int) -> bytes | None:
 
 @router.get("/inbound/{message_id}")
 def show_message(
-    request: Request, auth: LoggedIn, message_id: int, *, case_type: str = ""
+    request: Request, auth: LoggedIn, message_id: RecordId, *, case_type: str = ""
 ) -> Response:
     pr = postroom_of(request)
     message = pr.received_message(message_id)
@@ -125,14 +126,14 @@ def show_message(
 
 
 @router.get("/inbound/{message_id}/body")
-def message_body(request: Request, auth: LoggedIn, message_id: int) -> Response:
+def message_body(request: Request, auth: LoggedIn, message_id: RecordId) -> Response:
     """The received HTML, sanitised, for the sandboxed frame of the message's page."""
     raw = _raw(request, message_id)
     return sanitise.framed(parse_mail(raw).html if raw is not None else None)
 
 
 @router.get("/inbound/{message_id}/raw")
-def message_raw(request: Request, auth: LoggedIn, message_id: int) -> Response:
+def message_raw(request: Request, auth: LoggedIn, message_id: RecordId) -> Response:
     """The message as received, served as a download only (never rendered as a page)."""
     try:
         raw = postroom_of(request).received_raw(message_id)
@@ -162,7 +163,7 @@ def _refused(
 
 
 @router.post("/inbound/{message_id}/attach")
-def attach(request: Request, auth: LoggedIn, form: Form, message_id: int) -> Response:
+def attach(request: Request, auth: LoggedIn, form: Form, message_id: RecordId) -> Response:
     case_id = forms.text(form, "case_id")
     if not case_id:
         return redirect(
@@ -176,7 +177,7 @@ def attach(request: Request, auth: LoggedIn, form: Form, message_id: int) -> Res
 
 
 @router.post("/inbound/{message_id}/case")
-def create_case(request: Request, auth: LoggedIn, form: Form, message_id: int) -> Response:
+def create_case(request: Request, auth: LoggedIn, form: Form, message_id: RecordId) -> Response:
     pr = postroom_of(request)
     class_name = forms.text(form, "class_name")
     operator = forms.text(form, "operator")
@@ -203,7 +204,7 @@ def create_case(request: Request, auth: LoggedIn, form: Form, message_id: int) -
 
 
 @router.post("/inbound/{message_id}/dismiss")
-def dismiss(request: Request, auth: LoggedIn, form: Form, message_id: int) -> Response:
+def dismiss(request: Request, auth: LoggedIn, form: Form, message_id: RecordId) -> Response:
     try:
         postroom_of(request).dismiss_received(message_id, actor=auth.username)
     except PostroomError as exc:

@@ -12,6 +12,7 @@ from postroom.outbox import OutboxStatus
 from postroom.outbox.search import OutboxQuery, SortKey, search_outbox
 from postroom.outbox.status import TRANSITIONS
 from postroom.web import forms, mail
+from postroom.web.pages.bounds import PageNumber, RecordId
 from postroom.web.render import Level, redirect
 from postroom.web.render import page as render
 from postroom.web.session import Form, LoggedIn, postroom_of
@@ -34,7 +35,7 @@ def list_outbox(
     case: str = "",
     sort: str = "",
     order: str = "",
-    page: int = 1,
+    page: PageNumber = 1,
 ) -> Response:
     pr = postroom_of(request)
     sort_key = SortKey(sort) if sort in {k.value for k in SortKey} else SortKey.CREATED
@@ -77,7 +78,7 @@ def _link(params: dict[str, object]) -> str:
 
 
 @router.get("/outbox/{outbox_id}")
-def show_entry(request: Request, auth: LoggedIn, outbox_id: int) -> Response:
+def show_entry(request: Request, auth: LoggedIn, outbox_id: RecordId) -> Response:
     pr = postroom_of(request)
     entry = pr.outbox_entry(outbox_id)
     with pr.engine.connect() as conn:
@@ -98,7 +99,7 @@ def show_entry(request: Request, auth: LoggedIn, outbox_id: int) -> Response:
 
 
 @router.get("/outbox/{outbox_id}/body")
-def entry_body(request: Request, auth: LoggedIn, outbox_id: int) -> Response:
+def entry_body(request: Request, auth: LoggedIn, outbox_id: RecordId) -> Response:
     pr = postroom_of(request)
     with pr.engine.connect() as conn:
         raw = pr.outbox_store.message_bytes(conn, outbox_id)
@@ -115,12 +116,12 @@ def _steer(request: Request, outbox_id: int, action: str) -> Response:
 
 
 @router.post("/outbox/{outbox_id}/retry")
-def retry(request: Request, auth: LoggedIn, form: Form, outbox_id: int) -> Response:
+def retry(request: Request, auth: LoggedIn, form: Form, outbox_id: RecordId) -> Response:
     return _steer(request, outbox_id, "retry")
 
 
 @router.post("/outbox/{outbox_id}/cancel")
-def cancel(request: Request, auth: LoggedIn, form: Form, outbox_id: int) -> Response:
+def cancel(request: Request, auth: LoggedIn, form: Form, outbox_id: RecordId) -> Response:
     return _steer(request, outbox_id, "cancel")
 
 

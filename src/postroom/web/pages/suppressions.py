@@ -11,6 +11,7 @@ from postroom.api.schemas.suppressions import as_csv
 from postroom.errors import PostroomError
 from postroom.suppression import EVERYWHERE
 from postroom.web import forms
+from postroom.web.pages.bounds import PageNumber
 from postroom.web.render import page, redirect
 from postroom.web.session import Auth, Form, LoggedIn, postroom_of
 
@@ -76,7 +77,7 @@ def _page(
 
 @router.get("/suppressions")
 def list_suppressions(
-    request: Request, auth: LoggedIn, *, q: str = "", scope: str = "", page: int = 1
+    request: Request, auth: LoggedIn, *, q: str = "", scope: str = "", page: PageNumber = 1
 ) -> Response:
     return _page(request, auth, q=q, scope=scope, number=page)
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from postroom.errors import PostroomError, StateError
 from postroom.web import forms
+from postroom.web.pages.bounds import OlderThan, RecordId
 from postroom.web.render import page, redirect
 from postroom.web.session import Auth, Form, LoggedIn, postroom_of
 from postroom.webhooks.endpoints import WebhookEndpoint
@@ -35,7 +36,7 @@ def list_webhooks(
     status: str = "",
     endpoint: str = "",
     event: str = "",
-    before: int | None = None,
+    before: OlderThan = None,
 ) -> Response:
     pr = postroom_of(request)
     found = pr.webhook_deliveries(
@@ -154,7 +155,7 @@ def update_webhook(request: Request, auth: LoggedIn, form: Form, name: str) -> R
 
 
 @router.get("/webhooks/deliveries/{delivery_id}")
-def show_delivery(request: Request, auth: LoggedIn, delivery_id: int) -> Response:
+def show_delivery(request: Request, auth: LoggedIn, delivery_id: RecordId) -> Response:
     pr = postroom_of(request)
     delivery = pr.webhook_delivery(delivery_id)
     payload = json.dumps(json.loads(delivery.payload), indent=2, ensure_ascii=False)
@@ -171,7 +172,7 @@ def show_delivery(request: Request, auth: LoggedIn, delivery_id: int) -> Respons
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/redeliver")
-def redeliver(request: Request, auth: LoggedIn, form: Form, delivery_id: int) -> Response:
+def redeliver(request: Request, auth: LoggedIn, form: Form, delivery_id: RecordId) -> Response:
     pr = postroom_of(request)
     back = f"/webhooks/deliveries/{delivery_id}"
     try:
