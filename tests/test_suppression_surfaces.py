@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from postroom import Postroom
 from postroom.cli import app
+from postroom.cli.outbox import recipient_reply
 from postroom.db import tables
 from postroom.outbox.models import Recipient, RecipientState
 from postroom.suppression import EVERYWHERE, SuppressionReason
@@ -261,3 +262,21 @@ def test_studio_adds_searches_exports_and_removes_after_asking(pr: Postroom) -> 
         done = c.post(remove, data={"csrf_token": token, "confirm": "1"})
         assert "old@example.org is no longer suppressed for account Default." in done.text
         assert [s.address for s in pr.suppressions()] == [JANE]
+
+
+@pytest.mark.parametrize(
+    ("code", "enhanced", "text", "shown"),
+    [
+        (550, "5.1.1", "550 5.1.1 user unknown", "550 5.1.1 user unknown"),
+        (550, "5.1.1", "5.1.1 user unknown", "550 5.1.1 user unknown"),
+        (550, "5.1.1", "user unknown", "550 5.1.1 user unknown"),
+        (421, "4.4.1", "421 4.4.1 connection timed out", "421 4.4.1 connection timed out"),
+        (250, None, "2.0.0 Ok: queued", "250 2.0.0 Ok: queued"),
+        (None, None, "suppressed since 2026-12-05: manual", "suppressed since 2026-12-05: manual"),
+    ],
+)
+def test_a_recipients_code_and_status_are_printed_once(
+    code: int | None, enhanced: str | None, text: str, shown: str
+) -> None:
+    r = Recipient("a@example.com", RecipientState.BOUNCED, code, text, enhanced)
+    assert recipient_reply(r) == shown

@@ -314,6 +314,9 @@ def configure_logging(level: str) -> None:
     # aiosmtpd logs every connection at INFO; that is noise around a dev inbox.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # The HTTP client logs every request's URL at INFO: webhook URLs may carry query
+    # strings their owners did not mean for logs.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
 def where(url: str) -> str:

@@ -88,9 +88,12 @@ def print_entry(e: OutboxEntry) -> None:
 
 def recipient_reply(r: Recipient) -> str:
     """Code, RFC 3463 status and text (a reply, a report's diagnostic, why suppressed)."""
-    # A server's reply text usually starts with its enhanced status already.
-    enhanced = r.enhanced if r.enhanced and not r.text.startswith(r.enhanced) else None
-    return " ".join(str(x) for x in (r.code, enhanced, r.text) if x)
+    # A server's reply text usually starts with its enhanced status already, and a
+    # report's diagnostic with its code too ("550 5.1.1 ..."): each is said once.
+    said = r.text.split(maxsplit=2)
+    code = None if r.code is not None and str(r.code) in said[:1] else r.code
+    enhanced = None if r.enhanced is None or r.enhanced in said[:2] else r.enhanced
+    return " ".join(str(x) for x in (code, enhanced, r.text) if x)
 
 
 @outbox_app.command("list")
