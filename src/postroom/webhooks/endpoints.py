@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from sqlalchemy import Connection, delete, select
 
 from postroom.db import tables
-from postroom.db.types import utcnow
-from postroom.errors import NotFoundError
-from postroom.records import Change, upsert
+from postroom.records import SecretRecordStore
 from postroom.security import SecretBox
 from postroom.validation import check_record_name
 from postroom.webhooks.models import EventType
@@ -85,48 +81,15 @@ def secret_bytes(secret: str) -> bytes:
     return key
 
 
-class WebhookEndpointStore:
+class WebhookEndpointStore(SecretRecordStore[WebhookEndpoint]):
     """Reads and writes :class:`WebhookEndpoint` records; secrets are encrypted."""
 
     def __init__(self, secrets: SecretBox) -> None:
-        self._secrets = secrets
-
-    def _from_row(self, row: Any) -> WebhookEndpoint:
-        data = dict(row._mapping)
-        for key in ("created_at", "updated_at"):
-            data.pop(key, None)
-        data["secret"] = self._secrets.decrypt(
-            data["secret"], what=f"the secret of webhook {data['name']}"
+        super().__init__(
+            secrets,
+            table=t,
+            model=WebhookEndpoint,
+            encrypted="secret",
+            noun="webhook",
+            label="the secret of webhook",
         )
-        return WebhookEndpoint.model_validate(data)
-
-    def get(self, conn: Connection, name: str) -> WebhookEndpoint:
-        row = conn.execute(select(t).where(t.c.name == name)).first()
-        if row is None:
-            raise NotFoundError(f"no webhook named {name!r}")
-        return self._from_row(row)
-
-    def list(self, conn: Connection) -> list[WebhookEndpoint]:
-        return [self._from_row(row) for row in conn.execute(select(t).order_by(t.c.name))]
-
-    def put(self, conn: Connection, endpoint: WebhookEndpoint) -> Change:
-        """Insert or update; ``unchanged`` when the stored record is equal (secret included)."""
-        now = utcnow()
-        try:
-            same: bool | None = self.get(conn, endpoint.name) == endpoint
-        except NotFoundError:
-            same = None
-        row = endpoint.model_dump(mode="json", exclude={"secret"})
-        row["secret"] = self._secrets.encrypt(endpoint.secret.get_secret_value())
-        return upsert(
-            conn,
-            t,
-            key=t.c.name,
-            same=same,
-            values={**row, "updated_at": now},
-            on_insert={"created_at": now},
-        )
-
-    def delete(self, conn: Connection, name: str) -> None:
-        if conn.execute(delete(t).where(t.c.name == name)).rowcount == 0:
-            raise NotFoundError(f"no webhook named {name!r}")
