@@ -27,16 +27,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import harness
 import receiver
@@ -190,52 +188,19 @@ def _check_bounced(postroom: Postroom, count: int) -> None:
 # --- webhook deliveries ----------------------------------------------------------------
 
 
-class ReceiverProcess:
+class ReceiverProcess(harness.StdioProcess):
     """``bench/receiver.py`` in its own process, spoken to over its stdio."""
 
     def __init__(self, secret: str, max_seconds: float) -> None:
-        env = {**os.environ, receiver.SECRET_VARIABLE: secret}
-        self._process = subprocess.Popen(
-            [sys.executable, str(RECEIVER_SCRIPT), "--max-seconds", f"{max_seconds:.0f}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
+        super().__init__(
+            [str(RECEIVER_SCRIPT), "--max-seconds", f"{max_seconds:.0f}"],
+            what="receiver",
+            env={**os.environ, receiver.SECRET_VARIABLE: secret},
         )
-        self.port = int(self._read()["port"])
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/postroom"
-
-    def _pipes(self) -> tuple[IO[str], IO[str]]:
-        stdin, stdout = self._process.stdin, self._process.stdout
-        if stdin is None or stdout is None:
-            raise harness.BenchFailure("the receiver has no pipes")
-        return stdin, stdout
-
-    def _read(self) -> dict[str, Any]:
-        line = self._pipes()[1].readline()
-        if not line:
-            raise harness.BenchFailure(f"the receiver stopped (exit code {self._process.poll()})")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def stats(self) -> dict[str, Any]:
-        stdin = self._pipes()[0]
-        stdin.write("stats\n")
-        stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._pipes()[0].close()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._pipes()[1].close()
 
 
 @contextlib.contextmanager

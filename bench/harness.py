@@ -112,35 +112,31 @@ def scratch_postgres(server_url: str) -> Iterator[str]:
 # --- the SMTP sink ---------------------------------------------------------------------
 
 
-class Sink:
-    """The counting SMTP sink in its own process, spoken to over its stdio."""
+class StdioProcess:
+    """A helper script in its own process that answers one JSON line per request on its
+    stdio; its first line gives its port."""
 
-    def __init__(self, max_seconds: float, data_delay: float = 0.0) -> None:
+    def __init__(self, args: list[str], *, what: str, env: dict[str, str] | None = None) -> None:
+        self._what = what
         self._process = subprocess.Popen(
-            [
-                sys.executable,
-                str(SINK_SCRIPT),
-                "--max-seconds",
-                f"{max_seconds:.0f}",
-                "--data-delay",
-                str(data_delay),
-            ],
+            [sys.executable, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
         self.port = int(self._read()["port"])
 
     def _pipes(self) -> tuple[IO[str], IO[str]]:
         stdin, stdout = self._process.stdin, self._process.stdout
         if stdin is None or stdout is None:
-            raise BenchFailure("the sink has no pipes")
+            raise BenchFailure(f"the {self._what} has no pipes")
         return stdin, stdout
 
     def _read(self) -> dict[str, Any]:
         line = self._pipes()[1].readline()
         if not line:
-            raise BenchFailure(f"the sink stopped (exit code {self._process.poll()})")
+            raise BenchFailure(f"the {self._what} stopped (exit code {self._process.poll()})")
         reply: dict[str, Any] = json.loads(line)
         return reply
 
@@ -159,6 +155,14 @@ class Sink:
             self._process.kill()
             self._process.wait()
         self._pipes()[1].close()
+
+
+class Sink(StdioProcess):
+    """The counting SMTP sink in its own process, spoken to over its stdio."""
+
+    def __init__(self, max_seconds: float, data_delay: float = 0.0) -> None:
+        args = [str(SINK_SCRIPT), "--max-seconds", f"{max_seconds:.0f}"]
+        super().__init__([*args, "--data-delay", str(data_delay)], what="sink")
 
 
 @contextlib.contextmanager
