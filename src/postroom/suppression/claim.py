@@ -18,13 +18,14 @@ from sqlalchemy import Connection, update
 from postroom.cases.store import add_history
 from postroom.db import tables
 from postroom.db.types import utcnow
+from postroom.outbox.events import email_event
 from postroom.outbox.models import ClaimedEmail, Recipient, RecipientState
 from postroom.outbox.status import OutboxStatus
 from postroom.suppression.models import Suppression
 from postroom.suppression.store import SuppressionStore
 from postroom.webhooks.events import emit
 from postroom.webhooks.models import Event, EventType
-from postroom.webhooks.payloads import email_data, recipient_data
+from postroom.webhooks.payloads import recipient_data
 
 log = logging.getLogger("postroom.agent")
 t = tables.outbox
@@ -63,16 +64,13 @@ def mark_suppressed(
                 action="email-suppressed",
                 detail=f"outbox #{row.id} '{row.subject}' not sent to {listed}",
             )
-        data = email_data(
-            email_id=row.id,
-            message_id=row.message_id,
-            case_id=row.case_id,
-            account=row.account,
-            subject=row.subject,
-            status=str(OutboxStatus.SENDING),
-        )
         events.extend(
-            Event(EventType.EMAIL_SUPPRESSED, {**data, "recipient": recipient_data(r)})
+            email_event(
+                EventType.EMAIL_SUPPRESSED,
+                row,
+                OutboxStatus.SENDING,
+                recipient=recipient_data(r),
+            )
             for r in changed
         )
         out.append(replace(row, recipients=recipients))
