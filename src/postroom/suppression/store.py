@@ -62,63 +62,34 @@ class SuppressionStore:
         """
         key = address.strip().lower()
         created_at = now or utcnow()
+        # What a new entry is given, and what a stronger reason rewrites in an old one.
+        given: dict[str, Any] = {
+            "reason": reason,
+            "detail": detail,
+            "created_at": created_at,
+            "outbox_id": outbox_id,
+            "inbound_id": inbound_id,
+            "created_by": created_by,
+        }
+        stored = {**given, "reason": reason.value}
         existing = self.get(conn, key, scope=scope)
         if existing is not None:
             if not existing.reason.lifted_by_mail or reason.lifted_by_mail:
                 return existing, False
-            stronger = replace(
-                existing,
-                reason=reason,
-                detail=detail,
-                created_at=created_at,
-                outbox_id=outbox_id,
-                inbound_id=inbound_id,
-                created_by=created_by,
-            )
-            conn.execute(
-                update(t)
-                .where(t.c.id == existing.id)
-                .values(
-                    reason=reason.value,
-                    detail=detail,
-                    created_at=created_at,
-                    outbox_id=outbox_id,
-                    inbound_id=inbound_id,
-                    created_by=created_by,
-                )
-            )
-            return stronger, True
-        values = {
-            "address": key,
-            "scope": scope,
-            "reason": reason.value,
-            "detail": detail,
-            "outbox_id": outbox_id,
-            "inbound_id": inbound_id,
-            "created_by": created_by,
-            "created_at": created_at,
-        }
+            conn.execute(update(t).where(t.c.id == existing.id).values(**stored))
+            return replace(existing, **given), True
         try:
             with conn.begin_nested():
-                new_id = conn.execute(insert(t).values(**values).returning(t.c.id)).scalar_one()
+                new_id = conn.execute(
+                    insert(t).values(address=key, scope=scope, **stored).returning(t.c.id)
+                ).scalar_one()
         except IntegrityError:
             # Another writer added it a moment ago: theirs stands.
             found = self.get(conn, key, scope=scope)
             if found is None:
                 raise
             return found, False
-        entry = Suppression(
-            id=new_id,
-            address=key,
-            scope=scope,
-            reason=reason,
-            detail=detail,
-            created_at=created_at,
-            outbox_id=outbox_id,
-            inbound_id=inbound_id,
-            created_by=created_by,
-        )
-        return entry, True
+        return Suppression(id=new_id, address=key, scope=scope, **given), True
 
     def get(self, conn: Connection, address: str, *, scope: str) -> Suppression | None:
         row = conn.execute(
