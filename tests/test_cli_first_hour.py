@@ -33,7 +33,7 @@ EMAIL_KEYS = {
     "hold", "attempts", "next_attempt_at", "last_code", "last_enhanced", "last_error",
     "created_at", "updated_at", "sent_at", "priority", "expires_at",
 }  # fmt: skip
-RECIPIENT_KEYS = {"address", "state", "code", "text"}
+RECIPIENT_KEYS = {"address", "state", "code", "enhanced", "text"}
 CASE_KEYS = {
     "id", "case_type", "status", "created_by", "data", "created_at", "updated_at", "parties",
     "attachments", "history",
