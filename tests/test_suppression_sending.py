@@ -194,3 +194,26 @@ def test_automatic_entries_are_described_by_their_reason(
     [bob] = postroom.outbox_entry(oid).recipients
     words = reason.value.replace("_", " ")
     assert bob.text.endswith(f": {words} (550 5.1.1 no such user)")
+
+
+def test_one_batch_marks_only_the_emails_whose_own_recipients_are_suppressed(
+    postroom: Postroom, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="postroom.agent")
+    subscribe(postroom)
+    with smtp_server() as srv:
+        postroom.apply(records(srv.port))
+        postroom.suppress(BOB)
+        to_alice = postroom.send(to=[ALICE], subject="A", body="x", class_name="Default")
+        to_bob = postroom.send(to=[BOB], subject="B", body="x", class_name="Default")
+        run_agent(postroom)  # one claim takes both
+
+    assert [r.rcpt_tos for r in srv.sink.received] == [[ALICE]]
+    alice = postroom.outbox_entry(to_alice)
+    assert alice.status is OutboxStatus.SENT
+    assert [r.state for r in alice.recipients] == [RecipientState.ACCEPTED]
+    assert postroom.outbox_entry(to_bob).status is OutboxStatus.FAILED
+    assert [e["data"]["email_id"] for e in suppressed_events(postroom)] == [to_bob]
+    noted = [r.getMessage() for r in caplog.records if "not sent to suppressed" in r.getMessage()]
+    why = postroom.outbox_entry(to_bob).recipients[0].text
+    assert noted == [f"outbox #{to_bob}: not sent to suppressed {BOB} ({why})"]

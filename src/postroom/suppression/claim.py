@@ -22,7 +22,7 @@ from postroom.outbox.events import email_event
 from postroom.outbox.models import ClaimedEmail, Recipient, RecipientState
 from postroom.outbox.status import OutboxStatus
 from postroom.suppression.models import Suppression
-from postroom.suppression.store import SuppressionStore
+from postroom.suppression.store import SuppressionStore, holding
 from postroom.webhooks.events import emit
 from postroom.webhooks.models import Event, EventType
 from postroom.webhooks.payloads import recipient_data
@@ -40,10 +40,15 @@ def mark_suppressed(
     the ``suppression_scope`` setting (which only says where automatic entries go).
     """
     store = store or SuppressionStore()
+    # One read for the batch: most batches hold no suppressed address at all.
+    entries = store.entries(conn, (a for row in rows for a in row.open_recipients))
+    if not entries:
+        return list(rows)
     events: list[Event] = []
     out: list[ClaimedEmail] = []
     for row in rows:
-        found = store.for_sending(conn, row.open_recipients, account=row.account)
+        own = {a.strip().lower() for a in row.open_recipients}
+        found = {a: e for a, e in holding(entries, account=row.account).items() if a in own}
         if not found:
             out.append(row)
             continue

@@ -21,6 +21,7 @@ from postroom.errors import NotFoundError
 from postroom.suppression.models import EVERYWHERE, Suppression, SuppressionReason
 
 t = tables.suppressions
+_CHUNK = 500  # addresses per IN list: well inside every database's parameter limit
 _R = tables.delivery_reports
 
 
@@ -117,19 +118,14 @@ class SuppressionStore:
         ).all()
         return [_entry(r) for r in rows]
 
-    def for_sending(
-        self, conn: Connection, addresses: Iterable[str], *, account: str | None
-    ) -> dict[str, Suppression]:
-        """Which of ``addresses`` may not be sent to from ``account``, by lower-case address."""
+    def entries(self, conn: Connection, addresses: Iterable[str]) -> list[Suppression]:
+        """Every entry, in any scope, of ``addresses`` (oldest first): one read per batch."""
         keys = sorted({a.strip().lower() for a in addresses})
-        if not keys:
-            return {}
-        scopes = [EVERYWHERE] if account is None else [EVERYWHERE, account]
-        found: dict[str, Suppression] = {}
-        for row in conn.execute(
-            select(t).where(t.c.address.in_(keys), t.c.scope.in_(scopes)).order_by(t.c.id)
-        ):
-            found.setdefault(row.address, _entry(row))
+        found: list[Suppression] = []
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            query = select(t).where(t.c.address.in_(chunk)).order_by(t.c.id)
+            found.extend(_entry(row) for row in conn.execute(query))
         return found
 
     def list(
@@ -168,6 +164,16 @@ class SuppressionStore:
                 )
             ).scalar_one()
         )
+
+
+def holding(entries: Iterable[Suppression], *, account: str | None) -> dict[str, Suppression]:
+    """The entries that hold for ``account`` (its own and every account's), by address."""
+    scopes = {EVERYWHERE} if account is None else {EVERYWHERE, account}
+    found: dict[str, Suppression] = {}
+    for entry in entries:
+        if entry.scope in scopes:
+            found.setdefault(entry.address, entry)
+    return found
 
 
 def scope_of(account: str | None, *, everywhere: bool) -> str:
