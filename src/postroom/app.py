@@ -36,6 +36,7 @@ from postroom.keystores.store import KeystoreStore
 from postroom.listening import Listening
 from postroom.operators import OperatorStore
 from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, RetryPolicy
+from postroom.outbox.wakeup import wakeup_for
 from postroom.receiving import Receiving
 from postroom.records import Change
 from postroom.security import SecretBox, load_secret_box
@@ -316,6 +317,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
             ),
             agent_id=agent_id,
             limits_of=lambda conn, name: self.account_store.get(conn, name).effective_limits,
+            wakeup=wakeup_for(self.engine, enabled=s.wakeup),
         )
 
     def agents(self) -> list[AgentInfo]:

@@ -47,6 +47,34 @@ class Settings(BaseSettings):
     backoff_base: float = Field(30.0, ge=0)
     backoff_max: float = Field(3600.0, ge=0)
     connections_per_account: int = Field(4, ge=1, le=64)
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Agent processes `postroom agent run` starts under one supervisor "
+        "(unset: one per core); `postroom serve` runs its agent in-process unless given "
+        "--workers.",
+    )
+    wakeup: bool = Field(
+        True,
+        description="Wake idle agents as soon as emails are committed (PostgreSQL "
+        "LISTEN/NOTIFY, an in-process signal); polling every poll_interval stays the "
+        "fallback.",
+    )
+    compose_processes: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Processes that render and build a large send_many batch (unset: one "
+        "per core; 1 renders in the calling process).",
+    )
+    compose_parallel_from: int = Field(
+        1000,
+        ge=1,
+        le=10_000,
+        description="Emails in one send_many call from which they are rendered in "
+        "compose_processes processes.",
+    )
     smtp_timeout: float = Field(30.0, gt=0, le=600)
     http_timeout: float = Field(
         30.0, gt=0, le=600, description="Timeout of token and Microsoft Graph requests."

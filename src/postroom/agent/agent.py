@@ -44,6 +44,7 @@ from postroom.errors import PostroomError
 from postroom.outbox.models import ClaimedEmail
 from postroom.outbox.retry import RetryPolicy
 from postroom.outbox.store import OutboxStore
+from postroom.outbox.wakeup import Polling, Wakeup
 from postroom.suppression.claim import mark_suppressed
 from postroom.transports.base import TransportFactory
 
@@ -88,6 +89,7 @@ class SenderAgent:
         config: AgentConfig,
         agent_id: str | None = None,
         limits_of: Callable[[Connection, str], Limits] | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self.id = agent_id or new_agent_id()
         # Read in the claim's own transaction: on SQLite a second connection would wait
@@ -97,6 +99,8 @@ class SenderAgent:
         self._load_sender = load_sender
         self._config = config
         self._policy = policy
+        # Woken when rows are committed; polling every poll_interval stays the fallback.
+        self._wakeup = wakeup or Polling()
         self._outbox = OutboxStore()
         self._row = AgentRow(
             engine=engine, outbox=self._outbox, agent_id=self.id, lease=config.lease_seconds
@@ -139,6 +143,7 @@ class SenderAgent:
             return self.stats
         finished = asyncio.Event()
         beat = asyncio.create_task(self._heartbeat(finished))
+        await self._wakeup.start()
         try:
             while not stop.is_set():
                 try:
@@ -151,16 +156,29 @@ class SenderAgent:
                 if not rows:
                     if until_idle:
                         break
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self._config.poll_interval)
+                    await self._idle(stop)
                     continue
                 try:
                     await self._process(rows)
                 except Exception as exc:
                     await self._database_trouble(exc, stop)
         finally:
+            await self._wakeup.close()
             await self._wind_down(beat, finished)
         return self.stats
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait for committed rows, ``stop`` or the poll interval, whichever comes first."""
+        interval = self._config.poll_interval
+        waits = [
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(self._wakeup.wait(interval)),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def _until_registered(self, stop: asyncio.Event) -> bool:
         while not stop.is_set():

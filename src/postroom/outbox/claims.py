@@ -18,6 +18,7 @@ from postroom.db.types import utcnow
 from postroom.outbox.events import EVENT_COLUMNS, email_event, queued_again
 from postroom.outbox.models import ClaimedEmail, Recipient
 from postroom.outbox.status import DUE, Hold, OutboxStatus, sources_of
+from postroom.outbox.wakeup import announce
 from postroom.webhooks.events import emit
 from postroom.webhooks.models import EventType
 
@@ -244,4 +245,6 @@ def _requeued(conn: Connection, result: Any) -> int:
     """Report the rows an UPDATE … RETURNING put back in the queue; returns how many."""
     rows = list(result)
     emit(conn, queued_again(rows))
+    if rows:
+        announce(conn)
     return len(rows)

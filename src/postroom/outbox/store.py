@@ -21,6 +21,7 @@ from postroom.outbox.events import EVENT_COLUMNS, Written, email_event, queued_a
 from postroom.outbox.models import NewEmail, OutboxEntry, Recipient, RecipientState
 from postroom.outbox.recording import Recording
 from postroom.outbox.status import Hold, OutboxStatus, Priority, check_transition, sources_of
+from postroom.outbox.wakeup import announce
 from postroom.webhooks.events import emit
 from postroom.webhooks.models import EventType
 
@@ -97,6 +98,8 @@ class OutboxStore(Claims, Recording):
             return []
         result = conn.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), rows)
         ids = [r.id for r in result]
+        if hold is None:
+            announce(conn)  # idle agents wake once this transaction commits
         if hold is None:
             kind, extra = EventType.EMAIL_QUEUED, {}
         else:
@@ -211,6 +214,7 @@ class OutboxStore(Claims, Recording):
         )
         entry = self.get(conn, outbox_id)
         emit(conn, queued_again([entry]))
+        announce(conn)
         return entry
 
     def cancel(self, conn: Connection, outbox_id: int) -> OutboxEntry:
