@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test chaos check bench bench-detail bench-inbound bench-feedback clean
+.PHONY: setup run test chaos check bench bench-detail bench-inbound bench-feedback bench-latency clean
 
 # One shell, so the time taken can be said at the end; each step says what it does, and pip
 # shows what it collects and installs (the first time takes a minute or two).
@@ -52,6 +52,11 @@ bench-inbound: setup
 # a Dovecot folder and applied, webhook events signed and POSTed to a loopback receiver.
 bench-feedback: setup
 	$(BIN)/python bench/feedback.py $(BENCH_ARGS)
+
+# The latency rows alone (make bench measures them too): from an enqueue's commit to the
+# server's 250, at a steady rate, on PostgreSQL, within `postroom serve`, and the peer's.
+bench-latency: setup
+	$(BIN)/python bench/latency.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) postroom.db postroom.db-wal postroom.db-shm postroom.key postroom-inbox postroom-demo test-artifacts

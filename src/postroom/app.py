@@ -132,6 +132,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
         return cls(Settings.from_flags(database_url=database_url, **settings))
 
     def close(self) -> None:
+        self.close_compose_pool()  # processes of parallel send_many, if any were started
         self.engine.dispose()
 
     def __enter__(self) -> Postroom:

@@ -141,6 +141,9 @@ class Sending:
                 record(conn, queued)  # in the same transaction: see CaseService.create
         return queued
 
+    def close_compose_pool(self) -> None:
+        """Stop the processes that render large batches, if any were started."""
+
     def _case_type_or_none(self, conn: Connection, class_name: str) -> CaseType | None:
         try:
             return self.case_type_store.get(conn, class_name)
