@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from typing import Annotated, Any
 
 import typer
 
+from postroom.agent.agent import new_agent_id
 from postroom.agent.registry import AgentInfo
+from postroom.agent.workers import Workers, usable_cores
+from postroom.app import Postroom
 from postroom.cli.common import (
     JsonOption,
     configure_logging,
@@ -25,7 +29,7 @@ from postroom.cli.common import (
     table,
     where,
 )
-from postroom.errors import ConfigurationError
+from postroom.errors import ConfigurationError, DatabaseFatalError
 from postroom.outbox import OutboxEntry, OutboxStatus
 from postroom.outbox.models import Recipient
 from postroom.supervisor import Supervisor
@@ -36,6 +40,7 @@ outbox_app = typer.Typer(help="The outbox: list, retry, cancel.", no_args_is_hel
 agent_app = typer.Typer(help="The sender agent.", no_args_is_help=True)
 OutboxId = Annotated[int, id_argument("Outbox email id")]
 INBOUND_STOP_TIMEOUT = 30.0  # a listener finishes the message it is ingesting
+MAX_WORKERS = 64  # as Settings.workers
 
 
 def _status(value: str | None) -> OutboxStatus | None:
@@ -191,6 +196,15 @@ def run_agent(
         float | None, typer.Option(help="Idle wait between claims (env POSTROOM_POLL_INTERVAL)")
     ] = None,
     until_idle: Annotated[bool, typer.Option(help="Exit when nothing is due")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_WORKERS,
+            help="Agent processes under this one (env POSTROOM_WORKERS) [default: one per core]",
+            show_default=False,
+        ),
+    ] = None,
     no_inbound: Annotated[
         bool,
         typer.Option("--no-inbound", help="Read no mailboxes here (env POSTROOM_INBOUND=false)"),
@@ -209,6 +223,8 @@ def run_agent(
 
     The batch in flight, the message being ingested and the webhook requests in flight
     are finished first. With --until-idle, due webhook events are delivered before exiting.
+    With --workers N (N > 1), N agent processes deliver and this one supervises them,
+    starting again any that dies; the listeners and webhooks stay in this one.
     """
 
     def body() -> None:
@@ -219,6 +235,7 @@ def run_agent(
                     ("batch_size", batch_size),
                     ("lease_seconds", lease_seconds),
                     ("poll_interval", poll_interval),
+                    ("workers", workers),
                     ("inbound", False if no_inbound else None),
                     ("webhooks", False if no_webhooks else None),
                 )
@@ -228,6 +245,10 @@ def run_agent(
         configure_logging(log_level or state.settings().log_level)
         # An agent on a database that does not exist would wait for emails forever.
         with opened(wait=True) as postroom:
+            count = postroom.settings.workers or usable_cores()
+            if count > 1:
+                asyncio.run(_supervise(postroom, count=count, until_idle=until_idle))
+                return
             agent = postroom.agent()
 
             async def main() -> None:
@@ -264,6 +285,42 @@ def run_agent(
             asyncio.run(main())
 
     run_command(body)
+
+
+async def _supervise(postroom: Postroom, *, count: int, until_idle: bool) -> None:
+    """``agent run --workers N``: N agent processes, with listeners and webhooks here."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    place = where(postroom.settings.database_url)
+    console.print(f"supervisor {os.getpid()} running {count} agent workers on {place}")
+    workers = Workers(
+        postroom.settings, count=count, until_idle=until_idle, say=console.print, place=place
+    )
+    owner = new_agent_id()  # the listeners' and the dispatcher's own, as an agent's
+    listening = Supervisor(postroom.background)
+    if postroom.settings.inbound and not until_idle:
+        listening.start("inbound", lambda: postroom.inbound_listeners(owner))
+        console.print("inbound: listening to the accounts' mailboxes")
+    else:
+        console.print("inbound: not in this process")
+    hooks = postroom.settings.webhooks
+    if hooks and not until_idle:
+        listening.start("webhooks", lambda: dispatcher_for(postroom, owner))
+    console.print("webhooks: " + ("delivering" if hooks else "not in this process"))
+    try:
+        stats = await workers.run(stop=stop)
+        if workers.fatal is not None:
+            raise DatabaseFatalError(workers.fatal)
+        if hooks and until_idle:  # the events of what was just sent, too
+            await dispatcher_for(postroom, owner).run(stop=stop, until_idle=True)
+    finally:
+        await listening.stop(timeout=INBOUND_STOP_TIMEOUT)
+    console.print(
+        f"{count} agent workers stopped: {stats.sent} sent, {stats.failed} failed, "
+        f"{stats.retried} to retry, {stats.held} held"
+    )
 
 
 @agent_app.command("list")

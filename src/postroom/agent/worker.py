@@ -1,0 +1,164 @@
+"""One worker of ``postroom agent run --workers N``: a sender agent in a process of its own.
+
+The supervisor (:mod:`postroom.agent.workers`) starts it with the ``spawn`` method and
+hands it the resolved settings through multiprocessing's pipe, never on the command line.
+It tells the supervisor what it does over a one-way channel (started, stopped with its
+totals, or a fatal fault) and prints nothing itself. It stops cleanly on SIGTERM/SIGINT,
+and on its own when the supervisor is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from postroom.agent.health import Backoff, first_line, raise_if_fatal
+from postroom.agent.recording import AgentStats
+from postroom.app import Postroom
+from postroom.errors import PostroomError
+from postroom.settings import Settings
+
+log = logging.getLogger("postroom.agent")
+
+# "Do not start me again": a database that cannot heal, settings that cannot work.
+FATAL_EXIT = 78  # EX_CONFIG of sysexits.h
+# How often a worker checks that its supervisor is still there (the fallback of PDEATHSIG).
+ORPHAN_CHECK = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The worker's agent is registered under this id and claims emails."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The worker's agent stopped cleanly after doing this."""
+
+    agent_id: str
+    sent: int
+    failed: int
+    retried: int
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    """The worker cannot work, and no restart would change that."""
+
+    reason: str
+
+
+Report = Started | Stopped | Fatal
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOrder:
+    """What a worker is to do: picklable, sent through the spawn pipe."""
+
+    settings: Settings
+    parent: int  # the supervisor's pid
+    until_idle: bool = False
+
+
+def die_with_parent(parent: int) -> bool:
+    """Have Linux send SIGTERM when the supervisor dies; ``False`` if it already has."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # The supervisor may have died before the request: nobody would send that signal.
+    return os.getppid() == parent
+
+
+def run_worker(order: WorkerOrder, channel: Connection) -> None:
+    """The worker process's entry point (multiprocessing's target)."""
+    if not die_with_parent(order.parent):
+        sys.exit(0)
+    logging.basicConfig(
+        level=order.settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        code = asyncio.run(_work(order, channel))
+    finally:
+        channel.close()
+    sys.exit(code)
+
+
+async def _work(order: WorkerOrder, channel: Connection) -> int:
+    stop = asyncio.Event()
+    halted = threading.Event()  # the same, for the thread that opens the database
+
+    def halt() -> None:
+        stop.set()
+        halted.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, halt)
+    try:
+        postroom = await asyncio.to_thread(_open, order.settings, halted)
+    except PostroomError as exc:
+        channel.send(Fatal(str(exc)))
+        return FATAL_EXIT
+    if postroom is None:  # stopped while waiting for the database
+        return 0
+    orphan = asyncio.create_task(_watch_parent(order.parent, stop))
+    try:
+        agent = postroom.agent()
+        channel.send(Started(agent.id))
+        try:
+            stats = await agent.run(stop=stop, until_idle=order.until_idle)
+        except PostroomError as exc:  # DatabaseFatalError: a damaged database, a schema
+            channel.send(Fatal(str(exc)))
+            return FATAL_EXIT
+        channel.send(_stopped(agent.id, stats))
+        return 0
+    finally:
+        orphan.cancel()
+        postroom.close()
+
+
+def _stopped(agent_id: str, stats: AgentStats) -> Stopped:
+    return Stopped(agent_id, stats.sent, stats.failed, stats.retried, stats.held)
+
+
+def _open(settings: Settings, stop: threading.Event) -> Postroom | None:
+    """Postroom on ``settings``, waiting while the database does not answer yet."""
+    backoff = Backoff()
+    said: str | None = None
+    while not stop.is_set():
+        try:
+            return Postroom(settings)
+        except SQLAlchemyError as exc:
+            raise_if_fatal(exc, started=False)
+            reason = first_line(exc)
+            if reason != said:
+                log.warning("database unavailable at start-up: %s; waiting for it", reason)
+                said = reason
+            stop.wait(backoff.next_delay())
+    return None
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """Stop when the supervisor is gone (where PDEATHSIG does not exist or was missed)."""
+    while not stop.is_set():
+        await asyncio.sleep(ORPHAN_CHECK)
+        if os.getppid() != parent:
+            log.warning("supervisor %d is gone: stopping", parent)
+            stop.set()

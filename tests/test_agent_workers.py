@@ -1,0 +1,260 @@
+"""``postroom agent run --workers N``: agent processes under a supervisor, as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from postroom import Postroom
+from postroom.agent.registry import AgentInfo
+from postroom.outbox import OutboxStatus
+from tests.conftest import TEST_KEY
+from tests.fakes import SmtpSink, smtp_server
+
+pytestmark = pytest.mark.slow
+
+SENDER = "sender@example.com"
+DEADLINE = 40.0  # generous: two workers each import the whole package on a loaded machine
+T = TypeVar("T")
+
+
+def postroom_executable() -> Path:
+    exe = Path(sys.executable).parent / "postroom"
+    assert exe.exists(), f"console script not installed at {exe}"
+    return exe
+
+
+def queue(pr: Postroom, count: int, *, start: int = 0) -> set[str]:
+    """Queue ``count`` emails; returns their Message-IDs."""
+    ids = [
+        pr.send(to=[f"user{i}@example.net"], subject=f"n{i}", body="Body.", class_name="Default")
+        for i in range(start, start + count)
+    ]
+    return {pr.outbox_entry(i).message_id for i in ids}
+
+
+def environment(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
+    env.update(
+        POSTROOM_DATABASE_URL=database_url,
+        POSTROOM_SECRET_KEY=TEST_KEY,
+        POSTROOM_POLL_INTERVAL="0.05",
+        POSTROOM_HEARTBEAT_INTERVAL="0.2",
+        POSTROOM_BATCH_SIZE="10",
+        POSTROOM_SMTP_TIMEOUT="10",
+        **extra,
+    )
+    return env
+
+
+@contextmanager
+def supervisor(
+    database_url: str, log: Path, *args: str, **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``postroom agent run --workers …`` as a child process; killed on the way out."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(postroom_executable()), "agent", "run", *args],
+            env=environment(database_url, **env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+def wait_for(what: str, probe: Callable[[], T | None], *, log: Path) -> T:
+    """Poll ``probe`` until it returns something truthy, within :data:`DEADLINE`."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}; output:\n{log.read_text(errors='replace')}")
+
+
+def running(pr: Postroom, *, besides: int) -> list[AgentInfo]:
+    """Agents running now in processes other than ``besides`` (the supervisor)."""
+    return [a for a in pr.agents() if a.state == "running" and a.pid != besides]
+
+
+def two_workers(pr: Postroom, proc: subprocess.Popen[bytes], log: Path) -> list[AgentInfo]:
+    """The supervisor's two workers, once both have registered."""
+
+    def both() -> list[AgentInfo] | None:
+        workers = running(pr, besides=proc.pid)
+        return workers if len(workers) == 2 else None
+
+    return wait_for("two workers", both, log=log)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_gone(pid: int, *, log: Path) -> None:
+    wait_for(f"worker {pid} to be gone", lambda: not alive(pid), log=log)
+
+
+def assert_each_once(sink: SmtpSink, message_ids: set[str]) -> None:
+    received = Counter(r.message["Message-ID"] for r in sink.received)
+    assert set(received) == message_ids
+    assert max(received.values()) == 1, [m for m, n in received.items() if n > 1]
+
+
+@pytest.fixture
+def sink_port(postroom: Postroom) -> Iterator[tuple[SmtpSink, int]]:
+    # A little time per message, so that both workers get a share of the queue.
+    sink = SmtpSink(data_delay=0.002)
+    with smtp_server(sink) as srv:
+        postroom.apply(
+            {
+                "accounts": [
+                    {
+                        "name": "Default",
+                        "address": SENDER,
+                        "host": "127.0.0.1",
+                        "port": srv.port,
+                        "security": "none",
+                    }
+                ]
+            }
+        )
+        yield sink, srv.port
+
+
+def test_two_workers_deliver_each_email_once_and_stop_on_sigterm(
+    postroom: Postroom, database_url: str, sink_port: tuple[SmtpSink, int], tmp_path: Path
+) -> None:
+    sink, _ = sink_port
+    message_ids = queue(postroom, 300)
+    log = tmp_path / "agent.log"
+    with supervisor(database_url, log, "--workers", "2") as proc:
+        workers = two_workers(postroom, proc, log)
+        wait_for(
+            "every email sent",
+            lambda: postroom.outbox_counts()[OutboxStatus.SENT] == len(message_ids),
+            log=log,
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=DEADLINE) == 0
+    assert_each_once(sink, message_ids)
+    output = log.read_text()
+    assert "running 2 agent workers" in output
+    assert "2 agent workers stopped: 300 sent, 0 failed, 0 to retry, 0 held" in output
+    for w in workers:
+        assert f"agent {w.id} running on" in output
+        assert f"agent {w.id} stopped:" in output
+        wait_gone(w.pid, log=log)
+    states = {a.id: a.state for a in postroom.agents()}
+    assert [states[w.id] for w in workers] == ["stopped", "stopped"]
+    assert "Traceback" not in output
+
+
+def test_a_killed_worker_is_started_again(
+    postroom: Postroom, database_url: str, sink_port: tuple[SmtpSink, int], tmp_path: Path
+) -> None:
+    sink, _ = sink_port
+    log = tmp_path / "agent.log"
+    with supervisor(database_url, log, "--workers", "2") as proc:
+        first = two_workers(postroom, proc, log)
+        victim = first[0]
+        os.kill(victim.pid, signal.SIGKILL)
+
+        def replaced() -> list[AgentInfo] | None:
+            now = running(postroom, besides=proc.pid)
+            new = [a for a in now if a.id not in {w.id for w in first}]
+            return new if len(now) == 2 and new else None
+
+        [newcomer] = wait_for("the killed worker's successor", replaced, log=log)
+        assert newcomer.pid != victim.pid
+        message_ids = queue(postroom, 40)
+        wait_for(
+            "the emails queued afterwards to be sent",
+            lambda: postroom.outbox_counts()[OutboxStatus.SENT] == len(message_ids),
+            log=log,
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=DEADLINE) == 0
+    assert_each_once(sink, message_ids)
+    output = log.read_text()
+    assert f"(pid {victim.pid}) was killed by SIGKILL unexpectedly; starting it again" in output
+    assert f"agent {newcomer.id} running on" in output
+
+
+def test_until_idle_sums_the_workers_totals(
+    postroom: Postroom, database_url: str, sink_port: tuple[SmtpSink, int], tmp_path: Path
+) -> None:
+    sink, _ = sink_port
+    message_ids = queue(postroom, 120)
+    log = tmp_path / "agent.log"
+    with supervisor(database_url, log, "--workers", "2", "--until-idle") as proc:
+        assert proc.wait(timeout=DEADLINE * 2) == 0
+    assert_each_once(sink, message_ids)
+    output = log.read_text()
+    assert output.count(" stopped: ") == 3  # each worker's line, then the total
+    assert "2 agent workers stopped: 120 sent, 0 failed, 0 to retry, 0 held" in output
+    assert {a.state for a in postroom.agents()} == {"stopped"}
+
+
+def test_workers_of_a_supervisor_killed_with_sigkill_stop_by_themselves(
+    postroom: Postroom, database_url: str, sink_port: tuple[SmtpSink, int], tmp_path: Path
+) -> None:
+    log = tmp_path / "agent.log"
+    with supervisor(database_url, log, "--workers", "2") as proc:
+        workers = two_workers(postroom, proc, log)
+        proc.kill()
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    for w in workers:
+        wait_gone(w.pid, log=log)
+    # They were told (SIGTERM on their parent's death) and stopped as agents do.
+    states = {a.id: a.state for a in postroom.agents()}
+    assert [states[w.id] for w in workers] == ["stopped", "stopped"]
+
+
+def test_workers_default_to_the_usable_cores(
+    postroom: Postroom, database_url: str, sink_port: tuple[SmtpSink, int], tmp_path: Path
+) -> None:
+    from postroom.agent.workers import usable_cores  # noqa: PLC0415
+
+    log = tmp_path / "agent.log"
+    with supervisor(database_url, log, "--until-idle") as proc:
+        assert proc.wait(timeout=DEADLINE * 2) == 0
+    cores = usable_cores()
+    output = log.read_text()
+    if cores > 1:
+        assert f"running {cores} agent workers" in output
+    else:
+        assert "supervisor" not in output
+
+
+def test_a_database_that_cannot_work_is_one_line_not_a_restart_loop(tmp_path: Path) -> None:
+    log = tmp_path / "agent.log"
+    url = f"sqlite:///{tmp_path / 'missing' / 'nowhere.db'}"
+    with supervisor(url, log, "--workers", "2") as proc:
+        code = proc.wait(timeout=DEADLINE)
+    output = log.read_text()
+    assert code != 0
+    assert "error:" in output
+    assert "Traceback" not in output
+    assert "starting it again" not in output
