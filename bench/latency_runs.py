@@ -1,0 +1,359 @@
+"""The latency benchmark's runs: each drives one system at a steady rate into its own
+timestamping sink (``bench/stamp_sink.py``) and returns when each email was enqueued and
+accepted. ``bench/latency.py`` says what is measured and prints it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import harness
+import httpx
+import scale
+import workload
+from harness import BenchFailure, BenchTimeout, Deadline, StdioProcess
+from peer_dpo import HTML
+from peer_dpo_latency import Sample, paced, subject
+from rich.console import Console
+from tools import ToolError, peer_python
+
+from postroom import Postroom, Settings
+from postroom.identity.tokens import Scope
+
+HERE = Path(__file__).parent
+STAMP_SINK = HERE / "stamp_sink.py"
+PEER_SCRIPT = HERE / "peer_dpo_latency.py"
+RUNS = ("postgres", "serve", "peer")
+LANES = 4
+TARGET_P50, TARGET_P99 = 20.0, 100.0  # milliseconds
+WARM_UP = 10  # unnumbered emails delivered before the clock starts: connections open
+SETTLE = 30.0  # seconds after the last enqueue for the last email to reach the sink
+START_LIMIT = 60.0  # seconds for a process to come up
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    rate: float
+    seconds: float
+    database_url: str
+    peer_interval: float
+    workers: int | None
+    runs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run: what was enqueued when, and when the sink accepted each email."""
+
+    name: str
+    samples: list[Sample]
+    stamps: dict[int, float]
+    duplicates: int = 0
+    problem: str | None = None  # why the run did not count (not run, failed)
+    targeted: bool = True  # the targets are Postroom's; the peer is shown beside them
+    from_call: bool = False  # the clock starts as the call starts, not as it returns
+
+    @property
+    def starts(self) -> dict[int, float]:
+        return {n: before if self.from_call else after for n, before, after in self.samples}
+
+    @property
+    def early(self) -> int:
+        """Emails whose 250 came before their clock started (the call had not returned)."""
+        starts = self.starts
+        return sum(1 for n, at in self.stamps.items() if n in starts and at < starts[n])
+
+    @property
+    def rate(self) -> float:
+        """Emails enqueued a second, as the driver managed to call them."""
+        if len(self.samples) < 2:
+            return 0.0
+        span = max(a for _, _, a in self.samples) - min(b for _, b, _ in self.samples)
+        return len(self.samples) / span if span > 0 else 0.0
+
+    @property
+    def latencies(self) -> list[float]:
+        """Milliseconds from each email's start to its 250, sorted."""
+        starts = self.starts
+        return sorted((at - starts[n]) * 1000 for n, at in self.stamps.items() if n in starts)
+
+    def percentile(self, q: float) -> float:
+        return nearest_rank(self.latencies, q)
+
+    @property
+    def call_p50(self) -> float:
+        """Milliseconds the median enqueue call took."""
+        return nearest_rank(sorted((a - b) * 1000 for _, b, a in self.samples), 50)
+
+    @property
+    def failed(self) -> bool:
+        """An error, or an email lost or delivered twice (not: not run, target missed)."""
+        if self.problem is not None:
+            return not self.problem.startswith("not run")
+        return len(self.stamps) != len(self.samples) or self.duplicates > 0
+
+    @property
+    def verdict(self) -> str:
+        if self.problem is not None:
+            return self.problem
+        lost = len(self.samples) - len(self.stamps)
+        if lost or self.duplicates:
+            return f"failed: {lost} lost, {self.duplicates} delivered twice"
+        if not self.targeted:
+            return "all delivered once"
+        p50, p99 = self.percentile(50), self.percentile(99)
+        missed = [
+            f"{name} {value:.0f} > {target:.0f}"
+            for name, value, target in (("p50", p50, TARGET_P50), ("p99", p99, TARGET_P99))
+            if value > target
+        ]
+        return "missed: " + ", ".join(missed) if missed else "met"
+
+    def summary(self) -> str:
+        """The run in one line."""
+        if not self.stamps:
+            return self.verdict
+        p = [self.percentile(q) for q in (50, 90, 99, 100)]
+        return (
+            f"p50 {p[0]:.1f} ms, p90 {p[1]:.1f}, p99 {p[2]:.1f}, max {p[3]:.1f}; "
+            f"{len(self.stamps)}/{len(self.samples)} delivered at {self.rate:.0f}/s; "
+            f"{self.verdict}"
+            + (f"; {self.early} accepted before the call returned" if self.early else "")
+        )
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    """The smallest of the sorted ``values`` with at least ``q`` percent at or below it."""
+    rank = -(-len(values) * q // 100)  # ceiling
+    return values[int(max(1, min(len(values), rank))) - 1] if values else float("nan")
+
+
+class StampSink(StdioProcess):
+    """The timestamping sink in its own process, spoken to over its stdio."""
+
+    def __init__(self, max_seconds: float) -> None:
+        args = [str(STAMP_SINK), "--max-seconds", f"{max_seconds:.0f}"]
+        super().__init__(args, what="stamp sink")
+
+    def ask(self, request: str) -> dict[str, Any]:
+        stdin = self._pipes()[0]
+        stdin.write(request + "\n")
+        stdin.flush()
+        return self._read()
+
+    def wait_for(self, field: str, count: int, deadline: Deadline, what: str) -> None:
+        while self.ask("count")[field] < count:
+            deadline.check(what)
+            time.sleep(0.05)
+
+    def run(
+        self,
+        name: str,
+        samples: list[Sample],
+        deadline: Deadline,
+        *,
+        targeted: bool = True,
+        from_call: bool = False,
+    ) -> Run:
+        """The run once every email has arrived, or once ``SETTLE`` has passed."""
+        settle = Deadline(min(deadline.at, time.monotonic() + SETTLE))
+        with contextlib.suppress(BenchTimeout):
+            self.wait_for("stamped", len(samples), settle, "the last emails")
+        time.sleep(0.2)  # a duplicate, were there one, would arrive by now
+        stamps = {int(n): at for n, at in self.ask("stamps")["stamps"].items()}
+        duplicates = self.ask("count")["duplicates"]
+        return Run(
+            name, samples, stamps, duplicates=duplicates, targeted=targeted, from_call=from_call
+        )
+
+
+@contextlib.contextmanager
+def stamp_sink(max_seconds: float) -> Iterator[StampSink]:
+    sink = StampSink(max_seconds)
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+@contextlib.contextmanager
+def process(
+    command: list[str], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A Postroom process, stopped with SIGTERM (killed if it hangs)."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def wait_until(
+    check: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, what: str
+) -> None:
+    """Until ``check()`` holds, failing with the log's last line if the process exits."""
+    deadline = Deadline(time.monotonic() + START_LIMIT)
+    while not check():
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise BenchFailure(f"{what}: exited with {proc.returncode}: {tail[0]}")
+        deadline.check(what)
+        time.sleep(0.1)
+
+
+def warm_up(sink: StampSink, send: Callable[[int], object], deadline: Deadline) -> None:
+    """Deliver ``WARM_UP`` unnumbered emails first: connections open, code paths warm."""
+    before = sink.ask("count")["unnumbered"]
+    for n in range(WARM_UP):
+        send(n)
+    sink.wait_for("unnumbered", before + WARM_UP, deadline, "the warm-up emails")
+
+
+# --- the runs ---------------------------------------------------------------------------
+
+
+def postgres_run(opts: Options, work: Path) -> Run:
+    name = "Postroom on PostgreSQL, `postroom agent run`" + (
+        f" --workers {opts.workers}" if opts.workers else ""
+    )
+    try:
+        scale.require_server(opts.database_url)
+    except BenchFailure as exc:
+        return Run(name, [], {}, problem=f"not run: {exc}")
+    deadline = Deadline(time.monotonic() + opts.seconds + SETTLE + 3 * START_LIMIT)
+    key = secrets.token_urlsafe(32)
+    log = work / "latency-agent.log"
+    workers = ["--workers", str(opts.workers)] if opts.workers else []
+    with (
+        stamp_sink(deadline.remaining("setup")) as sink,
+        harness.scratch_postgres(opts.database_url) as url,
+        Postroom(Settings(database_url=url, secret_key=key)) as postroom,
+    ):
+        postroom.apply(workload.records(sink.port))
+        env = harness.agent_env({"database_url": url, "secret_key": key, "log_level": "WARNING"})
+        with process([*harness.AGENT_COMMAND, *workers], env, log) as agent:
+            wait_until(lambda: bool(postroom.agents()), agent, log, "the agent")
+
+            def send(n: int, title: str | None = None) -> int:
+                to = [workload.recipient(n)]
+                body = HTML.format(n=n)
+                return postroom.send(
+                    to=to, subject=title or subject(n), body=body, class_name=workload.CLASS_NAME
+                )
+
+            warm_up(sink, lambda n: send(n, "Latency warm-up"), deadline)
+            samples = paced(send, rate=opts.rate, seconds=opts.seconds, lanes=LANES)
+            return sink.run(name, samples, deadline)
+
+
+def serve_run(opts: Options, work: Path) -> Run:
+    name = "Postroom `serve` on SQLite, POST /api/v1/emails"
+    deadline = Deadline(time.monotonic() + opts.seconds + SETTLE + 3 * START_LIMIT)
+    key = secrets.token_urlsafe(32)
+    url = f"sqlite:///{work / f'serve-{time.monotonic_ns()}.db'}"
+    log = work / "latency-serve.log"
+    with stamp_sink(deadline.remaining("setup")) as sink:
+        with Postroom(Settings(database_url=url, secret_key=key)) as postroom:
+            postroom.apply(workload.records(sink.port))
+            token = postroom.identity.create_token(name="latency", scopes={Scope.SEND}).value
+        port = free_port()
+        command = [str(Path(sys.executable).with_name("postroom")), "serve", "--host",
+                   "127.0.0.1", "--port", str(port), "--no-inbound", "--no-webhooks"]  # fmt: skip
+        env = harness.agent_env({"database_url": url, "secret_key": key, "log_level": "WARNING"})
+        headers = {"Authorization": f"Bearer {token}"}
+        limits = httpx.Limits(max_connections=LANES, max_keepalive_connections=LANES)
+        with (
+            process(command, env, log) as server,
+            httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=30
+            ) as client,
+        ):
+            wait_until(lambda: _healthy(client), server, log, "postroom serve")
+
+            def send(n: int, title: str | None = None) -> None:
+                answer = client.post(
+                    "/api/v1/emails",
+                    json={"to": [workload.recipient(n)], "subject": title or subject(n),
+                          "body": HTML.format(n=n), "class_name": workload.CLASS_NAME},
+                )  # fmt: skip
+                if answer.status_code != 201:
+                    raise BenchFailure(f"POST /api/v1/emails answered {answer.status_code}")
+
+            warm_up(sink, lambda n: send(n, "Latency warm-up"), deadline)
+            samples = paced(send, rate=opts.rate, seconds=opts.seconds, lanes=LANES)
+            return sink.run(name, samples, deadline, from_call=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _healthy(client: httpx.Client) -> bool:
+    try:
+        return client.get("/api/v1/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def peer_run(opts: Options, work: Path) -> Run:
+    name = f"django-post-office, send_queued_mail every {opts.peer_interval:g} s"
+    limit = opts.seconds + 2 * opts.peer_interval + SETTLE + START_LIMIT
+    deadline = Deadline(time.monotonic() + limit + START_LIMIT)
+    database = work / f"dpo-latency-{time.monotonic_ns()}.db"
+    with stamp_sink(deadline.remaining("setup")) as sink:
+        try:
+            result = subprocess.run(
+                [str(peer_python()), str(PEER_SCRIPT), "--port", str(sink.port),
+                 "--database", str(database), "--rate", str(opts.rate),
+                 "--seconds", str(opts.seconds), "--interval", str(opts.peer_interval),
+                 "--lanes", str(LANES), "--settle", str(SETTLE)],
+                check=True, capture_output=True, timeout=limit,
+            )  # fmt: skip
+        except subprocess.CalledProcessError as exc:
+            tail = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            why = f"django-post-office: exit code {exc.returncode}: {tail[0]}"
+            raise BenchFailure(why) from None
+        except subprocess.TimeoutExpired:
+            raise BenchTimeout(f"django-post-office took more than {limit:.0f} s") from None
+        report = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        samples = [(int(n), float(b), float(a)) for n, b, a in report["enqueued"]]
+        return sink.run(name, samples, deadline, targeted=False)
+
+
+MEASURED: dict[str, Callable[[Options, Path], Run]] = {
+    "postgres": postgres_run,
+    "serve": serve_run,
+    "peer": peer_run,
+}
+
+
+def measure(opts: Options, work: Path, console: Console) -> list[Run]:
+    """Each chosen run in turn; a run that fails is kept with its reason in one line."""
+    runs = []
+    for key in opts.runs:
+        console.print(f"latency: {key}, {opts.rate:g}/s for {opts.seconds:g} s…")
+        try:
+            run = MEASURED[key](opts, work)
+        except (BenchFailure, BenchTimeout, ToolError) as exc:
+            run = Run(key, [], {}, problem=f"failed: {exc}")
+        console.print(f"  {run.name}: {run.summary()}")
+        runs.append(run)
+    return runs
