@@ -18,8 +18,9 @@ import pytest
 from postroom import Postroom
 from postroom.agent.registry import AgentInfo
 from postroom.outbox import OutboxStatus
+from tests.chaoskit import agent_task, healthz
 from tests.conftest import TEST_KEY
-from tests.fakes import SmtpSink, smtp_server
+from tests.fakes import SmtpSink, free_port, smtp_server
 
 pytestmark = pytest.mark.slow
 
@@ -258,3 +259,47 @@ def test_a_database_that_cannot_work_is_one_line_not_a_restart_loop(tmp_path: Pa
     assert "error:" in output
     assert "Traceback" not in output
     assert "starting it again" not in output
+
+
+def test_serve_runs_its_agent_as_workers_and_shows_them_in_the_health_check(
+    postroom: Postroom, database_url: str, sink_port: tuple[SmtpSink, int], tmp_path: Path
+) -> None:
+    sink, _ = sink_port
+    log = tmp_path / "serve.log"
+    port = free_port()
+    command = [str(postroom_executable()), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*command, "--workers", "2"],
+            env=environment(database_url),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        workers = two_workers(postroom, proc, log)
+
+        def agent_health() -> dict[str, object] | None:
+            answer = healthz(port)
+            task = agent_task(answer[1]) if answer else {}
+            return task if task.get("reason") == "2 of 2 workers running" else None
+
+        task = wait_for("the health check to show the workers", agent_health, log=log)
+        assert (task["state"], task["restarts"]) == ("running", 0)
+        message_ids = queue(postroom, 30)
+        wait_for(
+            "every email sent",
+            lambda: postroom.outbox_counts()[OutboxStatus.SENT] == len(message_ids),
+            log=log,
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=DEADLINE) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+    assert_each_once(sink, message_ids)
+    assert "agent: 2 worker processes" in log.read_text()
+    for w in workers:
+        wait_gone(w.pid, log=log)
+    states = {a.id: a.state for a in postroom.agents()}
+    assert [states[w.id] for w in workers] == ["stopped", "stopped"]

@@ -3,10 +3,12 @@
 One ASGI application. The agent runs in the same event loop as the web server, as a
 supervised task started and stopped by the application's lifespan (restarted if it ever
 ends on its own), unless ``run_agent`` is off (agents running elsewhere, on other hosts).
+With ``agent_workers``, it runs as that many processes instead, under the lifespan.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -14,7 +16,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from sqlalchemy.engine import make_url
 
+from postroom.agent.workers import Workers
 from postroom.api import create_api
 from postroom.app import Postroom
 from postroom.devinbox.server import DevInbox
@@ -32,6 +36,7 @@ def create_app(
     postroom: Postroom,
     *,
     run_agent: bool = True,
+    agent_workers: int | None = None,
     run_inbound: bool = True,
     run_webhooks: bool = True,
     inbox_dir: Path | None = None,
@@ -41,13 +46,27 @@ def create_app(
 
     ``inbox``: a started dev inbox to keep listening (``serve --demo``). ``run_inbound``:
     read the accounts' mailboxes here (one listener per account with inbound settings).
-    ``run_webhooks``: deliver webhook events here.
+    ``run_webhooks``: deliver webhook events here. ``agent_workers``: run the sender
+    agent as this many processes (2 or more) rather than in this one.
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         supervisor = Supervisor(postroom.background)
-        if run_agent:
+        workers: asyncio.Task[object] | None = None
+        stop_workers = asyncio.Event()
+        if run_agent and agent_workers:
+            place = make_url(postroom.settings.database_url).render_as_string(hide_password=True)
+            pool = Workers(
+                postroom.settings,
+                count=agent_workers,
+                place=place,
+                stop_timeout=AGENT_STOP_TIMEOUT,
+            )
+            postroom.background.publish("agent", pool.status)
+            workers = asyncio.create_task(pool.run(stop=stop_workers), name="agent workers")
+            log.info("sender agent started as %d worker processes", agent_workers)
+        elif run_agent:
             supervisor.start("agent", postroom.agent)
             log.info("sender agent started")
         if run_inbound:
@@ -61,7 +80,10 @@ def create_app(
         try:
             yield
         finally:
+            stop_workers.set()
             await supervisor.stop(timeout=AGENT_STOP_TIMEOUT)
+            if workers is not None:
+                await workers  # bounded: the pool kills a worker that overstays its timeout
 
     app = FastAPI(
         title="Postroom",

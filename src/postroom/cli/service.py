@@ -48,6 +48,16 @@ def serve(
     no_agent: Annotated[
         bool, typer.Option("--no-agent", help="Do not run a sender agent in this process")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Run the sender agent as this many processes (env POSTROOM_WORKERS) "
+            "[default: in this process]",
+            show_default=False,
+        ),
+    ] = None,
     no_inbound: Annotated[
         bool,
         typer.Option("--no-inbound", help="Read no mailboxes here (env POSTROOM_INBOUND=false)"),
@@ -79,6 +89,7 @@ def serve(
             "max_request_bytes": max_request_bytes,
             "inbound": False if no_inbound else None,
             "webhooks": False if no_webhooks else None,
+            "workers": workers,
         }
         given = {k: v for k, v in flags.items() if v is not None}
         settings = state.settings(**given)
@@ -124,9 +135,12 @@ def serve(
                 _print_demo_login(postroom)
             elif not postroom.identity.admins():
                 console.print("no admin user yet: create one with `postroom admin create NAME`")
+            # One worker is the agent in this process, as without the setting.
+            agent_workers = settings.workers if (settings.workers or 1) > 1 else None
             app = create_app(
                 postroom,
                 run_agent=not no_agent,
+                agent_workers=agent_workers,
                 run_inbound=settings.inbound,
                 run_webhooks=settings.webhooks,
                 inbox_dir=inbox_dir if demo else None,
@@ -135,7 +149,12 @@ def serve(
             url = f"http://{settings.host}:{settings.port}/"
             console.print(styled(("Admin Studio: ", "bold"), url))
             console.print(styled(("REST API:     ", "bold"), url + "api/v1"))
-            console.print("agent: " + ("not in this process" if no_agent else "running"))
+            if no_agent:
+                console.print("agent: not in this process")
+            elif agent_workers:
+                console.print(f"agent: {agent_workers} worker processes")
+            else:
+                console.print("agent: running")
             console.print(
                 "inbound: " + ("listening" if settings.inbound else "not in this process")
             )
