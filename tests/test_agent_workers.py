@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -17,9 +18,10 @@ import pytest
 
 from postroom import Postroom
 from postroom.agent.registry import AgentInfo
+from postroom.agent.workers import Workers, usable_cores
 from postroom.outbox import OutboxStatus
 from tests.chaoskit import agent_task, healthz
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, make_settings
 from tests.fakes import SmtpSink, free_port, smtp_server
 
 pytestmark = pytest.mark.slow
@@ -236,8 +238,6 @@ def test_workers_of_a_supervisor_killed_with_sigkill_stop_by_themselves(
 def test_workers_default_to_the_usable_cores(
     postroom: Postroom, database_url: str, sink_port: tuple[SmtpSink, int], tmp_path: Path
 ) -> None:
-    from postroom.agent.workers import usable_cores  # noqa: PLC0415
-
     log = tmp_path / "agent.log"
     with supervisor(database_url, log, "--until-idle") as proc:
         assert proc.wait(timeout=DEADLINE * 2) == 0
@@ -303,3 +303,21 @@ def test_serve_runs_its_agent_as_workers_and_shows_them_in_the_health_check(
         wait_gone(w.pid, log=log)
     states = {a.id: a.state for a in postroom.agents()}
     assert [states[w.id] for w in workers] == ["stopped", "stopped"]
+
+
+def test_a_fatal_fault_in_a_worker_stops_them_all_without_restarts(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"this is not a database file" * 100)
+    said: list[str] = []
+    workers = Workers(make_settings(f"sqlite:///{damaged}"), count=2, say=said.append)
+
+    async def run() -> None:
+        await asyncio.wait_for(workers.run(stop=asyncio.Event()), DEADLINE)
+
+    asyncio.run(run())
+    assert workers.fatal is not None
+    assert "damaged" in workers.fatal
+    assert workers.status().state == "degraded"
+    assert workers.status().restarts == 0
+    assert workers.pids() == []
+    assert said == []  # no worker got as far as starting an agent
