@@ -6,6 +6,7 @@ methods compose outside the write lock, then queue in one transaction.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -13,9 +14,10 @@ from sqlalchemy import Connection, Engine
 
 from postroom.accounts import DEFAULT_ACCOUNT
 from postroom.cases.adhoc import QueuedEmail, at_field, explained, prefixed
-from postroom.cases.emails import Composer, EmailRequest
-from postroom.cases.models import CaseType
+from postroom.cases.emails import Composer, Composition, EmailRequest
+from postroom.cases.models import CaseType, RecipientKind
 from postroom.cases.store import CaseTypeStore, add_history, load_case
+from postroom.composing import ComposePool, Plan, pool_processes
 from postroom.db.engine import reading
 from postroom.errors import (
     ConfigurationError,
@@ -26,16 +28,20 @@ from postroom.errors import (
 )
 from postroom.outbox import OutboxStore, Priority
 from postroom.outbox.models import NewEmail
+from postroom.settings import Settings
 from postroom.text import check_email, check_names
 
 MAX_SEND_MANY = 10_000  # one transaction: bounded so that a batch cannot hold the database
+_POOL_LOCK = threading.Lock()  # the pool is started once, by whichever thread needs it first
 
 
 class Sending:
     """The ad-hoc sending methods of :class:`~postroom.Postroom`."""
 
     engine: Engine
+    settings: Settings
     composer: Composer
+    _compose_pool: ComposePool | None = None
     outbox_store: OutboxStore
     case_type_store: CaseTypeStore
 
@@ -143,6 +149,49 @@ class Sending:
 
     def close_compose_pool(self) -> None:
         """Stop the processes that render large batches, if any were started."""
+        with _POOL_LOCK:
+            pool, self._compose_pool = self._compose_pool, None
+        if pool is not None:
+            pool.close()
+
+    def _pool(self) -> ComposePool:
+        with _POOL_LOCK:
+            if self._compose_pool is None:
+                processes = pool_processes(self.settings.compose_processes)
+                self._compose_pool = ComposePool(processes)
+            return self._compose_pool
+
+    def _plan(
+        self,
+        batch: Composition,
+        requests: Sequence[EmailRequest],
+        *,
+        class_name: str,
+        class_group: str | None,
+    ) -> Plan | None:
+        """What the pool's processes need, or None when the batch is composed here."""
+        if len(requests) < self.settings.compose_parallel_from:
+            return None
+        if pool_processes(self.settings.compose_processes) < 2:
+            return None
+        account, renderer = batch.inputs(class_name, class_group)
+        if account.signing is not None:
+            return None  # its key is loaded from a keystore, in this process
+        if any(
+            r.kind is not RecipientKind.ADDRESS
+            for request in requests
+            for r in (*request.to, *request.cc, *request.bcc)
+        ):
+            return None  # an operator's address is read from the database
+        return Plan(
+            snapshot=renderer.snapshot,
+            records=renderer.records,
+            time_limit=renderer.time_limit,
+            account=account,
+            resolution=batch.resolve(class_name, class_group=class_group),
+            class_name=class_name,
+            class_group=class_group,
+        )
 
     def _case_type_or_none(self, conn: Connection, class_name: str) -> CaseType | None:
         try:
@@ -191,21 +240,44 @@ class Sending:
             with at_field("class_name"):  # the batch's class, not one email's
                 resolution = batch.resolve(class_name, class_group=group)
             emails: list[NewEmail] = []
-            for number, request in enumerate(requests):
-                check_email(request, prefix=f"emails.{number}.")
-                try:
-                    composed = batch.compose(
-                        request, class_name=class_name, class_group=group, name_fields=True
-                    )
-                except InvalidFieldsError as exc:
-                    # The same kind of error, its fields under the request's index.
-                    raise prefixed(exc, f"emails.{number}.") from None
-                except (ConfigurationError, NotFoundError, TemplateError, MessageError) as exc:
-                    raise type(exc)(f"email {number}: {exc}") from None
-                emails.extend(composed.emails)
+            start = 0
+            plan = self._plan(batch, requests, class_name=class_name, class_group=group)
+            pool = self._pool() if plan is not None else None
+            if plan is not None and pool is not None and pool.usable:
+                for shard in pool.compose(plan, requests):
+                    for rows in shard.emails:
+                        emails.extend(rows)
+                    start = shard.failed_at
+                    if shard.failed:
+                        break
+            # What the pool did not compose (small batches, or from a failed request on,
+            # which raises here the error the serial path raises).
+            for number in range(start, len(requests)):
+                emails.extend(_composed(batch, requests[number], number, class_name, group))
         with self.engine.begin() as conn:
             ids = self.outbox_store.enqueue_many(conn, emails)
             queued = explained(ids, resolution, class_name=class_name, known_type=ctype is not None)
             if record is not None:
                 record(conn, queued)  # in the same transaction: see CaseService.create
         return queued
+
+
+def _composed(
+    batch: Composition,
+    request: EmailRequest,
+    number: int,
+    class_name: str,
+    class_group: str | None,
+) -> tuple[NewEmail, ...]:
+    """The rows of request ``number`` of a batch; its errors name it (``emails.3.to.1``)."""
+    check_email(request, prefix=f"emails.{number}.")
+    try:
+        composed = batch.compose(
+            request, class_name=class_name, class_group=class_group, name_fields=True
+        )
+    except InvalidFieldsError as exc:
+        # The same kind of error, its fields under the request's index.
+        raise prefixed(exc, f"emails.{number}.") from None
+    except (ConfigurationError, NotFoundError, TemplateError, MessageError) as exc:
+        raise type(exc)(f"email {number}: {exc}") from None
+    return composed.emails

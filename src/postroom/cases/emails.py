@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from cryptography import x509
 from sqlalchemy import Connection
@@ -175,9 +175,41 @@ class Composition:
         self._case_types: dict[str, CaseType | None] = {}
         self._renderer: Renderer | None = None
 
+    @classmethod
+    def detached(
+        cls,
+        renderer: Renderer,
+        *,
+        composer: Composer,
+        chosen: tuple[str, str | None, Resolution, EmailAccount],
+    ) -> Composition:
+        """A composition that reads nothing, for a process of the composing pool.
+
+        ``chosen`` is the batch's class, group, resolution and account, looked up by the
+        caller; the caller also checked that nothing else needs the database (plain
+        addresses, no case, no signing key to load).
+        """
+        # Never read: every lookup that would use it is answered from what was given.
+        no_database = cast(Connection, None)
+        composition = cls(
+            no_database,
+            accounts=composer._accounts,
+            operators=composer._operators,
+            renderer=composer._renderer,
+            seal=composer._seal,
+        )
+        class_name, class_group, resolution, account = chosen
+        composition._accounts[(class_name, class_group)] = (resolution, account)
+        composition._renderer = renderer
+        return composition
+
     def resolve(self, class_name: str, *, class_group: str | None = None) -> Resolution:
         """The account that sends for ``class_name``, and why (:class:`NoAccountError`)."""
         return self._account(class_name, class_group)[0]
+
+    def inputs(self, class_name: str, class_group: str | None) -> tuple[EmailAccount, Renderer]:
+        """The account that sends for ``class_name`` and the renderer, read once here."""
+        return self._account(class_name, class_group)[1], self._render_with()
 
     def _account(self, class_name: str, class_group: str | None) -> tuple[Resolution, EmailAccount]:
         key = (class_name, class_group)

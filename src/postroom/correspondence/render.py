@@ -8,6 +8,7 @@ is a :class:`~postroom.errors.TemplateLimitError` naming the template and the li
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,12 +73,24 @@ class Renderer:
     ) -> None:
         self._records = dict(records)
         self._time_limit = time_limit
+        # Names this snapshot for processes that compile it again (see postroom.composing).
+        self.snapshot = uuid.uuid4().hex
         self._html = self._environment({n: r.html for n, r in records.items()}, autoescape=True)
         self._plain = self._environment(
             {n: r.text if r.text is not None else html_to_text(r.html) for n, r in records.items()},
             autoescape=False,
         )
         self._compiled: dict[tuple[bool, str], Template] = {}
+
+    @property
+    def records(self) -> Mapping[str, Correspondence]:
+        """The correspondence records this renderer renders."""
+        return self._records
+
+    @property
+    def time_limit(self) -> float:
+        """Seconds one email's rendering may take."""
+        return self._time_limit
 
     @staticmethod
     def _environment(sources: Mapping[str, str], *, autoescape: bool) -> Environment:
