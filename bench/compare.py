@@ -1,13 +1,16 @@
-"""Postroom beside django-post-office and the C ceiling, in one run, against Postfix's smtp-sink.
+"""Postroom beside django-post-office and the C ceilings, in one run, against Postfix's smtp-sink.
 
 For N messages each, in this order:
 
-* the ceiling: Postfix's ``smtp-source`` (10 persistent sessions) into ``smtp-sink``;
-* Postroom: batch enqueue (``Postroom.send_many``, 500 per call), then one agent
-  delivers; end to end is enqueue start to the agent's return; then ``Postroom.send``
-  one by one (a sample of 2,000, not delivered);
-* Postroom end to end with an agent process running alongside the enqueue, as it runs
-  in production: from the first enqueue to the last row sent;
+* the ceilings (``bench/ceiling.py``), each labelled with what it is: ``smtp-source``
+  with a new connection per message, ``smtp-source -d`` over persistent sessions (the
+  ceiling the ratios use), and a bare ``smtplib`` loop over one connection;
+* Postroom (``bench/delivery.py``): batch enqueue (``Postroom.send_many``, 2,000 per
+  call), then ``postroom agent run --workers N`` delivers a copy of that queue for
+  N = 1, 2 and 4; end to end is the enqueue plus that delivery; then
+  ``Postroom.send`` one by one (a sample of 2,000, not delivered);
+* Postroom end to end with an agent process (a worker per core) running alongside the
+  enqueue, as it runs in production: from the first enqueue to the last row sent;
 * django-post-office 3.12 in its own virtual environment: ``send_many``, then
   ``send_queued_mail``;
 * Postroom delivery to a slow server (Postroom's own sink taking 20 ms to accept each
@@ -18,10 +21,12 @@ For N messages each, in this order:
   and applied per second (2,000 bounces; skipped with the reason when Dovecot is absent),
   and webhook events signed and delivered per second to a receiver on loopback (5,000).
 
-Then, once: the scale test (``bench/scale.py``: four agent processes on PostgreSQL,
-50,000 emails, live and with one agent killed) and the claims at 1,000,000 queued rows
-with an agent's memory (``bench/claims.py``), each skipped with the reason when
-PostgreSQL is not reachable (the claims still run on SQLite).
+Then, once: latency from an enqueue's commit to the server's 250 (``bench/latency.py``),
+the scale test (``bench/scale.py``: four agent processes on PostgreSQL, 50,000 emails,
+live and with one agent killed, beside one agent with ``--workers 2``), the claims at
+1,000,000 queued rows with an agent's memory (``bench/claims.py``), and an idle agent's
+CPU (``bench/idle.py``), each skipped with the reason when PostgreSQL is not reachable
+(the claims and the idle agent still run on SQLite).
 
 Every phase must leave exactly N more messages in smtp-sink's counter. The figures drift
 between runs on a shared machine: only ratios within one run mean something.
@@ -29,23 +34,26 @@ between runs on a shared machine: only ratios within one run mean something.
     python bench/compare.py [--count 20000] [--rounds 2] [--scale-count 50000]
                             [--claims-rows 1000000] [--inbound-count 5000]
                             [--bounce-count 2000] [--webhook-count 5000]
+                            [--idle-seconds 60] [--latency-seconds 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import secrets
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
+import ceiling
+import delivery
 import feedback
 import harness
+import idle
 import inbound
 import scale
 import sections
@@ -54,128 +62,27 @@ import workload
 from harness import Phase
 from rich.console import Console
 from rich.table import Table
-from tools import Postfix, ToolError, peer_python, plot_python, postfix_tools
-
-from postroom import Postroom, Settings
-from postroom.outbox import OutboxStatus
+from tools import ToolError, peer_python, plot_python, postfix_tools
 
 PEER_SCRIPT = Path(__file__).with_name("peer_dpo.py")
 DOCS = Path(__file__).parent.parent / "docs" / "benchmarks.md"
 CHART = DOCS.with_suffix(".png")
+WORKERS_CHART = DOCS.with_name("benchmarks-workers.png")
 CHART_SCRIPT = Path(__file__).with_name("chart.py")
-SOURCE_SESSIONS = 10
-MESSAGE_BYTES = 2048
-SINGLE_SAMPLE = 2000
 SLOW_CONNECTIONS = 64  # connections per account: what hides a slow server's latency
 # Rows per claim for the slow server: a batch ends when its slowest connection does, so
 # a batch of 500 over 64 connections leaves them idle for a good part of each batch
 # (measured: 500 → 1,620-1,770 msg/s, 2,000 → 1,960-2,020, 4,000 → 2,020-2,030).
 SLOW_AGENT_BATCH = 2000
+PEER_END_TO_END = "django-post-office end to end"
 
 
-def expect(sink: harness.SmtpSink, before: int, count: int, what: str) -> None:
-    seen = sink.wait_for(before + count) - before
-    if seen != count:
-        raise harness.BenchFailure(f"{what}: smtp-sink counted {seen} messages, not {count}")
-
-
-def ceiling(tools: Postfix, sink: harness.SmtpSink, count: int, timeout: float) -> Phase:
-    before = sink.count()
-    start = time.perf_counter()
-    subprocess.run(
-        [str(tools.source), "-s", str(SOURCE_SESSIONS), "-m", str(count),
-         "-l", str(MESSAGE_BYTES), "-c", f"127.0.0.1:{sink.port}"],
-        env=tools.env, check=True, capture_output=True, timeout=timeout,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
-    expect(sink, before, count, "smtp-source")
-    return Phase("smtp-source ceiling", count, seconds)
-
-
-def postroom_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> list[Phase]:
-    options = throughput.parse_args(["--count", str(count)])
-    deadline = harness.Deadline(time.monotonic() + timeout)
-    url = f"sqlite:///{work / f'postroom-{time.monotonic_ns()}.db'}"
-    before = sink.count()
-    with throughput.open_postroom(url, options) as postroom:
-        postroom.apply(workload.records(sink.port))
-        workload.warm_up(postroom)
-        enqueue = throughput.batch_enqueue(postroom, count, options.enqueue_batch, deadline)
-        delivery = throughput.deliver(postroom, count, deadline).phase
-        expect(sink, before, count, "Postroom")
-        # One email per call, as an application sends them; these stay queued.
-        sample = min(count, SINGLE_SAMPLE)
-        single = throughput.single_enqueue(postroom, sample, count, deadline)
-    return [
-        Phase("Postroom single enqueue", sample, single.seconds),
-        Phase("Postroom batch enqueue", count, enqueue.seconds),
-        Phase("Postroom delivery", count, delivery.seconds),
-        Phase("Postroom end to end", count, enqueue.seconds + delivery.seconds),
-    ]
-
-
-def postroom_alongside_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> Phase:
-    """End to end as Postroom runs: an agent process delivers while the application enqueues.
-
-    The clock starts once the agent has registered and stops when the last row is sent.
-    """
-    options = throughput.parse_args(["--count", str(count)])
-    deadline = harness.Deadline(time.monotonic() + timeout)
-    url = f"sqlite:///{work / f'alongside-{time.monotonic_ns()}.db'}"
-    key = secrets.token_urlsafe(32)
-    settings = Settings(
-        database_url=url,
-        secret_key=key,
-        batch_size=options.agent_batch,
-        connections_per_account=options.connections,
-    )
-    before = sink.count()
-    with Postroom(settings) as postroom, agent_process(url, key, options, work) as agent:
-        postroom.apply(workload.records(sink.port))
-        workload.warm_up(postroom)
-        while not postroom.agents():
-            deadline.check("the agent process to start")
-            if agent.poll() is not None:
-                raise harness.BenchFailure(f"the agent process exited with {agent.returncode}")
-            time.sleep(0.05)
-        start = time.perf_counter()
-        throughput.batch_enqueue(postroom, count, options.enqueue_batch, deadline)
-        while postroom.outbox_counts().get(OutboxStatus.SENT, 0) < count:
-            deadline.check("the agent process to deliver")
-            time.sleep(0.01)
-        seconds = time.perf_counter() - start
-    expect(sink, before, count, "Postroom, agent alongside")
-    return Phase("Postroom end to end, agent process alongside", count, seconds)
-
-
-@contextmanager
-def agent_process(
-    url: str, key: str, options: throughput.Options, work: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``postroom agent run`` on ``url``, stopped with SIGTERM (killed if it hangs)."""
-    env = harness.agent_env(
-        {
-            "database_url": url,
-            "secret_key": key,
-            "batch_size": options.agent_batch,
-            "connections_per_account": options.connections,
-            "poll_interval": 0.02,
-            "log_level": "WARNING",
-        }
-    )
-    with (work / "agent.log").open("ab") as log:
-        process = subprocess.Popen(
-            harness.AGENT_COMMAND, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+def latency_module() -> ModuleType | None:
+    """``bench/latency.py`` where it exists (its rows are optional in this checkout)."""
     try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        return importlib.import_module("latency")
+    except ImportError:
+        return None
 
 
 def slow_server_run(count: int, work: Path, timeout: float, *, delay: float) -> Phase:
@@ -191,7 +98,7 @@ def slow_server_run(count: int, work: Path, timeout: float, *, delay: float) -> 
             postroom.apply(workload.records(sink.port))
             workload.warm_up(postroom)
             throughput.batch_enqueue(postroom, count, options.enqueue_batch, deadline)
-            delivery = throughput.deliver(postroom, count, deadline).phase
+            delivered = throughput.deliver(postroom, count, deadline).phase
         stats = sink.stats()
     if stats["messages"] != count or stats["distinct_message_ids"] != count:
         raise harness.BenchFailure(f"slow server: the sink counted {stats}, not {count}")
@@ -199,7 +106,7 @@ def slow_server_run(count: int, work: Path, timeout: float, *, delay: float) -> 
         f"Postroom delivery, {delay * 1000:.0f} ms server, "
         f"{SLOW_CONNECTIONS} connections, batch {SLOW_AGENT_BATCH:,}"
     )
-    return Phase(name, count, delivery.seconds)
+    return Phase(name, count, delivered.seconds)
 
 
 def peer_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> list[Phase]:
@@ -211,11 +118,11 @@ def peer_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> 
         check=True, capture_output=True, timeout=timeout,
     )  # fmt: skip
     seconds = json.loads(result.stdout.decode().strip().splitlines()[-1])
-    expect(sink, before, count, "django-post-office")
+    ceiling.expect(sink, before, count, "django-post-office")
     return [
         Phase("django-post-office send_many", count, seconds["enqueue_seconds"]),
         Phase("django-post-office send_queued_mail", count, seconds["delivery_seconds"]),
-        Phase("django-post-office end to end", count, seconds["end_to_end_seconds"]),
+        Phase(PEER_END_TO_END, count, seconds["end_to_end_seconds"]),
     ]
 
 
@@ -228,6 +135,10 @@ def best(figures: list[Phase]) -> list[Phase]:
     return list(chosen.values())
 
 
+def best_run(runs: list[ceiling.Run]) -> ceiling.Run:
+    return max(runs, key=lambda r: r.phase.rate)
+
+
 def table(figures: list[Phase]) -> Table:
     out = Table("measurement", "messages", "seconds", "rate")
     for f in figures:
@@ -235,26 +146,58 @@ def table(figures: list[Phase]) -> Table:
     return out
 
 
+def fastest(figures: list[Phase], prefix: str) -> Phase:
+    return max((f for f in figures if f.name.startswith(prefix)), key=lambda f: f.rate)
+
+
 def final_line(figures: list[Phase]) -> str:
+    """One machine-readable line: ``bench: `` then ``name value`` fields, comma-separated
+    (new fields go at the end)."""
     rates = {f.name: f.rate for f in figures}
-    ours, theirs = rates["Postroom end to end"], rates["django-post-office end to end"]
+    ceiling_rate = rates[ceiling.PERSISTENT]
+    ours = fastest(figures, delivery.END_TO_END)
+    delivered = fastest(figures, delivery.DELIVERY)
+    theirs = rates[PEER_END_TO_END]
     return (
-        f"bench: postroom e2e {ours:.0f} msg/s, django-post-office e2e {theirs:.0f} msg/s, "
-        f"ratio {ours / theirs:.2f}"
+        f"bench: postroom e2e {ours.rate:.0f} msg/s, django-post-office e2e {theirs:.0f} msg/s, "
+        f"ratio {ours.rate / theirs:.2f}, ceiling {ceiling_rate:.0f} msg/s, "
+        f"postroom delivery {delivered.rate:.0f} msg/s, "
+        f"delivery/ceiling {delivered.rate / ceiling_rate:.2f}, "
+        f"e2e/ceiling {ours.rate / ceiling_rate:.2f}, "
+        f"delivery workers {delivered.name.rsplit(' ', 1)[-1]}, "
+        f"e2e workers {ours.name.rsplit(' ', 1)[-1]}"
     )
 
 
-def write_chart(figures: list[Phase], work: Path) -> None:
-    """docs/benchmarks.png, drawn by matplotlib in a virtual environment of its own."""
-    data = work / "figures.json"
-    data.write_text(json.dumps([{"name": f.name, "rate": f.rate} for f in figures]))
-    subprocess.run(
-        [str(plot_python()), str(CHART_SCRIPT), str(data), str(CHART)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+def write_charts(figures: list[Phase], work: Path, workers: tuple[int, ...]) -> None:
+    """docs/benchmarks.png (every row) and docs/benchmarks-workers.png (throughput vs
+    workers), drawn by matplotlib in a virtual environment of its own."""
+    rates = {f.name: f.rate for f in figures}
+    bars = work / "figures.json"
+    bars.write_text(json.dumps([{"name": f.name, "rate": f.rate} for f in figures]))
+    lines = work / "workers.json"
+    lines.write_text(
+        json.dumps(
+            {
+                "workers": list(workers),
+                "series": {
+                    "delivery": [rates[delivery.delivery_name(n)] for n in workers],
+                    "end to end": [rates[delivery.end_to_end_name(n)] for n in workers],
+                },
+                "ceiling": rates[ceiling.PERSISTENT],
+            }
+        )
+    )
+    for data, out in ((bars, CHART), (lines, WORKERS_CHART)):
+        subprocess.run(
+            [str(plot_python()), str(CHART_SCRIPT), str(data), str(out)],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
 
 
-def write_docs(figures: list[Phase], line: str, *, count: int, rounds: int, extra: str) -> None:
+def write_docs(
+    figures: list[Phase], line: str, *, count: int, rounds: int, bound: str, extra: str
+) -> None:
     rows = "\n".join(
         f"| {f.name} | {f.count:,} | {f.seconds:.2f} | {f.rate:,.0f} {f.unit}/s |" for f in figures
     )
@@ -265,22 +208,37 @@ def write_docs(figures: list[Phase], line: str, *, count: int, rounds: int, extr
         f"`smtp-sink` on loopback, best of {rounds} interleaved rounds, N={count:,}; every "
         "phase is checked to leave exactly N messages at the sink. Figures drift between "
         "runs on a shared machine; only ratios within one run count.\n\n"
-        "Settings: Postroom's agent claims 500 rows at a time over 8 connections (defaults "
-        "200 and 4), and polls every 0.02 s in the alongside run (default 1 s); "
-        "django-post-office runs on its defaults (batch 100, 5 threads); both measured "
-        "with the other's settings too, the ratio stayed about the same. Postroom's "
-        "messages are ~4 KB (a longer letter, its text part derived from the HTML), "
-        "django-post-office's ~2.6 KB (text and HTML given). Both keep SQLite durable by "
-        "their own defaults: Postroom WAL with synchronous=FULL, Django a rollback "
-        "journal.\n\n"
+        "Ceilings: `smtp-source` (Postfix's C load generator, 2 KB messages) with a new TCP "
+        "connection per message and with `-d` (persistent sessions: the ceiling the ratios "
+        "use), and a bare `smtplib` loop sending one pre-built ~4 KB message over one "
+        "connection: what Python's standard library does with no outbox behind it.\n\n"
+        "Settings: the application enqueues with `send_many`, "
+        f"{delivery.ENQUEUE_BATCH:,} emails per call (parallel composition above "
+        "`compose_parallel_from`); Postroom's agent (`postroom agent run --workers N`, each "
+        "worker one agent) claims 500 rows at a time over 8 connections (defaults 200 and "
+        "4). The queued rows are made due once every worker has registered: delivery is "
+        "timed from that commit to the last row recorded as sent (process start-up left "
+        "out, as for a running service), end to end is the enqueue plus that delivery. The "
+        "alongside run starts one worker per core. Agents poll every "
+        f"{delivery.WAITING_POLL} s (default 1 s: on SQLite no notification crosses "
+        "processes). django-post-office runs on its defaults (batch 100, 5 threads); both "
+        "measured with the other's settings too, the ratio stayed about the same. "
+        "Postroom's messages are ~4 KB (a longer letter, its text part derived from the "
+        "HTML), django-post-office's ~2.6 KB (text and HTML given). Both keep SQLite "
+        "durable by their own defaults: Postroom WAL with synchronous=FULL, Django a "
+        "rollback journal.\n\n"
         "| measurement | messages | seconds | rate |\n| --- | ---: | ---: | ---: |\n"
-        f"{rows}\n\n`{line}`\n\n![The figures above as bars](benchmarks.png)\n\n{extra}",
+        f"{rows}\n\n`{line}`\n\n![The figures above as bars](benchmarks.png)\n\n"
+        f"{bound}"
+        "### Throughput against workers\n\n"
+        "![Delivery and end to end against agent run --workers N, with the ceiling]"
+        "(benchmarks-workers.png)\n\n"
+        f"{extra}",
         encoding="utf-8",
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=harness.positive, default=20_000)
     parser.add_argument("--rounds", type=harness.positive, default=2)
     parser.add_argument(
@@ -289,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale-database-url",
         default=scale.DEFAULT_SERVER,
-        help="PostgreSQL for the scale test and the claims at 1,000,000 rows",
+        help="PostgreSQL for the scale test, the claims at 1,000,000 rows, latency and idle",
     )
     parser.add_argument(
         "--claims-rows",
@@ -309,23 +267,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--webhook-count", type=int, default=5000, help="webhook events delivered (0: skip)"
     )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=60.0, help="an idle agent's CPU measured (0: skip)"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per phase")
     parser.add_argument(
         "--slow-delay", type=float, default=0.02, help="the slow server's seconds per message"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    add_arguments(parser)
+    latency = latency_module()
+    if latency is not None:
+        latency.add_arguments(parser)
     args = parser.parse_args(argv)
     console = Console()
     tools = postfix_tools()
     peer_python()  # installed before any clock starts
     plot_python()
+    workers: tuple[int, ...]
+    if delivery.workers_supported():
+        workers = delivery.WORKER_COUNTS
+    else:
+        workers = (1,)
+        console.print("[yellow]agent run has no --workers: one worker only[/]")
+    alongside = delivery.CORES if delivery.workers_supported() else 1
     figures: list[Phase] = []
+    per_connection: list[ceiling.Run] = []
+    persistent: list[ceiling.Run] = []
+    message = ceiling.prebuilt_message(4096)
     with tempfile.TemporaryDirectory() as scratch, harness.smtp_sink(tools, Path(scratch)) as sink:
         work = Path(scratch)
         for round_number in range(args.rounds):
             console.print(f"round {round_number + 1} of {args.rounds}")
-            figures.append(ceiling(tools, sink, args.count, args.timeout))
-            figures.extend(postroom_run(sink, args.count, work, args.timeout))
-            figures.append(postroom_alongside_run(sink, args.count, work, args.timeout))
+            per_connection.append(
+                ceiling.source(tools, sink, args.count, persistent=False, timeout=args.timeout)
+            )
+            persistent.append(
+                ceiling.source(tools, sink, args.count, persistent=True, timeout=args.timeout)
+            )
+            figures += [per_connection[-1].phase, persistent[-1].phase]
+            figures.append(ceiling.smtplib_loop(sink, args.count, message=message))
+            figures += delivery.postroom_run(
+                sink, args.count, work, workers=workers, timeout=args.timeout
+            )
+            figures.append(
+                delivery.alongside_run(
+                    sink, args.count, work, workers=alongside, timeout=args.timeout
+                )
+            )
             figures.extend(peer_run(sink, args.count, work, args.timeout))
             slow = min(args.count, 10_000)
             figures.append(slow_server_run(slow, work, args.timeout, delay=args.slow_delay))
@@ -348,10 +340,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         console.print(table(chosen))
         line = final_line(chosen)
-        extra = sections.scale_out(args, console) + sections.claims_out(args, console)
-        write_docs(chosen, line, count=args.count, rounds=args.rounds, extra=extra)
-        write_chart(chosen, work)
-    console.print(f"wrote {DOCS} and {CHART}")
+        bound = ceiling.bound_paragraph(best_run(per_connection), best_run(persistent))
+        extra = (
+            (latency.section(args, console, work) if latency is not None else "")
+            + sections.scale_out(args, console)
+            + sections.claims_out(args, console)
+            + idle.section(args, console)
+        )
+        write_docs(chosen, line, count=args.count, rounds=args.rounds, bound=bound, extra=extra)
+        write_charts(chosen, work, workers)
+    console.print(f"wrote {DOCS}, {CHART} and {WORKERS_CHART}")
     print(line)
     return 0
 

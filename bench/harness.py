@@ -256,6 +256,10 @@ class SmtpSink:
             time.sleep(0.05)
         return seen
 
+    def cpu_seconds(self) -> float:
+        """The CPU time smtp-sink has used so far (user and system)."""
+        return process_cpu(self._process.pid)
+
     def _tail(self) -> str:
         return self._log.read_bytes()[-300:].decode(errors="replace")
 
@@ -266,6 +270,40 @@ class SmtpSink:
         except subprocess.TimeoutExpired:
             self._process.kill()
         self._out.close()
+
+
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu(pid: int) -> float:
+    """User and system CPU seconds of one process, from /proc (0 where it has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # The command name may hold spaces: the fields after it start past the last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it, from the parent ids in /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        parents.setdefault(parent, []).append(int(entry.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(parents.get(current, []))
+    return tree
 
 
 def _free_port() -> int:
