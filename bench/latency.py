@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ import scale
 from harness import BenchFailure
 from latency_runs import (
     LANES,
+    MEASURED,
     RUNS,
     SETTLE,
     START_LIMIT,
@@ -64,16 +66,21 @@ DOCS_CHART = HERE.parent / "docs" / "benchmarks-latency.png"
 
 def _cells(run: Run) -> list[str]:
     if not run.stamps:
-        return [f"{len(run.samples):,}", "0", *["-"] * 6, run.verdict]
+        return [f"{len(run.samples):,}", "0", *["-"] * 6, _load(run), run.verdict]
     shown = [f"{run.percentile(q):,.1f}" for q in (50, 90, 99, 100)]
     return [
         f"{len(run.samples):,}", f"{len(run.stamps):,}", f"{run.rate:,.0f}", *shown,
-        f"{run.call_p50:.1f}", run.verdict,
+        f"{run.call_p50:.1f}", _load(run), run.verdict,
     ]  # fmt: skip
+
+
+def _load(run: Run) -> str:
+    return "-" if run.load is None else f"{run.load:.1f}"
 
 
 HEADERS = [
     "run", "sent", "delivered", "rate /s", "p50 ms", "p90 ms", "p99 ms", "max ms", "call p50 ms",
+    "load",
 ]  # fmt: skip
 
 
@@ -97,15 +104,17 @@ def markdown(runs: list[Run], opts: Options) -> str:
         "/api/v1/emails` request is sent (the commit is inside the request, and the agent "
         "in the same process often has the 250 before the response arrives), and stops "
         "when the timestamping sink writes the 250 after the email's data (CLOCK_MONOTONIC "
-        "in both processes). *call p50* is the enqueue call itself. The PostgreSQL run is "
-        "an agent process on its defaults (poll interval 1 s); `serve` runs its agent in "
-        "its own process; django-post-office runs `send_queued_mail` every "
+        "in both processes). *call p50* is the enqueue call itself; *load* the machine's "
+        f"1-minute load average as the run ended ({os.cpu_count()} cores). The PostgreSQL "
+        "run is an agent process on its defaults (one worker per core, poll interval 1 s, "
+        "wake-up on); `serve` runs its agent in its own process; django-post-office runs "
+        "`send_queued_mail` every "
         f"{opts.peer_interval:g} s, the shortest schedule its documentation gives without "
         "Celery (its uWSGI timer example; its cron line runs once a minute). Targets for "
         f"Postroom: p50 ≤ {TARGET_P50:.0f} ms, p99 ≤ {TARGET_P99:.0f} ms; every email "
         "must arrive exactly once.\n\n"
         "| " + " | ".join([*HEADERS, "target"]) + " |\n"
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
         f"{rows}\n"
         + (f"\n250 before the call returned: {'; '.join(early)}.\n" if early else "")
         + f"{chart}\n\n"
@@ -146,7 +155,7 @@ def _add(parser: argparse.ArgumentParser, prefix: str) -> None:
     parser.add_argument(
         f"--{prefix}runs",
         default=",".join(RUNS),
-        help=f"which runs, comma-separated ({', '.join(RUNS)})",
+        help=f"which runs, comma-separated, of {', '.join(MEASURED)}",
     )
 
 
@@ -157,9 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options(args: argparse.Namespace, prefix: str = "latency_") -> Options:
     runs = tuple(r.strip() for r in getattr(args, f"{prefix}runs").split(",") if r.strip())
-    unknown = [r for r in runs if r not in RUNS]
+    unknown = [r for r in runs if r not in MEASURED]
     if unknown:
-        raise BenchFailure(f"unknown latency runs {unknown}: choose from {', '.join(RUNS)}")
+        raise BenchFailure(f"unknown latency runs {unknown}: choose from {', '.join(MEASURED)}")
     return Options(
         rate=getattr(args, f"{prefix}rate"),
         seconds=getattr(args, f"{prefix}seconds"),

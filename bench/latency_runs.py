@@ -5,7 +5,9 @@ accepted. ``bench/latency.py`` says what is measured and prints it."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -32,7 +34,7 @@ from postroom.identity.tokens import Scope
 HERE = Path(__file__).parent
 STAMP_SINK = HERE / "stamp_sink.py"
 PEER_SCRIPT = HERE / "peer_dpo_latency.py"
-RUNS = ("postgres", "serve", "peer")
+RUNS = ("postgres", "serve", "peer")  # by default; also "postgres-1": --workers 1
 LANES = 8
 TARGET_P50, TARGET_P99 = 20.0, 100.0  # milliseconds
 WARM_UP = 10  # unnumbered emails delivered before the clock starts: connections open
@@ -61,6 +63,7 @@ class Run:
     problem: str | None = None  # why the run did not count (not run, failed)
     targeted: bool = True  # the targets are Postroom's; the peer is shown beside them
     from_call: bool = False  # the clock starts as the call starts, not as it returns
+    load: float | None = None  # the machine's 1-minute load average as the run ended
 
     @property
     def starts(self) -> dict[int, float]:
@@ -227,10 +230,10 @@ def warm_up(sink: StampSink, send: Callable[[int], object], deadline: Deadline) 
 # --- the runs ---------------------------------------------------------------------------
 
 
-def postgres_run(opts: Options, work: Path) -> Run:
-    name = "Postroom on PostgreSQL, `postroom agent run`" + (
-        f" --workers {opts.workers}" if opts.workers else ""
-    )
+def postgres_run(opts: Options, work: Path, *, workers: int | None) -> Run:
+    """An agent process (``--workers`` as given, else its default: one per core)."""
+    count = workers or len(os.sched_getaffinity(0))
+    name = f"Postroom on PostgreSQL, `postroom agent run`, {count} worker" + "s" * (count > 1)
     try:
         scale.require_server(opts.database_url)
     except BenchFailure as exc:
@@ -238,7 +241,7 @@ def postgres_run(opts: Options, work: Path) -> Run:
     deadline = Deadline(time.monotonic() + opts.seconds + SETTLE + 3 * START_LIMIT)
     key = secrets.token_urlsafe(32)
     log = work / "latency-agent.log"
-    workers = ["--workers", str(opts.workers)] if opts.workers else []
+    flags = ["--workers", str(workers)] if workers else []
     with (
         stamp_sink(deadline.remaining("setup")) as sink,
         harness.scratch_postgres(opts.database_url) as url,
@@ -246,8 +249,8 @@ def postgres_run(opts: Options, work: Path) -> Run:
     ):
         postroom.apply(workload.records(sink.port))
         env = harness.agent_env({"database_url": url, "secret_key": key, "log_level": "WARNING"})
-        with process([*harness.AGENT_COMMAND, *workers], env, log) as agent:
-            wait_until(lambda: bool(postroom.agents()), agent, log, "the agent")
+        with process([*harness.AGENT_COMMAND, *flags], env, log) as agent:
+            wait_until(lambda: len(postroom.agents()) >= count, agent, log, "the agents")
 
             def send(n: int, title: str | None = None) -> int:
                 to = [workload.recipient(n)]
@@ -339,7 +342,8 @@ def peer_run(opts: Options, work: Path) -> Run:
 
 
 MEASURED: dict[str, Callable[[Options, Path], Run]] = {
-    "postgres": postgres_run,
+    "postgres": lambda opts, work: postgres_run(opts, work, workers=opts.workers),
+    "postgres-1": lambda opts, work: postgres_run(opts, work, workers=1),
     "serve": serve_run,
     "peer": peer_run,
 }
@@ -354,6 +358,7 @@ def measure(opts: Options, work: Path, console: Console) -> list[Run]:
             run = MEASURED[key](opts, work)
         except (BenchFailure, BenchTimeout, ToolError) as exc:
             run = Run(key, [], {}, problem=f"failed: {exc}")
+        run = dataclasses.replace(run, load=os.getloadavg()[0])
         console.print(f"  {run.name}: {run.summary()}")
         runs.append(run)
     return runs
