@@ -174,6 +174,9 @@ def _add(left: Any, right: Any) -> None:
         require(size_of(left) + size_of(right), what="a sum of lists")
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class LimitedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, refusing any step past the rendering's size and time limits."""
 
@@ -196,6 +199,17 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             return Steps(safe_range(*args))
         except OverflowError:
             raise LimitExceeded(f"a range would take over {MAX_RANGE} steps") from None
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # The context is plain dicts, so ``case.data.x`` is an item. Jinja tries the
+        # attribute first and catches an AttributeError on every dot; a dict instance has
+        # only its type's attributes, so any other name goes straight to the item.
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     charge_output = staticmethod(charge)  # called for every output: no extra frame
     built = staticmethod(built)
