@@ -41,6 +41,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import workload
+from delivery import worker_args
 from harness import (
     AGENT_COMMAND,
     BenchFailure,
@@ -233,7 +234,9 @@ def run_agent(
     )
     before = sink.count()
     with log.open("wb") as out:
-        process = subprocess.Popen(AGENT_COMMAND, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # One agent in one process (agent run's default is a worker per core): its memory.
+        command = [*AGENT_COMMAND, *worker_args(1)]
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     sampled = 0.0
     try:
         start = time.monotonic()

@@ -1,13 +1,15 @@
 """Scale test: four agent processes on one PostgreSQL outbox, counted at the sink by Message-ID.
 
-Two phases of N emails each (50,000 by default), each on a scratch database and a fresh
+Three phases of N emails each (50,000 by default), each on a scratch database and a fresh
 counting sink (``bench/sink.py``, its own process on 127.0.0.1):
 
 * live: four ``postroom agent run`` processes deliver N; the sink must count N messages
   with N distinct Message-IDs (zero duplicates) and every outbox row must be sent;
 * kill -9: the same, but once a third of N has reached the sink the agent holding the
   most rows gets SIGKILL; the other three take its rows over when its lease expires.
-  Every Message-ID must still arrive, and duplicates stay within what it had in flight.
+  Every Message-ID must still arrive, and duplicates stay within what it had in flight;
+* one agent, --workers 2: one ``postroom agent run --workers 2`` delivers N, checked as
+  the live phase (skipped where ``agent run`` has no --workers).
 
     python bench/scale.py [--count 50000] [--database-url postgresql://postgres@127.0.0.1/postgres]
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 import throughput
 import workload
+from delivery import workers_supported
 from harness import (
     AGENT_COMMAND,
     BenchFailure,
@@ -65,6 +68,8 @@ ENQUEUE_BATCH = 500
 POLL = 0.25  # the sink answers a stats request in ~10-20 ms at 50,000 ids: cheap at this rate
 SETTLE = 1.0  # after the last message: a duplicate, were there one, would arrive by now
 STOP_WAIT = 30.0
+WORKERS = 2  # the one agent process compared with the four: agent run --workers 2
+WORKERS_PHASE = "one agent, --workers {}, live"
 PROGRESS = Console(stderr=True)
 
 
@@ -96,9 +101,18 @@ def require_server(server_url: str) -> None:
 
 
 class Agents:
-    """``AGENTS`` agent processes (no --until-idle), each logging to its own file."""
+    """``processes`` agent processes (no --until-idle), each logging to its own file; with
+    ``workers``, each runs that many workers (``agent run --workers N``)."""
 
-    def __init__(self, database_url: str, secret_key: str, logs: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        secret_key: str,
+        logs: Path,
+        *,
+        processes: int = AGENTS,
+        workers: int | None = None,
+    ) -> None:
         env = agent_env(
             {
                 "database_url": database_url,
@@ -109,13 +123,16 @@ class Agents:
                 "heartbeat_interval": HEARTBEAT,
             }
         )
-        self.logs = [logs / f"agent{n}.log" for n in range(AGENTS)]
+        self.logs = [logs / f"agent{n}.log" for n in range(processes)]
+        # One worker each where agent run has --workers (its default is one per core).
+        count = workers or 1
+        command = AGENT_COMMAND + (["--workers", str(count)] if workers_supported() else [])
         self.procs: list[subprocess.Popen[bytes]] = []
         self.killed: subprocess.Popen[bytes] | None = None
         for log in self.logs:
             with log.open("wb") as out:
                 self.procs.append(
-                    subprocess.Popen(AGENT_COMMAND, env=env, stdout=out, stderr=subprocess.STDOUT)
+                    subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
                 )
 
     def __enter__(self) -> Agents:
@@ -226,9 +243,13 @@ def verify_delivery(postroom: Postroom, stats: dict[str, Any], count: int) -> in
     return messages - distinct
 
 
-def phase(server_url: str, count: int, timeout: float, *, kill: bool) -> ScaleResult:
-    """Enqueue ``count`` on a scratch database, deliver with four agents, verify at the sink."""
-    name = "kill -9" if kill else "live"
+def phase(
+    server_url: str, count: int, timeout: float, *, kill: bool, workers: int | None = None
+) -> ScaleResult:
+    """Enqueue ``count`` on a scratch database, deliver with four agents (or with one agent
+    running ``workers`` workers), verify at the sink."""
+    name = "kill -9" if kill else "live" if workers is None else WORKERS_PHASE.format(workers)
+    shape = {"processes": 1, "workers": workers} if workers else {}
     deadline = Deadline(time.monotonic() + timeout)
     key = secrets.token_urlsafe(32)  # the agents get it too: one key for every process
     with (
@@ -242,9 +263,9 @@ def phase(server_url: str, count: int, timeout: float, *, kill: bool) -> ScaleRe
         PROGRESS.print(f"{name}: enqueueing {count:,} emails…")
         throughput.batch_enqueue(postroom, count, ENQUEUE_BATCH, deadline)
         throughput.verify_outbox(postroom, {OutboxStatus.QUEUED: count})
-        PROGRESS.print(f"{name}: {AGENTS} agents delivering…")
+        PROGRESS.print(f"{name}: delivering…")
         in_flight = 0
-        with Agents(url, key, Path(logs)) as agents:
+        with Agents(url, key, Path(logs), **shape) as agents:
             start = time.perf_counter()
             if kill:
                 agents.wait(lambda: seen(sink) >= count // 3, deadline, "a third of N")
@@ -265,14 +286,14 @@ def phase(server_url: str, count: int, timeout: float, *, kill: bool) -> ScaleRe
             lost = agents.lost_leases()
         stats = sink.stats()
         duplicates = verify_delivery(postroom, stats, count)
-        workers = per_agent(postroom)
+        sent_by = per_agent(postroom)
     if not kill:
         if duplicates or lost:
             raise BenchFailure(
-                f"live: {duplicates} duplicates with every agent alive "
-                f"({lost} results lost to another agent's claim); sent per agent {workers}"
+                f"{name}: {duplicates} duplicates with every agent alive "
+                f"({lost} results lost to another agent's claim); sent per agent {sent_by}"
             )
-        return ScaleResult(name, count, seconds, note=f"0 duplicates; sent per agent {workers}")
+        return ScaleResult(name, count, seconds, note=f"0 duplicates; sent per agent {sent_by}")
     # A duplicate needs a message the server accepted and whose result was never
     # committed. Only the killed agent leaves such rows, and only those of its one claimed
     # batch (a claim and its results are each one transaction): they stay 'sending' under
@@ -285,22 +306,33 @@ def phase(server_url: str, count: int, timeout: float, *, kill: bool) -> ScaleRe
         )
     note = (
         f"killed agent: {duplicates} duplicates ≤ batch {BATCH} ({in_flight} in flight); "
-        f"{stats['messages']:,} messages seen; sent per agent {workers}"
+        f"{stats['messages']:,} messages seen; sent per agent {sent_by}"
     )
     return ScaleResult(name, count, seconds, note=note)
 
 
-def run(*, database_url: str, count: int, timeout: float) -> list[ScaleResult]:
-    """Both phases (``timeout`` seconds each); raises BenchFailure on a broken guarantee."""
+def run(
+    *, database_url: str, count: int, timeout: float, workers: int | None = WORKERS
+) -> list[ScaleResult]:
+    """The phases (``timeout`` seconds each); raises BenchFailure on a broken guarantee.
+
+    ``workers``: also one agent process with that many workers, beside the four agents
+    (None: without that phase, for an ``agent run`` that has no --workers)."""
     require_server(database_url)
-    return [
+    results = [
         phase(database_url, count, timeout, kill=False),
         phase(database_url, count, timeout, kill=True),
     ]
+    if workers:
+        results.append(phase(database_url, count, timeout, kill=False, workers=workers))
+    return results
 
 
 def results_table(results: list[ScaleResult]) -> Table:
-    table = Table(title=f"Postroom scale test: {AGENTS} agents on PostgreSQL", title_justify="left")
+    table = Table(
+        title=f"Postroom scale test: {AGENTS} agents on PostgreSQL, and one with workers",
+        title_justify="left",
+    )
     table.add_column("phase")
     for column in ("messages", "seconds", "rate"):
         table.add_column(column, justify="right")
@@ -321,11 +353,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per phase")
     args = parser.parse_args(argv)
     console = Console()
+    workers = WORKERS if workers_supported() else None
     results = guarded(
         "scale",
-        lambda: run(database_url=args.database_url, count=args.count, timeout=args.timeout),
+        lambda: run(
+            database_url=args.database_url,
+            count=args.count,
+            timeout=args.timeout,
+            workers=workers,
+        ),
         timeout_note=f"--timeout {args.timeout:.0f} s per phase",
-        watchdog=2 * args.timeout + 300,
+        watchdog=3 * args.timeout + 300,
     )
     console.print(results_table(results))
     return 0

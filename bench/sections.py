@@ -7,12 +7,13 @@ import argparse
 import claims
 import harness
 import scale
+from delivery import workers_supported
 from rich.console import Console
 
 
 def scale_out(args: argparse.Namespace, console: Console) -> str:
     """The four-agent scale test on PostgreSQL, as markdown (or why it did not run)."""
-    head = f"## Scale-out: {scale.AGENTS} agent processes on PostgreSQL\n\n"
+    head = f"## Scale-out: {scale.AGENTS} agent processes on PostgreSQL, and one with workers\n\n"
     if args.scale_count <= 0:
         return head + "Not run (`--scale-count 0`).\n\n"
     try:
@@ -20,8 +21,12 @@ def scale_out(args: argparse.Namespace, console: Console) -> str:
     except harness.BenchFailure as exc:
         console.print(f"[yellow]scale test not run: {exc}[/]")
         return head + f"Not run: {exc}.\n\n"
+    workers = scale.WORKERS if workers_supported() else None
     results = scale.run(
-        database_url=args.scale_database_url, count=args.scale_count, timeout=args.timeout
+        database_url=args.scale_database_url,
+        count=args.scale_count,
+        timeout=args.timeout,
+        workers=workers,
     )
     console.print(scale.results_table(results))
     rows = "\n".join(
@@ -30,7 +35,14 @@ def scale_out(args: argparse.Namespace, console: Console) -> str:
     )
     return (
         head + f"Batch {scale.BATCH}, lease {scale.LEASE:.0f} s, counted at the sink by "
-        "Message-ID; seconds from starting the agents to the last Message-ID at the sink.\n\n"
+        "Message-ID; seconds from starting the agents to the last Message-ID at the sink. "
+        f"Beside the {scale.AGENTS} agent processes, the same {args.scale_count:,} emails "
+        + (
+            f"delivered by one `postroom agent run --workers {workers}`."
+            if workers
+            else "were not delivered by one agent with workers: `agent run` has no --workers."
+        )
+        + "\n\n"
         "| phase | messages | seconds | rate | counted at the sink |\n"
         "| --- | ---: | ---: | ---: | --- |\n" + rows + "\n\n"
     )
