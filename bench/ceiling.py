@@ -29,19 +29,24 @@ MESSAGE_BYTES = 2048
 PER_CONNECTION = f"smtp-source, a new connection per message ({SESSIONS} sessions)"
 PERSISTENT = f"smtp-source -d, {SESSIONS} persistent sessions: the ceiling"
 SMTPLIB = "bare smtplib loop: pre-built bytes over one persistent connection"
-# Measured on the 2-core bench machine (idle apart from the benchmark's own processes
-# except where said), 10,000-20,000 messages per run; kept as text because they are
-# experiments, not rows: see ``bound_paragraph``.
+# Experiments on the 2-core bench machine, 10,000-20,000 messages per run, kept as text
+# (they are not rows): see ``bound_paragraph``. The machine was shared while they ran,
+# so elapsed times varied 2-3x between identical runs; CPU per message did not.
 EXPERIMENTS = (
-    "Varied one at a time (10,000-20,000 messages per run, same machine): the number of "
-    "sessions (1: ~4 s for 10,000; 2: 1.9-2.5 s; 4: 1.3 s; 10: 0.9 s; 20 and 50 sessions "
-    "no faster than 10), the message size (100 bytes to 20 KB: within the run-to-run "
-    "noise, ±20%), smtp-sink's listen backlog (1,024: no effect; 64: about twice as "
-    "slow; 5: 52 s, SYNs dropped and retried after a second), TIME_WAIT (fewer than 150 "
-    "sockets in it after 20,000 connections: no shortage of ports, "
-    "`net.ipv4.ip_local_port_range` has 28,232), and a busy-looping process beside it "
-    "(3.7 → 4.6 s for 20,000). `strace -c` of smtp-source: 13 system calls per message "
-    "besides the SMTP reads and writes (socket, connect, close, epoll, fcntl, sockopts)."
+    "Varied one at a time (10,000 messages per run, three to five runs each, on a "
+    "machine shared with other work, so elapsed times varied 2-3 times between identical "
+    "runs while CPU per message moved much less): the number of sessions (CPU of both "
+    "ends together per message: 10 or 20 sessions 135-160 µs, 4 sessions 120-185 µs, 1 "
+    "or 2 sessions up to 340 µs, every step waiting for the other process to be "
+    "scheduled; persistent sessions 37-45 µs), the message size (100 bytes 140-170 µs, "
+    "2 KB 135-160 µs, 20 KB 170-180 µs), smtp-sink's listen backlog (1,024 as here: no "
+    "effect; 5: 52 s for 10,000, SYNs dropped and retried a second later), TIME_WAIT "
+    "(fewer than 200 sockets in it after 20,000 connections: no shortage of ports), a "
+    "busy-looping process beside it (3.7 → 4.6 s for 20,000: it takes CPU from the two "
+    "ends). `strace -c` of smtp-source: 13 system calls per message for the "
+    "connection alone (socket, connect, close, epoll_ctl, fcntl, get/setsockopt) besides "
+    "the SMTP reads and writes; the kernel's TCP handshake and teardown on loopback run "
+    "in those calls, which is why most of the CPU is system time."
 )
 
 
@@ -129,22 +134,26 @@ def bound_paragraph(per_connection: Run, persistent: Run) -> str:
     def micro(seconds: float, run: Run) -> float:
         return seconds / run.phase.count * 1e6
 
-    floor = n.cpu.total / (cores or 1)
+    source_n = n.cpu.source_user + n.cpu.source_system
+    source_p = p.cpu.source_user + p.cpu.source_system
+    # Each end is one single-threaded process: it cannot finish before its own CPU time
+    # has run, nor can both before their sum has run on the cores there are.
+    floor = max(source_n, n.cpu.sink, n.cpu.total / (cores or 1))
     return (
         "### What bounds the per-connection row\n\n"
-        f"CPU, most of it the kernel's work to open and close a TCP connection. In this "
-        f"run, per message: smtp-source used {micro(n.cpu.source_user, n):.0f} µs user and "
-        f"{micro(n.cpu.source_system, n):.0f} µs system time and smtp-sink "
+        "CPU, most of it the kernel's work to open and close a TCP connection per message. "
+        "smtp-source and smtp-sink are one single-threaded process each. In this run, per "
+        f"message, smtp-source used {micro(source_n, n):.0f} µs of CPU "
+        f"({micro(n.cpu.source_system, n):.0f} µs of it system time) and smtp-sink "
         f"{micro(n.cpu.sink, n):.0f} µs with a new connection each, against "
-        f"{micro(p.cpu.source_user, p):.0f}, {micro(p.cpu.source_system, p):.0f} and "
-        f"{micro(p.cpu.sink, p):.0f} µs over persistent sessions "
-        f"({n.cpu.total / max(p.cpu.total, 1e-9) * p.phase.count / n.phase.count:.1f} times "
-        f"the CPU). Both ends together used {n.cpu.total:.2f} CPU seconds for "
-        f"{n.phase.count:,} messages: spread over this machine's {cores} cores that is "
-        f"{floor:.2f} s at best, and the row took {n.phase.seconds:.2f} s. So the row is as "
-        "fast as the CPU left to it: it moves with whatever else runs on the machine (its "
-        "history in this file: 1.96 to 5.42 s for 20,000, on a machine shared with other "
-        "work), not with the network or the sink's settings. "
-        f"{EXPERIMENTS} The persistent row (`-d`) does the same SMTP work without the "
-        "connections and is the ceiling the ratios use.\n\n"
+        f"{micro(source_p, p):.0f} and {micro(p.cpu.sink, p):.0f} µs over persistent "
+        f"sessions ({micro(n.cpu.total, n) / max(micro(p.cpu.total, p), 1e-9):.1f} times the "
+        f"CPU). For {n.phase.count:,} messages that is {source_n:.2f} and {n.cpu.sink:.2f} "
+        f"CPU seconds: with one core each (this machine has {cores}) the row cannot take "
+        f"less than {floor:.2f} s, and it took {n.phase.seconds:.2f} s. So it runs as fast "
+        "as the CPU left to it and moves with whatever else runs on the machine (its history "
+        "in this file: 1.96 to 5.42 s for 20,000, on a machine shared with other work; 1.55 s "
+        "when quiet, with 1.45 s of CPU in smtp-source), not with the network or the "
+        f"sink's settings. {EXPERIMENTS} The persistent row (`-d`) does the same SMTP "
+        "work without a connection per message: it is the ceiling the ratios use.\n\n"
     )
