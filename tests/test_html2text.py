@@ -58,3 +58,71 @@ def test_a_letter_reads_as_text() -> None:
     assert html_to_text(letter) == (
         "Dear Zoë,\n\nAmount\t250 000 €\n\nSee your request <https://bank.example/r?id=1&x=2>.\n"
     )
+
+
+BLOCKS = ["p", "div", "section", "blockquote", "h2", "pre", "header"]
+INLINE = ["b", "strong", "em", "span", "i"]
+spaces = st.sampled_from(["", " ", "\n", "  \n\t ", "\xa0", "\r\n"])
+phrases = st.text(alphabet="Dear cliënt 0123 €,.:;-()'\"", min_size=1, max_size=15)
+entities = st.sampled_from(
+    ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;", "&eacute;", "&nbsp;", "&euro;"]
+)
+links = st.sampled_from(
+    ["https://bank.example/r?id=1&amp;x=2", "mailto:notices@example.com", "#top", "javascript:go()"]
+)
+
+
+def _inline(draw: st.DrawFn, depth: int) -> str:
+    kind = draw(st.sampled_from(["text", "entity", "tag", "link", "br"] if depth < 3 else ["text"]))
+    if kind == "entity":
+        return draw(entities)
+    if kind == "br":
+        return draw(st.sampled_from(["<br>", "<br/>", "<br />"]))
+    if kind == "tag":
+        tag = draw(st.sampled_from(INLINE))
+        inner = "".join(_inline(draw, depth + 1) for _ in range(draw(st.integers(0, 3))))
+        return f'<{tag} style="color: #{draw(st.integers(0, 999)):03d};">{inner}</{tag}>'
+    if kind == "link":
+        quote = draw(st.sampled_from(['"', "'"]))
+        inner = "".join(_inline(draw, depth + 1) for _ in range(draw(st.integers(0, 2))))
+        return f"<a href={quote}{draw(links)}{quote} target=_blank>{inner}</a>"
+    return draw(spaces) + draw(phrases) + draw(spaces)
+
+
+def _block(draw: st.DrawFn, depth: int) -> str:
+    kind = draw(st.sampled_from(["block", "list", "table", "inline"] if depth < 3 else ["inline"]))
+    gap = draw(spaces)
+    if kind == "list":
+        tag = draw(st.sampled_from(["ul", "ol"]))
+        items = "".join(
+            f"{gap}<li>{_block(draw, depth + 1)}</li>" for _ in range(draw(st.integers(0, 3)))
+        )
+        return f"<{tag}>{items}{gap}</{tag}>"
+    if kind == "table":
+        rows = []
+        for _ in range(draw(st.integers(0, 3))):
+            cell = draw(st.sampled_from(["td", "th"]))
+            cells = "".join(
+                f"<{cell} style='padding: 4px'>{_inline(draw, depth + 1)}</{cell}>{gap}"
+                for _ in range(draw(st.integers(1, 3)))
+            )
+            rows.append(f"<tr>{gap}{cells}</tr>")
+        return f'<table style="border-collapse: collapse;">{gap}{"".join(rows)}</table>'
+    if kind == "block":
+        tag = draw(st.sampled_from(BLOCKS))
+        inner = "".join(_block(draw, depth + 1) for _ in range(draw(st.integers(0, 3))))
+        return f"<{tag}>{inner}</{tag}>{gap}"
+    return "".join(_inline(draw, depth) for _ in range(draw(st.integers(1, 4))))
+
+
+@st.composite
+def letters(draw: st.DrawFn) -> str:
+    """Well-nested HTML of the shapes letters have: blocks, lists, tables, links, entities."""
+    head = draw(st.sampled_from(["", "<head><title>Notice</title></head>"]))
+    return head + "".join(_block(draw, 0) for _ in range(draw(st.integers(1, 5))))
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(letters())
+def test_letters_read_as_the_parser_reads_them(letter: str) -> None:
+    assert html_to_text(letter) == html_to_text(letter, scan=False)
