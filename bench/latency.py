@@ -94,7 +94,11 @@ def table(runs: list[Run]) -> Table:
 def markdown(runs: list[Run], opts: Options) -> str:
     rows = "\n".join("| " + " | ".join([r.name, *_cells(r)]) + " |" for r in runs)
     early = [f"{r.name}: {r.early:,}" for r in runs if r.early]
-    chart = "\n\n![Latency distribution per run](benchmarks-latency.png)" if _drawn(runs) else ""
+    chart = (
+        "\n\n![Latency distribution per run, and latency over each run](benchmarks-latency.png)"
+        if _drawn(runs)
+        else ""
+    )
     return (
         "## Latency: from an enqueue's commit to the server's 250\n\n"
         f"{opts.rate:g} emails a second for {opts.seconds:g} s, one per call from {LANES} "
@@ -126,9 +130,10 @@ def _drawn(runs: list[Run]) -> bool:
 
 
 def write_chart(runs: list[Run], work: Path, out: Path) -> None:
-    """The latency distribution of each run, drawn by matplotlib in its own environment."""
+    """Each run's latency distribution and latency over the run, drawn by matplotlib in its
+    own environment."""
     data = work / "latency.json"
-    data.write_text(json.dumps({r.name: r.latencies for r in runs if r.stamps}))
+    data.write_text(json.dumps({r.name: r.timeline for r in runs if r.stamps}))
     subprocess.run(
         [str(plot_python()), str(CHART_SCRIPT), str(data), str(out)],
         check=True, capture_output=True, timeout=120,

@@ -89,6 +89,19 @@ class Run:
         starts = self.starts
         return sorted((at - starts[n]) * 1000 for n, at in self.stamps.items() if n in starts)
 
+    @property
+    def timeline(self) -> list[tuple[float, float]]:
+        """(seconds into the run, milliseconds to its 250) per email, in enqueue order."""
+        starts = self.starts
+        if not starts:
+            return []
+        first = min(starts.values())
+        return sorted(
+            (starts[n] - first, (at - starts[n]) * 1000)
+            for n, at in self.stamps.items()
+            if n in starts
+        )
+
     def percentile(self, q: float) -> float:
         return nearest_rank(self.latencies, q)
 
