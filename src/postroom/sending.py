@@ -7,7 +7,7 @@ methods compose outside the write lock, then queue in one transaction.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine
@@ -239,27 +239,53 @@ class Sending:
             batch = self.composer.batch(conn)
             with at_field("class_name"):  # the batch's class, not one email's
                 resolution = batch.resolve(class_name, class_group=group)
-            emails: list[NewEmail] = []
-            start = 0
             plan = self._plan(batch, requests, class_name=class_name, class_group=group)
             pool = self._pool() if plan is not None else None
-            if plan is not None and pool is not None and pool.usable:
-                for shard in pool.compose(plan, requests):
-                    for rows in shard.emails:
-                        emails.extend(rows)
-                    start = shard.failed_at
-                    if shard.failed:
-                        break
-            # What the pool did not compose (small batches, or from a failed request on,
-            # which raises here the error the serial path raises).
-            for number in range(start, len(requests)):
-                emails.extend(_composed(batch, requests[number], number, class_name, group))
+            pipelined = pool is not None and pool.usable and self.engine.dialect.name != "sqlite"
+            chunks: Iterable[list[NewEmail]] = []
+            if not pipelined:
+                chunks = list(self._rows(batch, requests, class_name, group, plan=plan))
         with self.engine.begin() as conn:
-            ids = self.outbox_store.enqueue_many(conn, emails)
+            if pipelined:
+                # Each shard is written as it comes while the pool composes the next ones
+                # (not on SQLite: its one write lock would be held while composing). What
+                # the pool leaves is composed in this transaction, which only reads for it.
+                batch = self.composer.batch(conn)
+                chunks = self._rows(batch, requests, class_name, group, plan=plan)
+            ids: list[int] = []
+            for rows in chunks:
+                if rows:  # a shard that failed at its first request has none
+                    ids.extend(self.outbox_store.enqueue_many(conn, rows))
             queued = explained(ids, resolution, class_name=class_name, known_type=ctype is not None)
             if record is not None:
                 record(conn, queued)  # in the same transaction: see CaseService.create
         return queued
+
+    def _rows(
+        self,
+        batch: Composition,
+        requests: Sequence[EmailRequest],
+        class_name: str,
+        class_group: str | None,
+        *,
+        plan: Plan | None,
+    ) -> Iterator[list[NewEmail]]:
+        """The rows of ``requests`` in order, a shard at a time; the first error is raised."""
+        start = 0
+        pool = self._compose_pool
+        if plan is not None and pool is not None and pool.usable:
+            for shard in pool.compose(plan, requests):
+                yield [row for rows in shard.emails for row in rows]
+                start = shard.failed_at
+                if shard.failed:
+                    break
+        # What the pool did not compose (small batches, or from a failed request on,
+        # which raises here the error the serial path raises).
+        rest: list[NewEmail] = []
+        for number in range(start, len(requests)):
+            rest.extend(_composed(batch, requests[number], number, class_name, class_group))
+        if rest:
+            yield rest
 
 
 def _composed(
