@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         latency.add_arguments(parser)
     args = parser.parse_args(argv)
     console = Console()
+    began = time.monotonic()
     tools = postfix_tools()
     peer_python()  # installed before any clock starts
     plot_python()
@@ -341,12 +343,19 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table(chosen))
         line = final_line(chosen)
         bound = ceiling.bound_paragraph(best_run(per_connection), best_run(persistent))
-        extra = (
-            (latency.section(args, console, work) if latency is not None else "")
-            + sections.scale_out(args, console)
-            + sections.claims_out(args, console)
-            + idle.section(args, console)
-        )
+        console.print(f"[dim]rows measured after {time.monotonic() - began:.0f} s[/]")
+        extra = ""
+        parts: list[tuple[str, Callable[[], str]]] = [
+            ("scale-out", lambda: sections.scale_out(args, console)),
+            ("claims", lambda: sections.claims_out(args, console)),
+            ("idle agent", lambda: idle.section(args, console)),
+        ]
+        if latency is not None:
+            latency_section: Callable[..., str] = latency.section
+            parts.insert(0, ("latency", lambda: latency_section(args, console, work)))
+        for name, section in parts:
+            extra += section()
+            console.print(f"[dim]{name} done after {time.monotonic() - began:.0f} s[/]")
         write_docs(chosen, line, count=args.count, rounds=args.rounds, bound=bound, extra=extra)
         write_charts(chosen, work, workers)
     console.print(f"wrote {DOCS}, {CHART} and {WORKERS_CHART}")
@@ -360,6 +369,11 @@ def run_main() -> int:
         return main()
     except (harness.BenchFailure, harness.BenchTimeout, ToolError) as exc:
         print(f"bench: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
+        command = " ".join(Path(str(a)).name for a in exc.cmd[:2])
+        print(f"bench: FAILED: {command} exited with {exc.returncode}: {said}", file=sys.stderr)
         return 1
 
 
