@@ -4,8 +4,9 @@ Sends N emails rendered from a correspondence template through enqueue → sende
 agent → a counting SMTP sink (``bench/sink.py``, its own process on 127.0.0.1)
 and prints the rate of each path:
 
-* batch enqueue: ``Composer.compose`` for a class name, ``OutboxStore.enqueue_many``
-  per batch (one transaction per batch); these N rows are then delivered;
+* batch enqueue: ``Postroom.send_many`` for a class name, ``--enqueue-batch`` emails
+  per call (one transaction per call; composed in processes from the setting
+  ``compose_parallel_from`` up); these N rows are then delivered;
 * single enqueue: ``Postroom.send`` one email at a time (a smaller sample);
 * case creation: ``postroom.cases.create``, whose ``on: created`` step renders and
   queues an email in the case's transaction (a smaller sample, the reference path);
