@@ -71,6 +71,9 @@ def agent_process(
         POSTROOM_BACKOFF_BASE="0",
         POSTROOM_BACKOFF_MAX="0",
         POSTROOM_SMTP_TIMEOUT="10",
+        # One agent in the process: what is killed or stopped is the agent itself, not a
+        # supervisor of workers (tests/test_agent_workers.py tests those).
+        POSTROOM_WORKERS="1",
         **env,
     )
     with log.open("wb") as out:

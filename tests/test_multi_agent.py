@@ -125,7 +125,9 @@ def test_two_agents_in_one_process_share_the_queue(pair: tuple[Postroom, Postroo
 def agent_command() -> list[str]:
     exe = Path(sys.executable).parent / "postroom"
     assert exe.exists(), f"console script not installed at {exe}"
-    return [str(exe), "agent", "run", "--until-idle"]
+    # One agent per process: a SIGKILL in the chaos tests hits the agent holding the
+    # leases, not a supervisor whose workers would stop cleanly (see test_agent_workers).
+    return [str(exe), "agent", "run", "--workers", "1", "--until-idle"]
 
 
 def test_two_agent_processes_share_the_queue(postgres_url: str, tmp_path: Path) -> None:
