@@ -201,7 +201,8 @@ def run_agent(
         typer.Option(
             min=1,
             max=MAX_WORKERS,
-            help="Agent processes under this one (env POSTROOM_WORKERS) [default: one per core]",
+            help="Agent processes under this one; 1: the agent in this process "
+            "(env POSTROOM_WORKERS; default: one per core)",
             show_default=False,
         ),
     ] = None,

@@ -53,8 +53,8 @@ def serve(
         typer.Option(
             min=1,
             max=64,
-            help="Run the sender agent as this many processes (env POSTROOM_WORKERS) "
-            "[default: in this process]",
+            help="Run the sender agent as this many processes "
+            "(env POSTROOM_WORKERS; default: the agent in this process)",
             show_default=False,
         ),
     ] = None,
