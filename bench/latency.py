@@ -18,13 +18,16 @@ both read CLOCK_MONOTONIC, one clock for every process on Linux. The runs
   (``bench/peer_dpo_latency.py``): ``mail.send``, and ``send_queued_mail`` every 10 s
   (its uWSGI timer example; its cron line runs once a minute).
 
+``--runs`` also takes ``postgres-1`` (the agent with ``--workers 1``) and
+``postgres-polling`` (wake-up off: the agent finds emails by polling every second).
+
 Every run paces its sends with the same loop (``peer_dpo_latency.paced``), from eight
 threads so that one slow call (a commit waiting on the disk) does not hold back the rest.
 A run fails when the sink does not see every email exactly once; the targets (p50 ≤ 20 ms,
 p99 ≤ 100 ms) are Postroom's.
 
     python bench/latency.py [--rate 200] [--seconds 30] [--database-url postgresql://…]
-                            [--peer-interval 10] [--workers N] [--runs postgres,serve,peer]
+                            [--peer-interval 10] [--workers N] [--runs postgres,serve,peer,…]
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ from postroom.identity.tokens import Scope
 HERE = Path(__file__).parent
 STAMP_SINK = HERE / "stamp_sink.py"
 PEER_SCRIPT = HERE / "peer_dpo_latency.py"
-RUNS = ("postgres", "serve", "peer")  # by default; also "postgres-1": --workers 1
+# By default; also "postgres-1" (--workers 1) and "postgres-polling" (wake-up off).
+RUNS = ("postgres", "serve", "peer")
 LANES = 8
 TARGET_P50, TARGET_P99 = 20.0, 100.0  # milliseconds
 WARM_UP = 10  # unnumbered emails delivered before the clock starts: connections open
@@ -243,10 +244,12 @@ def warm_up(sink: StampSink, send: Callable[[int], object], deadline: Deadline) 
 # --- the runs ---------------------------------------------------------------------------
 
 
-def postgres_run(opts: Options, work: Path, *, workers: int | None) -> Run:
-    """An agent process (``--workers`` as given, else its default: one per core)."""
+def postgres_run(opts: Options, work: Path, *, workers: int | None, wakeup: bool = True) -> Run:
+    """An agent process (``--workers`` as given, else its default: one per core); with
+    ``wakeup=False`` it only polls (every second), for comparison."""
     count = workers or len(os.sched_getaffinity(0))
     name = f"Postroom on PostgreSQL, `postroom agent run`, {count} worker" + "s" * (count > 1)
+    name += "" if wakeup else ", polling only (wakeup off)"
     try:
         scale.require_server(opts.database_url)
     except BenchFailure as exc:
@@ -261,7 +264,9 @@ def postgres_run(opts: Options, work: Path, *, workers: int | None) -> Run:
         Postroom(Settings(database_url=url, secret_key=key)) as postroom,
     ):
         postroom.apply(workload.records(sink.port))
-        env = harness.agent_env({"database_url": url, "secret_key": key, "log_level": "WARNING"})
+        env = harness.agent_env(
+            {"database_url": url, "secret_key": key, "log_level": "WARNING", "wakeup": wakeup}
+        )
         with process([*harness.AGENT_COMMAND, *flags], env, log) as agent:
             wait_until(lambda: len(postroom.agents()) >= count, agent, log, "the agents")
 
@@ -357,6 +362,7 @@ def peer_run(opts: Options, work: Path) -> Run:
 MEASURED: dict[str, Callable[[Options, Path], Run]] = {
     "postgres": lambda opts, work: postgres_run(opts, work, workers=opts.workers),
     "postgres-1": lambda opts, work: postgres_run(opts, work, workers=1),
+    "postgres-polling": lambda opts, work: postgres_run(opts, work, workers=None, wakeup=False),
     "serve": serve_run,
     "peer": peer_run,
 }
