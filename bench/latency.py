@@ -55,6 +55,7 @@ from latency_runs import (
     Run,
     measure,
 )
+from peer_dpo_latency import OVERRUN
 from rich.console import Console
 from rich.table import Table
 from tools import peer_python, plot_python
@@ -226,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"wrote {args.chart}")
         return runs
 
-    limit = 3 * (args.seconds + SETTLE + 3 * START_LIMIT) + 2 * args.peer_interval
-    runs = harness.guarded("latency", run, timeout_note="", watchdog=limit + 300)
+    chosen = len(args.runs.split(","))
+    limit = chosen * (OVERRUN * args.seconds + SETTLE + 3 * START_LIMIT) + 2 * args.peer_interval
+    runs = harness.guarded(
+        "latency", run, timeout_note=f"--seconds {args.seconds:g}", watchdog=limit + 300
+    )
     for r in runs:
         print(f"latency: {r.name}: {r.summary()}")
     return 1 if any(r.failed for r in runs) else 0

@@ -24,7 +24,7 @@ import scale
 import workload
 from harness import BenchFailure, BenchTimeout, Deadline, StdioProcess
 from peer_dpo import HTML
-from peer_dpo_latency import Sample, paced, subject
+from peer_dpo_latency import OVERRUN, Sample, paced, subject
 from rich.console import Console
 from tools import ToolError, peer_python
 
@@ -254,7 +254,7 @@ def postgres_run(opts: Options, work: Path, *, workers: int | None, wakeup: bool
         scale.require_server(opts.database_url)
     except BenchFailure as exc:
         return Run(name, [], {}, problem=f"not run: {exc}")
-    deadline = Deadline(time.monotonic() + opts.seconds + SETTLE + 3 * START_LIMIT)
+    deadline = Deadline(time.monotonic() + OVERRUN * opts.seconds + SETTLE + 3 * START_LIMIT)
     key = secrets.token_urlsafe(32)
     log = work / "latency-agent.log"
     flags = ["--workers", str(workers)] if workers else []
@@ -284,7 +284,7 @@ def postgres_run(opts: Options, work: Path, *, workers: int | None, wakeup: bool
 
 def serve_run(opts: Options, work: Path) -> Run:
     name = "Postroom `serve` on SQLite, POST /api/v1/emails"
-    deadline = Deadline(time.monotonic() + opts.seconds + SETTLE + 3 * START_LIMIT)
+    deadline = Deadline(time.monotonic() + OVERRUN * opts.seconds + SETTLE + 3 * START_LIMIT)
     key = secrets.token_urlsafe(32)
     url = f"sqlite:///{work / f'serve-{time.monotonic_ns()}.db'}"
     log = work / "latency-serve.log"
@@ -336,7 +336,7 @@ def _healthy(client: httpx.Client) -> bool:
 
 def peer_run(opts: Options, work: Path) -> Run:
     name = f"django-post-office, send_queued_mail every {opts.peer_interval:g} s"
-    limit = opts.seconds + 2 * opts.peer_interval + SETTLE + START_LIMIT
+    limit = OVERRUN * opts.seconds + 2 * opts.peer_interval + SETTLE + START_LIMIT
     deadline = Deadline(time.monotonic() + limit + START_LIMIT)
     database = work / f"dpo-latency-{time.monotonic_ns()}.db"
     with stamp_sink(deadline.remaining("setup")) as sink:

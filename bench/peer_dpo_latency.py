@@ -35,6 +35,9 @@ from peer_dpo import HTML, TEXT
 
 Sample = tuple[int, float, float]  # probe number, monotonic seconds before and after the call
 START_DELAY = 0.1  # seconds between arranging the lanes and the first send
+# A driver that falls this far behind (a machine too busy for the rate) stops sending at
+# this multiple of the run's length: the run is then shorter, never endless.
+OVERRUN = 2.0
 
 
 def subject(number: int) -> str:
@@ -44,14 +47,16 @@ def subject(number: int) -> str:
 def paced(
     send: Callable[[int], object], *, rate: float, seconds: float, lanes: int = 1
 ) -> list[Sample]:
-    """``send(n)`` for n from 0 to rate * seconds - 1, each at its slot ``n / rate`` from the start.
+    """``send(n)`` for n from 0 to rate * seconds - 1, each at its slot ``n / rate``.
 
     Each of ``lanes`` threads takes every ``lanes``-th slot, so one slow call holds back
-    only its own lane; a lane that falls behind sends at once until it catches up. The
-    first exception stops every lane and is raised here.
+    only its own lane; a lane that falls behind sends at once until it catches up, and
+    stops at ``OVERRUN`` times ``seconds``. The first exception stops every lane and is
+    raised here.
     """
     count = round(rate * seconds)
     start = time.monotonic() + START_DELAY
+    give_up = start + OVERRUN * seconds
     samples: list[Sample] = []
     failures: list[BaseException] = []
     stop = threading.Event()
@@ -60,6 +65,8 @@ def paced(
     def lane(first: int) -> None:
         for number in range(first, count, lanes):
             if stop.wait(max(0.0, start + number / rate - time.monotonic())):
+                return
+            if time.monotonic() > give_up:
                 return
             before = time.monotonic()
             try:
