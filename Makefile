@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test chaos check bench bench-detail bench-inbound bench-feedback bench-latency clean
+.PHONY: setup run test chaos check bench bench-detail bench-inbound bench-feedback bench-latency bench-idle clean
 
 # One shell, so the time taken can be said at the end; each step says what it does, and pip
 # shows what it collects and installs (the first time takes a minute or two).
@@ -57,6 +57,11 @@ bench-feedback: setup
 # server's 250, at a steady rate, on PostgreSQL, within `postroom serve`, and the peer's.
 bench-latency: setup
 	$(BIN)/python bench/latency.py $(BENCH_ARGS)
+
+# The idle row alone (make bench measures it too): an agent with nothing to send, its CPU
+# over 60 s on SQLite and PostgreSQL.
+bench-idle: setup
+	$(BIN)/python bench/idle.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) postroom.db postroom.db-wal postroom.db-shm postroom.key postroom-inbox postroom-demo test-artifacts

@@ -6,7 +6,7 @@ has registered (and a short settling time), the CPU of each agent's process tree
 supervisor, its workers and any helper process they started), from /proc, is summed
 over ``--idle-seconds``: the figure is a percentage of one core. Target: below 1%.
 
-    python bench/idle.py [--seconds 60] [--database-url postgresql://...]
+    python bench/idle.py [--idle-seconds 60] [--scale-database-url postgresql://...]
 """
 
 from __future__ import annotations
@@ -147,7 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-database-url", default=scale.DEFAULT_SERVER)
     args = parser.parse_args(argv)
     console = Console()
-    print(section(args, console))
+    text = harness.guarded(
+        "idle",
+        lambda: section(args, console),
+        timeout_note="",
+        watchdog=args.idle_seconds + 2 * START_WAIT + 120,
+    )
+    print(text)
     return 0
 
 
