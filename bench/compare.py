@@ -115,7 +115,8 @@ def peer_run(sink: harness.SmtpSink, count: int, work: Path, timeout: float) -> 
     database = work / f"dpo-{time.monotonic_ns()}.db"
     result = subprocess.run(
         [str(peer_python()), str(PEER_SCRIPT), "--count", str(count),
-         "--port", str(sink.port), "--database", str(database)],
+         "--port", str(sink.port), "--database", str(database),
+         "--batch", str(delivery.ENQUEUE_BATCH)],
         check=True, capture_output=True, timeout=timeout,
     )  # fmt: skip
     seconds = json.loads(result.stdout.decode().strip().splitlines()[-1])
@@ -213,9 +214,9 @@ def write_docs(
         "connection per message and with `-d` (persistent sessions: the ceiling the ratios "
         "use), and a bare `smtplib` loop sending one pre-built ~4 KB message over one "
         "connection: what Python's standard library does with no outbox behind it.\n\n"
-        "Settings: the application enqueues with `send_many`, "
-        f"{delivery.ENQUEUE_BATCH:,} emails per call (parallel composition above "
-        "`compose_parallel_from`); Postroom's agent (`postroom agent run --workers N`, each "
+        "Settings: both applications enqueue with `send_many`, "
+        f"{delivery.ENQUEUE_BATCH:,} emails per call (Postroom composes in processes from "
+        "`compose_parallel_from` up); Postroom's agent (`postroom agent run --workers N`, each "
         "worker one agent) claims 500 rows at a time over 8 connections (defaults 200 and "
         "4). The queued rows are made due once every worker has registered: delivery is "
         "timed from that commit to the last row recorded as sent (process start-up left "
