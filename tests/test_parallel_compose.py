@@ -6,8 +6,11 @@ import logging
 import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -221,3 +224,36 @@ def test_close_stops_the_processes_and_a_small_batch_starts_none(
     wait_until(lambda: not any(alive(p) for p in pids), limit=20, what="the pool to stop")
     assert par._compose_pool is None
     assert len(par.send_many(requests(4))) == 4  # and a later batch starts it again
+
+
+SCRIPT = """
+import sys
+from postroom import Postroom
+from postroom.cases.emails import EmailRequest
+from tests.conftest import make_settings
+
+# No 'if __name__ == "__main__":' guard: each composing process would run this again.
+with Postroom(make_settings(sys.argv[1], compose_parallel_from=2, compose_processes=2)) as pr:
+    pr.apply({"accounts": [{"name": "Default", "address": "a@example.com", "host": "127.0.0.1",
+                            "port": 2525, "security": "none"}]})
+    for _ in range(2):
+        batch = [EmailRequest.addressed(to=[f"u{n}@x.example"], subject="s") for n in range(30)]
+        ids = pr.send_many(batch)
+        print("queued", len(ids), "usable", pr._compose_pool.usable, flush=True)
+"""
+
+
+def test_a_script_without_the_main_guard_still_queues_its_batches(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(SCRIPT)
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, str(script), url],
+        check=False, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["queued 30 usable False", "queued 30 usable False"]
+    assert "could not start" in done.stderr
+    with Postroom(make_settings(url)) as pr:
+        assert pr.outbox_counts()[OutboxStatus.QUEUED] == 60
