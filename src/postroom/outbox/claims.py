@@ -7,11 +7,12 @@ SQLite's write lock, so no two live agents ever hold the same row.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, union_all, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, union_all, update
 
 from postroom.db import tables
 from postroom.db.types import utcnow
@@ -41,19 +42,34 @@ _CLAIM_COLUMNS = (
 
 
 def _claimed(row: Any) -> ClaimedEmail:
+    # Unpacked by position (the order of _CLAIM_COLUMNS): a claim reads hundreds of rows.
+    (
+        id_,
+        message_id,
+        case_id,
+        account,
+        subject,
+        mail_from,
+        recipients,
+        message,
+        attempts,
+        created_at,
+        expires_at,
+        bounce_token,
+    ) = row
     return ClaimedEmail(
-        id=row.id,
-        message_id=row.message_id,
-        case_id=row.case_id,
-        account=row.account,
-        subject=row.subject,
-        mail_from=row.mail_from,
-        recipients=tuple(Recipient.from_json(r) for r in row.recipients),
-        message=bytes(row.message),
-        attempts=row.attempts,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        bounce_token=row.bounce_token,
+        id=id_,
+        message_id=message_id,
+        case_id=case_id,
+        account=account,
+        subject=subject,
+        mail_from=mail_from,
+        recipients=tuple(Recipient.from_json(r) for r in recipients),
+        message=message if type(message) is bytes else bytes(message),
+        attempts=attempts,
+        created_at=created_at,
+        expires_at=expires_at,
+        bounce_token=bounce_token,
     )
 
 
@@ -65,47 +81,19 @@ class Claims:
     ) -> list[ClaimedEmail]:
         """Claim up to ``limit`` due rows (or rows whose lease expired) for ``owner``."""
         now = now or utcnow()
-        # An expired email is never claimed; expire_due() gives it its final status.
-        live = or_(t.c.expires_at.is_(None), t.c.expires_at > now)
-        order = (t.c.priority, t.c.next_attempt_at, t.c.id)
-        ways_due = [
-            *(and_(t.c.status == s.value, t.c.next_attempt_at <= now) for s in DUE),
-            and_(t.c.status == OutboxStatus.SENDING.value, t.c.lease_expires_at <= now),
-        ]
-        # One ordered, limited branch per status, each read from the claim index in its
-        # order: a single query with an OR across statuses sorts every waiting row (with
-        # a million queued, seconds per claim instead of milliseconds).
-        branches = []
-        for due in ways_due:
-            branch = select(*order).where(due, live).order_by(*order).limit(limit)
-            if conn.dialect.name == "postgresql":
-                branch = branch.with_for_update(skip_locked=True)
-            branches.append(select(branch.subquery()))
-        candidates = union_all(*branches).subquery()
-        pick = (
-            select(candidates.c.id)
-            .order_by(candidates.c.priority, candidates.c.next_attempt_at, candidates.c.id)
-            .limit(limit)
-        )
-        return self._claim_where(conn, pick, owner=owner, lease=lease, now=now)
+        statement = _claim_statement(conn.dialect.name, limit)
+        params = {
+            "claim_now": now,
+            "claim_owner": owner,
+            "claim_until": now + timedelta(seconds=lease),
+        }
+        return _sorted(conn.execute(statement, params))
 
     def expire_due(
         self, conn: Connection, *, now: datetime | None = None
     ) -> list[tuple[int, str | None, str]]:
         """Expire every waiting email whose ``expires_at`` has come: (id, case, subject)."""
-        now = now or utcnow()
-        waiting = [s.value for s in sources_of(OutboxStatus.EXPIRED) if s != OutboxStatus.SENDING]
-        result = conn.execute(
-            update(t)
-            .where(t.c.status.in_(waiting), t.c.expires_at <= now)
-            .values(
-                status=OutboxStatus.EXPIRED.value,
-                hold=None,
-                last_error=func.coalesce(t.c.last_error + "; ", "") + "expired before delivery",
-                updated_at=now,
-            )
-            .returning(*EVENT_COLUMNS)
-        )
+        result = conn.execute(_expire_statement(), {"expire_now": now or utcnow()})
         rows = list(result)
         emit(conn, [email_event(EventType.EMAIL_EXPIRED, r, OutboxStatus.EXPIRED) for r in rows])
         return [(r.id, r.case_id, r.subject) for r in rows]
@@ -130,21 +118,10 @@ class Claims:
         now: datetime,
     ) -> list[ClaimedEmail]:
         """Lease the rows ``pick`` selects (on PostgreSQL, ``pick`` locks them itself)."""
-        statement = (
-            update(t)
-            .where(t.c.id.in_(pick.scalar_subquery()), t.c.message.is_not(None))
-            .values(
-                status=OutboxStatus.SENDING.value,
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease),
-                attempts=t.c.attempts + 1,
-                updated_at=now,
-            )
-            .returning(*_CLAIM_COLUMNS)
+        statement = _lease(pick).values(
+            lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease), updated_at=now
         )
-        claimed = [_claimed(row) for row in conn.execute(statement)]
-        claimed.sort(key=lambda c: c.id)
-        return claimed
+        return _sorted(conn.execute(statement))
 
     def renew(self, conn: Connection, *, owner: str, lease: float) -> int:
         """Extend the lease of every row ``owner`` holds; returns how many."""
@@ -239,6 +216,83 @@ class Claims:
             .returning(*EVENT_COLUMNS)
         )
         return _requeued(conn, result)
+
+
+def _lease(pick: Any) -> Any:
+    """``UPDATE … RETURNING`` that leases what ``pick`` selects; owner and times to add."""
+    return (
+        update(t)
+        .where(t.c.id.in_(pick.scalar_subquery()), t.c.message.is_not(None))
+        .values(status=OutboxStatus.SENDING.value, attempts=t.c.attempts + 1)
+        .returning(*_CLAIM_COLUMNS)
+    )
+
+
+# Built once per dialect and batch size, with the time and owner as parameters: the
+# statement's construction and cache key cost more than its execution on a small batch.
+_CLAIMS: dict[tuple[str, int], Any] = {}
+
+
+def _claim_statement(dialect: str, limit: int) -> Any:
+    statement = _CLAIMS.get((dialect, limit))
+    if statement is None:
+        statement = _CLAIMS[(dialect, limit)] = _build_claim(dialect, limit)
+    return statement
+
+
+def _build_claim(dialect: str, limit: int) -> Any:
+    now = bindparam("claim_now", type_=t.c.next_attempt_at.type)
+    # An expired email is never claimed; expire_due() gives it its final status.
+    live = or_(t.c.expires_at.is_(None), t.c.expires_at > now)
+    order = (t.c.priority, t.c.next_attempt_at, t.c.id)
+    ways_due = [
+        *(and_(t.c.status == s.value, t.c.next_attempt_at <= now) for s in DUE),
+        and_(t.c.status == OutboxStatus.SENDING.value, t.c.lease_expires_at <= now),
+    ]
+    # One ordered, limited branch per status, each read from the claim index in its
+    # order: a single query with an OR across statuses sorts every waiting row (with
+    # a million queued, seconds per claim instead of milliseconds).
+    branches = []
+    for due in ways_due:
+        branch = select(*order).where(due, live).order_by(*order).limit(limit)
+        if dialect == "postgresql":
+            branch = branch.with_for_update(skip_locked=True)
+        branches.append(select(branch.subquery()))
+    candidates = union_all(*branches).subquery()
+    pick = (
+        select(candidates.c.id)
+        .order_by(candidates.c.priority, candidates.c.next_attempt_at, candidates.c.id)
+        .limit(limit)
+    )
+    return _lease(pick).values(
+        lease_owner=bindparam("claim_owner", type_=t.c.lease_owner.type),
+        lease_expires_at=bindparam("claim_until", type_=t.c.lease_expires_at.type),
+        updated_at=now,
+    )
+
+
+@functools.cache
+def _expire_statement() -> Any:
+    """Expire the waiting rows whose time has come (run before every claim: built once)."""
+    now = bindparam("expire_now", type_=t.c.expires_at.type)
+    waiting = [s.value for s in sources_of(OutboxStatus.EXPIRED) if s != OutboxStatus.SENDING]
+    return (
+        update(t)
+        .where(t.c.status.in_(waiting), t.c.expires_at <= now)
+        .values(
+            status=OutboxStatus.EXPIRED.value,
+            hold=None,
+            last_error=func.coalesce(t.c.last_error + "; ", "") + "expired before delivery",
+            updated_at=now,
+        )
+        .returning(*EVENT_COLUMNS)
+    )
+
+
+def _sorted(rows: Iterable[Any]) -> list[ClaimedEmail]:
+    claimed = [_claimed(row) for row in rows]
+    claimed.sort(key=lambda c: c.id)
+    return claimed
 
 
 def _requeued(conn: Connection, result: Any) -> int:

@@ -26,6 +26,7 @@ class RecipientState(StrEnum):
 
 
 R = RecipientState
+_STATES: dict[object, RecipientState] = {s.value: s for s in RecipientState}
 
 # What a delivery report may change. Sending changes pending/deferred (see outcome.py);
 # a report speaks of an accepted recipient only, and a final word is never taken back.
@@ -91,12 +92,14 @@ class Recipient:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Recipient:
+        state = data.get("state", "pending")
         return cls(
-            address=data["address"],
-            state=RecipientState(data.get("state", "pending")),
-            code=data.get("code"),
-            text=data.get("text", ""),
-            enhanced=data.get("enhanced"),
+            data["address"],
+            # A dict lookup: the enum's own lookup by value costs more (every claimed row).
+            _STATES.get(state) or RecipientState(state),
+            data.get("code"),
+            data.get("text", ""),
+            data.get("enhanced"),
         )
 
 
