@@ -8,13 +8,14 @@ endpoint that asked for its type. Nothing is written when no endpoint wants it.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Select, insert, select
 
 from postroom.db import tables
 from postroom.db.types import utcnow
@@ -36,22 +37,42 @@ def payload_of(event: Event, now: datetime) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=_json_default)
 
 
-def emit(conn: Connection, events: Sequence[Event], *, now: datetime | None = None) -> list[str]:
-    """Store ``events`` for every endpoint that wants them; returns the ids written."""
+Endpoints = list[tuple[str, frozenset[str]]]
+"""The enabled endpoints, each with the event types it asked for."""
+
+
+def listening(conn: Connection) -> Endpoints:
+    """The enabled endpoints and their event types (none: no event needs building)."""
+    return [(row.name, frozenset(row.events or ())) for row in conn.execute(_enabled())]
+
+
+@functools.cache
+def _enabled() -> Select[Any]:
+    return select(_E.c.name, _E.c.events).where(_E.c.enabled.is_(True))
+
+
+def emit(
+    conn: Connection,
+    events: Sequence[Event],
+    *,
+    now: datetime | None = None,
+    endpoints: Endpoints | None = None,
+) -> list[str]:
+    """Store ``events`` for every endpoint that wants them; returns the ids written.
+
+    ``endpoints``: what :func:`listening` answered in this transaction, if asked already.
+    """
     if not events:
         return []
-    wanted: list[tuple[str, frozenset[str]]] = [
-        (row.name, frozenset(row.events or ()))
-        for row in conn.execute(select(_E.c.name, _E.c.events).where(_E.c.enabled.is_(True)))
-    ]
+    wanted = listening(conn) if endpoints is None else endpoints
     if not wanted:
         return []
     now = now or utcnow()
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
     for event in events:
-        endpoints = [name for name, types in wanted if event.type in types]
-        if not endpoints:
+        targets = [name for name, types in wanted if event.type in types]
+        if not targets:
             continue
         event_id = new_event_id(now)
         event_rows.append(
@@ -73,7 +94,7 @@ def emit(conn: Connection, events: Sequence[Event], *, now: datetime | None = No
                 "created_at": now,
                 "updated_at": now,
             }
-            for name in endpoints
+            for name in targets
         )
     if event_rows:
         conn.execute(insert(tables.webhook_events), event_rows)
