@@ -174,6 +174,8 @@ class Sending:
             return None
         if pool_processes(self.settings.compose_processes) < 2:
             return None
+        if not self._pool().ready():
+            return None  # still starting (this batch is composed here), or unusable
         account, renderer = batch.inputs(class_name, class_group)
         if account.signing is not None:
             return None  # its key is loaded from a keystore, in this process

@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from postroom.cases.emails import EmailRequest
 from postroom.composing.plan import Plan, Shard, shards
-from postroom.composing.worker import compose_shard
+from postroom.composing.worker import compose_shard, ready
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,38 @@ class ComposePool:
         self.processes = processes
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
+        self._warming: list[Future[bool]] = []
         # A pool that broke before composing anything will break again (a script without
         # the ``if __name__ == "__main__":`` guard): the batches are composed in the caller.
         self.usable = True
         self._delivered = False
 
+    def ready(self) -> bool:
+        """Whether the processes are up; starts them in the background if they are not.
+
+        Starting takes a second or two (each imports Postroom): the batches that come
+        meanwhile are composed in the caller rather than wait for it.
+        """
+        with self._lock:
+            if not self.usable:
+                return False
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(self.processes, mp_context=_context())
+                # One call per process: each is started (and imports Postroom) now.
+                self._warming = [self._executor.submit(ready) for _ in range(self.processes)]
+            if not all(f.done() for f in self._warming):
+                return False
+            failed = next((f.exception() for f in self._warming if f.exception()), None)
+        if failed is None:
+            self._delivered = True
+            return True
+        self._broken(self._executor, failed)
+        return False
+
     def _started(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
-                self._executor = ProcessPoolExecutor(self.processes, mp_context=_context())
+                raise BrokenProcessPool("the composing pool is not running")
             return self._executor
 
     def compose(self, plan: Plan, requests: Sequence[EmailRequest]) -> Iterator[Shard]:
@@ -62,9 +85,10 @@ class ComposePool:
         one) and the iteration ends early, with one warning: the caller composes what is
         left itself.
         """
-        executor = self._started()
+        executor: ProcessPoolExecutor | None = None
         futures: list[Future[Shard]] = []
         try:
+            executor = self._started()
             for piece in shards(len(requests), processes=self.processes):
                 futures.append(
                     executor.submit(
@@ -77,22 +101,28 @@ class ComposePool:
                 yield shard
                 if shard.failed:
                     return
-        except BrokenProcessPool:
-            self._discard(executor)
-            if not self._delivered:
-                self.usable = False
-                log.warning(
-                    "the composing processes could not start; batches are composed in the "
-                    "calling process (a script needs the 'if __name__ == \"__main__\":' guard)"
-                )
-            else:
-                log.warning(
-                    "a composing process stopped unexpectedly; the rest of this batch is "
-                    "composed in the calling process, and the next batch starts a new pool"
-                )
+        except BrokenProcessPool as exc:
+            self._broken(executor, exc)
         finally:
             for future in futures:
                 future.cancel()
+
+    def _broken(self, executor: ProcessPoolExecutor | None, exc: BaseException) -> None:
+        if executor is not None:
+            self._discard(executor)
+        if not isinstance(exc, BrokenProcessPool):
+            log.warning("the composing processes failed to start (%s)", exc)
+        if not self._delivered:
+            self.usable = False
+            log.warning(
+                "the composing processes could not start; batches are composed in the "
+                "calling process (a script needs the 'if __name__ == \"__main__\":' guard)"
+            )
+        else:
+            log.warning(
+                "a composing process stopped unexpectedly; the rest of this batch is "
+                "composed in the calling process, and the next batch starts a new pool"
+            )
 
     def pids(self) -> list[int]:
         """The process ids of the running pool (none before the first large batch)."""
@@ -111,5 +141,6 @@ class ComposePool:
         """Stop the processes (waiting for them to exit); a later batch starts new ones."""
         with self._lock:
             executor, self._executor = self._executor, None
+            self._warming = []
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)

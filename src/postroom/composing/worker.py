@@ -44,6 +44,11 @@ def _composition(plan: Plan) -> Composition:
     return Composition.detached(_renderer[1], composer=_composer, chosen=chosen)
 
 
+def ready() -> bool:
+    """Nothing: called once per process when the pool starts, so that each is started."""
+    return True
+
+
 def compose_shard(plan: Plan, start: int, requests: Sequence[EmailRequest]) -> Shard:
     """The rows of each request from ``start`` on, stopping at the first that fails.
 
