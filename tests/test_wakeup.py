@@ -33,6 +33,7 @@ from tests.fakes import ServerInfo, smtp_server
 SENDER = "sender@example.com"
 LONG_POLL = 60.0  # the longest poll interval allowed
 WOKEN_WITHIN = 20.0  # well inside LONG_POLL: only a wake-up delivers in time
+STARTUP = 90.0  # a process start on a loaded machine (imports, migrations)
 TRACEBACK = "Traceback (most recent call last)"
 
 
@@ -159,7 +160,7 @@ def test_a_commit_wakes_the_agent_of_the_same_process(database_url: str) -> None
     with smtp_server() as srv, Postroom(make_settings(database_url, poll_interval=LONG_POLL)) as pr:
         configure(pr, srv)
         with agent_in_thread(pr):
-            wait_until(lambda: registered(pr), limit=30, what="the agent to register")
+            wait_until(lambda: registered(pr), limit=STARTUP, what="the agent to register")
             for n in range(3):
                 send_and_expect(pr, srv, f"in-process {n}", within=WOKEN_WITHIN)
         assert pr.outbox_counts()[OutboxStatus.SENT] == 3
@@ -215,7 +216,7 @@ def test_wakeup_off_polls_only(database_url: str) -> None:
         assert isinstance(wakeup_for(pr.engine, enabled=False), Polling)
         configure(pr, srv)
         with agent_in_thread(pr):
-            wait_until(lambda: registered(pr), limit=30, what="the agent to register")
+            wait_until(lambda: registered(pr), limit=STARTUP, what="the agent to register")
             send_and_expect(pr, srv, "polled", within=30)
             if database_url.startswith("postgresql"):
                 assert listener_pids(database_url) == []
@@ -233,7 +234,7 @@ def test_notify_wakes_an_agent_in_another_process(postgres_url: str, tmp_path: P
     with smtp_server() as srv, Postroom(make_settings(postgres_url)) as pr:
         configure(pr, srv)
         with agent_process(postgres_url, tmp_path / "agent.log", poll_interval=LONG_POLL) as log:
-            wait_until(lambda: len(listener_pids(postgres_url)) == 1, limit=30, what="LISTEN")
+            wait_until(lambda: len(listener_pids(postgres_url)) == 1, limit=STARTUP, what="LISTEN")
             for n in range(3):
                 send_and_expect(pr, srv, f"notified {n}", within=WOKEN_WITHIN)
         assert TRACEBACK not in log()
@@ -246,7 +247,7 @@ def test_the_listener_reconnects_after_its_backend_is_terminated(
     with smtp_server() as srv, Postroom(make_settings(postgres_url)) as pr:
         configure(pr, srv)
         with agent_process(postgres_url, tmp_path / "agent.log", poll_interval=LONG_POLL) as log:
-            wait_until(lambda: len(listener_pids(postgres_url)) == 1, limit=30, what="LISTEN")
+            wait_until(lambda: len(listener_pids(postgres_url)) == 1, limit=STARTUP, what="LISTEN")
             [first] = listener_pids(postgres_url)
             send_and_expect(pr, srv, "before", within=WOKEN_WITHIN)
 
@@ -257,7 +258,7 @@ def test_the_listener_reconnects_after_its_backend_is_terminated(
                 lambda: (
                     len(listener_pids(postgres_url)) == 1 and listener_pids(postgres_url) != [first]
                 ),
-                limit=30,
+                limit=60,
                 what="a new LISTEN connection",
             )
             send_and_expect(pr, srv, "after", within=WOKEN_WITHIN)
@@ -294,7 +295,7 @@ def test_polling_delivers_while_nobody_listens(
     with smtp_server() as srv, Postroom(make_settings(postgres_url)) as pr:
         configure(pr, srv)
         with agent_process(agent_url, tmp_path / "agent.log", poll_interval=1.0) as log:
-            wait_until(lambda: len(listener_pids(postgres_url)) == 1, limit=30, what="LISTEN")
+            wait_until(lambda: len(listener_pids(postgres_url)) == 1, limit=STARTUP, what="LISTEN")
             send_and_expect(pr, srv, "heard", within=WOKEN_WITHIN)
 
             # The agent keeps its pooled connections; the listener cannot come back.
@@ -302,7 +303,7 @@ def test_polling_delivers_while_nobody_listens(
             terminate(postgres_url, listener_pids(postgres_url))
             wait_until(
                 lambda: "wake-up: no LISTEN connection" in log(),
-                limit=30,
+                limit=60,
                 what="the agent to notice the lost listener",
             )
             assert listener_pids(postgres_url) == []

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from sqlalchemy import Engine
 
 log = logging.getLogger("postroom.agent")
@@ -115,10 +115,38 @@ class Listener:
                 # Commits made while nobody listened were not heard: look once now
                 # rather than at the next poll.
                 self._on_notify("")
-            async for notify in conn.notifies():
-                self._on_notify(notify.payload)
+            await self._hand_on(conn.pgconn)
         finally:
             await conn.close()
+
+    async def _hand_on(self, pgconn: pq.abc.PGconn) -> None:
+        """Pass notifications on until the connection fails; no CPU while none come.
+
+        Read straight from the socket when it is readable: psycopg's ``notifies()``
+        wakes ten times a second to look for interrupts, which an idle agent would pay.
+        """
+        loop = asyncio.get_running_loop()
+        broken: asyncio.Future[None] = loop.create_future()
+        fd = pgconn.socket
+
+        def readable() -> None:
+            try:
+                pgconn.consume_input()
+                if pgconn.status == pq.ConnStatus.BAD:
+                    raise psycopg.OperationalError("the connection was closed")
+            except psycopg.Error as exc:
+                loop.remove_reader(fd)  # a dead socket stays readable: stop at once
+                if not broken.done():
+                    broken.set_exception(exc)
+                return
+            while (notify := pgconn.notifies()) is not None:
+                self._on_notify(notify.extra.decode(errors="replace"))
+
+        loop.add_reader(fd, readable)
+        try:
+            await broken
+        finally:
+            loop.remove_reader(fd)
 
     def _delay(self, failures: int) -> float:
         ceiling = min(self._retry_cap, self._retry_first * 2.0 ** min(failures - 1, 32))
