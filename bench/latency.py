@@ -70,12 +70,20 @@ DOCS_CHART = HERE.parent / "docs" / "benchmarks-latency.png"
 
 def _cells(run: Run) -> list[str]:
     if not run.stamps:
-        return [f"{len(run.samples):,}", "0", *["-"] * 6, _load(run), run.verdict]
+        return [f"{len(run.samples):,}", "0", *["-"] * 7, _load(run), run.verdict]
     shown = [f"{run.percentile(q):,.1f}" for q in (50, 90, 99, 100)]
     return [
         f"{len(run.samples):,}", f"{len(run.stamps):,}", f"{run.rate:,.0f}", *shown,
-        f"{run.call_p50:.1f}", _load(run), run.verdict,
+        f"{run.call_p50:.1f}", _cpu(run), _load(run), run.verdict,
     ]  # fmt: skip
+
+
+def _cpu(run: Run) -> str:
+    """CPU milliseconds per email: the caller's, and the delivering processes'."""
+    if run.cpu is None or not run.samples:
+        return "-"
+    n = len(run.samples) / 1000
+    return f"{run.cpu.caller / n:.1f} / {run.cpu.delivery / n:.1f}"
 
 
 def _load(run: Run) -> str:
@@ -84,7 +92,7 @@ def _load(run: Run) -> str:
 
 HEADERS = [
     "run", "sent", "delivered", "rate /s", "p50 ms", "p90 ms", "p99 ms", "max ms", "call p50 ms",
-    "load",
+    "CPU ms/email", "load",
 ]  # fmt: skip
 
 
@@ -95,37 +103,45 @@ def table(runs: list[Run]) -> Table:
     return out
 
 
+def explanation(opts: Options) -> str:
+    """What the table's figures are and how each system ran, in one paragraph."""
+    return " ".join(
+        [
+            f"{opts.rate:g} emails a second for {opts.seconds:g} s, one per call from {LANES}",
+            "threads, each numbered in its Subject; *rate* is what the driver managed.",
+            "The clock starts when the call that committed the email returns",
+            "(`Postroom.send`, django-post-office's `mail.send`), for `postroom serve` when",
+            "the `POST /api/v1/emails` request is sent (the commit is inside the request,",
+            "and the agent in the same process often has the 250 before the response",
+            "arrives), and stops when the timestamping sink writes the 250 after the",
+            "email's data (CLOCK_MONOTONIC in both processes). *call p50* is the enqueue",
+            "call itself. *CPU ms/email*: CPU time per email of the caller (`Postroom.send`,",
+            "the HTTP client, `mail.send`) / of what delivered (the agent and its workers,",
+            "the `serve` process, the `send_queued_mail` process); PostgreSQL's own is not",
+            "counted. *load*: the machine's 1-minute load average as the run ended",
+            f"({os.cpu_count()} cores). The PostgreSQL run is an agent process on its",
+            "defaults (one worker per core, poll interval 1 s, wake-up on); `serve` runs",
+            "its agent in its own process; django-post-office runs `send_queued_mail` every",
+            f"{opts.peer_interval:g} s, the shortest schedule its documentation gives",
+            "without Celery (its uWSGI timer example; its cron line runs once a minute).",
+            f"Targets for Postroom: p50 ≤ {TARGET_P50:.0f} ms, p99 ≤ {TARGET_P99:.0f} ms;",
+            "every email must arrive exactly once.",
+        ]
+    )
+
+
 def markdown(runs: list[Run], opts: Options) -> str:
     rows = "\n".join("| " + " | ".join([r.name, *_cells(r)]) + " |" for r in runs)
     early = [f"{r.name}: {r.early:,}" for r in runs if r.early]
-    chart = (
-        "\n\n![Latency distribution per run, and latency over each run](benchmarks-latency.png)"
-        if _drawn(runs)
-        else ""
-    )
+    chart = "![Latency distribution per run, and latency over each run](benchmarks-latency.png)"
     return (
         "## Latency: from an enqueue's commit to the server's 250\n\n"
-        f"{opts.rate:g} emails a second for {opts.seconds:g} s, one per call from {LANES} "
-        "threads, each numbered in its Subject; *rate* is what the driver managed. The "
-        "clock starts when the call that committed the email returns (`Postroom.send`, "
-        "django-post-office's `mail.send`), for `postroom serve` when the `POST "
-        "/api/v1/emails` request is sent (the commit is inside the request, and the agent "
-        "in the same process often has the 250 before the response arrives), and stops "
-        "when the timestamping sink writes the 250 after the email's data (CLOCK_MONOTONIC "
-        "in both processes). *call p50* is the enqueue call itself; *load* the machine's "
-        f"1-minute load average as the run ended ({os.cpu_count()} cores). The PostgreSQL "
-        "run is an agent process on its defaults (one worker per core, poll interval 1 s, "
-        "wake-up on); `serve` runs its agent in its own process; django-post-office runs "
-        "`send_queued_mail` every "
-        f"{opts.peer_interval:g} s, the shortest schedule its documentation gives without "
-        "Celery (its uWSGI timer example; its cron line runs once a minute). Targets for "
-        f"Postroom: p50 ≤ {TARGET_P50:.0f} ms, p99 ≤ {TARGET_P99:.0f} ms; every email "
-        "must arrive exactly once.\n\n"
+        f"{explanation(opts)}\n\n"
         "| " + " | ".join([*HEADERS, "target"]) + " |\n"
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
-        f"{rows}\n"
-        + (f"\n250 before the call returned: {'; '.join(early)}.\n" if early else "")
-        + f"{chart}\n\n"
+        "| --- |" + " ---: |" * (len(HEADERS) - 1) + " --- |\n"
+        f"{rows}\n\n"
+        + (f"250 before the call returned: {'; '.join(early)}.\n\n" if early else "")
+        + (f"{chart}\n\n" if _drawn(runs) else "")
     )
 
 

@@ -65,6 +65,7 @@ class Run:
     targeted: bool = True  # the targets are Postroom's; the peer is shown beside them
     from_call: bool = False  # the clock starts as the call starts, not as it returns
     load: float | None = None  # the machine's 1-minute load average as the run ended
+    cpu: Cpu | None = None
 
     @property
     def starts(self) -> dict[int, float]:
@@ -146,6 +147,47 @@ class Run:
             f"{self.verdict}"
             + (f"; {self.early} accepted before the call returned" if self.early else "")
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Cpu:
+    """CPU seconds a run took: the caller that enqueued, and the processes that delivered
+    (the agent and its workers, ``postroom serve``, django-post-office's sender)."""
+
+    caller: float
+    delivery: float
+
+
+class CpuClock:
+    """CPU time of this process and of a process tree since the clock was made (Linux)."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._start = Cpu(time.process_time(), tree_cpu(pid))
+
+    def read(self) -> Cpu:
+        return Cpu(
+            time.process_time() - self._start.caller, tree_cpu(self._pid) - self._start.delivery
+        )
+
+
+def tree_cpu(pid: int) -> float:
+    """User and system seconds of ``pid`` and its living descendants, from /proc."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            # After the command: state, ppid, …; utime and stime are fields 14 and 15.
+            parents[int(stat.parent.name)] = int(fields[1])
+            ticks[int(stat.parent.name)] = int(fields[11]) + int(fields[12])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
 def nearest_rank(values: list[float], q: float) -> float:
@@ -278,8 +320,10 @@ def postgres_run(opts: Options, work: Path, *, workers: int | None, wakeup: bool
                 )
 
             warm_up(sink, lambda n: send(n, "Latency warm-up"), deadline)
+            clock = CpuClock(agent.pid)
             samples = paced(send, rate=opts.rate, seconds=opts.seconds, lanes=LANES)
-            return sink.run(name, samples, deadline)
+            run = sink.run(name, samples, deadline)
+            return dataclasses.replace(run, cpu=clock.read())
 
 
 def serve_run(opts: Options, work: Path) -> Run:
@@ -316,8 +360,10 @@ def serve_run(opts: Options, work: Path) -> Run:
                     raise BenchFailure(f"POST /api/v1/emails answered {answer.status_code}")
 
             warm_up(sink, lambda n: send(n, "Latency warm-up"), deadline)
+            clock = CpuClock(server.pid)
             samples = paced(send, rate=opts.rate, seconds=opts.seconds, lanes=LANES)
-            return sink.run(name, samples, deadline, from_call=True)
+            run = sink.run(name, samples, deadline, from_call=True)
+            return dataclasses.replace(run, cpu=clock.read())
 
 
 def free_port() -> int:
@@ -356,7 +402,8 @@ def peer_run(opts: Options, work: Path) -> Run:
             raise BenchTimeout(f"django-post-office took more than {limit:.0f} s") from None
         report = json.loads(result.stdout.decode().strip().splitlines()[-1])
         samples = [(int(n), float(b), float(a)) for n, b, a in report["enqueued"]]
-        return sink.run(name, samples, deadline, targeted=False)
+        cpu = Cpu(report["cpu"]["application"], report["cpu"]["sender"])
+        return dataclasses.replace(sink.run(name, samples, deadline, targeted=False), cpu=cpu)
 
 
 MEASURED: dict[str, Callable[[Options, Path], Run]] = {

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import resource
 import select
 import subprocess
 import sys
@@ -181,6 +182,7 @@ def run_application(args: argparse.Namespace) -> None:
                 html_message=HTML.format(n=n),
             )
 
+        started = time.process_time()
         samples = paced(send, rate=args.rate, seconds=args.seconds, lanes=args.lanes)
         # Until the timer has sent them all, bounded: two intervals and the settle time.
         deadline = time.monotonic() + 2 * args.interval + args.settle
@@ -194,7 +196,16 @@ def run_application(args: argparse.Namespace) -> None:
             sender.kill()
             sender.wait()
     passes = json.loads(sender.stdout.readline() or '{"passes": null}')["passes"]
-    print(json.dumps({"enqueued": samples, "passes": passes, "sent": sent}))
+    cpu = {
+        "application": time.process_time() - started,
+        "sender": _cpu(resource.RUSAGE_CHILDREN),  # the sender, waited for above
+    }
+    print(json.dumps({"enqueued": samples, "passes": passes, "sent": sent, "cpu": cpu}))
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
