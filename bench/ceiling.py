@@ -46,7 +46,11 @@ EXPERIMENTS = (
     "ends). `strace -c` of smtp-source: 13 system calls per message for the "
     "connection alone (socket, connect, close, epoll_ctl, fcntl, get/setsockopt) besides "
     "the SMTP reads and writes; the kernel's TCP handshake and teardown on loopback run "
-    "in those calls, which is why most of the CPU is system time."
+    "in those calls, which is why most of the CPU is system time. `perf record` of "
+    "smtp-source (10,000 messages): 24% of its samples in the kernel's context switch "
+    "(finish_task_switch: it waits on every reply), 18% in a memset in smtp-source itself "
+    "that is gone with `-d` (per connection), and the loopback TCP path, whose receiving "
+    "side runs inside the sender's write as a softirq."
 )
 
 
