@@ -18,8 +18,9 @@ both read CLOCK_MONOTONIC, one clock for every process on Linux. The runs
   (``bench/peer_dpo_latency.py``): ``mail.send``, and ``send_queued_mail`` every 10 s
   (its uWSGI timer example; its cron line runs once a minute).
 
-``--runs`` also takes ``postgres-1`` (the agent with ``--workers 1``) and
-``postgres-polling`` (wake-up off: the agent finds emails by polling every second).
+``--runs`` also takes ``postgres-1`` (the agent with ``--workers 1``),
+``postgres-polling`` (wake-up off: the agent finds emails by polling every second) and
+``serve-2`` (``serve --workers 2``: the agent in two processes beside the API's).
 
 Every run paces its sends with the same loop (``peer_dpo_latency.paced``), from eight
 threads so that one slow call (a commit waiting on the disk) does not hold back the rest.

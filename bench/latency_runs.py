@@ -34,7 +34,8 @@ from postroom.identity.tokens import Scope
 HERE = Path(__file__).parent
 STAMP_SINK = HERE / "stamp_sink.py"
 PEER_SCRIPT = HERE / "peer_dpo_latency.py"
-# By default; also "postgres-1" (--workers 1) and "postgres-polling" (wake-up off).
+# By default; also "postgres-1" (--workers 1), "postgres-polling" (wake-up off) and
+# "serve-2" (serve --workers 2: the agent in two processes beside the API's).
 RUNS = ("postgres", "serve", "peer")
 LANES = 8
 TARGET_P50, TARGET_P99 = 20.0, 100.0  # milliseconds
@@ -326,8 +327,11 @@ def postgres_run(opts: Options, work: Path, *, workers: int | None, wakeup: bool
             return dataclasses.replace(run, cpu=clock.read())
 
 
-def serve_run(opts: Options, work: Path) -> Run:
+def serve_run(opts: Options, work: Path, *, workers: int | None = None) -> Run:
+    """``postroom serve``: its agent in the same process, or ``--workers N`` processes."""
     name = "Postroom `serve` on SQLite, POST /api/v1/emails"
+    name += f", --workers {workers}" if workers else ""
+    flags = ["--workers", str(workers)] if workers else []
     deadline = Deadline(time.monotonic() + OVERRUN * opts.seconds + SETTLE + 3 * START_LIMIT)
     key = secrets.token_urlsafe(32)
     url = f"sqlite:///{work / f'serve-{time.monotonic_ns()}.db'}"
@@ -338,7 +342,8 @@ def serve_run(opts: Options, work: Path) -> Run:
             token = postroom.identity.create_token(name="latency", scopes={Scope.SEND}).value
         port = free_port()
         command = [str(Path(sys.executable).with_name("postroom")), "serve", "--host",
-                   "127.0.0.1", "--port", str(port), "--no-inbound", "--no-webhooks"]  # fmt: skip
+                   "127.0.0.1", "--port", str(port), "--no-inbound", "--no-webhooks",
+                   *flags]  # fmt: skip
         env = harness.agent_env({"database_url": url, "secret_key": key, "log_level": "WARNING"})
         headers = {"Authorization": f"Bearer {token}"}
         limits = httpx.Limits(max_connections=LANES, max_keepalive_connections=LANES)
@@ -411,6 +416,7 @@ MEASURED: dict[str, Callable[[Options, Path], Run]] = {
     "postgres-1": lambda opts, work: postgres_run(opts, work, workers=1),
     "postgres-polling": lambda opts, work: postgres_run(opts, work, workers=None, wakeup=False),
     "serve": serve_run,
+    "serve-2": lambda opts, work: serve_run(opts, work, workers=2),
     "peer": peer_run,
 }
 
