@@ -131,7 +131,7 @@ class Run:
             return "all delivered once"
         p50, p99 = self.percentile(50), self.percentile(99)
         missed = [
-            f"{name} {value:.0f} > {target:.0f}"
+            f"{name} {value:.1f} > {target:.0f}"
             for name, value, target in (("p50", p50, TARGET_P50), ("p99", p99, TARGET_P99))
             if value > target
         ]
