@@ -100,9 +100,9 @@ def pair(database_url: str) -> Iterator[tuple[Postroom, Postroom]]:
 
 def started(pr: Postroom) -> list[int]:
     """Start ``pr``'s composing pool and wait until it is up; its process ids."""
-    pool = pr._pool()
-    wait_until(pool.ready, limit=60, what="the composing processes to start")
-    return pool.pids()
+    wait_until(pr.compose_pool_ready, limit=60, what="the composing processes to start")
+    assert pr._compose_pool is not None
+    return pr._compose_pool.pids()
 
 
 def normalised(message: bytes) -> bytes:
@@ -140,6 +140,7 @@ def test_a_parallel_batch_is_the_serial_batch_byte_for_byte(
     assert par._compose_pool is not None
     assert par._compose_pool.pids(), "the pool composed it"
     serial_ids = ser.send_many(batch)
+    assert not ser.compose_pool_ready()  # compose_processes=1: never a pool
     assert ser._compose_pool is None
     assert len(parallel_ids) == len(serial_ids) == COUNT
     parallel, serial = rows(par, parallel_ids), rows(ser, serial_ids)

@@ -154,6 +154,16 @@ class Sending:
         if pool is not None:
             pool.close()
 
+    def compose_pool_ready(self) -> bool:
+        """Whether the processes that compose large batches are up; starts them if not.
+
+        They start in the background (a second or two); batches meanwhile are composed
+        in the calling process. A service or a benchmark may call this early and wait.
+        """
+        if pool_processes(self.settings.compose_processes) < 2:
+            return False
+        return self._pool().ready()
+
     def _pool(self) -> ComposePool:
         with _POOL_LOCK:
             if self._compose_pool is None:
