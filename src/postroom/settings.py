@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         "per core; 1 renders in the calling process).",
     )
     compose_parallel_from: int = Field(
-        1000,
+        500,
         ge=1,
         le=10_000,
         description="Emails in one send_many call from which they are rendered in "
