@@ -17,6 +17,7 @@ from postroom.accounts import EmailAccount
 from postroom.accounts.limits import GRAPH_MAILBOX, OFFICE365_SMTP, Limits
 from postroom.db import tables
 from postroom.db.types import utcnow
+from postroom.errors import NotFoundError
 from postroom.outbox import OutboxStatus
 from tests.conftest import make_settings
 from tests.fake_microsoft import MAILBOX, microsoft_server
@@ -127,6 +128,38 @@ def test_presets_and_explicit_limits() -> None:
     assert graph.effective_limits == GRAPH_MAILBOX
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         Limits(max_connections=0)
+
+
+def test_stored_limits_are_read_as_the_account_says(tmp_path: Path) -> None:
+    """What agents read on every claim (three columns) equals the whole account's answer."""
+    accounts = [
+        {"name": "O365", "provider": "office365", "address": "a@example.com", "password": "pw"},
+        {
+            "name": "O365mine",
+            "provider": "office365",
+            "address": "b@example.com",
+            "limits": {"messages_per_minute": 10},
+        },
+        {"name": "Custom", "address": "c@example.com", "host": "smtp.example.com"},
+        {
+            "name": "Capped",
+            "address": "d@example.com",
+            "host": "smtp.example.com",
+            "limits": {"max_connections": 2},
+        },
+    ]
+    with Postroom(make_settings(f"sqlite:///{tmp_path / 'l.db'}")) as pr:
+        pr.apply({"accounts": accounts})
+        with pr.engine.connect() as conn:
+            for a in accounts:
+                whole = pr.account_store.get(conn, a["name"]).effective_limits
+                assert pr.account_store.limits(conn, a["name"]) == whole
+            assert pr.account_store.limits(conn, "O365") == OFFICE365_SMTP
+            assert pr.account_store.limits(conn, "O365mine") == Limits(
+                max_connections=3, messages_per_minute=10
+            )
+            with pytest.raises(NotFoundError):
+                pr.account_store.limits(conn, "Nobody")
 
 
 def test_graph_mailbox_takes_four_requests_at_most_across_agents(tmp_path: Path) -> None:

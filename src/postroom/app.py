@@ -317,7 +317,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
                 connections_per_account=s.connections_per_account,
             ),
             agent_id=agent_id,
-            limits_of=lambda conn, name: self.account_store.get(conn, name).effective_limits,
+            limits_of=self.account_store.limits,
             wakeup=wakeup_for(self.engine, enabled=s.wakeup),
         )
 
@@ -345,7 +345,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
             outbox_ids,
             engine=self.engine,
             outbox=self.outbox_store,
-            limits_of=lambda conn, name: self.account_store.get(conn, name).effective_limits,
+            limits_of=self.account_store.limits,
             factory=self.transport_factory,
             policy=self.retry_policy(),
             connections_per_account=self.settings.connections_per_account,

@@ -6,7 +6,9 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from postroom.accounts.models import EmailAccount
+from postroom.accounts.limits import Limits, effective_limits
+from postroom.accounts.models import EmailAccount, Protocol
+from postroom.accounts.presets import Provider
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError
@@ -68,6 +70,21 @@ class AccountStore:
         if row is None:
             raise NotFoundError(f"no email account named {name!r}")
         return self._from_row(row)
+
+    def limits(self, conn: Connection, name: str) -> Limits:
+        """The account's effective limits, read without loading (and decrypting) the rest.
+
+        Read on every claim: a whole account costs a decryption per secret.
+        """
+        a = tables.accounts
+        query = select(a.c.provider, a.c.protocol, a.c.limits).where(a.c.name == name)
+        row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"no email account named {name!r}")
+        given = Limits.model_validate(row.limits) if row.limits else None
+        return effective_limits(
+            provider=Provider(row.provider), graph=row.protocol == Protocol.GRAPH, given=given
+        )
 
     def exists(self, conn: Connection, name: str) -> bool:
         query = select(tables.accounts.c.name).where(tables.accounts.c.name == name)
