@@ -72,6 +72,12 @@ class AgentConfig:
     stop_write_timeout: float = 10.0
 
 
+# While a LISTEN hears every commit, an idle agent still looks this often (at least):
+# what no notification announces (a lease lapsing, a retry falling due) is read from the
+# queue, and this bounds what a notification lost with a silent connection costs.
+LISTENING_POLL = 10.0
+
+
 def new_agent_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
@@ -122,6 +128,8 @@ class SenderAgent:
         # may be a failover's and are waited out (see health.fatal_reason).
         self.health = Health(started=True)
         self.paused = False
+        self._idle_polls = False  # the last claim found nothing and no commit woke us
+        self._quiet_for = config.poll_interval  # the next idle wait
         self._connections: dict[str, int] = {}  # this batch's connection slots per account
         self._ahead: list[ClaimedEmail] | None = None  # the next batch, claimed already
         # Only PostgreSQL writes and claims side by side; SQLite's one writer would make
@@ -162,8 +170,10 @@ class SenderAgent:
                 if not rows:
                     if until_idle:
                         break
-                    await self._idle(stop)
+                    # Woken by a commit: claim at once; a poll's timeout: read first.
+                    self._idle_polls = not await self._idle(stop)
                     continue
+                self._idle_polls = False
                 try:
                     await self._process(rows, stop=stop)
                 except Exception as exc:
@@ -174,18 +184,29 @@ class SenderAgent:
             await self._wind_down(beat, finished)
         return self.stats
 
-    async def _idle(self, stop: asyncio.Event) -> None:
-        """Wait for committed rows, ``stop`` or the poll interval, whichever comes first."""
-        interval = self._config.poll_interval
-        waits = [
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(self._wakeup.wait(interval)),
-        ]
+    def _quiet_time(self, due: datetime | None, now: datetime) -> float:
+        """How long to sleep when nothing is due before ``due``.
+
+        A poll interval while commits of other processes may go unheard; while a LISTEN
+        hears them all, until the next row falls due (at most LISTENING_POLL seconds).
+        """
+        poll = self._config.poll_interval
+        longest = max(poll, LISTENING_POLL) if self._wakeup.hears_every_commit else poll
+        if due is None:
+            return longest
+        return min(longest, max(0.0, (due - now).total_seconds()))
+
+    async def _idle(self, stop: asyncio.Event) -> bool:
+        """Wait for committed rows, ``stop`` or the quiet time; True when woken."""
+        interval = self._quiet_for
+        woken = asyncio.ensure_future(self._wakeup.wait(interval))
+        waits = [asyncio.ensure_future(stop.wait()), woken]
         try:
             await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
+        return woken.done() and not woken.cancelled() and woken.result()
 
     async def _until_registered(self, stop: asyncio.Event) -> bool:
         while not stop.is_set():
@@ -393,6 +414,17 @@ class SenderAgent:
 
     def _claim(self) -> list[ClaimedEmail]:
         """Claim a batch and apply account limits to it, in one transaction."""
+        # What the idle wait after an empty claim lasts: a poll, unless we know better.
+        self._quiet_for = self._config.poll_interval
+        probed = self._idle_polls
+        if probed:
+            # Polling an empty queue: a read first, the write transaction only for work.
+            with self._engine.connect() as conn:
+                due = self._outbox.next_due(conn)
+            now = utcnow()
+            if due is None or due > now:
+                self._quiet_for = self._quiet_time(due, now)
+                return []
         with self._engine.begin() as conn:
             # Read in the claim's transaction: once a pause is committed, nothing more
             # is claimed (what is in flight finishes).
@@ -420,7 +452,11 @@ class SenderAgent:
             )
             self._connections = admission.connections
             # Suppressed recipients are never attempted; written in this transaction.
-            return mark_suppressed(conn, admission.rows)
+            rows = mark_suppressed(conn, admission.rows)
+        if not rows and not probed:
+            # Woken (or just working) and nothing due yet: read at once when it will be.
+            self._quiet_for = 0.0
+        return rows
 
     def _release_slots(self) -> None:
         with self._engine.begin() as conn:

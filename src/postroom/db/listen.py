@@ -94,6 +94,9 @@ class Listener:
                 if self._listening.is_set():
                     failures = 0  # it had worked: a new spell of trouble
                     self._listening.clear()
+                    # Whoever sleeps long because notifications covered the rest must
+                    # go back to polling now.
+                    self._on_notify("")
                 # One line per spell of trouble; polling covers the gap, and a traceback
                 # would only repeat what the line says.
                 if failures == 0:

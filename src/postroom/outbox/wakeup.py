@@ -35,6 +35,10 @@ class Wakeup(Protocol):
     async def start(self) -> None:
         """Begin listening (called once, before the agent's first claim)."""
 
+    @property
+    def hears_every_commit(self) -> bool:
+        """Whether commits of every process reach this wake-up now (a LISTEN is up)."""
+
     async def wait(self, timeout: float) -> bool:
         """Return True as soon as rows were announced, False after ``timeout`` seconds."""
 
@@ -47,6 +51,10 @@ class Polling:
 
     async def start(self) -> None:
         return None
+
+    @property
+    def hears_every_commit(self) -> bool:
+        return False
 
     async def wait(self, timeout: float) -> bool:
         await asyncio.sleep(timeout)
@@ -102,6 +110,10 @@ class Signalled:
     def listening(self) -> bool:
         """Whether a LISTEN connection is up (always False off PostgreSQL)."""
         return self._listener is not None and self._listener.listening
+
+    @property
+    def hears_every_commit(self) -> bool:
+        return self.listening
 
     async def wait(self, timeout: float) -> bool:
         if not self._woken.is_set():

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from postroom.db import tables
 from postroom.db.types import utcnow
@@ -132,6 +143,10 @@ def _outcome_update(status: DeliveryStatus, owner: str) -> Any:
 class DeliveryStore:
     """Webhook deliveries: what the dispatcher claims and records, what people see."""
 
+    def anything_due(self, conn: Connection, *, now: datetime | None = None) -> bool:
+        """Whether a claim would find a delivery: a read, so that idle rounds take no lock."""
+        return bool(conn.execute(select(exists().where(_due(now or utcnow())))).scalar())
+
     def claim(
         self,
         conn: Connection,
@@ -143,10 +158,7 @@ class DeliveryStore:
     ) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries (or ones whose lease lapsed) to ``owner``."""
         now = now or utcnow()
-        due = or_(
-            and_(t.c.status == DeliveryStatus.PENDING.value, t.c.next_attempt_at <= now),
-            and_(t.c.status == DeliveryStatus.SENDING.value, t.c.lease_expires_at <= now),
-        )
+        due = _due(now)
         pick = select(t.c.id).where(due).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
         if conn.dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
@@ -338,3 +350,11 @@ class DeliveryStore:
         rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status))
         found = {DeliveryStatus(s): n for s, n in rows}
         return {s: found.get(s, 0) for s in DeliveryStatus}
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Due for a first or another attempt, or held under a lease that has lapsed."""
+    return or_(
+        and_(t.c.status == DeliveryStatus.PENDING.value, t.c.next_attempt_at <= now),
+        and_(t.c.status == DeliveryStatus.SENDING.value, t.c.lease_expires_at <= now),
+    )

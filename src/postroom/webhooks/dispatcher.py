@@ -290,6 +290,11 @@ class WebhookDispatcher:
         return len(result.jobs)
 
     def _transaction(self, done: Sequence[DeliveryOutcome], back: list[int], want: int) -> _Claim:
+        if not (done or back):
+            # Only claiming: an idle round reads first and takes the write lock for work.
+            with self._engine.connect() as conn:
+                if not self._deliveries.anything_due(conn):
+                    return _Claim(jobs=[], lost=[])
         with self._engine.begin() as conn:
             kept = self._deliveries.record_many(conn, done, owner=self.id)
             self._deliveries.release(conn, back, owner=self.id)
