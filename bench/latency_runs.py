@@ -36,7 +36,7 @@ STAMP_SINK = HERE / "stamp_sink.py"
 PEER_SCRIPT = HERE / "peer_dpo_latency.py"
 # By default; also "postgres-1" (--workers 1), "postgres-polling" (wake-up off) and
 # "serve-2" (serve --workers 2: the agent in two processes beside the API's).
-RUNS = ("postgres", "serve", "peer")
+RUNS = ("postgres", "serve", "serve-postgres", "peer")
 LANES = 8
 TARGET_P50, TARGET_P99 = 20.0, 100.0  # milliseconds
 WARM_UP = 10  # unnumbered emails delivered before the clock starts: connections open
@@ -327,14 +327,30 @@ def postgres_run(opts: Options, work: Path, *, workers: int | None, wakeup: bool
             return dataclasses.replace(run, cpu=clock.read())
 
 
-def serve_run(opts: Options, work: Path, *, workers: int | None = None) -> Run:
-    """``postroom serve``: its agent in the same process, or ``--workers N`` processes."""
-    name = "Postroom `serve` on SQLite, POST /api/v1/emails"
+def serve_run(
+    opts: Options, work: Path, *, workers: int | None = None, postgres: bool = False
+) -> Run:
+    """``postroom serve``: its agent in the same process, or ``--workers N`` processes;
+    on SQLite (the embedded default) or, with ``postgres``, a scratch PostgreSQL database."""
+    name = f"Postroom `serve` on {'PostgreSQL' if postgres else 'SQLite'}, POST /api/v1/emails"
     name += f", --workers {workers}" if workers else ""
+    if postgres:
+        try:
+            scale.require_server(opts.database_url)
+        except BenchFailure as exc:
+            return Run(name, [], {}, problem=f"not run: {exc}")
+    with contextlib.ExitStack() as stack:
+        if postgres:
+            url = stack.enter_context(harness.scratch_postgres(opts.database_url))
+        else:
+            url = f"sqlite:///{work / f'serve-{time.monotonic_ns()}.db'}"
+        return _serve(opts, work, url=url, name=name, workers=workers)
+
+
+def _serve(opts: Options, work: Path, *, url: str, name: str, workers: int | None) -> Run:
     flags = ["--workers", str(workers)] if workers else []
     deadline = Deadline(time.monotonic() + OVERRUN * opts.seconds + SETTLE + 3 * START_LIMIT)
     key = secrets.token_urlsafe(32)
-    url = f"sqlite:///{work / f'serve-{time.monotonic_ns()}.db'}"
     log = work / "latency-serve.log"
     with stamp_sink(deadline.remaining("setup")) as sink:
         with Postroom(Settings(database_url=url, secret_key=key)) as postroom:
@@ -417,6 +433,7 @@ MEASURED: dict[str, Callable[[Options, Path], Run]] = {
     "postgres-polling": lambda opts, work: postgres_run(opts, work, workers=None, wakeup=False),
     "serve": serve_run,
     "serve-2": lambda opts, work: serve_run(opts, work, workers=2),
+    "serve-postgres": lambda opts, work: serve_run(opts, work, postgres=True),
     "peer": peer_run,
 }
 

@@ -366,6 +366,25 @@ def test_data_5xx_fails(postroom: Postroom) -> None:
     assert states(postroom, oid) == {ALICE: RecipientState.REFUSED}
 
 
+def test_a_nul_in_the_servers_words_is_stored_as_a_replacement(postroom: Postroom) -> None:
+    """PostgreSQL cannot store NUL in text: a reply with one must not stall the agent."""
+    sink = SmtpSink(rcpt_replies={BOB: "550 5.1.1 no such\x00user"})
+    sink.data_replies.append("554 5.6.0 rejected\x00here")
+    with smtp_server(sink) as srv:
+        postroom.apply({"accounts": [account(srv.port)]})
+        refused = queue(postroom, BOB, ALICE)
+        stats = asyncio.run(asyncio.wait_for(postroom.agent().run(until_idle=True), 60))
+    assert stats.failed == 1  # recorded (a write that failed would keep it claimed)
+    entry = postroom.outbox_entry(refused)
+    assert entry.status is OutboxStatus.FAILED
+    assert entry.last_error is not None
+    assert "\x00" not in entry.last_error
+    assert "rejected\ufffdhere" in entry.last_error
+    by_address = {r.address: r for r in entry.recipients}
+    assert by_address[BOB].text.startswith("no such\ufffduser")
+    assert by_address[ALICE].state is RecipientState.REFUSED
+
+
 def test_exchange_quota_554_5_2_0_is_retried(patient: Postroom) -> None:
     sink = SmtpSink()
     sink.data_replies.append("554 5.2.0 STOREDRV.Submission.Exception: quota exceeded")

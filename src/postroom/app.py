@@ -28,6 +28,7 @@ from postroom.cases.store import CaseTypeStore, add_history
 from postroom.config.apply import ApplyReport, apply_config, write_records
 from postroom.correspondence import CorrespondenceStore, RendererCache
 from postroom.db import create_db_engine, tables, upgrade
+from postroom.db.engine import reading
 from postroom.db.migrate import check_schema
 from postroom.hooking import Hooking
 from postroom.identity import Identity
@@ -110,7 +111,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
 
     def _holds_secrets(self) -> bool:
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 a = tables.accounts
                 queries = (
                     select(a.c.name).where(
@@ -148,11 +149,11 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
         return apply_config(self, source)
 
     def account(self, name: str) -> EmailAccount:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.account_store.get(conn, name)
 
     def accounts(self) -> list[EmailAccount]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.account_store.list(conn)
 
     def put_account(self, account: EmailAccount, *, create: bool = False) -> Change:
@@ -163,11 +164,11 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
         return write_records(self, {"accounts": [account]}, create=create).changes[0][2]
 
     def auth_profile(self, name: str) -> AuthProfile:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.profile_store.get(conn, name)
 
     def auth_profiles(self) -> list[AuthProfile]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.profile_store.list(conn)
 
     def put_auth_profile(self, profile: AuthProfile) -> Change:
@@ -175,11 +176,11 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
         return write_records(self, {"auth_profiles": [profile]}).changes[0][2]
 
     def keystore(self, name: str) -> Keystore:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.keystore_store.get(conn, name)
 
     def keystores(self) -> list[Keystore]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.keystore_store.list(conn)
 
     def put_keystore(self, keystore: Keystore) -> Change:
@@ -188,7 +189,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
 
     def sender(self, name: str) -> Sender:
         """Account ``name`` as the agent sends with it: its profile and any hold."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             account = self.account_store.get(conn, name)
             profile = (
                 self.profile_store.get(conn, account.auth_profile) if account.auth_profile else None
@@ -201,7 +202,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
         sender = self.sender(name)
         s = self.settings
         inbound, store = sender.account.inbound_profile, self.profile_store
-        with self.engine.connect() as conn:  # a missing profile is a failed step, not an error
+        with reading(self.engine) as conn:  # a missing profile is a failed step, not an error
             found = inbound is not None and store.exists(conn, inbound)
             inbound_profile = store.get(conn, inbound) if inbound and found else None
         return run_in_own_loop(
@@ -230,7 +231,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
 
     def holds(self) -> list[AccountHold]:
         """Accounts held because their credentials were refused."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.hold_store.list(conn)
 
     def release_account(self, name: str) -> int:
@@ -252,17 +253,17 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
         offset: int = 0,
     ) -> list[OutboxEntry]:
         """Outbox rows, newest first, filtered by status, case and account."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.outbox_store.list(
                 conn, status=status, case_id=case_id, account=account, limit=limit, offset=offset
             )
 
     def outbox_entry(self, outbox_id: int) -> OutboxEntry:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.outbox_store.get(conn, outbox_id)
 
     def outbox_counts(self) -> dict[OutboxStatus, int]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.outbox_store.counts(conn)
 
     def retry(self, outbox_id: int) -> OutboxEntry:
@@ -323,7 +324,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
 
     def agents(self) -> list[AgentInfo]:
         """Agents that ran on this database, newest first, with their heartbeat state."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return list_agents(conn, stale_after=self._stale_after)
 
     def pause_agent(self, agent_id: str, *, paused: bool = True) -> AgentInfo:

@@ -39,6 +39,7 @@ from postroom.agent.recording import AgentStats, Tally, record_outcomes
 from postroom.agent.registry import is_paused
 from postroom.agent.throttle import admit, release_slots
 from postroom.cases.store import add_history
+from postroom.db.engine import reading
 from postroom.db.types import utcnow
 from postroom.errors import PostroomError
 from postroom.outbox.models import ClaimedEmail
@@ -419,9 +420,12 @@ class SenderAgent:
         probed = self._idle_polls
         if probed:
             # Polling an empty queue: a read first, the write transaction only for work.
-            with self._engine.connect() as conn:
+            with reading(self._engine) as conn:
+                self.paused = is_paused(conn, self.id)
                 due = self._outbox.next_due(conn)
             now = utcnow()
+            if self.paused:
+                return []
             if due is None or due > now:
                 self._quiet_for = self._quiet_time(due, now)
                 return []

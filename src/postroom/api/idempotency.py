@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from postroom.api.problems import ApiProblem
 from postroom.db import tables
+from postroom.db.engine import reading
 from postroom.db.types import utcnow
 
 T = TypeVar("T")
@@ -55,7 +56,7 @@ def request_hash(route: str, payload: Any) -> str:
 
 def _lookup(engine: Engine, token_id: str, key: str, digest: str) -> Stored | None:
     t = tables.idempotency_keys
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(t).where(t.c.token_id == token_id, t.c.key == key)).first()
     if row is None:
         return None

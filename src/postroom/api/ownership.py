@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, select
 
 from postroom.db import tables
+from postroom.db.engine import reading
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError
 from postroom.identity import ApiToken, Scope
@@ -36,7 +37,7 @@ def _hidden(what: str) -> NotFoundError:
 def check_case(engine: Engine, token: ApiToken, case_id: str) -> None:
     if token.allows(Scope.ADMIN):
         return
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         if not _owns(conn, token_id=token.id, kind="case", ident=case_id):
             raise _hidden(f"case with id {case_id!r}")
 
@@ -44,7 +45,7 @@ def check_case(engine: Engine, token: ApiToken, case_id: str) -> None:
 def check_email(engine: Engine, token: ApiToken, entry: OutboxEntry) -> None:
     if token.allows(Scope.ADMIN):
         return
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         if _owns(conn, token_id=token.id, kind="email", ident=str(entry.id)):
             return
         if entry.case_id and _owns(conn, token_id=token.id, kind="case", ident=entry.case_id):

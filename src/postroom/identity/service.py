@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from postroom.db.engine import reading
 from postroom.identity.sessions import Session, SessionStore
 from postroom.identity.tokens import ApiToken, IssuedToken, Scope, TokenStore
 from postroom.identity.users import AdminUser, UserStore
@@ -31,8 +32,13 @@ class Identity:
             return self.tokens.revoke(conn, token_id)
 
     def authenticate(self, value: str) -> ApiToken | None:
-        with self._engine.begin() as conn:
-            return self.tokens.authenticate(conn, value)
+        # Checked in a read; a write only when its last use is to be recorded.
+        with reading(self._engine) as conn:
+            token = self.tokens.authenticate(conn, value)
+        if token is not None and self.tokens.touch_due(token):
+            with self._engine.begin() as conn:
+                self.tokens.touch(conn, token)
+        return token
 
     def create_admin(self, *, username: str, password: str) -> AdminUser:
         with self._engine.begin() as conn:

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Connection, select, update
@@ -21,6 +21,8 @@ from postroom.errors import ConfigurationError, NotFoundError
 from postroom.validation import check_display_name
 
 PREFIX = "prt"
+# A token's last use is kept to this precision: see ApiTokens.touch.
+TOUCH_EVERY = timedelta(minutes=1)
 
 
 class Scope(StrEnum):
@@ -82,7 +84,7 @@ class TokenStore:
         return IssuedToken(token, f"{PREFIX}_{token_id}_{secret}")
 
     def authenticate(self, conn: Connection, value: str) -> ApiToken | None:
-        """The live token ``value`` names, or None; records its use."""
+        """The live token ``value`` names, or None; records its use (to the minute)."""
         token_id, secret = _parts(value)
         if token_id is None or not secret:
             return None
@@ -93,13 +95,28 @@ class TokenStore:
             return None
         if not hmac.compare_digest(row.secret_hash, _digest(secret)):
             return None
-        now = utcnow()
+        return _token(row)
+
+    def touch_due(self, token: ApiToken, *, now: datetime | None = None) -> bool:
+        """Whether a use of ``token`` now is to be recorded (see :meth:`touch`)."""
+        last = token.last_used_at
+        return last is None or (now or utcnow()) - last >= TOUCH_EVERY
+
+    def touch(self, conn: Connection, token: ApiToken, *, now: datetime | None = None) -> bool:
+        """Record a use of ``token`` unless one was recorded within ``TOUCH_EVERY``.
+
+        A write per request would make every API call a write transaction (on SQLite, a
+        turn at the database's one writer and a disk flush) to keep a timestamp exact.
+        """
+        now = now or utcnow()
+        if not self.touch_due(token, now=now):
+            return False
         conn.execute(
             update(tables.api_tokens)
-            .where(tables.api_tokens.c.id == token_id)
+            .where(tables.api_tokens.c.id == token.id)
             .values(last_used_at=now)
         )
-        return _token(row)
+        return True
 
     def list(self, conn: Connection) -> list[ApiToken]:
         t = tables.api_tokens

@@ -40,7 +40,7 @@ def decide(
     being retried (the account's ``on_unknown_outcome: hold``). An email whose next
     attempt would come at or after its ``expires_at`` expires instead.
     """
-    outcome = _decide(email, result, policy=policy, now=now, hold_unknown=hold_unknown)
+    outcome = _storable(_decide(email, result, policy=policy, now=now, hold_unknown=hold_unknown))
     waits = outcome.status in (OutboxStatus.RETRY, OutboxStatus.HELD)
     if waits and email.expires_at is not None and outcome.next_attempt_at >= email.expires_at:
         return replace(
@@ -51,6 +51,32 @@ def decide(
             f"attempt; last error: {outcome.last_error}",
         )
     return outcome
+
+
+def _storable(outcome: Outcome) -> Outcome:
+    """The outcome with any NUL in a server's words shown as U+FFFD.
+
+    Servers write what they like in replies; PostgreSQL cannot store NUL in text, and a
+    write that fails on it would never succeed, leaving the email claimed for good.
+    """
+    texts = (outcome.last_error or "", outcome.last_enhanced or "")
+    if not any("\x00" in t for t in texts) and not any(
+        "\x00" in r.text or "\x00" in (r.enhanced or "") for r in outcome.recipients
+    ):
+        return outcome
+    return replace(
+        outcome,
+        last_error=_shown(outcome.last_error),
+        last_enhanced=_shown(outcome.last_enhanced),
+        recipients=tuple(
+            replace(r, text=_shown(r.text) or "", enhanced=_shown(r.enhanced))
+            for r in outcome.recipients
+        ),
+    )
+
+
+def _shown(text: str | None) -> str | None:
+    return None if text is None else text.replace("\x00", "\ufffd")
 
 
 def expired(email: ClaimedEmail, now: datetime) -> Outcome:
