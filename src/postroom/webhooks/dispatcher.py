@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine
 
 from postroom.agent.health import Backoff, Health, first_line, is_database_error
+from postroom.db.engine import reading
 from postroom.errors import NotFoundError, PostroomError
 from postroom.webhooks.attempts import EndpointNow, UrlChecks, attempt
 from postroom.webhooks.backoff import RetryPolicy
@@ -292,7 +293,7 @@ class WebhookDispatcher:
     def _transaction(self, done: Sequence[DeliveryOutcome], back: list[int], want: int) -> _Claim:
         if not (done or back):
             # Only claiming: an idle round reads first and takes the write lock for work.
-            with self._engine.connect() as conn:
+            with reading(self._engine) as conn:
                 if not self._deliveries.anything_due(conn):
                     return _Claim(jobs=[], lost=[])
         with self._engine.begin() as conn:
