@@ -247,6 +247,7 @@ from tests.conftest import make_settings
 with Postroom(make_settings(sys.argv[1], compose_parallel_from=2, compose_processes=2)) as pr:
     pr.apply({"accounts": [{"name": "Default", "address": "a@example.com", "host": "127.0.0.1",
                             "port": 2525, "security": "none"}]})
+    pr.send(to=["boss@x.example"], subject="starting", body="b")  # once, not per process
     deadline = time.monotonic() + 60
     queued = 0
     # Each batch is composed here while the pool starts, until it is known not to.
@@ -273,5 +274,7 @@ def test_a_script_without_the_main_guard_still_queues_its_batches(tmp_path: Path
     [line] = done.stdout.splitlines()
     queued = int(line.split()[1])
     assert "could not start" in done.stderr
+    assert "must keep its code under 'if __name__" in done.stderr  # said by each process
     with Postroom(make_settings(url)) as pr:
-        assert pr.outbox_counts()[OutboxStatus.QUEUED] == queued
+        assert pr.outbox_counts()[OutboxStatus.QUEUED] == queued + 1
+        assert [e.subject for e in pr.outbox(limit=10_000)].count("starting") == 1

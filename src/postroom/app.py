@@ -25,6 +25,7 @@ from postroom.auth import AuthProfile, AuthProfileStore, TokenCache
 from postroom.cases.emails import Composer
 from postroom.cases.service import CaseService
 from postroom.cases.store import CaseTypeStore, add_history
+from postroom.composing.guard import refuse_in_a_starting_child
 from postroom.config.apply import ApplyReport, apply_config, write_records
 from postroom.correspondence import CorrespondenceStore, RendererCache
 from postroom.db import create_db_engine, tables, upgrade
@@ -66,6 +67,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
         engine: Engine | None = None,
         secrets: SecretBox | None = None,
     ) -> None:
+        refuse_in_a_starting_child()
         self.settings = settings or Settings()
         self.engine = engine or create_db_engine(self.settings.database_url)
         if self.settings.auto_migrate:

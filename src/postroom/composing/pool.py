@@ -7,12 +7,12 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from postroom.cases.emails import EmailRequest
 from postroom.composing.plan import Plan, Shard, shards
-from postroom.composing.worker import compose_shard, ready
+from postroom.composing.worker import compose_shard, ready, watch_owner
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,12 @@ class ComposePool:
             if not self.usable:
                 return False
             if self._executor is None:
-                self._executor = ProcessPoolExecutor(self.processes, mp_context=_context())
+                self._executor = ProcessPoolExecutor(
+                    self.processes,
+                    mp_context=_context(),
+                    initializer=watch_owner,
+                    initargs=(os.getpid(),),
+                )
                 # One call per process: each is started (and imports Postroom) now.
                 self._warming = [self._executor.submit(ready) for _ in range(self.processes)]
             if not all(f.done() for f in self._warming):
@@ -103,6 +108,10 @@ class ComposePool:
                     return
         except BrokenProcessPool as exc:
             self._broken(executor, exc)
+        except CancelledError:
+            # The pool was closed meanwhile (close_compose_pool, Postroom.close from
+            # another thread): the caller composes what is left itself.
+            log.info("the composing pool was closed during a batch; composed in the caller")
         finally:
             for future in futures:
                 future.cancel()
@@ -114,10 +123,11 @@ class ComposePool:
             log.warning("the composing processes failed to start (%s)", exc)
         if not self._delivered:
             self.usable = False
-            log.warning(
+            said = (
                 "the composing processes could not start; batches are composed in the "
                 "calling process (a script needs the 'if __name__ == \"__main__\":' guard)"
             )
+            log.warning(said)
         else:
             log.warning(
                 "a composing process stopped unexpectedly; the rest of this batch is "

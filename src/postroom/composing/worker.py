@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 
 from sqlalchemy import Connection
@@ -42,6 +45,29 @@ def _composition(plan: Plan) -> Composition:
         )
     chosen = (plan.class_name, plan.class_group, plan.resolution, plan.account)
     return Composition.detached(_renderer[1], composer=_composer, chosen=chosen)
+
+
+OWNER_CHECK_SECONDS = 1.0
+
+
+def watch_owner(owner: int) -> None:
+    """Exit when the process that started the pool is gone (killed without closing it).
+
+    The pool's processes are children of the fork server, not of their owner: nothing
+    else tells them that their owner died.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(OWNER_CHECK_SECONDS)
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                continue  # alive, as another user's process (a reused pid): keep going
+
+    threading.Thread(target=watch, name="postroom-owner-watch", daemon=True).start()
 
 
 def ready() -> bool:
