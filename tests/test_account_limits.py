@@ -8,6 +8,7 @@ import time
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -132,7 +133,7 @@ def test_presets_and_explicit_limits() -> None:
 
 def test_stored_limits_are_read_as_the_account_says(tmp_path: Path) -> None:
     """What agents read on every claim (three columns) equals the whole account's answer."""
-    accounts = [
+    accounts: list[dict[str, Any]] = [
         {"name": "O365", "provider": "office365", "address": "a@example.com", "password": "pw"},
         {
             "name": "O365mine",
