@@ -17,6 +17,7 @@ from typing import TypeVar
 import pytest
 
 from postroom import Postroom
+from postroom.agent.recording import AgentStats
 from postroom.agent.registry import AgentInfo
 from postroom.agent.workers import Workers, usable_cores
 from postroom.outbox import OutboxStatus
@@ -203,6 +204,8 @@ def test_a_killed_worker_is_started_again(
     output = log.read_text()
     assert f"(pid {victim.pid}) was killed by SIGKILL unexpectedly; starting it again" in output
     assert f"agent {newcomer.id} running on" in output
+    # The killed worker's totals never came: the summary says its last report stands.
+    assert "one worker's totals are as of its last report" in output
 
 
 def test_until_idle_sums_the_workers_totals(
@@ -233,6 +236,8 @@ def test_workers_of_a_supervisor_killed_with_sigkill_stop_by_themselves(
     # They were told (SIGTERM on their parent's death) and stopped as agents do.
     states = {a.id: a.state for a in postroom.agents()}
     assert [states[w.id] for w in workers] == ["stopped", "stopped"]
+    # Their final reports had nobody to go to: that is not an error.
+    assert "Traceback" not in log.read_text()
 
 
 def test_workers_default_to_the_usable_cores(
@@ -321,3 +326,97 @@ def test_a_fatal_fault_in_a_worker_stops_them_all_without_restarts(tmp_path: Pat
     assert workers.status().restarts == 0
     assert workers.pids() == []
     assert said == []  # no worker got as far as starting an agent
+
+
+async def until(what: str, probe: Callable[[], object]) -> None:
+    """Poll ``probe`` within :data:`DEADLINE` without blocking the event loop."""
+    deadline = time.monotonic() + DEADLINE
+    while not probe():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def test_a_killed_workers_totals_are_counted_as_last_reported(
+    postroom: Postroom, database_url: str, sink_port: tuple[SmtpSink, int]
+) -> None:
+    sink, _ = sink_port
+    message_ids = queue(postroom, 100)
+    settings = make_settings(database_url, heartbeat_interval=0.2, batch_size=10)
+    workers = Workers(settings, count=2)
+
+    def victim() -> AgentInfo | None:
+        """A running worker whose heartbeat shows it sent some of the emails."""
+        mine = [a for a in postroom.agents() if a.state == "running" and a.pid in workers.pids()]
+        return next((a for a in mine if a.sent > 0), None)
+
+    async def run() -> AgentStats:
+        stop = asyncio.Event()
+        task = asyncio.create_task(workers.run(stop=stop))
+        try:
+            await until("every email reported", lambda: workers.progress().sent == 100)
+            await until("a worker that sent some", victim)
+            killed = victim()
+            assert killed is not None
+            os.kill(killed.pid, signal.SIGKILL)
+            await until("the killed worker's end", lambda: workers.partial == 1)
+        finally:
+            stop.set()
+        return await asyncio.wait_for(task, DEADLINE)
+
+    stats = asyncio.run(run())
+    assert_each_once(sink, message_ids)
+    assert (stats.sent, stats.failed, workers.partial) == (100, 0, 1)
+
+
+SITECUSTOMIZE = """
+import sys
+
+
+class _RefuseInWorkers:
+    \"\"\"An import that fails in spawned processes only: a worker that can never start.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "postroom.agent.worker" and "--multiprocessing-fork" in sys.orig_argv:
+            raise ImportError("postroom.agent.worker cannot be imported here")
+        return None
+
+
+sys.meta_path.insert(0, _RefuseInWorkers())
+"""
+
+
+def test_a_worker_that_never_starts_stops_the_supervisor(
+    sqlite_postroom: Postroom, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    log = tmp_path / "agent.log"
+    url = sqlite_postroom.settings.database_url
+    with supervisor(url, log, "--workers", "2", PYTHONPATH=str(site)) as proc:
+        code = proc.wait(timeout=DEADLINE * 2)
+    output = log.read_text(errors="replace")
+    assert code == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output
+    assert "exited with code 1 before its agent started, 3 times in a row" in errors[0]
+    assert " sent, " not in output  # no totals: the supervisor did not stop as asked
+
+
+def test_serve_refuses_no_agent_with_workers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'postroom.db'}"
+    command = [str(postroom_executable()), "serve", "--no-agent", "--workers", "2"]
+    done = subprocess.run(
+        [*command, "--port", str(free_port())],
+        env=environment(url),
+        capture_output=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 2, output
+    assert len(output.strip().splitlines()) == 1, output
+    assert "--no-agent" in output
+    assert "--workers" in output
+    assert not (tmp_path / "postroom.db").exists()  # refused before anything was opened

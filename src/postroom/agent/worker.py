@@ -2,9 +2,10 @@
 
 The supervisor (:mod:`postroom.agent.workers`) starts it with the ``spawn`` method and
 hands it the resolved settings through multiprocessing's pipe, never on the command line.
-It tells the supervisor what it does over a one-way channel (started, stopped with its
-totals, or a fatal fault) and prints nothing itself. It stops cleanly on SIGTERM/SIGINT,
-and on its own when the supervisor is gone.
+It tells the supervisor what it does over a one-way channel (started, its totals so far
+with each heartbeat, stopped with its totals, or a fatal fault) and prints nothing itself.
+It stops cleanly on SIGTERM/SIGINT, and on its own when the supervisor is gone (a channel
+that no longer takes reports says so too: that is not an error).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -56,13 +58,24 @@ class Stopped:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """The worker's agent has done this so far (its totals should it be killed)."""
+
+    agent_id: str
+    sent: int
+    failed: int
+    retried: int
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
 class Fatal:
     """The worker cannot work, and no restart would change that."""
 
     reason: str
 
 
-Report = Started | Stopped | Fatal
+Report = Started | Progress | Stopped | Fatal
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,28 +127,70 @@ async def _work(order: WorkerOrder, channel: Connection) -> int:
     try:
         postroom = await asyncio.to_thread(_open, order.settings, halted)
     except PostroomError as exc:
-        channel.send(Fatal(str(exc)))
+        _tell(channel, Fatal(str(exc)))
         return FATAL_EXIT
     if postroom is None:  # stopped while waiting for the database
         return 0
     orphan = asyncio.create_task(_watch_parent(order.parent, stop))
+    progress: asyncio.Task[None] | None = None
     try:
         agent = postroom.agent()
-        channel.send(Started(agent.id))
+        if not _tell(channel, Started(agent.id)):
+            halt()  # the supervisor is gone: the agent registers, stops and says so
+        progress = asyncio.create_task(
+            _report_progress(agent.id, agent.stats, channel, every=agent.beat_interval, stop=halt)
+        )
         try:
             stats = await agent.run(stop=stop, until_idle=order.until_idle)
         except PostroomError as exc:  # DatabaseFatalError: a damaged database, a schema
-            channel.send(Fatal(str(exc)))
+            _tell(channel, Fatal(str(exc)))
             return FATAL_EXIT
-        channel.send(_stopped(agent.id, stats))
+        progress.cancel()
+        _tell(channel, _stopped(agent.id, stats))
         return 0
     finally:
+        if progress is not None:
+            progress.cancel()
         orphan.cancel()
         postroom.close()
 
 
+def _tell(channel: Connection, report: Report) -> bool:
+    """Send ``report`` to the supervisor; ``False`` when it is gone (killed, say)."""
+    try:
+        channel.send(report)
+    except OSError:  # BrokenPipeError, or a channel already closed
+        return False
+    return True
+
+
+def _progress(agent_id: str, stats: AgentStats) -> Progress:
+    return Progress(agent_id, stats.sent, stats.failed, stats.retried, stats.held)
+
+
 def _stopped(agent_id: str, stats: AgentStats) -> Stopped:
     return Stopped(agent_id, stats.sent, stats.failed, stats.retried, stats.held)
+
+
+async def _report_progress(
+    agent_id: str,
+    stats: AgentStats,
+    channel: Connection,
+    *,
+    every: float,
+    stop: Callable[[], None],
+) -> None:
+    """Send the agent's totals when they change, once a heartbeat interval."""
+    last: Progress | None = None
+    while True:
+        await asyncio.sleep(every)
+        now = _progress(agent_id, stats)
+        if now == last:
+            continue
+        if not _tell(channel, now):
+            stop()
+            return
+        last = now
 
 
 def _open(settings: Settings, stop: threading.Event) -> Postroom | None:

@@ -4,7 +4,8 @@ Each worker is a :mod:`postroom.agent.worker` process started with ``spawn`` (th
 supervisor has threads and pooled connections: forking it would copy them mid-use).
 The workers share nothing but the database: leases and claims keep them apart exactly
 as they keep separate agents apart. A worker that ends when nobody asked is started
-again after a capped backoff; the rows it held come back when their lease lapses.
+again after a capped backoff; the rows it held come back when their lease lapses. One
+that keeps ending before it could start (an import that fails, say) is fatal instead.
 
 Processes are started from the event loop's thread: Linux sends PDEATHSIG when the
 *thread* that forked a child ends, so a short-lived thread must never start one.
@@ -20,14 +21,22 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from postroom.agent.health import Backoff
 from postroom.agent.recording import AgentStats
-from postroom.agent.worker import FATAL_EXIT, Fatal, Report, Started, Stopped, WorkerOrder
+from postroom.agent.worker import (
+    FATAL_EXIT,
+    Fatal,
+    Progress,
+    Report,
+    Started,
+    Stopped,
+    WorkerOrder,
+)
 from postroom.agent.worker import run_worker as worker_main
 from postroom.settings import Settings
 from postroom.supervisor import HEALTHY_RUN, TaskState, TaskStatus
@@ -38,6 +47,8 @@ log = logging.getLogger("postroom.agent")
 STOP_TIMEOUT = 30.0
 # After SIGKILL, the exit is reported at once; this bounds the wait for it all the same.
 KILL_WAIT = 5.0
+# A worker that ends this many times in a row before its agent starts will not start.
+FAILED_STARTS = 3
 
 
 def usable_cores() -> int:
@@ -72,13 +83,17 @@ class _Slot:
     restarts: int = 0
     restarting: bool = False
     fatal: str | None = None
+    failed_starts: int = 0  # ends in a row before the agent started
+    last: Progress | None = None  # the running agent's totals as last reported
+    stopped: bool = False  # its agent reported its final totals
 
 
 @dataclass(slots=True)
 class _Totals:
     stats: AgentStats = field(default_factory=AgentStats)
+    partial: int = 0  # workers whose totals are known only up to their last report
 
-    def add(self, report: Stopped) -> None:
+    def add(self, report: Progress | Stopped) -> None:
         self.stats.sent += report.sent
         self.stats.failed += report.failed
         self.stats.retried += report.retried
@@ -117,6 +132,19 @@ class Workers:
     def count(self) -> int:
         return len(self._slots)
 
+    @property
+    def partial(self) -> int:
+        """How many workers ended without final totals (killed): counted as last reported."""
+        return self._totals.partial
+
+    def progress(self) -> AgentStats:
+        """The totals so far: of the workers that ended, and of those running as last reported."""
+        now = _Totals(replace(self._totals.stats))
+        for slot in self._slots:
+            if slot.last is not None and not slot.stopped:
+                now.add(slot.last)
+        return now.stats
+
     def pids(self) -> list[int]:
         """The pids of the workers running now."""
         return [
@@ -143,8 +171,10 @@ class Workers:
     async def run(self, *, stop: asyncio.Event) -> AgentStats:
         """Run the workers until ``stop`` (or, with ``until_idle``, until all are done).
 
-        Returns the totals the workers reported as they stopped. A worker's fatal fault
-        stops them all; :attr:`fatal` then says why.
+        Returns the totals the workers reported as they stopped, and those of killed
+        workers as last reported (:attr:`partial` counts them). A worker's fatal fault,
+        or one that ends :data:`FAILED_STARTS` times in a row before it starts, stops
+        them all; :attr:`fatal` then says why.
         """
         halt = asyncio.Event()
         relay = asyncio.create_task(_follow(stop, halt))
@@ -167,11 +197,19 @@ class Workers:
             code, pid = process.exitcode, process.pid
             self._close(slot)
             if slot.fatal is not None or code == FATAL_EXIT:
-                self.fatal = slot.fatal or f"worker {slot.number} cannot work"
-                log.error("worker %d: %s; stopping all workers", slot.number, self.fatal)
-                halt.set()
+                reason = slot.fatal or f"worker {slot.number} cannot work"
+                self._give_up(halt, reason, said=f"worker {slot.number}: {reason}")
                 return
             if halt.is_set() or (code == 0 and self._until_idle):
+                return
+            slot.failed_starts = slot.failed_starts + 1 if slot.agent_id is None else 0
+            if slot.failed_starts >= FAILED_STARTS:
+                # No restart would do better: the same code fails the same way each time.
+                reason = (
+                    f"worker {slot.number} {exit_text(code)} before its agent started, "
+                    f"{slot.failed_starts} times in a row"
+                )
+                self._give_up(halt, reason, said=reason)
                 return
             if time.monotonic() - began > HEALTHY_RUN:
                 slot.backoff.reset()
@@ -189,6 +227,11 @@ class Workers:
                 await asyncio.wait_for(halt.wait(), delay)
             slot.restarting = False
 
+    def _give_up(self, halt: asyncio.Event, reason: str, *, said: str) -> None:
+        self.fatal = reason
+        log.error("%s; stopping all workers", said)
+        halt.set()
+
     def _start(self, slot: _Slot) -> BaseProcess:
         receiving, sending = self._context.Pipe(duplex=False)
         order = WorkerOrder(self._settings, parent=os.getpid(), until_idle=self._until_idle)
@@ -203,6 +246,7 @@ class Workers:
         process.start()
         sending.close()  # the child holds its end: the parent's copy would hide its exit
         slot.process, slot.channel, slot.agent_id = process, receiving, None
+        slot.last, slot.stopped = None, False
         asyncio.get_running_loop().add_reader(receiving.fileno(), self._receive, slot)
         return process
 
@@ -219,8 +263,11 @@ class Workers:
         if isinstance(report, Started):
             slot.agent_id = report.agent_id
             self._say(f"agent {report.agent_id} running on {self._place}")
+        elif isinstance(report, Progress):
+            slot.last = report
         elif isinstance(report, Stopped):
             self._totals.add(report)
+            slot.stopped = True
             self._say(
                 f"agent {report.agent_id} stopped: {report.sent} sent, {report.failed} failed, "
                 f"{report.retried} to retry, {report.held} held"
@@ -266,6 +313,11 @@ class Workers:
                     pass
             asyncio.get_running_loop().remove_reader(channel.fileno())
             channel.close()
+        if slot.agent_id is not None and not slot.stopped:  # killed: its last report stands
+            if slot.last is not None:
+                self._totals.add(slot.last)
+            self._totals.partial += 1
+        slot.last, slot.stopped = None, True
         if process is not None:
             process.join(KILL_WAIT)
             if process.exitcode is not None:

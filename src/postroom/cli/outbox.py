@@ -318,9 +318,16 @@ async def _supervise(postroom: Postroom, *, count: int, until_idle: bool) -> Non
             await dispatcher_for(postroom, owner).run(stop=stop, until_idle=True)
     finally:
         await listening.stop(timeout=INBOUND_STOP_TIMEOUT)
+    # A killed worker never sends its final totals: its last report (a heartbeat's) stands.
+    partial = workers.partial
+    known = ""
+    if partial == 1:
+        known = " (one worker's totals are as of its last report)"
+    elif partial:
+        known = f" ({partial} workers' totals are as of their last report)"
     console.print(
         f"{count} agent workers stopped: {stats.sent} sent, {stats.failed} failed, "
-        f"{stats.retried} to retry, {stats.held} held"
+        f"{stats.retried} to retry, {stats.held} held{known}"
     )
 
 

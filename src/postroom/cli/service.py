@@ -83,6 +83,11 @@ def serve(
     """Run the REST API (/api/v1), the Admin Studio (/) and a sender agent."""
 
     def body() -> None:
+        if no_agent and workers is not None:
+            raise ConfigurationError(
+                "--no-agent and --workers cannot go together: "
+                "--workers sets how many processes run the agent"
+            )
         flags = {
             "host": host,
             "port": port,
