@@ -22,9 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from postroom.agent.health import Backoff, first_line, raise_if_fatal
+from postroom.agent.opening import open_when_the_database_answers
 from postroom.agent.recording import AgentStats
 from postroom.app import Postroom
 from postroom.errors import PostroomError
@@ -195,19 +193,7 @@ async def _report_progress(
 
 def _open(settings: Settings, stop: threading.Event) -> Postroom | None:
     """Postroom on ``settings``, waiting while the database does not answer yet."""
-    backoff = Backoff()
-    said: str | None = None
-    while not stop.is_set():
-        try:
-            return Postroom(settings)
-        except SQLAlchemyError as exc:
-            raise_if_fatal(exc, started=False)
-            reason = first_line(exc)
-            if reason != said:
-                log.warning("database unavailable at start-up: %s; waiting for it", reason)
-                said = reason
-            stop.wait(backoff.next_delay())
-    return None
+    return open_when_the_database_answers(settings, pause=stop.wait)
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:

@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -24,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from postroom.accounts.connectivity import Step
-from postroom.agent.health import Backoff, first_line, raise_if_fatal
+from postroom.agent.opening import open_when_the_database_answers as waiting_open
 from postroom.app import Postroom
 from postroom.cli.preflight import check_database
 from postroom.errors import (
@@ -179,23 +178,10 @@ def opened(*, create: bool = False, wait: bool = False, **overrides: Any) -> Ite
 
 
 def open_when_the_database_answers(settings: Settings) -> Postroom:
-    """Open Postroom, waiting (with backoff) while the database does not answer yet.
-
-    An agent or a service started before its database (a host booting, a failover)
-    waits for it as a running agent would; what waiting cannot heal is raised at once.
-    """
-    backoff = Backoff()
-    said: str | None = None
-    while True:
-        try:
-            return Postroom(settings)
-        except SQLAlchemyError as exc:
-            raise_if_fatal(exc, started=False)
-            reason = first_line(exc)
-            if reason != said:
-                log.warning("database unavailable at start-up: %s; waiting for it", reason)
-                said = reason
-            time.sleep(backoff.next_delay())
+    """Open Postroom, waiting (with backoff) while the database does not answer yet."""
+    postroom = waiting_open(settings)
+    assert postroom is not None  # sleeping between tries never gives up
+    return postroom
 
 
 EXIT_CODES: list[tuple[type[Exception], int]] = [
