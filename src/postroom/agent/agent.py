@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from postroom.accounts.limits import Limits
 from postroom.agent.beat import AgentRow
+from postroom.agent.claiming import Claimer
 from postroom.agent.delivery import Deliverer, SenderLoader
 from postroom.agent.health import (
     AgentState,
@@ -36,17 +37,11 @@ from postroom.agent.health import (
 )
 from postroom.agent.recorder import OutcomeRecorder, Pending
 from postroom.agent.recording import AgentStats, Tally, record_outcomes
-from postroom.agent.registry import is_paused
-from postroom.agent.throttle import admit, release_slots
-from postroom.cases.store import add_history
-from postroom.db.engine import reading
 from postroom.db.types import utcnow
-from postroom.errors import PostroomError
 from postroom.outbox.models import ClaimedEmail
 from postroom.outbox.retry import RetryPolicy
 from postroom.outbox.store import OutboxStore
 from postroom.outbox.wakeup import Polling, Wakeup
-from postroom.suppression.claim import mark_suppressed
 from postroom.transports.base import TransportFactory
 
 log = logging.getLogger("postroom.agent")
@@ -73,12 +68,6 @@ class AgentConfig:
     stop_write_timeout: float = 10.0
 
 
-# While a LISTEN hears every commit, an idle agent still looks this often (at least):
-# what no notification announces (a lease lapsing, a retry falling due) is read from the
-# queue, and this bounds what a notification lost with a silent connection costs.
-LISTENING_POLL = 10.0
-
-
 def new_agent_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
@@ -99,9 +88,6 @@ class SenderAgent:
         wakeup: Wakeup | None = None,
     ) -> None:
         self.id = agent_id or new_agent_id()
-        # Read in the claim's own transaction: on SQLite a second connection would wait
-        # for the write lock that transaction holds.
-        self._account_limits = limits_of or (lambda conn, name: Limits())
         self._engine = engine
         self._load_sender = load_sender
         self._config = config
@@ -109,6 +95,14 @@ class SenderAgent:
         # Woken when rows are committed; polling every poll_interval stays the fallback.
         self._wakeup = wakeup or Polling()
         self._outbox = OutboxStore()
+        self._claimer = Claimer(
+            engine=engine,
+            outbox=self._outbox,
+            agent_id=self.id,
+            config=config,
+            limits_of=limits_of,
+            hears_every_commit=lambda: self._wakeup.hears_every_commit,
+        )
         self._row = AgentRow(
             engine=engine, outbox=self._outbox, agent_id=self.id, lease=config.lease_seconds
         )
@@ -184,18 +178,6 @@ class SenderAgent:
             await self._wakeup.close()
             await self._wind_down(beat, finished)
         return self.stats
-
-    def _quiet_time(self, due: datetime | None, now: datetime) -> float:
-        """How long to sleep when nothing is due before ``due``.
-
-        A poll interval while commits of other processes may go unheard; while a LISTEN
-        hears them all, until the next row falls due (at most LISTENING_POLL seconds).
-        """
-        poll = self._config.poll_interval
-        longest = max(poll, LISTENING_POLL) if self._wakeup.hears_every_commit else poll
-        if due is None:
-            return longest
-        return min(longest, max(0.0, (due - now).total_seconds()))
 
     async def _idle(self, stop: asyncio.Event) -> bool:
         """Wait for committed rows, ``stop`` or the quiet time; True when woken."""
@@ -344,7 +326,7 @@ class SenderAgent:
                 # between batches holds none, so other agents may have them.
                 await self._deliverer.close_accounts(limited)
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self._release_slots)  # else they lapse
+                    await asyncio.to_thread(self._claimer.release_slots)  # else they lapse
         if self._claims_ahead and stop is not None and not stop.is_set() and not self._outage_since:
             await self._flush_and_claim()
         else:
@@ -388,7 +370,7 @@ class SenderAgent:
         if not rows:
             return
         try:
-            await asyncio.to_thread(self._release, [r.id for r in rows])
+            await asyncio.to_thread(self._claimer.release, [r.id for r in rows])
         except Exception as exc:
             if not is_database_error(exc):
                 raise
@@ -398,10 +380,6 @@ class SenderAgent:
                 len(rows),
                 first_line(exc),
             )
-
-    def _release(self, ids: list[int]) -> None:
-        with self._engine.begin() as conn:
-            self._outbox.release(conn, ids, owner=self.id)
 
     def _write(self, pending: Sequence[Pending]) -> Tally:
         return record_outcomes(
@@ -414,63 +392,12 @@ class SenderAgent:
         )
 
     def _claim(self) -> list[ClaimedEmail]:
-        """Claim a batch and apply account limits to it, in one transaction."""
-        # What the idle wait after an empty claim lasts: a poll, unless we know better.
-        self._quiet_for = self._config.poll_interval
-        probed = self._idle_polls
-        if probed:
-            # Polling an empty queue: a read first, the write transaction only for work.
-            with reading(self._engine) as conn:
-                self.paused = is_paused(conn, self.id)
-                due = self._outbox.next_due(conn)
-            now = utcnow()
-            if self.paused:
-                return []
-            if due is None or due > now:
-                self._quiet_for = self._quiet_time(due, now)
-                return []
-        with self._engine.begin() as conn:
-            # Read in the claim's transaction: once a pause is committed, nothing more
-            # is claimed (what is in flight finishes).
-            self.paused = is_paused(conn, self.id)
-            if self.paused:
-                return []
-            # Cheap (a partial index holds only waiting rows with an expiry), and done
-            # here so that an expired email shows as such as soon as its turn would come.
-            self._expire(conn)
-            rows = self._outbox.claim(
-                conn,
-                owner=self.id,
-                limit=self._config.batch_size,
-                lease=self._config.lease_seconds,
-            )
-            admission = admit(
-                conn,
-                rows,
-                outbox=self._outbox,
-                limits_of=lambda name: self._limits_of(conn, name),
-                owner=self.id,
-                connections_per_account=self._config.connections_per_account,
-                lease=self._config.lease_seconds,
-                now=utcnow(),
-            )
-            self._connections = admission.connections
-            # Suppressed recipients are never attempted; written in this transaction.
-            rows = mark_suppressed(conn, admission.rows)
-        if not rows and not probed:
-            # Woken (or just working) and nothing due yet: read at once when it will be.
-            self._quiet_for = 0.0
-        return rows
-
-    def _release_slots(self) -> None:
-        with self._engine.begin() as conn:
-            release_slots(conn, owner=self.id)
-
-    def _limits_of(self, conn: Connection, account: str) -> Limits:
-        try:
-            return self._account_limits(conn, account)
-        except PostroomError:
-            return Limits()  # the deliverer reports what is wrong with the account
+        """Claim a batch (after a read, when idle) and note what it says about waiting."""
+        claim = self._claimer.claim(probe=self._idle_polls)
+        self.paused, self._quiet_for = claim.paused, claim.quiet_for
+        if claim.connections is not None:
+            self._connections = claim.connections
+        return claim.rows
 
     async def _heartbeat(self, finished: asyncio.Event) -> None:
         while True:
@@ -489,15 +416,3 @@ class SenderAgent:
             else:
                 if self.health.state is AgentState.DEGRADED:
                     self._db_back.set()
-
-    def _expire(self, conn: Connection) -> None:
-        for outbox_id, case_id, subject in self._outbox.expire_due(conn):
-            log.info("outbox #%s expired before it could be sent", outbox_id)
-            if case_id is not None:
-                add_history(
-                    conn,
-                    case_id,
-                    actor="agent",
-                    action="email-expired",
-                    detail=f"outbox #{outbox_id} '{subject}' not sent: it expired first",
-                )
