@@ -62,6 +62,7 @@ def test_public_surface_is_exactly_all() -> None:
         "webhooks",
         "suppressing",
         "hooking",
+        "composing",
     }
     assert public | {"__version__"} == set(postroom.__all__)
 
