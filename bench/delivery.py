@@ -41,7 +41,6 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 # composed in the composition processes where Postroom has them.
 ENQUEUE_BATCH = 2000
 SINGLE_SAMPLE = 2000
-STOP_WAIT = 30.0
 WAITING_POLL = 0.02  # seconds: how soon a waiting agent sees rows made due
 
 
@@ -297,19 +296,5 @@ def agent_process(
     """``postroom agent run --workers N`` with ``settings``, stopped with SIGTERM (killed
     if it hangs); its output goes to ``log``."""
     env = harness.agent_env(settings)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [*harness.AGENT_COMMAND, *worker_args(workers)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with harness.running([*harness.AGENT_COMMAND, *worker_args(workers)], env, log) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)

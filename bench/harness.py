@@ -337,6 +337,27 @@ def smtp_sink(tools: Postfix, work: Path) -> Iterator[SmtpSink]:
 
 # --- agent processes ---------------------------------------------------------------------
 
+STOP_WAIT = 30.0  # seconds a stopping Postroom process gets before it is killed
+
+
+@contextlib.contextmanager
+def running(
+    command: list[str], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A Postroom process writing to ``log``, stopped with SIGTERM (killed if it hangs)."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 AGENT_COMMAND = [str(Path(sys.executable).with_name("postroom")), "agent", "run"]
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import harness
 import scale
-from delivery import CORES, STOP_WAIT, workers_supported
+from delivery import CORES, workers_supported
 from rich.console import Console
 
 from postroom import Postroom, Settings
@@ -70,19 +70,8 @@ def idle_agent(url: str, logs: Path, name: str) -> Iterator[subprocess.Popen[byt
     key = secrets.token_urlsafe(32)
     Postroom(Settings(database_url=url, secret_key=key)).close()  # the schema, nothing queued
     env = harness.agent_env({"database_url": url, "secret_key": key, "log_level": "WARNING"})
-    with (logs / f"idle-{name}.log").open("wb") as out:
-        process = subprocess.Popen(
-            harness.AGENT_COMMAND, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
+    with harness.running(harness.AGENT_COMMAND, env, logs / f"idle-{name}.log") as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def wait_registered(url: str, process: subprocess.Popen[bytes], workers: int) -> None:

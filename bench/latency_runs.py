@@ -245,24 +245,6 @@ def stamp_sink(max_seconds: float) -> Iterator[StampSink]:
         sink.close()
 
 
-@contextlib.contextmanager
-def process(
-    command: list[str], env: dict[str, str], log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A Postroom process, stopped with SIGTERM (killed if it hangs)."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 def wait_until(
     check: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, what: str
 ) -> None:
@@ -310,7 +292,7 @@ def postgres_run(opts: Options, work: Path, *, workers: int | None, wakeup: bool
         env = harness.agent_env(
             {"database_url": url, "secret_key": key, "log_level": "WARNING", "wakeup": wakeup}
         )
-        with process([*harness.AGENT_COMMAND, *flags], env, log) as agent:
+        with harness.running([*harness.AGENT_COMMAND, *flags], env, log) as agent:
             wait_until(lambda: len(postroom.agents()) >= count, agent, log, "the agents")
 
             def send(n: int, title: str | None = None) -> int:
@@ -364,7 +346,7 @@ def _serve(opts: Options, work: Path, *, url: str, name: str, workers: int | Non
         headers = {"Authorization": f"Bearer {token}"}
         limits = httpx.Limits(max_connections=LANES, max_keepalive_connections=LANES)
         with (
-            process(command, env, log) as server,
+            harness.running(command, env, log) as server,
             httpx.Client(
                 base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=30
             ) as client,
