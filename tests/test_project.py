@@ -63,6 +63,8 @@ def test_public_surface_is_exactly_all() -> None:
         "suppressing",
         "hooking",
         "composing",
+        "languages",
+        "reviews",
     }
     assert public | {"__version__"} == set(postroom.__all__)
 

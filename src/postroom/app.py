@@ -146,9 +146,12 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
 
     # --- records ------------------------------------------------------------------------
 
-    def apply(self, source: Any) -> ApplyReport:
-        """Upsert the records of a YAML file (path) or mapping; see :mod:`postroom.config`."""
-        return apply_config(self, source)
+    def apply(self, source: Any, *, by: str = "apply") -> ApplyReport:
+        """Upsert the records of a YAML file (path) or mapping; see :mod:`postroom.config`.
+
+        ``by`` names who saved them in the correspondence versions it keeps.
+        """
+        return apply_config(self, source, by=by)
 
     def account(self, name: str) -> EmailAccount:
         with reading(self.engine) as conn:

@@ -15,8 +15,10 @@ from postroom.api.routes import (
     inbound,
     ops,
     records,
+    reviews,
     secured,
     suppressions,
+    versions,
     webhooks,
 )
 from postroom.api.text import checked_json_body, checked_parameters
@@ -76,5 +78,7 @@ def create_api(postroom: Postroom) -> FastAPI:
     api.include_router(inbound.router(postroom))
     api.include_router(suppressions.router(postroom))
     api.include_router(webhooks.router(postroom))
+    api.include_router(versions.router(postroom))
+    api.include_router(reviews.router(postroom))
     api.state.postroom = postroom
     return api

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field, replace
 from typing import Protocol, cast
 
 from cryptography import x509
@@ -13,101 +12,79 @@ from sqlalchemy import Connection
 from postroom.accounts import AccountStore, EmailAccount, Resolution, resolve_account
 from postroom.accounts.encryption import plan_copies
 from postroom.cases import store as case_store
-from postroom.cases.adhoc import addressed_recipients, as_written, at_field, invalid
+from postroom.cases.adhoc import as_written, at_field
 from postroom.cases.context import first_party, render_context
-from postroom.cases.models import Case, CaseType, Recipient, RecipientKind
+from postroom.cases.languages import LanguageChoice, LanguageGroup, by_language, group_party
+from postroom.cases.models import Case, CaseType
+from postroom.cases.recipients import addressees, check_timing
+from postroom.cases.requests import EmailRequest
 from postroom.cases.threads import case_reply_to, case_subject
 from postroom.correspondence import Attachment, Mailbox, OutgoingEmail, Renderer, build_message
 from postroom.correspondence.mime import new_message_id
 from postroom.correspondence.render import Rendered
 from postroom.db.types import utcnow
-from postroom.errors import ConfigurationError, FieldIssue, MessageError, NotFoundError
+from postroom.errors import ConfigurationError, MessageError, NotFoundError
 from postroom.operators import Operator, OperatorStore
 from postroom.outbox.models import NewEmail
-from postroom.outbox.status import Priority
-from postroom.validation import check_address
+
+__all__ = ["ComposedEmail", "Composer", "Composition", "Draft", "EmailRequest", "Seal"]
 
 
 @dataclass(frozen=True, slots=True)
-class EmailRequest:
-    """What to send: recipients and either a correspondence name or inline content.
+class Draft:
+    """A row's message before sealing: rebuilt with a reviewer's text, then sealed."""
 
-    ``template`` says whether an inline subject and body are templates: they are in a
-    case type's steps (built with this constructor); an ad-hoc request from
-    :meth:`addressed` is sent as written unless it asks for ``template=True``.
-    """
-
-    to: Sequence[Recipient] = ()
-    cc: Sequence[Recipient] = ()
-    bcc: Sequence[Recipient] = ()
-    correspondence: str | None = None
-    subject: str | None = None
-    body: str | None = None
-    include_attachments: bool = False
-    priority: Priority = Priority.NORMAL
-    send_after: datetime | None = None  # a scheduled send: not before this time
-    expires_at: datetime | None = None  # never sent at or after this time
-    template: bool = True
-
-    @classmethod
-    def addressed(
-        cls,
-        *,
-        to: Sequence[str],
-        cc: Sequence[str] = (),
-        bcc: Sequence[str] = (),
-        correspondence: str | None = None,
-        subject: str | None = None,
-        body: str | None = None,
-        priority: Priority = Priority.NORMAL,
-        send_after: datetime | None = None,
-        expires_at: datetime | None = None,
-        template: bool = False,
-    ) -> EmailRequest:
-        """An ad-hoc request to plain addresses, its subject and body as written.
-
-        A bad address is an :class:`InvalidFieldsError` (also a :class:`MessageError`)
-        naming it, e.g. ``to.1``; ``template=True`` renders subject and body as templates.
-        """
-        issues: list[FieldIssue] = []
-        lists = {
-            name: addressed_recipients(name, values, issues)
-            for name, values in (("to", to), ("cc", cc), ("bcc", bcc))
-        }
-        if issues:
-            raise invalid(MessageError, issues)
-        return cls(
-            to=lists["to"],
-            cc=lists["cc"],
-            bcc=lists["bcc"],
-            correspondence=correspondence,
-            subject=subject,
-            body=body,
-            priority=priority,
-            send_after=send_after,
-            expires_at=expires_at,
-            template=template,
-        )
+    email: OutgoingEmail
+    encrypt: bool = False  # sealed for its recipients' certificates when approved
 
 
 @dataclass(frozen=True, slots=True)
 class ComposedEmail:
     """The outbox rows of one email and the account resolution that chose its sender.
 
-    One row, or two when the account encrypts and some recipients have no
-    certificate: an encrypted copy and, by the account's policy, an unencrypted one.
+    One row per language its recipients read, each one, or two when the account
+    encrypts and some recipients have no certificate: an encrypted copy and, by the
+    account's policy, an unencrypted one.
     """
 
     emails: tuple[NewEmail, ...]
     resolution: Resolution
     recipients: tuple[Mailbox, ...]
     encrypted: frozenset[str] = frozenset()  # message ids of the encrypted copies
+    drafts: dict[str, Draft] = field(default_factory=dict)  # by message id
+    languages: dict[str, LanguageChoice] = field(default_factory=dict)  # by message id
 
     def note(self, email: NewEmail) -> str:
         """`` (encrypted)``, `` (unencrypted)`` or nothing, for history lines."""
         if email.message_id in self.encrypted:
             return " (encrypted)"
         return " (unencrypted: no certificate)" if self.encrypted else ""
+
+    def rendering(self, email: NewEmail) -> str:
+        """What the email was rendered from, for history lines: ``; correspondence 'X'
+        version 3, in de (Customer's language)``; nothing for text sent as written."""
+        parts = []
+        if email.correspondence is not None:
+            version = f" version {email.version}" if email.version is not None else ""
+            parts.append(f"correspondence '{email.correspondence}'{version}")
+        choice = self.languages.get(email.message_id)
+        if choice is not None and email.language is not None:
+            parts.append(f"in {email.language} ({choice.reason})")
+        return "; " + ", ".join(parts) if parts else ""
+
+    def joined(self, more: ComposedEmail, group: LanguageGroup) -> ComposedEmail:
+        """These rows and ``more``, the rows of one more language."""
+        return ComposedEmail(
+            emails=(*self.emails, *more.emails),
+            resolution=self.resolution,
+            recipients=(*self.recipients, *more.recipients),
+            encrypted=self.encrypted | more.encrypted,
+            drafts={**self.drafts, **more.drafts},
+            languages={
+                **self.languages,
+                **{e.message_id: group.choice for e in more.emails},
+            },
+        )
 
 
 class Seal(Protocol):
@@ -249,6 +226,7 @@ class Composition:
         class_field: str | None = "class_name",
         received_from: Mailbox | None = None,
         headers: Sequence[tuple[str, str]] = (),
+        seal: bool = True,
     ) -> ComposedEmail:
         """The outbox rows of ``request``; nothing is written.
 
@@ -257,63 +235,107 @@ class Composition:
         it is None). ``received_from`` is who ``{sender: true}`` recipients are (a step
         answering received mail); ``headers`` are added as written (``Auto-Submitted``).
         A case's email carries its subject token and plus-addressed Reply-To when its
-        case type and account ask for them.
+        case type and account ask for them. Recipients whose languages differ get an
+        email each. ``seal=False`` leaves the messages unsigned and unencrypted (an email
+        waiting for its reviewer is sealed when approved, from its draft).
         """
         conn = self._conn
         with at_field(class_field or "", active=name_fields and class_field is not None):
             resolution, account = self._account(class_name, class_group)
-        lists = []
-        for name, recipients in (("to", request.to), ("cc", request.cc), ("bcc", request.bcc)):
-            lists.append(
-                self._mailboxes(
-                    conn, recipients, case, received_from, field=name, active=name_fields
-                )
+        lists = [
+            addressees(
+                conn,
+                self._operators,
+                recipients,
+                case=case,
+                received_from=received_from,
+                field=name,
+                active=name_fields,
             )
-        to, cc, bcc = lists
+            for name, recipients in (("to", request.to), ("cc", request.cc), ("bcc", request.bcc))
+        ]
         with at_field("to", active=name_fields):
-            if not (to or cc or bcc):
+            if not any(lists):
                 raise MessageError("the email has no recipient")
         with at_field("subject", active=name_fields):
             if not request.correspondence and not (request.subject or "").strip():
                 raise MessageError("the email has no subject: give one, or name a correspondence")
-        _check_timing(request, utcnow(), name_fields=name_fields)
-        context = render_context(
-            case,
-            label=label,
-            class_name=class_name,
-            actor=actor,
-            account=account,
-            party=first_party(request, case),
-        )
+        check_timing(request, utcnow(), name_fields=name_fields)
         renderer = self._render_with()
-        if request.correspondence:
-            with at_field("correspondence", active=name_fields):
-                rendered = renderer.render(request.correspondence, context)
-        elif not request.template:
-            rendered = as_written(subject=request.subject or "", body=request.body or "")
-        else:
-            # Each part on its own, so that an error names the part it is in.
-            with at_field("subject", active=name_fields):
-                subject = renderer.render_inline(
-                    subject=request.subject or "", body="", context=context
-                )
-            with at_field("body", active=name_fields):
-                body = renderer.render_inline(subject="", body=request.body or "", context=context)
-            rendered = Rendered(subject=subject.subject, html=body.html, text=body.text)
-        subject_line = rendered.subject
-        if case is not None:
-            subject_line = case_subject(subject_line, case, self._case_type(case.case_type))
+        ctype = self._case_type(case.case_type) if case is not None else None
+        record = renderer.records.get(request.correspondence or "")
+        groups = by_language(
+            lists,
+            offered=record.languages if record is not None else None,
+            case_type=ctype.language if ctype is not None else None,
+        )
         attachments: tuple[Attachment, ...] = ()
         if request.include_attachments and case is not None:
             attachments = tuple(
                 Attachment(n, ct, b) for n, ct, b in case_store.attachment_contents(conn, case.id)
             )
+        composed = ComposedEmail(emails=(), resolution=resolution, recipients=())
+        for group in groups:
+            party = group_party(group, case) or first_party(request, case)
+            context = render_context(
+                case, label=label, class_name=class_name, actor=actor, account=account, party=party
+            )
+            rendered = self._rendered(request, renderer, context, group, name_fields=name_fields)
+            subject_line = rendered.subject
+            if case is not None:
+                subject_line = case_subject(subject_line, case, ctype)
+            content = _Content(subject_line, rendered, attachments, tuple(headers))
+            composed = composed.joined(
+                self._copies(account, request, case, group, content, seal=seal), group
+            )
+        return replace(composed, resolution=resolution)
+
+    def _rendered(
+        self,
+        request: EmailRequest,
+        renderer: Renderer,
+        context: dict[str, object],
+        group: LanguageGroup,
+        *,
+        name_fields: bool,
+    ) -> Rendered:
+        language = group.choice.language
+        if request.correspondence:
+            with at_field("correspondence", active=name_fields):
+                return renderer.render(request.correspondence, context, language=language)
+        if not request.template:
+            return as_written(subject=request.subject or "", body=request.body or "")
+        # Each part on its own, so that an error names the part it is in.
+        with at_field("subject", active=name_fields):
+            subject = renderer.render_inline(
+                subject=request.subject or "", body="", context=context, language=language
+            )
+        with at_field("body", active=name_fields):
+            body = renderer.render_inline(
+                subject="", body=request.body or "", context=context, language=language
+            )
+        return replace(body, subject=subject.subject)
+
+    def _copies(
+        self,
+        account: EmailAccount,
+        request: EmailRequest,
+        case: Case | None,
+        group: LanguageGroup,
+        content: _Content,
+        *,
+        seal: bool,
+    ) -> ComposedEmail:
+        """The rows of one language's email: one, or an encrypted and an unencrypted copy."""
+        to, cc, bcc = ([a.box for a in people] for people in group.lists)
+        rendered = content.rendered
         now = utcnow()
         envelope: dict[str, str] = {}
         for box in (*to, *cc, *bcc):
             envelope.setdefault(box.address.lower(), box.address)
-        emails = []
-        encrypted = set()
+        emails: list[NewEmail] = []
+        encrypted: set[str] = set()
+        drafts: dict[str, Draft] = {}
         for copy in plan_copies(account.encryption, tuple(envelope.values()), now=now):
             # Each copy names only its own recipients: over Graph the headers are the
             # envelope, and an unencrypted copy must not reach an encrypted recipient.
@@ -325,30 +347,32 @@ class Composition:
                 cc=tuple(b for b in cc if b.address.lower() in keep),
                 bcc=tuple(b for b in bcc if b.address.lower() in keep),
                 reply_to=case_reply_to(account, case),
-                subject=subject_line,
+                subject=content.subject,
                 html=rendered.html,
                 text=rendered.text,
                 message_id=message_id,
                 date=now,
-                attachments=attachments,
+                attachments=content.attachments,
                 headers=(
                     *((("X-Postroom-Case", case.id),) if case is not None else ()),
-                    *headers,
+                    *content.headers,
                 ),
+                inline=rendered.inline,
             )
             message = build_message(outgoing)
-            if self._seal is not None:
+            if seal and self._seal is not None:
                 # Sealed once, here: the outbox keeps the exact bytes that are sent.
-                message = self._seal(conn, account, message, encrypt_for=copy.certificates)
-            elif copy.encrypted:
+                message = self._seal(self._conn, account, message, encrypt_for=copy.certificates)
+            elif seal and copy.encrypted:
                 raise ConfigurationError("this composer cannot encrypt: it has no sealer")
             if copy.encrypted:
                 encrypted.add(message_id)
+            drafts[message_id] = Draft(outgoing, encrypt=copy.encrypted)
             emails.append(
                 NewEmail(
                     message_id=message_id,
                     account=account.name,
-                    subject=subject_line,
+                    subject=content.subject,
                     mail_from=account.address,
                     recipients=tuple(outgoing.envelope_recipients),
                     message=message,
@@ -356,77 +380,23 @@ class Composition:
                     priority=request.priority,
                     send_after=request.send_after,
                     expires_at=request.expires_at,
+                    correspondence=request.correspondence or None,
+                    version=rendered.version,
+                    language=rendered.language,
                 )
             )
         return ComposedEmail(
             emails=tuple(emails),
-            resolution=resolution,
+            resolution=cast(Resolution, None),
             recipients=(*to, *cc, *bcc),
             encrypted=frozenset(encrypted),
+            drafts=drafts,
         )
 
-    def _mailboxes(
-        self,
-        conn: Connection,
-        recipients: Sequence[Recipient],
-        case: Case | None,
-        received_from: Mailbox | None,
-        *,
-        field: str,
-        active: bool,
-    ) -> list[Mailbox]:
-        boxes = []
-        for index, r in enumerate(recipients):
-            with at_field(f"{field}.{index}", active=active):
-                boxes.append(self._mailbox(conn, r, case, received_from))
-        return boxes
 
-    def _mailbox(
-        self, conn: Connection, r: Recipient, case: Case | None, received_from: Mailbox | None
-    ) -> Mailbox:
-        if r.kind is RecipientKind.ADDRESS:
-            # The normalised form: the envelope must not get the raw value (with, say,
-            # a trailing U+2028 that the validator stripped).
-            try:
-                return Mailbox(check_address(r.value, what="recipient address"))
-            except ValueError as exc:
-                raise MessageError(str(exc)) from None
-        if r.kind is RecipientKind.OPERATOR:
-            operator = self._operators.get(conn, r.value)
-            if not operator.email:
-                raise MessageError(f"operator {operator.id} has no email address")
-            return Mailbox(operator.email, operator.name)
-        if r.kind is RecipientKind.SENDER:
-            if received_from is None:
-                raise MessageError("{sender: true} needs a received email with a sender address")
-            return received_from
-        if case is None:
-            raise MessageError(f"a {r.kind} recipient needs a case")
-        if r.kind is RecipientKind.PARTY:
-            party = next((p for p in case.parties if p.role == r.value), None)
-            if party is None:
-                raise MessageError(f"case {case.id} has no {r.value} work party")
-            return Mailbox(party.address, party.name)
-        value = case.data.get(r.value)
-        if not isinstance(value, str) or not value:
-            raise MessageError(f"case {case.id} has no address in field {r.value!r}")
-        try:
-            return Mailbox(check_address(value, what=f"field {r.value}"))
-        except ValueError as exc:
-            raise MessageError(str(exc)) from None
-
-
-def _check_timing(request: EmailRequest, now: datetime, *, name_fields: bool) -> None:
-    for name in ("send_after", "expires_at"):
-        value = getattr(request, name)
-        with at_field(name, active=name_fields):
-            if value is not None and value.tzinfo is None:
-                raise MessageError(f"{name} needs a time zone (e.g. 2026-12-01T09:00:00+01:00)")
-    if request.expires_at is None:
-        return
-    with at_field("expires_at", active=name_fields):
-        if request.expires_at <= now:
-            raise MessageError(f"expires_at {request.expires_at.isoformat()} has already passed")
-    with at_field("send_after", active=name_fields):
-        if request.send_after is not None and request.send_after >= request.expires_at:
-            raise MessageError("send_after must come before expires_at: it would never be sent")
+@dataclass(frozen=True, slots=True)
+class _Content:
+    subject: str
+    rendered: Rendered
+    attachments: tuple[Attachment, ...]
+    headers: tuple[tuple[str, str], ...]

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from postroom.cases.fields import CaseField, check_fields
+from postroom.languages import check_language
 from postroom.outbox.status import Priority
 from postroom.validation import check_address, check_record_name
 
@@ -124,6 +125,30 @@ class DeliveryMode(StrEnum):
     IMMEDIATE = "immediate"  # try at once; on failure leave it queued for the agent
 
 
+DEFAULT_ESCALATE_SECONDS = 24 * 3600
+
+
+class Review(BaseModel):
+    """A step's email waits for a person: ``review: {by: {party: Role} | {operator: id}}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    by: Recipient = Field(description="Who reviews: {party: Role} or {operator: id}")
+    escalate_after_seconds: int = Field(
+        DEFAULT_ESCALATE_SECONDS,
+        ge=60,
+        le=366 * 86400,
+        description="A review still waiting this long notifies the reviewer's manager",
+    )
+
+    @field_validator("by")
+    @classmethod
+    def _reviewer(cls, v: Recipient) -> Recipient:
+        if v.kind not in (RecipientKind.PARTY, RecipientKind.OPERATOR):
+            raise ValueError("a reviewer is {party: Role} or {operator: id}")
+        return v
+
+
 class SendEmailStep(BaseModel):
     """A step of a case type: it sends an email, sets the case status, or both."""
 
@@ -147,6 +172,7 @@ class SendEmailStep(BaseModel):
         None, ge=1, le=366 * 86400, description="Never send later than this after the event"
     )
     set_status: str | None = Field(None, description="Move the case to this status")
+    review: Review | None = Field(None, description="A person approves the email before it is sent")
 
     @field_validator("set_status")
     @classmethod
@@ -185,6 +211,10 @@ class SendEmailStep(BaseModel):
             raise ValueError("a step needs a correspondence, or both subject and body")
         if not (self.to or self.cc or self.bcc):
             raise ValueError("a step needs at least one recipient in to, cc or bcc")
+        if self.review is not None and self.mode is DeliveryMode.IMMEDIATE:
+            raise ValueError(
+                "a reviewed step cannot be sent immediately: it waits for its reviewer"
+            )
         return self
 
 
@@ -253,6 +283,14 @@ class CaseType(BaseModel):
         False, description="Outgoing subjects carry the case id in brackets: '... [M-12]'"
     )
     inbound: CaseInbound | None = None
+    language: str | None = Field(
+        None, description="The language of this type's emails when a recipient has none"
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return None if not v else check_language(v, what="case type language")
 
     @field_validator("class_name", "class_group")
     @classmethod
@@ -290,7 +328,8 @@ class CaseType(BaseModel):
     def _steps_use_known_parties(self) -> CaseType:
         roles = self.roles
         for step in self.steps:
-            for recipient in (*step.to, *step.cc, *step.bcc):
+            reviewer = (step.review.by,) if step.review is not None else ()
+            for recipient in (*step.to, *step.cc, *step.bcc, *reviewer):
                 if recipient.kind is RecipientKind.PARTY and recipient.value not in roles:
                     raise ValueError(
                         f"step {step.name or step.on}: party {recipient.value!r} is not one of "
@@ -313,6 +352,7 @@ class Party(BaseModel):
     address: str
     name: str = ""
     operator_id: str | None = None
+    language: str | None = None  # the language of the emails sent to this party
 
 
 class HistoryEntry(BaseModel):

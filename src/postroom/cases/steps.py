@@ -275,4 +275,5 @@ def _queued_line(label: str, email: NewEmail, outbox_id: int, composed: Composed
     return (
         f"step '{label}': '{email.subject}' to {', '.join(email.recipients)} queued as outbox "
         f"#{outbox_id}{composed.note(email)}; account {resolution.account}: {resolution.reason}"
+        f"{composed.rendering(email)}"
     )

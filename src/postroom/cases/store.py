@@ -55,7 +55,7 @@ class CaseTypeStore:
             "id_prefix": case_type.id_prefix,
             "definition": case_type.model_dump(
                 mode="json",
-                include={"parties", "steps", "fields", "subject_token", "inbound"},
+                include={"parties", "steps", "fields", "subject_token", "inbound", "language"},
             ),
             "updated_at": utcnow(),
         }
@@ -209,7 +209,13 @@ def load_case(conn: Connection, case_id: str, *, details: bool = True) -> Case:
     history: list[HistoryEntry] = []
     p = tables.case_parties
     parties = [
-        Party(role=r.role, address=r.address, name=r.name, operator_id=r.operator_id)
+        Party(
+            role=r.role,
+            address=r.address,
+            name=r.name,
+            operator_id=r.operator_id,
+            language=r.language,
+        )
         for r in conn.execute(select(p).where(p.c.case_id == case_id).order_by(p.c.role))
     ]
     if details:

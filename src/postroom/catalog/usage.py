@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 # Emails an account still has to send: deleting it would strand them.
 WAITING = tuple(
     s.value
-    for s in (OutboxStatus.QUEUED, OutboxStatus.SENDING, OutboxStatus.RETRY, OutboxStatus.HELD)
+    for s in (
+        OutboxStatus.QUEUED,
+        OutboxStatus.SENDING,
+        OutboxStatus.RETRY,
+        OutboxStatus.HELD,
+        OutboxStatus.AWAITING_REVIEW,
+    )
 )
 
 

@@ -13,8 +13,10 @@ from postroom.cli import (
     outbox,
     profiles,
     records,
+    reviews,
     service,
     suppressions,
+    versions,
     webhooks,
 )
 from postroom.cli.common import (
@@ -54,6 +56,7 @@ app.add_typer(records.accounts_app, name="accounts")
 app.add_typer(profiles.profiles_app, name="profiles")
 app.add_typer(keystores.keystores_app, name="keystores")
 app.add_typer(kinds.operators_app, name="operators")
+versions.register(kinds.correspondence_app)
 app.add_typer(kinds.correspondence_app, name="correspondence")
 app.add_typer(kinds.case_types_app, name="case-types")
 app.add_typer(cases.cases_app, name="cases")
@@ -63,6 +66,7 @@ app.add_typer(outbox.agent_app, name="agent")
 app.add_typer(inbound.inbound_app, name="inbound")
 app.add_typer(suppressions.suppressions_app, name="suppressions")
 app.add_typer(webhooks.webhooks_app, name="webhooks")
+app.add_typer(reviews.reviews_app, name="reviews")
 app.add_typer(devinbox.inbox_app, name="dev-inbox")
 app.command()(devinbox.demo)
 app.command()(service.serve)

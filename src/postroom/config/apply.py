@@ -224,11 +224,13 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
     return records, warnings
 
 
-def apply_config(postroom: Postroom, source: Path | str | dict[str, Any]) -> ApplyReport:
-    """Validate everything, then upsert it all in one transaction."""
+def apply_config(
+    postroom: Postroom, source: Path | str | dict[str, Any], *, by: str = "apply"
+) -> ApplyReport:
+    """Validate everything, then upsert it all in one transaction (saved ``by`` someone)."""
     data, base = load_config(source)
     records, warnings = parse_records(data, base)
-    return write_records(postroom, records, warnings=warnings)
+    return write_records(postroom, records, warnings=warnings, by=by)
 
 
 def write_records(
@@ -237,6 +239,7 @@ def write_records(
     *,
     warnings: list[str] | None = None,
     create: bool = False,
+    by: str = "apply",
 ) -> ApplyReport:
     """Check validated records against each other and the database, then upsert them.
 
@@ -277,10 +280,10 @@ def write_records(
         report.warnings.extend(_lift_holds(postroom, conn, changed_accounts, changed_profiles))
         for c in records["correspondence"]:
             report.changes.append(
-                ("correspondence", c.name, postroom.correspondence_store.put(conn, c))
+                ("correspondence", c.name, postroom.correspondence_store.put(conn, c, by=by))
             )
         known = postroom.correspondence_store.all(conn)
-        renderer = Renderer(known)
+        renderer = Renderer(known, versions=postroom.correspondence_store.versions(conn))
         renderer.check()  # a ConfigurationError naming the field that does not compile
         operators = {o.id for o in postroom.operator_store.list(conn)}
         for ct in records["case_types"]:

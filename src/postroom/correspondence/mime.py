@@ -57,6 +57,16 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class InlinePart:
+    """An image the HTML shows as ``cid:<content_id>``: sent beside it, in multipart/related."""
+
+    content_id: str
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingEmail:
     """Everything needed to build one message."""
 
@@ -72,6 +82,7 @@ class OutgoingEmail:
     reply_to: str | None = None
     attachments: tuple[Attachment, ...] = ()
     headers: tuple[tuple[str, str], ...] = field(default=())
+    inline: tuple[InlinePart, ...] = ()
 
     @property
     def envelope_recipients(self) -> list[str]:
@@ -113,13 +124,20 @@ def build_message(email: OutgoingEmail) -> bytes:
         head.append(wire.unstructured(name, single_line(value)))
     head.append(b"MIME-Version: 1.0")
     alternative = wire.new_boundary()
-    body = _multipart(
-        alternative,
-        [
-            _text_part("plain", email.text),
-            _text_part("html", email.html),
-        ],
-    )
+    html = _text_part("html", email.html)
+    if email.inline:
+        # The HTML and its images belong together (RFC 2387), as one of the alternatives:
+        # a reader that shows the text part never sees the images as attachments.
+        related = wire.new_boundary()
+        html = (
+            b'Content-Type: multipart/related; type="text/html";\r\n boundary="'
+            + related
+            + b'"'
+            + CRLF
+            + CRLF
+            + _multipart(related, [html, *(_inline_part(item) for item in email.inline)])
+        )
+    body = _multipart(alternative, [_text_part("plain", email.text), html])
     if email.attachments:
         mixed = wire.new_boundary()
         parts = [_content_type_alternative(alternative) + CRLF + CRLF + body]
@@ -187,6 +205,30 @@ def _attachment_part(item: Attachment) -> bytes:
     )
 
 
+def _inline_part(item: InlinePart) -> bytes:
+    if not _CONTENT_ID.fullmatch(item.content_id):
+        raise MessageError(f"{item.content_id!r} is not a content id")
+    if not _MIME_TYPE.fullmatch(item.content_type) or not item.content_type.startswith("image/"):
+        raise MessageError(f"{item.content_type!r} is not an image type")
+    filename = single_line(item.filename) or "image"
+    disposition = wire.fold(
+        "Content-Disposition",
+        ["inline;", *[p + ";" for p in wire.filename_parameters(filename)]],
+        separator=" ",
+    ).removesuffix(b";")
+    return CRLF.join(
+        [
+            f"Content-Type: {item.content_type}".encode(),
+            b"Content-Transfer-Encoding: base64",
+            f"Content-ID: <{item.content_id}>".encode(),
+            disposition,
+            b"",
+            wire.base64_lines(item.content),
+        ]
+    )
+
+
+_CONTENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MIME_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 _MIME_TYPE = re.compile(f"{_MIME_NAME}/{_MIME_NAME}")
 

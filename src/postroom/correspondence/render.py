@@ -8,6 +8,7 @@ is a :class:`~postroom.errors.TemplateLimitError` naming the template and the li
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from jinja2.exceptions import SecurityError
 from postroom.correspondence import limits
 from postroom.correspondence.html2text import html_to_text
 from postroom.correspondence.limits import MAX_LOOP_STEPS, MAX_RENDERED_CHARS, RENDER_SECONDS
+from postroom.correspondence.mime import InlinePart
 from postroom.correspondence.models import Correspondence
 from postroom.correspondence.sandbox import LimitedSandbox
 from postroom.errors import (
@@ -39,6 +41,7 @@ from postroom.errors import (
     TemplateSecurityError,
     invalid_fields,
 )
+from postroom.languages import DEFAULT_LANGUAGE
 from postroom.validation import single_line
 
 _JOIN_EVERY = 1024
@@ -48,11 +51,22 @@ __all__ = ["MAX_LOOP_STEPS", "MAX_RENDERED_CHARS", "RENDER_SECONDS", "Rendered",
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """A rendered email body: one-line subject, HTML and plain text."""
+    """A rendered email body: one-line subject, HTML and plain text.
+
+    ``language`` is the language of the text used, ``version`` the number of the
+    correspondence's version (None for inline text) and ``inline`` the correspondence's
+    images that the HTML shows (``cid:ID``).
+    """
 
     subject: str
     html: str
     text: str
+    language: str | None = None
+    version: int | None = None
+    inline: tuple[InlinePart, ...] = ()
+
+
+_CID = re.compile(r"cid:([A-Za-z0-9][A-Za-z0-9._-]{0,63})", re.IGNORECASE)
 
 
 class _MappingLoader(BaseLoader):
@@ -69,9 +83,14 @@ class Renderer:
     """Renders correspondence from one snapshot of the correspondence records."""
 
     def __init__(
-        self, records: Mapping[str, Correspondence], *, time_limit: float = RENDER_SECONDS
+        self,
+        records: Mapping[str, Correspondence],
+        *,
+        versions: Mapping[str, int] | None = None,
+        time_limit: float = RENDER_SECONDS,
     ) -> None:
         self._records = dict(records)
+        self._versions = dict(versions or {})
         self._time_limit = time_limit
         # Names this snapshot for processes that compile it again (see postroom.composing).
         self.snapshot = uuid.uuid4().hex
@@ -80,12 +99,41 @@ class Renderer:
             {n: r.text if r.text is not None else html_to_text(r.html) for n, r in records.items()},
             autoescape=False,
         )
+        # One pair of environments per language a translation is in, made when first used:
+        # a template and the fragments it includes are read in the same language.
+        self._translated: dict[str, tuple[Environment, Environment]] = {}
         self._compiled: dict[tuple[bool, str], Template] = {}
 
     @property
     def records(self) -> Mapping[str, Correspondence]:
         """The correspondence records this renderer renders."""
         return self._records
+
+    @property
+    def versions(self) -> Mapping[str, int]:
+        """The version number of each record, where known."""
+        return self._versions
+
+    def _environments(self, language: str | None) -> tuple[Environment, Environment]:
+        """The (HTML, plain) environments whose sources are in ``language`` where written."""
+        if language is None or not any(language in r.translations for r in self._records.values()):
+            return self._html, self._plain
+        found = self._translated.get(language)
+        if found is None:
+            html: dict[str, str] = {}
+            plain: dict[str, str] = {}
+            for name, record in self._records.items():
+                t = record.translations.get(language)
+                source_html = t.html if t is not None else record.html
+                source_text = t.text if t is not None else record.text
+                html[name] = source_html
+                plain[name] = source_text if source_text is not None else html_to_text(source_html)
+            found = (
+                self._environment(html, autoescape=True),
+                self._environment(plain, autoescape=False),
+            )
+            self._translated[language] = found
+        return found
 
     @property
     def time_limit(self) -> float:
@@ -116,11 +164,14 @@ class Renderer:
     def check(self) -> None:
         """Check every record's subject, HTML and text (for apply, before anything is saved)."""
         for name, record in self._records.items():
-            for part, source in (
-                ("subject", record.subject),
-                ("html", record.html),
-                ("text", record.text),
-            ):
+            parts = [("subject", record.subject), ("html", record.html), ("text", record.text)]
+            for tag, t in record.translations.items():
+                # Named as the API names the field: translations.de.html
+                parts.extend(
+                    (f"translations.{tag}.{part}", source)
+                    for part, source in (("subject", t.subject), ("html", t.html), ("text", t.text))
+                )
+            for part, source in parts:
                 if source is not None:
                     self._check_part(source, name=name, part=part)
 
@@ -135,47 +186,108 @@ class Renderer:
             issue = FieldIssue(part, message)
             raise invalid_fields(type(exc), [issue], message=f"{what}: {message}") from None
 
-    def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
-        """Render the correspondence ``name``; a fragment cannot be sent on its own."""
+    def render(
+        self, name: str, context: Mapping[str, Any], *, language: str | None = None
+    ) -> Rendered:
+        """Render the correspondence ``name`` in ``language`` when it has that translation,
+        else in its own language; a fragment cannot be sent on its own.
+
+        Templates see ``language``: the language of the text rendered (Babel's filters
+        format dates and amounts for it).
+        """
         record = self._records.get(name)
         if record is None:
             raise NotFoundError(f"no correspondence named {name!r}")
         if record.subject is None:
             raise TemplateError(f"correspondence {name!r} is a fragment (it has no subject)")
+        translation = record.translations.get(language) if language is not None else None
+        chosen = language if translation is not None else record.language
+        html_env, plain_env = self._environments(chosen if translation is not None else None)
+        subject_source = translation.subject if translation is not None else record.subject
+        text_source = translation.text if translation is not None else record.text
+        where = f" ({chosen})" if translation is not None else ""
+        context = {**context, "language": chosen}
         # One budget for the whole email: its parts share the time and memory limits.
         token = limits.start(seconds=self._time_limit)
         try:
-            html = self._run(self._html, name, context, what=f"correspondence {name!r}")
-            if record.text is not None:
-                text = self._run(self._plain, name, context, what=f"text of {name!r}")
+            html = self._run(html_env, name, context, what=f"correspondence {name!r}{where}")
+            if text_source is not None:
+                text = self._run(plain_env, name, context, what=f"text of {name!r}{where}")
             else:
                 text = html_to_text(html)
-            subject = self._run_string(record.subject, context, what=f"subject of {name!r}")
+            subject = self._run_string(
+                subject_source or "", context, what=f"subject of {name!r}{where}"
+            )
         finally:
             limits.stop(token)
-        return Rendered(subject=single_line(subject), html=html, text=text)
+        return Rendered(
+            subject=single_line(subject),
+            html=html,
+            text=text,
+            language=chosen,
+            version=self._versions.get(name),
+            inline=self._inline(record, html),
+        )
 
-    def render_inline(self, *, subject: str, body: str, context: Mapping[str, Any]) -> Rendered:
-        """Render an ad-hoc or inline subject and HTML body (which may include fragments)."""
+    def render_inline(
+        self,
+        *,
+        subject: str,
+        body: str,
+        context: Mapping[str, Any],
+        language: str | None = None,
+    ) -> Rendered:
+        """Render an ad-hoc or inline subject and HTML body (which may include fragments,
+        in ``language`` where they have it)."""
+        chosen = language or DEFAULT_LANGUAGE
+        context = {**context, "language": chosen}
         token = limits.start(seconds=self._time_limit)
         try:
-            html = self._run_string(body, context, what="ad-hoc body", autoescape=True)
-            subject_text = self._run_string(subject, context, what="ad-hoc subject")
+            html = self._run_string(
+                body, context, what="ad-hoc body", autoescape=True, language=language
+            )
+            subject_text = self._run_string(
+                subject, context, what="ad-hoc subject", language=language
+            )
         finally:
             limits.stop(token)
-        return Rendered(subject=single_line(subject_text), html=html, text=html_to_text(html))
+        return Rendered(
+            subject=single_line(subject_text),
+            html=html,
+            text=html_to_text(html),
+            language=language,
+        )
+
+    @staticmethod
+    def _inline(record: Correspondence, html: str) -> tuple[InlinePart, ...]:
+        """The record's images that ``html`` shows, in the order first shown."""
+        if not record.images:
+            return ()
+        shown = dict.fromkeys(m.group(1) for m in _CID.finditer(html))
+        return tuple(
+            InlinePart(cid, image.filename, image.content_type, image.content)
+            for cid in shown
+            if (image := record.images.get(cid)) is not None
+        )
 
     def _run_string(
-        self, source: str, context: Mapping[str, Any], *, what: str, autoescape: bool = False
+        self,
+        source: str,
+        context: Mapping[str, Any],
+        *,
+        what: str,
+        autoescape: bool = False,
+        language: str | None = None,
     ) -> str:
+        html_env, plain_env = self._environments(language)
+        env = html_env if autoescape else plain_env
         key = (autoescape, source)
-        template = self._compiled.get(key)
+        template = self._compiled.get(key) if env in (self._html, self._plain) else None
         if template is None:
-            env = self._html if autoescape else self._plain
             with _compiling(what):
                 template = env.from_string(source)
-            if len(self._compiled) < 1000:  # bounded: inline sources come from case types
-                self._compiled[key] = template
+            if env in (self._html, self._plain) and len(self._compiled) < 1000:
+                self._compiled[key] = template  # bounded: inline sources come from case types
         return self._guard(template, context, what)
 
     def _run(self, env: Environment, name: str, context: Mapping[str, Any], *, what: str) -> str:

@@ -1,31 +1,98 @@
-"""Persistence of correspondence records."""
+"""Persistence of correspondence records, each save kept as a numbered version.
+
+Images are stored once by their SHA-256 (``correspondence_images``); a record and each of
+its versions name them, so an old version still shows the images it was sent with.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, insert, select
 
-from postroom.correspondence.models import Correspondence
+from postroom.correspondence.models import Correspondence, InlineImage
 from postroom.correspondence.render import Renderer
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import NotFoundError
 from postroom.records import Change, upsert
 
-_FIELDS = ("name", "subject", "html", "text")
+t = tables.correspondence
+v = tables.correspondence_versions
+i = tables.correspondence_images
+
+SYSTEM = "system"
+
+
+def image_refs(images: Mapping[str, InlineImage]) -> dict[str, dict[str, Any]]:
+    """The JSON that names a record's images: filename, type, SHA-256 and size each."""
+    return {
+        cid: {
+            "filename": image.filename,
+            "content_type": image.content_type,
+            "sha256": hashlib.sha256(image.content).hexdigest(),
+            "size": len(image.content),
+        }
+        for cid, image in images.items()
+    }
+
+
+def snapshot(record: Correspondence) -> dict[str, Any]:
+    """The columns a record and its versions share (images as references)."""
+    return {
+        "language": record.language,
+        "subject": record.subject,
+        "html": record.html,
+        "text": record.text,
+        "translations": {tag: tr.model_dump(mode="json") for tag, tr in record.translations.items()}
+        or None,
+        "images": image_refs(record.images) or None,
+    }
+
+
+def load_images(conn: Connection, refs: Iterable[Mapping[str, Any] | None]) -> dict[str, bytes]:
+    """The bytes of every image the ``refs`` name, by SHA-256."""
+    wanted = {ref["sha256"] for refs_ in refs if refs_ for ref in refs_.values()}
+    if not wanted:
+        return {}
+    rows = conn.execute(select(i.c.sha256, i.c.content).where(i.c.sha256.in_(sorted(wanted))))
+    return {sha: bytes(content) for sha, content in rows}
+
+
+def from_columns(name: str, row: Mapping[Any, Any], blobs: Mapping[str, bytes]) -> Correspondence:
+    """A record (or a version of one) from its stored columns and its images' bytes."""
+    images = {
+        cid: {
+            "filename": ref["filename"],
+            "content_type": ref["content_type"],
+            "content": blobs[ref["sha256"]],
+        }
+        for cid, ref in (row["images"] or {}).items()
+    }
+    return Correspondence.model_validate(
+        {
+            "name": name,
+            "subject": row["subject"],
+            "html": row["html"],
+            "text": row["text"],
+            "language": row["language"],
+            "translations": row["translations"] or {},
+            "images": images,
+        }
+    )
 
 
 class CorrespondenceStore:
-    """Reads and writes :class:`Correspondence` records."""
+    """Reads and writes :class:`Correspondence` records; every change is a new version."""
 
     def get(self, conn: Connection, name: str) -> Correspondence:
-        row = conn.execute(
-            select(tables.correspondence).where(tables.correspondence.c.name == name)
-        ).first()
+        row = conn.execute(select(t).where(t.c.name == name)).first()
         if row is None:
             raise NotFoundError(f"no correspondence named {name!r}")
-        return Correspondence.model_validate({k: row._mapping[k] for k in _FIELDS})
+        return from_columns(row.name, row._mapping, load_images(conn, [row.images]))
 
     def find(self, conn: Connection, name: str) -> Correspondence | None:
         try:
@@ -34,31 +101,78 @@ class CorrespondenceStore:
             return None
 
     def all(self, conn: Connection) -> dict[str, Correspondence]:
-        rows = conn.execute(select(tables.correspondence).order_by(tables.correspondence.c.name))
-        return {
-            r.name: Correspondence.model_validate({k: r._mapping[k] for k in _FIELDS}) for r in rows
-        }
+        rows = list(conn.execute(select(t).order_by(t.c.name)))
+        blobs = load_images(conn, [r.images for r in rows])
+        return {r.name: from_columns(r.name, r._mapping, blobs) for r in rows}
 
-    def version(self, conn: Connection) -> tuple[int, object]:
+    def versions(self, conn: Connection) -> dict[str, int]:
+        """The current version number of every record."""
+        return {name: int(n) for name, n in conn.execute(select(t.c.name, t.c.version))}
+
+    def stamp(self, conn: Connection) -> tuple[int, object]:
         """Changes whenever a record is added, changed or removed (for render caches)."""
-        t = tables.correspondence
         row = conn.execute(select(func.count(), func.max(t.c.updated_at))).one()
         return int(row[0]), row[1]
 
-    def put(self, conn: Connection, record: Correspondence) -> Change:
-        current = self.find(conn, record.name)
-        return upsert(
+    def put(
+        self, conn: Connection, record: Correspondence, *, by: str = SYSTEM, note: str | None = None
+    ) -> Change:
+        """Insert or update; a change is saved as the next version, by ``by``."""
+        current = conn.execute(select(t.c.version).where(t.c.name == record.name)).first()
+        same = None if current is None else self.get(conn, record.name) == record
+        if same:
+            return "unchanged"
+        # Numbered after every version kept, a deleted record's included: a name that comes
+        # back goes on from where its history ended.
+        last = conn.scalar(select(func.max(v.c.number)).where(v.c.name == record.name))
+        number = int(last or 0) + 1
+        now = utcnow()
+        self._keep_images(conn, record.images.values(), now=now)
+        columns = snapshot(record)
+        change = upsert(
             conn,
-            tables.correspondence,
-            key=tables.correspondence.c.name,
-            same=None if current is None else current == record,
-            values={**record.model_dump(), "updated_at": utcnow()},
+            t,
+            key=t.c.name,
+            same=same,
+            values={
+                "name": record.name,
+                **columns,
+                "version": number,
+                "updated_by": by,
+                "updated_at": now,
+            },
         )
+        conn.execute(
+            insert(v).values(
+                name=record.name, number=number, **columns, saved_by=by, saved_at=now, note=note
+            )
+        )
+        return change
 
     def delete(self, conn: Connection, name: str) -> None:
-        t = tables.correspondence
+        """Delete the record; its versions stay, as proof of what was sent."""
         if conn.execute(delete(t).where(t.c.name == name)).rowcount == 0:
             raise NotFoundError(f"no correspondence named {name!r}")
+
+    @staticmethod
+    def _keep_images(conn: Connection, images: Iterable[InlineImage], *, now: object) -> None:
+        wanted = {hashlib.sha256(img.content).hexdigest(): img for img in images}
+        if not wanted:
+            return
+        stored = set(conn.scalars(select(i.c.sha256).where(i.c.sha256.in_(sorted(wanted)))))
+        rows = [
+            {
+                "sha256": sha,
+                "content_type": img.content_type,
+                "size": len(img.content),
+                "content": img.content,
+                "created_at": now,
+            }
+            for sha, img in wanted.items()
+            if sha not in stored
+        ]
+        if rows:
+            conn.execute(insert(i), rows)
 
 
 class RendererCache:
@@ -67,13 +181,15 @@ class RendererCache:
     def __init__(self, store: CorrespondenceStore) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._version: tuple[int, object] | None = None
+        self._stamp: tuple[int, object] | None = None
         self._renderer: Renderer | None = None
 
     def __call__(self, conn: Connection) -> Renderer:
-        version = self._store.version(conn)
+        stamp = self._store.stamp(conn)
         with self._lock:
-            if self._renderer is None or version != self._version:
-                self._renderer = Renderer(self._store.all(conn))
-                self._version = version
+            if self._renderer is None or stamp != self._stamp:
+                self._renderer = Renderer(
+                    self._store.all(conn), versions=self._store.versions(conn)
+                )
+                self._stamp = stamp
             return self._renderer

@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 
 from postroom.db import metadata as _schema
+from postroom.db import tables_correspondence as _correspondence
 from postroom.db import tables_feedback as _feedback
 from postroom.db.types import UTCDateTime
 
@@ -32,6 +33,9 @@ webhook_endpoints = _feedback.webhook_endpoints
 webhook_events = _feedback.webhook_events
 webhook_deliveries = _feedback.webhook_deliveries
 webhook_attempts = _feedback.webhook_attempts
+correspondence_versions = _correspondence.correspondence_versions
+correspondence_images = _correspondence.correspondence_images
+reviews = _correspondence.reviews
 
 accounts = Table(
     "accounts",
@@ -117,6 +121,7 @@ operators = Table(
     Column("email", String(320), nullable=True),
     Column("reports_to", String(128), nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("language", String(35), nullable=True),  # e.g. "de", "pt-BR"
 )
 
 correspondence = Table(
@@ -127,6 +132,15 @@ correspondence = Table(
     Column("html", Text, nullable=False),
     Column("text", Text, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The language of subject/html/text; translations hold the others by language tag.
+    Column("language", String(35), nullable=False, default="en", server_default="en"),
+    Column("translations", JSON, nullable=True),  # {"de": {"subject", "html", "text"}}
+    # {content_id: {"filename", "content_type", "sha256", "size"}}; bytes in
+    # correspondence_images, shared by every version that uses them.
+    Column("images", JSON, nullable=True),
+    # The number of the version this record is (see correspondence_versions).
+    Column("version", Integer, nullable=False, default=1, server_default="1"),
+    Column("updated_by", String(255), nullable=True),
 )
 
 case_types = Table(
@@ -167,6 +181,7 @@ case_parties = Table(
     Column("operator_id", String(128), nullable=True),
     Column("name", String(255), nullable=False, default=""),
     Column("address", String(320), nullable=False),
+    Column("language", String(35), nullable=True),  # the language emails to it are in
 )
 
 case_attachments = Table(
@@ -226,6 +241,13 @@ outbox = Table(
     Column("expires_at", UTCDateTime, nullable=True),
     # Names the row in its envelope sender (VERP) and DSN ENVID: random, not guessable.
     Column("bounce_token", String(32), nullable=True),
+    # What the email was rendered from, for proof years later: the correspondence, the
+    # number of its version and the language chosen (None for ad-hoc text).
+    Column("correspondence", String(255), nullable=True),
+    Column("correspondence_version", Integer, nullable=True),
+    Column("language", String(35), nullable=True),
+    # An email waiting for (or decided by) a reviewer: reviews.id.
+    Column("review_id", Integer, nullable=True, index=True),
     Index("ix_outbox_claim", "status", "priority", "next_attempt_at", "id"),
     Index("ux_outbox_bounce_token", "bounce_token", unique=True),
     # The expiry sweep reads only rows that have an expiry (few: most emails have none).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from postroom.languages import check_language
 from postroom.validation import check_address, check_display_name, check_record_name
 
 
@@ -16,6 +17,12 @@ class Operator(BaseModel):
     name: str
     email: str | None = None
     reports_to: str | None = None
+    language: str | None = None  # the language of the emails sent to them
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return None if not v else check_language(v, what="operator language")
 
     @field_validator("id", "reports_to")
     @classmethod

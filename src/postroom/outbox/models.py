@@ -117,6 +117,11 @@ class NewEmail:
     priority: Priority = Priority.NORMAL
     send_after: datetime | None = None  # not claimed before (a scheduled send)
     expires_at: datetime | None = None  # never sent at or after; then status 'expired'
+    # What it was rendered from, kept on the row: the correspondence and its version
+    # (None for inline or ad-hoc text), and the language of the text chosen.
+    correspondence: str | None = None
+    version: int | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,11 @@ class OutboxStatus(StrEnum):
     HELD = "held"
     # Its expires_at came before it could be delivered: never sent late. Final.
     EXPIRED = "expired"
+    # Composed by a step with a reviewer: waits for approval (then queued) or rejection.
+    # Never claimed.
+    AWAITING_REVIEW = "awaiting_review"
+    # Its reviewer refused it, with a reason. Final: nothing was sent.
+    REJECTED = "rejected"
 
 
 class Priority(StrEnum):
@@ -60,10 +65,12 @@ TRANSITIONS: dict[OutboxStatus, frozenset[OutboxStatus]] = {
     S.SENDING: frozenset({S.SENT, S.RETRY, S.FAILED, S.SENDING, S.QUEUED, S.HELD, S.EXPIRED}),
     S.RETRY: frozenset({S.SENDING, S.QUEUED, S.CANCELLED, S.EXPIRED}),
     S.HELD: frozenset({S.QUEUED, S.CANCELLED, S.EXPIRED}),
+    S.AWAITING_REVIEW: frozenset({S.QUEUED, S.REJECTED, S.EXPIRED}),
     S.FAILED: frozenset({S.QUEUED, S.CANCELLED}),
     S.CANCELLED: frozenset({S.QUEUED}),
     S.SENT: frozenset(),
     S.EXPIRED: frozenset(),
+    S.REJECTED: frozenset(),
 }
 
 DUE = (S.QUEUED, S.RETRY)

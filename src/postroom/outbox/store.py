@@ -70,9 +70,18 @@ class OutboxStore(Claims, Recording):
         *,
         now: datetime | None = None,
         hold: Hold | None = None,
+        review_id: int | None = None,
     ) -> list[int]:
+        """Write emails in the caller's transaction: queued, held for ``hold``, or, with
+        ``review_id``, awaiting that review (never claimed until it is approved)."""
         now = now or utcnow()
-        status = OutboxStatus.HELD if hold is not None else OutboxStatus.QUEUED
+        if hold is not None and review_id is not None:
+            raise ValueError("an email is held or awaits a review, not both")
+        status = OutboxStatus.QUEUED
+        if hold is not None:
+            status = OutboxStatus.HELD
+        elif review_id is not None:
+            status = OutboxStatus.AWAITING_REVIEW
         rows = [
             {
                 "message_id": e.message_id,
@@ -89,6 +98,10 @@ class OutboxStore(Claims, Recording):
                 "priority": e.priority.rank,
                 "expires_at": e.expires_at,
                 "bounce_token": new_token(),
+                "correspondence": e.correspondence,
+                "correspondence_version": e.version,
+                "language": e.language,
+                "review_id": review_id,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -98,12 +111,15 @@ class OutboxStore(Claims, Recording):
             return []
         result = conn.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), rows)
         ids = [r.id for r in result]
-        if hold is None:
+        if status is OutboxStatus.QUEUED:
             announce(conn)  # idle agents wake once this transaction commits
-        if hold is None:
-            kind, extra = EventType.EMAIL_QUEUED, {}
-        else:
+        extra: dict[str, object]
+        if hold is not None:
             kind, extra = EventType.EMAIL_HELD, {"reason": hold.value}
+        elif review_id is not None:
+            kind, extra = EventType.EMAIL_AWAITING_REVIEW, {"review_id": review_id}
+        else:
+            kind, extra = EventType.EMAIL_QUEUED, {}
         emit(
             conn,
             [

@@ -24,6 +24,8 @@ class EventType(StrEnum):
     EMAIL_HELD = "email.held"
     EMAIL_SUPPRESSED = "email.suppressed"
     EMAIL_RECEIVED = "email.received"
+    EMAIL_AWAITING_REVIEW = "email.awaiting_review"
+    EMAIL_REJECTED = "email.rejected"  # its reviewer refused it: nothing was sent
     CASE_CREATED = "case.created"
     CASE_STATUS_CHANGED = "case.status_changed"
 

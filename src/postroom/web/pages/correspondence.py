@@ -20,13 +20,14 @@ from postroom.cases.store import load_case
 from postroom.correspondence import Correspondence, Renderer
 from postroom.correspondence.render import Rendered
 from postroom.errors import PostroomError
+from postroom.languages import DEFAULT_LANGUAGE
 from postroom.web import forms
 from postroom.web.mail import BODY_POLICY
 from postroom.web.render import page, redirect, templates
 from postroom.web.session import Auth, Form, LoggedIn, postroom_of
 
 router = APIRouter()
-_FIELDS = ("name", "subject", "html", "text")
+_FIELDS = ("name", "language", "subject", "html", "text")
 
 
 @router.get("/correspondence")
@@ -46,6 +47,13 @@ def _editor(
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
+    pr = postroom_of(request)
+    stored: Correspondence | None = None
+    version = None
+    if existing:
+        with pr.engine.connect() as conn:
+            stored = pr.correspondence_store.find(conn, values["name"])
+            version = pr.correspondence_store.versions(conn).get(values["name"])
     return page(
         request,
         "correspondence_form.html",
@@ -55,14 +63,18 @@ def _editor(
         v=values,
         existing=existing,
         error=error,
-        cases=postroom_of(request).cases.recent(limit=30),
+        cases=pr.cases.recent(limit=30),
         case_id=request.query_params.get("case", ""),
+        translations=stored.translations if stored is not None else {},
+        images=stored.images if stored is not None else {},
+        version=version,
     )
 
 
 @router.get("/correspondence/new")
 def new_correspondence(request: Request, auth: LoggedIn) -> Response:
-    return _editor(request, auth, values=dict.fromkeys(_FIELDS, ""), existing=False)
+    values = {**dict.fromkeys(_FIELDS, ""), "language": DEFAULT_LANGUAGE}
+    return _editor(request, auth, values=values, existing=False)
 
 
 @router.get("/correspondence/edit")
@@ -72,6 +84,7 @@ def edit_correspondence(request: Request, auth: LoggedIn, name: str) -> Response
         record = pr.correspondence_store.get(conn, name)
     values = {
         "name": record.name,
+        "language": record.language,
         "subject": record.subject or "",
         "html": record.html,
         "text": record.text or "",
@@ -82,18 +95,23 @@ def edit_correspondence(request: Request, auth: LoggedIn, name: str) -> Response
 def _typed(form: Any) -> dict[str, str]:
     return {
         "name": forms.text(form, "name"),
+        "language": forms.text(form, "language") or DEFAULT_LANGUAGE,
         "subject": forms.raw(form, "subject"),
         "html": forms.raw(form, "html"),
         "text": forms.raw(form, "text"),
     }
 
 
-def _record(values: dict[str, str]) -> Correspondence:
+def _record(values: dict[str, str], stored: Correspondence | None = None) -> Correspondence:
+    """The record as typed; what this form does not show (translations, images) is kept."""
     return Correspondence(
         name=values["name"],
         subject=values["subject"] or None,  # no subject: a fragment for other templates
         html=values["html"],
         text=values["text"] or None,
+        language=values["language"],
+        translations=stored.translations if stored is not None else {},
+        images=stored.images if stored is not None else {},
     )
 
 
@@ -101,11 +119,17 @@ def _record(values: dict[str, str]) -> Correspondence:
 def save_correspondence(request: Request, auth: LoggedIn, form: Form) -> Response:
     values = _typed(form)
     existing = forms.checked(form, "existing")
+    pr = postroom_of(request)
     try:
-        record = _record(values)
+        stored = None
+        if existing:
+            with pr.engine.connect() as conn:
+                stored = pr.correspondence_store.find(conn, values["name"])
+        record = _record(values, stored)
         # The same validation as `postroom apply`: every template must still compile.
-        report = postroom_of(request).apply(
-            {"correspondence": [record.model_dump(exclude_none=True)]}
+        report = pr.apply(
+            {"correspondence": [record.model_dump(mode="json", exclude_none=True)]},
+            by=f"studio:{auth.username}",
         )
     except (ValidationError, PostroomError, ValueError) as exc:
         return _editor(
