@@ -198,6 +198,7 @@ class Sending:
         return Plan(
             snapshot=renderer.snapshot,
             records=renderer.records,
+            versions=renderer.versions,
             time_limit=renderer.time_limit,
             account=account,
             resolution=batch.resolve(class_name, class_group=class_group),

@@ -16,6 +16,7 @@ class Plan:
 
     snapshot: str  # which version of the correspondence records; a process compiles it once
     records: Mapping[str, Correspondence]
+    versions: Mapping[str, int]  # each record's version number, kept on the rows
     time_limit: float
     account: EmailAccount
     resolution: Resolution

@@ -33,7 +33,10 @@ def _no_renderer(conn: Connection) -> Renderer:
 def _composition(plan: Plan) -> Composition:
     global _renderer, _composer  # noqa: PLW0603 - the process's caches
     if _renderer is None or _renderer[0] != plan.snapshot:
-        _renderer = (plan.snapshot, Renderer(plan.records, time_limit=plan.time_limit))
+        _renderer = (
+            plan.snapshot,
+            Renderer(plan.records, versions=plan.versions, time_limit=plan.time_limit),
+        )
     if _composer is None:
         # The stores are never read (see Composition.detached); the key only satisfies them.
         box = SecretBox(secrets.token_bytes(32))
