@@ -28,11 +28,13 @@ from postroom.config.files import (
     read_certificate_files,
     read_dkim_key,
     read_file_field,
+    read_images,
     read_inbound_files,
     read_keystore_file,
 )
 from postroom.config.webhooks import check_webhooks, put_webhooks
 from postroom.correspondence import Correspondence, Renderer
+from postroom.correspondence.content_ids import check_content_ids
 from postroom.db.types import utcnow
 from postroom.errors import ConfigurationError, ExistsError, TemplateError
 from postroom.keystores.inspection import describe
@@ -215,6 +217,7 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
             elif section == "correspondence" and isinstance(entry, dict):
                 read_file_field(entry, "html", base, where)
                 read_file_field(entry, "text", base, where)
+                read_images(entry, base, where)
             record = _validate(model, entry, where)
             if isinstance(record, Keystore):
                 warnings.extend(f"{where}: {w}" for w in _check_keystore(record))
@@ -240,6 +243,7 @@ def write_records(
     warnings: list[str] | None = None,
     create: bool = False,
     by: str = "apply",
+    note: str | None = None,
 ) -> ApplyReport:
     """Check validated records against each other and the database, then upsert them.
 
@@ -279,12 +283,12 @@ def write_records(
                 changed_accounts.add(account.name)
         report.warnings.extend(_lift_holds(postroom, conn, changed_accounts, changed_profiles))
         for c in records["correspondence"]:
-            report.changes.append(
-                ("correspondence", c.name, postroom.correspondence_store.put(conn, c, by=by))
-            )
+            change = postroom.correspondence_store.put(conn, c, by=by, note=note)
+            report.changes.append(("correspondence", c.name, change))
         known = postroom.correspondence_store.all(conn)
         renderer = Renderer(known, versions=postroom.correspondence_store.versions(conn))
         renderer.check()  # a ConfigurationError naming the field that does not compile
+        check_content_ids(known)  # every cid: the HTML shows is one of its images
         operators = {o.id for o in postroom.operator_store.list(conn)}
         for ct in records["case_types"]:
             _check_steps(ct, known, renderer, operators)

@@ -1,8 +1,8 @@
 """Files an apply file names, read relative to it: key stores, keys, certificates, templates.
 
 ``truststore_file: ca.pem``, ``html_file: letter.html``, a keystore's ``file:``, a DKIM
-``private_key_file`` and a certificate map's ``certificate_file`` keep long or binary
-content out of the YAML.
+``private_key_file``, a certificate map's ``certificate_file`` and a correspondence's
+``images: {logo: logo.png}`` keep long or binary content out of the YAML.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from postroom.correspondence.images import MAX_IMAGE_BYTES, check_image
 from postroom.errors import ConfigurationError
 from postroom.text import check_tree, decode_utf8, printable
 
@@ -43,6 +44,69 @@ def read_keystore_file(entry: dict[str, Any], base: Path, where: str) -> None:
         entry["content"] = base64.b64encode(path.read_bytes()).decode()
     except OSError as exc:
         raise ConfigurationError(f"{where}: cannot read {path}: {exc.strerror}") from None
+
+
+def read_images(entry: dict[str, Any], base: Path, where: str) -> None:
+    """A correspondence's ``images: {logo: logo.png}`` (or ``{logo: {file: logo.png,
+    filename: Logo.png}}``) become ``{logo: {filename, content_type, content (base64)}}``.
+
+    The type is read from the bytes, never from the file's name. An image given as
+    ``{filename, content}`` (base64, as the API takes it) is left as it is.
+    """
+    images = entry.get("images")
+    if not isinstance(images, dict):
+        return
+    read: dict[Any, Any] = {}
+    for content_id, given in images.items():
+        label = f"{where}: images.{printable(str(content_id))[:70]}"
+        value = {"file": given} if isinstance(given, str) else given
+        if not isinstance(value, dict) or "file" not in value:
+            read[content_id] = value  # given inline, or wrong: the model says what is wrong
+            continue
+        if "content" in value:
+            raise ConfigurationError(f"{label}: give file or content, not both")
+        unknown = set(value) - {"file", "filename", "content_type"}
+        if unknown:
+            raise ConfigurationError(
+                f"{label}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                "an image has file, filename and content_type"
+            )
+        written = str(value["file"])
+        content = _image_bytes(base / written, label=label, written=printable(written))
+        filename = str(value.get("filename") or Path(written).name)
+        try:
+            content_type = check_image(
+                content, content_type=str(value.get("content_type") or ""), filename=filename
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"{label}: {printable(written)}: {_reason(exc)}") from None
+        read[content_id] = {
+            "filename": filename,
+            "content_type": content_type,
+            "content": base64.b64encode(content).decode("ascii"),
+        }
+    entry["images"] = read
+
+
+def _image_bytes(path: Path, *, label: str, written: str) -> bytes:
+    """The file's bytes, refused before reading when it is larger than an image may be."""
+    try:
+        with path.open("rb") as file:
+            content = file.read(MAX_IMAGE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigurationError(f"{label}: cannot read {written}: {exc.strerror}") from None
+    if len(content) > MAX_IMAGE_BYTES:
+        raise ConfigurationError(
+            f"{label}: {written} is larger than {MAX_IMAGE_BYTES:,} bytes, "
+            "the most an inline image may have"
+        )
+    return content
+
+
+def _reason(exc: ValueError) -> str:
+    """check_image's message without its "image NAME: " prefix (the label names the file)."""
+    message = str(exc)
+    return message.partition(": ")[2] if message.startswith("image ") else message
 
 
 def read_dkim_key(entry: dict[str, Any], base: Path, where: str) -> None:
