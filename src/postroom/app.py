@@ -41,6 +41,7 @@ from postroom.outbox import OutboxEntry, OutboxStatus, OutboxStore, RetryPolicy
 from postroom.outbox.wakeup import wakeup_for
 from postroom.receiving import Receiving
 from postroom.records import Change
+from postroom.reviews.service import Reviews
 from postroom.security import SecretBox, load_secret_box
 from postroom.sending import Sending
 from postroom.settings import Settings
@@ -109,6 +110,14 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
             operators=self.operator_store,
             outbox=self.outbox_store,
             deliver_now=self.deliver_now,
+        )
+        self.reviews = Reviews(
+            engine=self.engine,
+            accounts=self.account_store,
+            seal=self.sealer.seal,
+            composer=self.composer,
+            operators=self.operator_store,
+            outbox=self.outbox_store,
         )
 
     def _holds_secrets(self) -> bool:
@@ -325,6 +334,7 @@ class Postroom(Sending, Receiving, Listening, Suppressing, Hooking):
             agent_id=agent_id,
             limits_of=self.account_store.limits,
             wakeup=wakeup_for(self.engine, enabled=s.wakeup),
+            periodic=self.reviews.escalate_due,
         )
 
     def agents(self) -> list[AgentInfo]:

@@ -86,8 +86,11 @@ class SenderAgent:
         agent_id: str | None = None,
         limits_of: Callable[[Connection, str], Limits] | None = None,
         wakeup: Wakeup | None = None,
+        periodic: Callable[[], object] | None = None,
     ) -> None:
         self.id = agent_id or new_agent_id()
+        # Work beside delivery, run with each heartbeat (the escalation of overdue reviews).
+        self._periodic = periodic
         self._engine = engine
         self._load_sender = load_sender
         self._config = config
@@ -416,3 +419,16 @@ class SenderAgent:
             else:
                 if self.health.state is AgentState.DEGRADED:
                     self._db_back.set()
+                await self._run_periodic()
+
+    async def _run_periodic(self) -> None:
+        if self._periodic is None:
+            return
+        try:
+            await asyncio.to_thread(self._periodic)
+        except Exception as exc:  # like a missed beat: it is tried again with the next one
+            if is_database_error(exc):
+                self._note_database_error(exc)
+            else:
+                log.error("agent %s: periodic work failed: %s", self.id, exc)
+                log.debug("periodic work failure", exc_info=exc)

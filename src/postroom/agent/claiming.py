@@ -23,6 +23,7 @@ from postroom.db.types import utcnow
 from postroom.errors import PostroomError
 from postroom.outbox.models import ClaimedEmail
 from postroom.outbox.store import OutboxStore
+from postroom.reviews.expiry import note_expired
 from postroom.suppression.claim import mark_suppressed
 
 if TYPE_CHECKING:
@@ -141,7 +142,8 @@ class Claimer:
             return Limits()  # the deliverer reports what is wrong with the account
 
     def _expire(self, conn: Connection) -> None:
-        for outbox_id, case_id, subject in self._outbox.expire_due(conn):
+        expired = self._outbox.expire_due(conn)
+        for outbox_id, case_id, subject in expired:
             log.info("outbox #%s expired before it could be sent", outbox_id)
             if case_id is not None:
                 add_history(
@@ -151,3 +153,5 @@ class Claimer:
                     action="email-expired",
                     detail=f"outbox #{outbox_id} '{subject}' not sent: it expired first",
                 )
+        if expired:
+            note_expired(conn, [outbox_id for outbox_id, _, _ in expired], actor="agent")

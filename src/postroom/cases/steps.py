@@ -28,10 +28,13 @@ from postroom.correspondence.mime import new_message_id
 from postroom.db import tables
 from postroom.db.types import utcnow
 from postroom.errors import PostroomError
-from postroom.operators import Operator
+from postroom.operators import Operator, OperatorStore
 from postroom.outbox.models import NewEmail
 from postroom.outbox.status import Hold
 from postroom.outbox.store import OutboxStore
+from postroom.reviews.models import Reviewer
+from postroom.reviews.requesting import request_reviews, resolve_reviewer
+from postroom.reviews.store import ReviewStore
 from postroom.webhooks.events import emit
 from postroom.webhooks.models import Event, EventType
 
@@ -56,6 +59,8 @@ class StepRunner:
     def __init__(self, *, composer: Composer, outbox: OutboxStore) -> None:
         self._composer = composer
         self._outbox = outbox
+        self._reviews = ReviewStore()
+        self._operators = OperatorStore()
 
     def fire(
         self,
@@ -179,7 +184,11 @@ class StepRunner:
             ),
         )
         auto = AUTO_REPLIED if answering is not None else AUTO_GENERATED
+        reviewer: Reviewer | None = None
         try:
+            if step.review is not None:
+                # Resolved first: an email nobody can review fails like an unbuildable one.
+                reviewer = resolve_reviewer(conn, self._operators, step.review, case)
             composed = self._composer.batch(conn).compose(
                 request,
                 class_name=ctype.class_name,
@@ -189,6 +198,7 @@ class StepRunner:
                 class_group=ctype.class_group,
                 received_from=answering.sender if answering is not None else None,
                 headers=((AUTO_SUBMITTED, auto), SUPPRESS_AUTO_RESPONSES),
+                seal=reviewer is None,  # a reviewed email is sealed when it is approved
             )
         except PostroomError as exc:
             # Never a silent drop: the failure is on the case and in the outbox.
@@ -206,6 +216,19 @@ class StepRunner:
                 actor=store.SYSTEM,
                 action="email-failed",
                 detail=f"step '{label}': {exc}",
+            )
+            return []
+        if step.review is not None and reviewer is not None:
+            request_reviews(
+                conn,
+                reviews=self._reviews,
+                outbox=self._outbox,
+                composed=composed,
+                case=case,
+                label=label,
+                reviewer=reviewer,
+                escalate_after=step.review.escalate_after_seconds,
+                tail=lambda email: _account_line(email, composed),
             )
             return []
         queued = []
@@ -271,9 +294,12 @@ def label_of(step: SendEmailStep) -> str:
 
 
 def _queued_line(label: str, email: NewEmail, outbox_id: int, composed: ComposedEmail) -> str:
-    resolution = composed.resolution
     return (
         f"step '{label}': '{email.subject}' to {', '.join(email.recipients)} queued as outbox "
-        f"#{outbox_id}{composed.note(email)}; account {resolution.account}: {resolution.reason}"
-        f"{composed.rendering(email)}"
+        f"#{outbox_id}{composed.note(email)}{_account_line(email, composed)}"
     )
+
+
+def _account_line(email: NewEmail, composed: ComposedEmail) -> str:
+    resolution = composed.resolution
+    return f"; account {resolution.account}: {resolution.reason}{composed.rendering(email)}"

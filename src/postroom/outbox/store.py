@@ -207,6 +207,7 @@ class OutboxStore(Claims, Recording):
     def retry(self, conn: Connection, outbox_id: int) -> OutboxEntry:
         """Queue a failed, cancelled or waiting email again, now, with a fresh attempt budget."""
         entry = self.get(conn, outbox_id)
+        _not_under_review(conn, entry, "retried")
         check_transition(entry.status, OutboxStatus.QUEUED, what=f"outbox email {outbox_id}")
         if entry.status is OutboxStatus.SENDING:
             raise StateError(f"outbox email {outbox_id} is being sent right now")
@@ -235,6 +236,7 @@ class OutboxStore(Claims, Recording):
 
     def cancel(self, conn: Connection, outbox_id: int) -> OutboxEntry:
         entry = self.get(conn, outbox_id)
+        _not_under_review(conn, entry, "cancelled")
         check_transition(entry.status, OutboxStatus.CANCELLED, what=f"outbox email {outbox_id}")
         self._move(conn, outbox_id, OutboxStatus.CANCELLED)
         return self.get(conn, outbox_id)
@@ -245,7 +247,20 @@ class OutboxStore(Claims, Recording):
             update(t)
             .where(t.c.id == outbox_id, t.c.status.in_([s.value for s in sources_of(new)]))
             .where(t.c.status != OutboxStatus.SENDING.value)
+            # Only its review's approval queues an email awaiting review (reviews/service).
+            .where(t.c.status != OutboxStatus.AWAITING_REVIEW.value)
             .values(status=new.value, hold=None, updated_at=utcnow(), **values)
         )
         if result.rowcount != 1:
             raise StateError(f"outbox email {outbox_id} changed status meanwhile; look again")
+
+
+def _not_under_review(conn: Connection, entry: OutboxEntry, done: str) -> None:
+    """An email awaiting review is decided by its review: approved or rejected, not steered."""
+    if entry.status is OutboxStatus.AWAITING_REVIEW:
+        review_id = conn.execute(select(t.c.review_id).where(t.c.id == entry.id)).scalar()
+        review = f"review #{review_id}" if review_id is not None else "its review"
+        raise StateError(
+            f"outbox email {entry.id} awaits {review}: it cannot be {done}; approve the "
+            f"review to send it, or reject it (with a reason) to stop it"
+        )
