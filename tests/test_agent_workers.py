@@ -155,6 +155,13 @@ def test_two_workers_deliver_each_email_once_and_stop_on_sigterm(
     log = tmp_path / "agent.log"
     with supervisor(database_url, log, "--workers", "2") as proc:
         workers = two_workers(postroom, proc, log)
+        # Named in ps and top, each with its slot and supervisor.
+        titles = sorted(
+            Path(f"/proc/{w.pid}/cmdline").read_bytes().split(b"\0")[0].decode() for w in workers
+        )
+        assert titles == [f"postroom: agent worker {n} (supervisor {proc.pid})" for n in (1, 2)], (
+            titles
+        )
         wait_for(
             "every email sent",
             lambda: postroom.outbox_counts()[OutboxStatus.SENT] == len(message_ids),

@@ -204,6 +204,8 @@ def test_a_dead_composing_process_leaves_the_batch_to_the_caller(
     before = started(par)
     assert len(par.send_many(requests(10))) == 10
     assert len(before) >= 1
+    title = Path(f"/proc/{before[0]}/cmdline").read_bytes().split(b"\0")[0].decode()
+    assert title == f"postroom: composing (for {os.getpid()})"  # named in ps and top
     os.kill(before[0], signal.SIGKILL)
     wait_until(lambda: not alive(before[0]), limit=20, what="the killed process to go")
     batch = requests()

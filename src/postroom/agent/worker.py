@@ -26,6 +26,7 @@ from postroom.agent.opening import open_when_the_database_answers
 from postroom.agent.recording import AgentStats
 from postroom.app import Postroom
 from postroom.errors import PostroomError
+from postroom.proctitle import name_process
 from postroom.settings import Settings
 
 log = logging.getLogger("postroom.agent")
@@ -83,6 +84,7 @@ class WorkerOrder:
     settings: Settings
     parent: int  # the supervisor's pid
     until_idle: bool = False
+    number: int = 1  # the worker's slot, named in ps
 
 
 def die_with_parent(parent: int) -> bool:
@@ -98,6 +100,7 @@ def run_worker(order: WorkerOrder, channel: Connection) -> None:
     """The worker process's entry point (multiprocessing's target)."""
     if not die_with_parent(order.parent):
         sys.exit(0)
+    name_process(f"agent worker {order.number} (supervisor {order.parent})")
     logging.basicConfig(
         level=order.settings.log_level.upper(),
         stream=sys.stderr,

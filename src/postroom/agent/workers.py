@@ -234,7 +234,12 @@ class Workers:
 
     def _start(self, slot: _Slot) -> BaseProcess:
         receiving, sending = self._context.Pipe(duplex=False)
-        order = WorkerOrder(self._settings, parent=os.getpid(), until_idle=self._until_idle)
+        order = WorkerOrder(
+            self._settings,
+            parent=os.getpid(),
+            until_idle=self._until_idle,
+            number=slot.number,
+        )
         process = self._context.Process(
             target=worker_main,
             args=(order, sending),

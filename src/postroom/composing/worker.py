@@ -17,6 +17,7 @@ from postroom.correspondence import Renderer
 from postroom.keystores.store import KeystoreStore
 from postroom.operators import OperatorStore
 from postroom.outbox.models import NewEmail
+from postroom.proctitle import name_process
 from postroom.security import SecretBox
 from postroom.signing.sealer import Sealer
 from postroom.text import check_email
@@ -59,6 +60,8 @@ def watch_owner(owner: int) -> None:
     The pool's processes are children of the fork server, not of their owner: nothing
     else tells them that their owner died.
     """
+
+    name_process(f"composing (for {owner})")
 
     def watch() -> None:
         while True:
