@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postroom.api.problems import ApiProblem, database_unavailable, problem_response
+from postroom.api.writes import acting_as
 from postroom.app import Postroom
 from postroom.identity import ApiToken
 from postroom.identity import Scope as TokenScope
@@ -121,6 +122,7 @@ class TokenAuthentication:
             return
         self.throttle.succeeded(subject=token.id, address=address)
         scope.setdefault("state", {})["token"] = token
+        acting_as(token.name)  # who the request's writes are saved by
         await self.app(scope, receive, send)
 
     def _refuse(self, verdict: Verdict, token_id: str | None, address: str) -> JSONResponse:

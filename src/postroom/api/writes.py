@@ -9,6 +9,7 @@ would let a caller read the server's environment and files.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -20,6 +21,21 @@ from postroom.errors import ExistsError, NotFoundError, PostroomError
 from postroom.records import Change
 
 R = TypeVar("R", bound=BaseModel)
+# Who the request writes as, named in the correspondence versions a write keeps. Set by
+# the authentication middleware for the whole request: the record routes are built from
+# descriptions and have no token parameter of their own.
+_writer: ContextVar[str | None] = ContextVar("postroom_api_writer", default=None)
+MAX_WRITER = 255  # correspondence_versions.saved_by
+
+
+def acting_as(token_name: str) -> None:
+    """Name the token the current request writes as (``api:<token name>``)."""
+    _writer.set(f"api:{token_name}"[:MAX_WRITER])
+
+
+def writer() -> str:
+    """Who the current request writes as: ``api:<token name>``, or ``api`` outside one."""
+    return _writer.get() or "api"
 
 
 def check_name(path_name: str, body_name: str, *, field: str = "name") -> None:
@@ -45,7 +61,7 @@ def save(
 ) -> tuple[Change, list[str]]:
     """Upsert one record as ``apply`` does (``create``: only a new one); change, warnings."""
     try:
-        report = write_records(postroom, {section: [record]}, create=create)
+        report = write_records(postroom, {section: [record]}, create=create, by=writer())
     except ExistsError as exc:
         raise ApiProblem(409, f"{exc}; PUT replaces it", kind="exists") from None
     except PostroomError:

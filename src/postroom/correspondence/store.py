@@ -11,7 +11,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, Insert, delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from postroom.correspondence.models import Correspondence, InlineImage
 from postroom.correspondence.render import Renderer
@@ -172,7 +173,18 @@ class CorrespondenceStore:
             if sha not in stored
         ]
         if rows:
-            conn.execute(insert(i), rows)
+            # Two writers saving the same new image at once both find it missing; the
+            # second insert is then skipped, not an error (the bytes are the same by hash).
+            conn.execute(_insert_missing(conn), rows)
+
+
+def _insert_missing(conn: Connection) -> Insert:
+    """An image insert that skips a SHA-256 stored meanwhile by another transaction."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(i).on_conflict_do_nothing(index_elements=[i.c.sha256])
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(i).on_conflict_do_nothing(index_elements=[i.c.sha256])
+    return insert(i)
 
 
 class RendererCache:

@@ -212,3 +212,7 @@ class OutboxEntry:
     sent_at: datetime | None
     priority: Priority = Priority.NORMAL
     expires_at: datetime | None = None
+    # What it was rendered from (None for ad-hoc text): proof of what was sent.
+    correspondence: str | None = None
+    correspondence_version: int | None = None
+    language: str | None = None
