@@ -37,8 +37,10 @@ from tests.fake_microsoft_rules import (
     SMALL_ATTACHMENT_LIMIT,
     GraphRefusal,
     Reply,
+    check_inline_fields,
     check_message,
     decode_attachment,
+    inline_ids,
 )
 
 TENANT = "contoso-tenant"
@@ -77,6 +79,7 @@ class Sent:
     attachments: dict[str, bytes]
     via: str  # "sendMail", "mime" or "draft"
     mime: bytes = b""  # the message as sent in MIME format
+    inline: dict[str, str] = field(default_factory=dict)  # inline attachments: name -> contentId
 
 
 @dataclass
@@ -84,6 +87,7 @@ class Draft:
     mailbox: str
     message: dict[str, Any]
     attachments: dict[str, bytes] = field(default_factory=dict)
+    inline: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -308,7 +312,9 @@ class FakeMicrosoft:
             for a in message.get("attachments", [])
         )
         with self.lock:
-            self.sent.append(Sent(mailbox, message, save in (True, "true"), files, "sendMail"))
+            inline = inline_ids(message.get("attachments"))
+            sent = Sent(mailbox, message, save in (True, "true"), files, "sendMail", inline=inline)
+            self.sent.append(sent)
         return 202, {}, b""
 
     def send_mime(self, mailbox: str, body: bytes) -> Reply:
@@ -358,6 +364,7 @@ class FakeMicrosoft:
         if method == "POST" and rest == ["attachments"]:
             name, content = decode_attachment(data, limit=SMALL_ATTACHMENT_LIMIT)
             draft.attachments[name] = content
+            draft.inline.update(inline_ids([data]))
             return _json(201, {"id": secrets.token_hex(6), "name": name})
         if method == "POST" and rest == ["attachments", "createUploadSession"]:
             item = data.get("AttachmentItem") if isinstance(data, dict) else None
@@ -366,6 +373,8 @@ class FakeMicrosoft:
                 raise GraphRefusal(400, "RequestBodyRead", "AttachmentItem of type file needed")
             if not isinstance(size, int) or not 0 < size < 150 * 1024 * 1024:
                 raise GraphRefusal(400, "ErrorAttachmentSizeInvalid", "size must be under 150 MB")
+            check_inline_fields(item)
+            draft.inline.update(inline_ids([item]))
             session = secrets.token_hex(8)
             upload = Upload(unquote(draft_id), str(item.get("name")), size, secrets.token_hex(8))
             with self.lock:
@@ -377,7 +386,9 @@ class FakeMicrosoft:
         if method == "POST" and rest == ["send"]:
             with self.lock:
                 self.drafts.pop(unquote(draft_id))
-                self.sent.append(Sent(mailbox, draft.message, True, draft.attachments, "draft"))
+                sent = Sent(mailbox, draft.message, True, draft.attachments, "draft")
+                sent.inline = draft.inline
+                self.sent.append(sent)
             return 202, {}, b""
         raise GraphRefusal(404, "ResourceNotFound", "Resource not found for the segment.")
 

@@ -124,6 +124,11 @@ def decode_attachment(attachment: Any, *, limit: int) -> tuple[str, bytes]:
         or not isinstance(attachment.get("name"), str)
     ):
         raise GraphRefusal(400, "RequestBodyRead", "not a #microsoft.graph.fileAttachment")
+    check_inline_fields(attachment)
+    if not isinstance(attachment.get("contentType", ""), str):
+        raise GraphRefusal(400, "RequestBodyRead", "contentType must be a string")
+    if not isinstance(attachment.get("contentBytes", ""), str):
+        raise GraphRefusal(400, "RequestBodyRead", "contentBytes must be a base64 string")
     try:
         content = base64.b64decode(attachment.get("contentBytes", ""), validate=True)
     except (binascii.Error, ValueError):
@@ -131,3 +136,33 @@ def decode_attachment(attachment: Any, *, limit: int) -> tuple[str, bytes]:
     if len(content) >= limit:
         raise GraphRefusal(413, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize", "too big")
     return attachment["name"], content
+
+
+def check_inline_fields(item: dict[str, Any]) -> None:
+    """``isInline`` is an Edm.Boolean and ``contentId`` an Edm.String, as Graph reads them
+    (``"true"`` or a number is refused); an inline image must say which cid: it is."""
+    inline = item.get("isInline", False)
+    if not isinstance(inline, bool):
+        raise GraphRefusal(
+            400,
+            "RequestBodyRead",
+            "Cannot convert a primitive value to the expected type 'Edm.Boolean'.",
+        )
+    content_id = item.get("contentId")
+    if content_id is not None and not isinstance(content_id, str):
+        raise GraphRefusal(
+            400, "RequestBodyRead", "Cannot convert the value to the expected type 'Edm.String'."
+        )
+    if inline and content_id is not None and not content_id.strip():
+        raise GraphRefusal(400, "ErrorInvalidProperty", "contentId must not be empty.")
+
+
+def inline_ids(attachments: Any) -> dict[str, str]:
+    """The name and contentId of each inline attachment (checked by :func:`decode_attachment`)."""
+    if not isinstance(attachments, list):
+        return {}
+    return {
+        str(a["name"]): str(a.get("contentId", ""))
+        for a in attachments
+        if isinstance(a, dict) and a.get("isInline") is True
+    }

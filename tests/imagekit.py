@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 import zlib
 
@@ -29,11 +30,6 @@ def png(width: int, height: int, rgb: tuple[int, int, int] = (200, 30, 40)) -> b
 
 def noisy_png(width: int, height: int, *, seed: int = 1) -> bytes:
     """A PNG that does not compress: its size grows with its pixels (for size limits)."""
-    state, rows = seed, []
-    for _ in range(height):
-        pixels = bytearray()
-        for _ in range(width * 3):
-            state = (state * 1103515245 + 12345) & 0x7FFFFFFF
-            pixels.append(state >> 16 & 0xFF)
-        rows.append(b"\x00" + bytes(pixels))
-    return _png(width, height, b"".join(rows), level=0)
+    noise = random.Random(seed)
+    rows = b"".join(b"\x00" + noise.randbytes(width * 3) for _ in range(height))
+    return _png(width, height, rows, level=0)
