@@ -329,6 +329,9 @@ def _check_steps(
         for r in (*step.to, *step.cc, *step.bcc):
             if r.kind is RecipientKind.OPERATOR and r.value not in operators:
                 raise ConfigurationError(f"{label} sends to unknown operator {r.value!r}")
+        by = step.review.by if step.review is not None else None
+        if by is not None and by.kind is RecipientKind.OPERATOR and by.value not in operators:
+            raise ConfigurationError(f"{label} is reviewed by unknown operator {by.value!r}")
 
 
 def _checked_text(records: dict[str, list[Any]]) -> dict[str, list[Any]]:

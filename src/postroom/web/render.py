@@ -31,6 +31,7 @@ NAV = (
     ("/correspondence", "Correspondence"),
     ("/cases", "Cases"),
     ("/outbox", "Outbox"),
+    ("/reviews", "Reviews"),
     ("/inbound", "Inbound"),
     ("/suppressions", "Suppressions"),
     ("/webhooks", "Webhooks"),

@@ -162,6 +162,7 @@ def show_case(request: Request, auth: LoggedIn, case_id: str) -> Response:
         fields=fields,
         field_names={f.name for f in fields},
         emails=pr.outbox(case_id=case.id, limit=100),
+        reviews=pr.reviews.pending_of_case(case.id),
         conversation=timeline(case, pr.conversation(case.id)),
         data_json=json.dumps(case.data, indent=2, ensure_ascii=False, default=str),
     )
