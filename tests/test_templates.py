@@ -127,7 +127,6 @@ ESCAPES = [
     "{{ case.data.update({'title': 'changed'}) }}",
     "{{ range.__self__ }}",
     "{{ ''.format.__self__ }}",
-    "{{ config.items() }}",
 ]
 
 

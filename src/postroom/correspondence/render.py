@@ -32,6 +32,7 @@ from postroom.correspondence.html2text import html_to_text
 from postroom.correspondence.limits import MAX_LOOP_STEPS, MAX_RENDERED_CHARS, RENDER_SECONDS
 from postroom.correspondence.mime import InlinePart
 from postroom.correspondence.models import Correspondence
+from postroom.correspondence.names import unknown_calls, unknown_variables
 from postroom.correspondence.sandbox import LimitedSandbox
 from postroom.errors import (
     FieldIssue,
@@ -151,15 +152,21 @@ class Renderer:
         )
 
     def check_source(self, source: str, *, what: str) -> None:
-        """Refuse a template that does not compile or includes an unknown correspondence."""
+        """Refuse a template that does not compile, includes an unknown correspondence, or
+        uses a filter, test or variable that no rendering has (wherever in the template)."""
         with _compiling(what):
             tree = self._plain.parse(source)
+        for unknown in unknown_calls(self._plain, tree):
+            raise TemplateError(f"{what}: {unknown}")
+        with _compiling(what):
             # Compiled too: code generation nests deeper than parsing, and a template
             # that can never compile must be refused now, not at every send.
             self._plain.compile(tree)
         for name in meta.find_referenced_templates(tree):
             if name is not None and name not in self._records:
                 raise TemplateError(f"{what}: includes unknown correspondence {name!r}")
+        for unknown in unknown_variables(self._plain, tree):
+            raise TemplateError(f"{what}: {unknown}")
 
     def check(self) -> None:
         """Check every record's subject, HTML and text (for apply, before anything is saved)."""

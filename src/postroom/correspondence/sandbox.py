@@ -17,12 +17,13 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import TemplateAssertionError
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, safe_range
 from markupsafe import Markup
 
-from postroom.correspondence import checks
+from postroom.correspondence import checks, formatting
 from postroom.correspondence.formats import (
     LimitedEscapeFormatter,
     LimitedFormatter,
@@ -42,6 +43,7 @@ from postroom.correspondence.limits import (
     require,
     size_of,
 )
+from postroom.correspondence.names import unknown_calls
 
 _SEQUENCES = (str, bytes, list, tuple)
 
@@ -191,6 +193,22 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         # they are: wrapping them would cost every template for nothing.
         for name, check in checks.FILTER_CHECKS.items():
             self.filters[name] = _guard_filter(self.filters[name], check)
+        # Dates and amounts in the rendering's language; their inputs are bounded there.
+        self.filters.update(formatting.FILTERS)
+
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        # Jinja compiles a filter or test it does not have into a runtime failure where
+        # the call may not be reached ({% if %}): every one is refused here instead, so a
+        # template naming one never compiles, wherever it comes from.
+        for unknown in unknown_calls(self, source):
+            raise TemplateAssertionError(str(unknown), unknown.lineno, name, filename)
+        return super()._generate(source, name, filename, defer_init)
 
     @staticmethod
     def limited_range(*args: int) -> Steps:

@@ -1,0 +1,71 @@
+"""The names a template uses that the sandbox does not have: filters, tests, variables.
+
+Jinja refuses an unknown filter at compile time only where it is always reached: one
+inside ``{% if %}`` compiles, then fails every email that takes that branch. The
+template's syntax tree is read instead, so every filter, test and variable is checked
+before the template is saved or sent.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+
+from jinja2 import Environment, meta, nodes
+
+CONTEXT_NAMES = frozenset({"case", "party", "operator", "account", "language"})
+"""What every rendering gives its templates (cases/context.py render_context, and the
+``language`` the renderer adds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownName:
+    """A filter, test or variable the template uses and the sandbox does not have."""
+
+    kind: str  # "filter", "test" or "variable"
+    name: str
+    lineno: int
+    suggestion: str | None = None
+
+    def __str__(self) -> str:
+        hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
+        return f"uses unknown {self.kind} {self.name!r}{hint}"
+
+
+def _closest(name: str, known: Collection[str]) -> str | None:
+    found = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def unknown_calls(env: Environment, tree: nodes.Template) -> Iterator[UnknownName]:
+    """The filters and tests ``tree`` uses that ``env`` does not have, in source order."""
+    found: list[UnknownName] = []
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        if isinstance(node, nodes.Filter):
+            kind, known = "filter", env.filters
+        else:
+            kind, known = "test", env.tests
+        name = node.name
+        if name not in known:
+            found.append(UnknownName(kind, name, node.lineno, _closest(name, known)))
+    yield from sorted(found, key=lambda u: u.lineno)
+
+
+def unknown_variables(
+    env: Environment, tree: nodes.Template, *, context: Collection[str] = CONTEXT_NAMES
+) -> Iterator[UnknownName]:
+    """The variables ``tree`` reads that neither its context nor the sandbox's globals give.
+
+    Call after :func:`unknown_calls` found nothing: Jinja's analysis compiles the tree.
+    """
+    known = {*context, *env.globals}
+    missing = meta.find_undeclared_variables(tree) - known
+    if not missing:
+        return
+    lines: dict[str, int] = {}
+    for node in tree.find_all(nodes.Name):
+        if isinstance(node, nodes.Name) and node.name in missing:
+            lines.setdefault(node.name, node.lineno)
+    for name in sorted(missing, key=lambda n: (lines.get(n, 0), n)):
+        yield UnknownName("variable", name, lines.get(name, 0), _closest(name, known))
