@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 
 from fastapi.responses import HTMLResponse
 
 from postroom.cases.service import SENT_EMAIL_NAME
+from postroom.correspondence.images import sniff
 from postroom.inbound.sanitise import sanitised
 
 _SHOWN_HEADERS = (
@@ -88,6 +92,8 @@ def html_body(raw: bytes | None, *, untrusted: bool = False) -> HTMLResponse:
     html = view(raw).html if raw else None
     if html and untrusted:
         html = sanitised(html)
+    if html and raw:
+        html = with_images(html, related_images(parse(raw)))
     response = HTMLResponse(html or "<p>This email has no HTML part.</p>")
     response.headers["Content-Security-Policy"] = BODY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -101,3 +107,42 @@ def case_email_body(name: str, raw: bytes | None) -> HTMLResponse:
     ``received-<n>.eml`` or an uploaded email was written by someone else.
     """
     return html_body(raw, untrusted=SENT_EMAIL_NAME.fullmatch(name) is None)
+
+
+# ``cid:ID`` where a reader resolves it: an attribute value (src=, background=) or url().
+_CID = re.compile(
+    r"""(?<=[=("'\s])cid:([A-Za-z0-9][A-Za-z0-9._@-]{0,127})(?![A-Za-z0-9._@-])""", re.IGNORECASE
+)
+
+
+def related_images(message: EmailMessage) -> dict[str, bytes]:
+    """The message's parts with a Content-ID whose bytes are an image, by content id."""
+    found: dict[str, bytes] = {}
+    for part in message.walk():
+        content_id = str(part.get("Content-ID", "")).strip().strip("<>")
+        if not content_id or part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes) and sniff(payload) is not None:
+            found.setdefault(content_id, payload)
+    return found
+
+
+def with_images(html: str, images: Mapping[str, bytes]) -> str:
+    """``html`` with each ``cid:ID`` it shows replaced by the image as a data: URI.
+
+    Shown only in a frame under :data:`BODY_POLICY` (``img-src data:``): the image is
+    displayed as a mail reader shows it, without a request of its own. Only bytes that
+    are a PNG, JPEG, GIF or WebP image are written, with the type the bytes say.
+    """
+    if not images or "cid:" not in html.lower():
+        return html
+
+    def data_uri(match: re.Match[str]) -> str:
+        content = images.get(match.group(1))
+        kind = sniff(content) if content is not None else None
+        if content is None or kind is None:
+            return match.group(0)  # left as it is: a reader shows it as missing too
+        return f"data:{kind};base64,{base64.b64encode(content).decode('ascii')}"
+
+    return _CID.sub(data_uri, html)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +23,7 @@ from postroom.correspondence.render import Rendered
 from postroom.errors import PostroomError
 from postroom.languages import DEFAULT_LANGUAGE
 from postroom.web import forms
-from postroom.web.mail import BODY_POLICY
+from postroom.web.mail import BODY_POLICY, with_images
 from postroom.web.render import page, redirect, templates
 from postroom.web.session import Auth, Form, LoggedIn, postroom_of
 
@@ -208,10 +209,16 @@ def preview(request: Request, auth: LoggedIn, form: Form) -> Response:
     rendered: Rendered | None = None
     error = None
     try:
-        record = _record({**values, "name": values["name"] or "(unsaved)"})
-        rendered = _preview(postroom_of(request), record, forms.text(form, "case_id"))
+        pr = postroom_of(request)
+        with pr.engine.connect() as conn:  # the stored images, which this form does not post
+            stored = pr.correspondence_store.find(conn, values["name"]) if values["name"] else None
+        record = _record({**values, "name": values["name"] or "(unsaved)"}, stored)
+        rendered = _preview(pr, record, forms.text(form, "case_id"))
     except (ValidationError, PostroomError, ValueError) as exc:
         error = forms.problem(exc)
+    if rendered is not None:  # the images as the email carries them, in this frame only
+        shown = {part.content_id: part.content for part in rendered.inline}
+        rendered = replace(rendered, html=with_images(rendered.html, shown))
     response: HTMLResponse = templates.TemplateResponse(
         request, "preview.html", {"rendered": rendered, "error": error}
     )
