@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from postroom.cases.models import Case
+from postroom.cases.models import Case, CaseType
 from postroom.cases.recipients import Addressee
-from postroom.languages import DEFAULT_LANGUAGE, best_match
+from postroom.languages import DEFAULT_LANGUAGE, best_match, check_language
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +93,33 @@ def group_party(group: LanguageGroup, case: Case | None) -> dict[str, Any]:
                 if party is not None:
                     return party.model_dump()
     return {}
+
+
+def party_language(
+    ctype: CaseType, role: str, data: Mapping[str, Any]
+) -> tuple[str | None, str | None]:
+    """The language a case type gives work party ``role`` (its fixed one, else its data
+    field's), and a history note when the field holds no language Postroom knows.
+
+    None: the party's operator's language, if any, is used instead.
+    """
+    spec = ctype.party_languages.get(role)
+    if spec is None:
+        return None, None
+    if spec.language is not None:
+        return spec.language, None
+    field = spec.language_field or ""
+    value = data.get(field)
+    if value is None or value == "":
+        return None, None
+    if isinstance(value, str):
+        try:
+            return check_language(value), None
+        except ValueError:
+            pass
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    fallback = "the case type's" if ctype.language else "the correspondence's own"
+    return None, (
+        f"party {role}: language {shown} in {field} is not a known language; "
+        f"its emails use {fallback}"
+    )

@@ -5,18 +5,21 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from postroom.cases.fields import CaseField, check_fields
+from postroom.cases.parties import PARTIES_SCHEMA, PartyLanguage, party_mappings
 from postroom.languages import check_language
 from postroom.outbox.status import Priority
 from postroom.validation import check_address, check_record_name
@@ -274,7 +277,16 @@ class CaseType(BaseModel):
     class_group: str
     label: str = ""
     id_prefix: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,15}-?$")
-    parties: dict[str, str] = Field(default_factory=dict)
+    parties: Annotated[dict[str, str], WithJsonSchema(PARTIES_SCHEMA)] = Field(
+        default_factory=dict,
+        description="Work parties by role: a source (creator, creator.reports_to, "
+        "operator:<id>, data.<field>), or {from: source, language: de} or "
+        "{from: source, language_field: <field>} for the language of their emails",
+    )
+    # Read from the mapping form of ``parties`` and written back into it (see _dump).
+    party_languages: SkipJsonSchema[dict[str, PartyLanguage]] = Field(
+        default_factory=dict, exclude=True
+    )
     steps: list[SendEmailStep] = Field(default_factory=list)
     fields: list[CaseField] = Field(
         default_factory=list, description="The case data this type expects; none: any data"
@@ -291,6 +303,25 @@ class CaseType(BaseModel):
     @classmethod
     def _language(cls, v: str | None) -> str | None:
         return None if not v else check_language(v, what="case type language")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _party_forms(cls, data: Any) -> Any:
+        return party_mappings(data)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A party with a language is written back as the mapping it was read from; one
+        # without stays a plain source, as stored definitions have always had it.
+        dumped = handler(self)
+        if self.party_languages and isinstance(dumped, dict) and "parties" in dumped:
+            dumped["parties"] = {
+                role: {"from": source, **self.party_languages[role].model_dump(exclude_none=True)}
+                if role in self.party_languages
+                else source
+                for role, source in dumped["parties"].items()
+            }
+        return dumped
 
     @field_validator("class_name", "class_group")
     @classmethod
@@ -314,6 +345,13 @@ class CaseType(BaseModel):
     def _fields(cls, v: list[CaseField]) -> list[CaseField]:
         check_fields(v)
         return v
+
+    @model_validator(mode="after")
+    def _party_languages_have_parties(self) -> CaseType:
+        for role in self.party_languages:
+            if role not in self.parties:
+                raise ValueError(f"party_languages: {role} is not one of this case type's parties")
+        return self
 
     def field(self, name: str) -> CaseField | None:
         return next((f for f in self.fields if f.name == name), None)

@@ -120,6 +120,13 @@ def undeclared_references(ct: CaseType, records: Mapping[str, Correspondence]) -
         )
         if key not in declared and message not in warnings:
             warnings.append(message)
+    for role, spec in ct.party_languages.items():
+        if spec.language_field is not None and spec.language_field not in declared:
+            warnings.append(
+                f"case type {ct.class_name}: party {role} reads its language from "
+                f"case.data.{spec.language_field}, which no field declares "
+                f"(fields: {', '.join(sorted(declared))})"
+            )
     return warnings + _addresses_not_emails(ct)
 
 

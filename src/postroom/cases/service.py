@@ -18,6 +18,7 @@ from postroom.cases import store
 from postroom.cases.data import check_data
 from postroom.cases.emails import Composer
 from postroom.cases.fields import validate_data
+from postroom.cases.languages import party_language
 from postroom.cases.models import INITIAL_STATUS, Case, CaseType, Party, check_status
 from postroom.cases.steps import StepRunner
 from postroom.cases.store import CaseTypeStore
@@ -240,6 +241,9 @@ class CaseService:
                         address = check_address(value, what=f"{role} ({source})")
                     except ValueError as exc:
                         raise ConfigurationError(str(exc)) from None
+            language, note = party_language(ctype, role, data)
+            if note is not None:
+                notes.append(note)
             if operator is not None and operator.email:
                 parties.append(
                     Party(
@@ -247,10 +251,11 @@ class CaseService:
                         address=operator.email,
                         name=operator.name,
                         operator_id=operator.id,
+                        language=language or operator.language,
                     )
                 )
             elif address is not None:
-                parties.append(Party(role=role, address=address))
+                parties.append(Party(role=role, address=address, language=language))
             else:
                 notes.append(f"work party {role} not added: {source} gives no email address")
         return parties, notes

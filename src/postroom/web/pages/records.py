@@ -22,7 +22,7 @@ from postroom.web.session import Auth, Form, LoggedIn, postroom_of
 
 router = APIRouter()
 router.include_router(deleting.router)
-_OPERATOR_FIELDS = ("id", "name", "email", "reports_to")
+_OPERATOR_FIELDS = ("id", "name", "email", "reports_to", "language")
 
 
 def _operators_page(
@@ -60,6 +60,7 @@ def list_operators(request: Request, auth: LoggedIn, edit: str = "") -> Response
             "name": operator.name,
             "email": operator.email or "",
             "reports_to": operator.reports_to or "",
+            "language": operator.language or "",
         }
     return _operators_page(request, auth, values=values)
 
