@@ -76,6 +76,7 @@ def print_entry(e: OutboxEntry) -> None:
         ("case", e.case_id or "-"),
         ("account", e.account or "-"),
         ("from", e.mail_from),
+        ("template", rendered_from(e)),
         ("priority", str(e.priority)),
         ("attempts", str(e.attempts)),
         ("next attempt", f"{e.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"),
@@ -89,6 +90,15 @@ def print_entry(e: OutboxEntry) -> None:
         console.print(f"  {label:>12}: {value}")
     for r in e.recipients:
         console.print(f"  {'recipient':>12}: {r.address} [{r.state}] {recipient_reply(r)}".rstrip())
+
+
+def rendered_from(e: OutboxEntry) -> str:
+    """``Created version 2, in de``; ``-`` for ad-hoc text."""
+    if e.correspondence is None:
+        return "-" if e.language is None else f"ad-hoc text, in {e.language}"
+    version = "" if e.correspondence_version is None else f" version {e.correspondence_version}"
+    language = "" if e.language is None else f", in {e.language}"
+    return f"{e.correspondence}{version}{language}"
 
 
 def recipient_reply(r: Recipient) -> str:

@@ -26,6 +26,7 @@ from postroom.cli.common import (
     table,
 )
 from postroom.cli.kinds import delete_command
+from postroom.cli.versions import cli_writer
 from postroom.db.types import utcnow
 from postroom.inbound.settings import InboundProtocol
 
@@ -44,7 +45,7 @@ def apply(
 
     def body() -> None:
         with opened(create=True) as postroom:
-            report = postroom.apply(file)
+            report = postroom.apply(file, by=cli_writer())  # named in versions kept
         rows = table("kind", id_column("name", (n for _, n, _ in report.changes)), "change")
         for kind, name, change in report.changes:
             style = {"created": "green", "updated": "yellow"}.get(change, "dim")

@@ -51,6 +51,9 @@ class OutboxQuery:
     status: OutboxStatus | None = None
     account: str | None = None
     case_id: str | None = None
+    # The emails rendered from a correspondence, or from one version of it.
+    correspondence: str | None = None
+    version: int | None = None
     sort: SortKey = SortKey.CREATED
     descending: bool = True
     page: int = 1
@@ -78,6 +81,8 @@ def _filtered(query: OutboxQuery, base: _S) -> _S:
         status=None if query.status is None else query.status.value,
         account=query.account,
         case_id=query.case_id,
+        correspondence=query.correspondence,
+        correspondence_version=query.version,
     )
 
 
@@ -93,3 +98,12 @@ def search_outbox(conn: Connection, query: OutboxQuery) -> Page[OutboxEntry]:
         page_size=query.page_size,
         item=_entry,
     )
+
+
+def outbox_window(
+    conn: Connection, query: OutboxQuery, *, limit: int, offset: int
+) -> list[OutboxEntry]:
+    """Up to ``limit`` entries matching ``query`` after skipping ``offset``, in its order."""
+    order = ordered(_SORT_COLUMNS[query.sort], t.c.id, descending=query.descending)
+    listed = _filtered(query, select(*_ENTRY_COLUMNS)).order_by(*order).limit(limit).offset(offset)
+    return [_entry(row) for row in conn.execute(listed)]

@@ -30,8 +30,10 @@ from postroom.api.schemas.work import (
 from postroom.app import Postroom
 from postroom.cases.adhoc import QueuedEmail, prefixed
 from postroom.cases.emails import EmailRequest
+from postroom.db.engine import reading
 from postroom.errors import InvalidFieldsError
 from postroom.outbox import OutboxStatus
+from postroom.outbox.search import OutboxQuery, SortKey, outbox_window
 
 MAX_PAGE = 200
 EmailId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -121,13 +123,27 @@ def router(postroom: Postroom) -> APIRouter:
         status: OutboxStatus | None = None,
         account: Annotated[str | None, Query(max_length=255)] = None,
         case_id: Annotated[str | None, Query(max_length=64)] = None,
+        correspondence: Annotated[
+            str | None, Query(max_length=255, description="Only emails rendered from it")
+        ] = None,
+        correspondence_version: Annotated[
+            int | None,
+            Query(ge=1, le=2**31 - 1, description="Only those rendered from this version of it"),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> EmailPage:
-        # One row more than asked says whether a next page exists.
-        rows = postroom.outbox(
-            status=status, case_id=case_id, account=account, limit=limit + 1, offset=offset
+        query = OutboxQuery(
+            status=status,
+            account=account,
+            case_id=case_id,
+            correspondence=correspondence,
+            version=correspondence_version,
+            sort=SortKey.ID,
         )
+        # One row more than asked says whether a next page exists.
+        with reading(postroom.engine) as conn:
+            rows = outbox_window(conn, query, limit=limit + 1, offset=offset)
         following = None
         if len(rows) > limit:
             following = str(request.url.include_query_params(limit=limit, offset=offset + limit))

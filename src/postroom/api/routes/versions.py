@@ -18,6 +18,7 @@ from postroom.api.schemas.versions import (
 from postroom.api.writes import writer
 from postroom.app import Postroom
 from postroom.correspondence import versions
+from postroom.db.engine import reading
 
 MAX_NUMBER = 2**31 - 1  # an INTEGER column: a larger number names nothing
 Number = Annotated[int, Path(ge=1, le=MAX_NUMBER, description="A version number")]
@@ -26,28 +27,31 @@ _READ = problem_responses(401, 403, 404, 422)
 
 def router(postroom: Postroom) -> APIRouter:
     api = APIRouter(
-        prefix="/correspondence/{name}",
         tags=["correspondence"],
         dependencies=[admin],
         responses=problem_responses(401, 403),
     )
 
-    @api.get("/versions", responses=_READ, summary="List a correspondence's versions")
+    @api.get(
+        "/correspondence/{name}/versions",
+        responses=_READ,
+        summary="List a correspondence's versions",
+    )
     def list_versions(name: str) -> HistoryView:
         """Every saved version, newest first: who saved it, when, why, and how many outbox
         emails were rendered from it. A deleted correspondence keeps its versions."""
-        with postroom.engine.connect() as conn:
+        with reading(postroom.engine) as conn:
             return HistoryView.of(versions.history(conn, name))
 
-    @api.get("/versions/{number}", responses=_READ, summary="Get one version")
+    @api.get("/correspondence/{name}/versions/{number}", responses=_READ, summary="Get one version")
     def get_version(name: str, number: Number) -> VersionContent:
         """The version's full content, as the record was when it was saved."""
-        with postroom.engine.connect() as conn:
+        with reading(postroom.engine) as conn:
             found = versions.info(conn, name, number)
             record = versions.version(conn, name, number)
         return VersionContent(**VersionView.of(found).model_dump(), correspondence=record)
 
-    @api.get("/diff", responses=_READ, summary="Compare two versions")
+    @api.get("/correspondence/{name}/diff", responses=_READ, summary="Compare two versions")
     def diff_versions(
         name: str,
         from_: Annotated[int, Query(alias="from", ge=1, le=MAX_NUMBER)],
@@ -58,11 +62,11 @@ def router(postroom: Postroom) -> APIRouter:
     ) -> DiffView:
         """Part by part (subject, html, text, language, each translation, images): a
         unified diff and numbered lines for a side-by-side view."""
-        with postroom.engine.connect() as conn:
+        with reading(postroom.engine) as conn:
             return DiffView.of(versions.diff(conn, name, from_, to))
 
     @api.post(
-        "/versions/{number}/restore",
+        "/correspondence/{name}/versions/{number}/restore",
         responses=problem_responses(401, 403, 404, 409, 422),
         summary="Restore a version",
     )

@@ -243,6 +243,13 @@ class EmailView(BaseModel):
     sent_at: datetime | None
     priority: Priority
     expires_at: datetime | None
+    correspondence: str | None = Field(
+        None, description="The correspondence it was rendered from; null for ad-hoc text"
+    )
+    correspondence_version: int | None = Field(
+        None, description="That correspondence's version (GET /correspondence/{name}/versions)"
+    )
+    language: str | None = Field(None, examples=["de"], description="The language of its text")
 
     @classmethod
     def of(cls, entry: OutboxEntry) -> EmailView:
