@@ -54,6 +54,7 @@ SAMPLE_PARAMS = {
     "class_name": "A-B-C",
     "address": "jane@example.net",
     "delivery_id": "1",
+    "review_id": "1",
     "number": "1",
 }
 
