@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from postroom.errors import PostroomError
@@ -12,7 +13,7 @@ from postroom.outbox import OutboxStatus
 from postroom.outbox.search import OutboxQuery, SortKey, search_outbox
 from postroom.outbox.status import TRANSITIONS
 from postroom.web import forms, mail
-from postroom.web.pages.bounds import PageNumber, RecordId
+from postroom.web.pages.bounds import MAX_ID, PageNumber, RecordId
 from postroom.web.render import Level, redirect
 from postroom.web.render import page as render
 from postroom.web.session import Form, LoggedIn, postroom_of
@@ -33,6 +34,8 @@ def list_outbox(
     status: str = "",
     account: str = "",
     case: str = "",
+    correspondence: str = "",
+    version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     sort: str = "",
     order: str = "",
     page: PageNumber = 1,
@@ -45,6 +48,9 @@ def list_outbox(
         status=OutboxStatus(status) if status in {s.value for s in OutboxStatus} else None,
         account=account or None,
         case_id=case.strip() or None,
+        correspondence=correspondence.strip() or None,
+        # A version means nothing without its correspondence.
+        version=version if correspondence.strip() else None,
         sort=sort_key,
         descending=descending,
         page=page,
@@ -52,7 +58,14 @@ def list_outbox(
     )
     with pr.engine.connect() as conn:
         found = search_outbox(conn, query)
-    filters = {"q": q, "status": status, "account": account, "case": case}
+    filters = {
+        "q": q,
+        "status": status,
+        "account": account,
+        "case": case,
+        "correspondence": correspondence,
+        "version": version if correspondence.strip() and version else "",
+    }
     ordering = {"sort": sort_key.value, "order": "desc" if descending else "asc"}
     return render(
         request,
