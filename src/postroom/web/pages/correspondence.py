@@ -149,8 +149,11 @@ def save_correspondence(request: Request, auth: LoggedIn, form: Form) -> Respons
     )
 
 
-def _preview(pr: Postroom, record: Correspondence, case_id: str) -> Rendered:
-    """Render ``record`` as an email of the chosen case would be (or with no case)."""
+def _preview(
+    pr: Postroom, record: Correspondence, case_id: str, *, language: str | None = None
+) -> Rendered:
+    """Render ``record`` as an email of the chosen case would be (or with no case), in
+    ``language`` when it has that translation."""
     with pr.engine.connect() as conn:
         records = pr.correspondence_store.all(conn)
         records[record.name] = record
@@ -200,7 +203,7 @@ def _preview(pr: Postroom, record: Correspondence, case_id: str) -> Rendered:
         )
     if record.is_fragment:
         return renderer.render_inline(subject="(a fragment)", body=record.html, context=context)
-    return renderer.render(record.name, context)
+    return renderer.render(record.name, context, language=language)
 
 
 @router.post("/correspondence/preview")
