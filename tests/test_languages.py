@@ -11,6 +11,7 @@ import pytest
 from postroom import Postroom
 from postroom.errors import ConfigurationError, PostroomError
 from postroom.outbox import OutboxEntry
+from tests.apikit import client, issue_tokens
 from tests.fakes import Received, smtp_server
 
 CLASS = "MyOrg-Claims-Work-Claim"
@@ -355,4 +356,25 @@ def test_an_ad_hoc_template_with_an_unknown_filter_is_refused_at_the_request(
     assert "uses unknown filter 'format_curency' (did you mean 'format_currency'?)" in str(
         caught.value
     )
+    assert pr.outbox() == []
+
+
+def test_the_api_answers_422_naming_the_field_for_an_unknown_filter(
+    sqlite_postroom: Postroom,
+) -> None:
+    pr = sqlite_postroom
+    pr.apply(records(25))
+    body = {
+        "to": ["a@example.com"],
+        "class_name": CLASS,
+        "subject": "{{ case.id if false else 'x' | upper }}",
+        "body": "{% if false %}{{ 1 | format_curency('EUR') }}{% endif %}",
+        "template": True,
+    }
+    with client(pr) as c:
+        answer = c.post("/api/v1/emails", json=body, headers=issue_tokens(pr).send)
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert [e["field"] for e in problem["errors"]] == ["body.body"]
+    assert "uses unknown filter 'format_curency'" in problem["detail"]
     assert pr.outbox() == []
