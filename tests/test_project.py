@@ -65,6 +65,7 @@ def test_public_surface_is_exactly_all() -> None:
         "composing",
         "languages",
         "reviews",
+        "proctitle",
     }
     assert public | {"__version__"} == set(postroom.__all__)
 
