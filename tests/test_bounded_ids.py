@@ -143,6 +143,10 @@ BOUNDED_QUERIES = [
     "/inbound?page={}",
     "/suppressions?page={}",
     "/webhooks?before={}",
+    "/outbox?version={}&correspondence=Letter",
+    "/correspondence/versions?from={}&name=Letter",
+    "/correspondence/versions?to={}&name=Letter",
+    "/correspondence/versions/show?number={}&name=Letter",
 ]
 # Read by hand and clamped to what exists (the cases page, the dashboard's hours).
 CLAMPED_QUERIES = ["/cases?page={}", "/?hours={}"]
@@ -151,6 +155,7 @@ CLAMPED_QUERIES = ["/cases?page={}", "/?hours={}"]
 @pytest.fixture
 def studio(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
     with Postroom(make_settings(database_url)) as pr, studio_client(pr) as client:
+        pr.apply({"correspondence": [{"name": "Letter", "subject": "S", "html": "<p>x</p>"}]})
         yield client, log_in(client)
 
 

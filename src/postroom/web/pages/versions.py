@@ -16,7 +16,7 @@ from postroom.errors import PostroomError
 from postroom.web import forms
 from postroom.web.pages.bounds import MAX_ID
 from postroom.web.render import page, redirect
-from postroom.web.session import Form, LoggedIn, postroom_of
+from postroom.web.session import Auth, Form, LoggedIn, postroom_of
 
 router = APIRouter()
 Number = Annotated[int | None, Query(ge=1, le=MAX_ID)]
@@ -50,11 +50,28 @@ def list_versions(
     old: Annotated[int | None, Query(alias="from", ge=1, le=MAX_ID)] = None,
     new: Annotated[int | None, Query(alias="to", ge=1, le=MAX_ID)] = None,
 ) -> Response:
+    return _versions_page(request, auth, name, old, new)
+
+
+def _versions_page(
+    request: Request,
+    auth: Auth,
+    name: str,
+    old: int | None,
+    new: int | None,
+    *,
+    error: str | None = None,
+) -> Response:
     pr = postroom_of(request)
     diff: VersionDiff | None = None
     with reading(pr.engine) as conn:
-        history = versions.history(conn, name)
+        history = versions.history(conn, name)  # an unknown name: the not-found page
         pair = _pair(history, old, new)
+        known = {v.number for v in history.versions}
+        if pair is not None and not set(pair) <= known:
+            # A version chosen that does not exist: the history still shows, with the reason.
+            missing = ", ".join(str(n) for n in sorted(set(pair) - known))
+            error, pair = f"{name} has no version {missing}.", None
         if pair is not None:
             diff = versions.diff(conn, name, *pair)
     return page(
@@ -66,6 +83,7 @@ def list_versions(
         history=history,
         diff=diff,
         pair=pair,
+        error=error,
         emails_url=emails_url,
         versions_url=versions_url,
     )
@@ -76,8 +94,12 @@ def show_version(request: Request, auth: LoggedIn, name: str, number: Number = N
     """One version's content as it was saved (the outbox links an email's version here)."""
     pr = postroom_of(request)
     with reading(pr.engine) as conn:
-        history = versions.history(conn, name)
+        history = versions.history(conn, name)  # an unknown name: the not-found page
         chosen = number or history.latest
+        if chosen not in {v.number for v in history.versions}:
+            # The history instead, saying so: a number typed or kept from another database.
+            missing = f"{name} has no version {chosen}."
+            return _versions_page(request, auth, name, None, None, error=missing)
         found = versions.info(conn, name, chosen)
         record = versions.version(conn, name, chosen)
     return page(
