@@ -11,7 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
+    field_serializer,
     field_validator,
     model_serializer,
     model_validator,
@@ -283,7 +283,7 @@ class CaseType(BaseModel):
         "operator:<id>, data.<field>), or {from: source, language: de} or "
         "{from: source, language_field: <field>} for the language of their emails",
     )
-    # Read from the mapping form of ``parties`` and written back into it (see _dump).
+    # Read from the mapping form of ``parties`` and written back into it (see _dump_parties).
     party_languages: SkipJsonSchema[dict[str, PartyLanguage]] = Field(
         default_factory=dict, exclude=True
     )
@@ -309,19 +309,16 @@ class CaseType(BaseModel):
     def _party_forms(cls, data: Any) -> Any:
         return party_mappings(data)
 
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+    @field_serializer("parties")
+    def _dump_parties(self, parties: dict[str, str]) -> dict[str, Any]:
         # A party with a language is written back as the mapping it was read from; one
         # without stays a plain source, as stored definitions have always had it.
-        dumped = handler(self)
-        if self.party_languages and isinstance(dumped, dict) and "parties" in dumped:
-            dumped["parties"] = {
-                role: {"from": source, **self.party_languages[role].model_dump(exclude_none=True)}
-                if role in self.party_languages
-                else source
-                for role, source in dumped["parties"].items()
-            }
-        return dumped
+        return {
+            role: {"from": source, **self.party_languages[role].model_dump(exclude_none=True)}
+            if role in self.party_languages
+            else source
+            for role, source in parties.items()
+        }
 
     @field_validator("class_name", "class_group")
     @classmethod
