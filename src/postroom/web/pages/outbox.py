@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from postroom.errors import PostroomError
@@ -35,12 +34,14 @@ def list_outbox(
     account: str = "",
     case: str = "",
     correspondence: str = "",
-    version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    version: str = "",
     sort: str = "",
     order: str = "",
     page: PageNumber = 1,
 ) -> Response:
     pr = postroom_of(request)
+    # Read by hand: the filter form sends an empty version, and one out of range is ignored.
+    number = int(version) if version.isdigit() and 1 <= int(version) <= MAX_ID else None
     sort_key = SortKey(sort) if sort in {k.value for k in SortKey} else SortKey.CREATED
     descending = order != "asc"
     query = OutboxQuery(
@@ -50,7 +51,7 @@ def list_outbox(
         case_id=case.strip() or None,
         correspondence=correspondence.strip() or None,
         # A version means nothing without its correspondence.
-        version=version if correspondence.strip() else None,
+        version=number if correspondence.strip() else None,
         sort=sort_key,
         descending=descending,
         page=page,
@@ -64,7 +65,7 @@ def list_outbox(
         "account": account,
         "case": case,
         "correspondence": correspondence,
-        "version": version if correspondence.strip() and version else "",
+        "version": number if correspondence.strip() and number else "",
     }
     ordering = {"sort": sort_key.value, "order": "desc" if descending else "asc"}
     return render(
