@@ -23,8 +23,8 @@ from postroom.db.engine import reading
 Name = Annotated[str, typer.Argument(metavar="NAME", help="The correspondence's name")]
 
 
-def _number(help: str) -> object:
-    return typer.Argument(min=1, max=MAX_ID, help=help, show_default=False)
+def _number(metavar: str, help: str) -> object:
+    return typer.Argument(metavar=metavar, min=1, max=MAX_ID, help=help, show_default=False)
 
 
 def cli_writer() -> str:
@@ -73,8 +73,8 @@ def list_versions(name: Name, json: JsonOption = False) -> None:
 
 def diff_versions(
     name: Name,
-    old: Annotated[int, _number("The older version")],
-    new: Annotated[int | None, _number("The newer version (default: the current)")] = None,
+    old: Annotated[int, _number("FROM", "The older version")],
+    new: Annotated[int | None, _number("TO", "The newer version (default: the current)")] = None,
     json: JsonOption = False,
 ) -> None:
     """Print what changed between two versions as a unified diff."""
@@ -105,7 +105,9 @@ def print_diff(found: VersionDiff) -> None:
 _STYLES = (("---", "bold"), ("+++", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
 
 
-def restore_version(name: Name, number: Annotated[int, _number("The version to restore")]) -> None:
+def restore_version(
+    name: Name, number: Annotated[int, _number("NUMBER", "The version to restore")]
+) -> None:
     """Save an old version's content as the next version (checked as 'apply' checks)."""
 
     def body() -> None:
