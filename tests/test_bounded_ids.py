@@ -137,6 +137,10 @@ ID_ROUTES = [
     ("POST", "/inbound/{}/dismiss"),
     ("GET", "/webhooks/deliveries/{}"),
     ("POST", "/webhooks/deliveries/{}/redeliver"),
+    ("GET", "/reviews/{}"),
+    ("GET", "/reviews/{}/body"),
+    ("POST", "/reviews/{}/approve"),
+    ("POST", "/reviews/{}/reject"),
 ]
 BOUNDED_QUERIES = [
     "/outbox?page={}",
@@ -146,6 +150,7 @@ BOUNDED_QUERIES = [
     "/correspondence/versions?from={}&name=Letter",
     "/correspondence/versions?to={}&name=Letter",
     "/correspondence/versions/show?number={}&name=Letter",
+    "/reviews?page={}",
 ]
 # Read by hand and clamped to what exists (the cases page, the dashboard's hours), or
 # ignored when out of range (the outbox's version filter).

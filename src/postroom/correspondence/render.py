@@ -25,9 +25,10 @@ from jinja2 import (
     UndefinedError,
     meta,
 )
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, TemplateAssertionError
 
 from postroom.correspondence import limits
+from postroom.correspondence.formatting import FormatError
 from postroom.correspondence.html2text import html_to_text
 from postroom.correspondence.limits import MAX_LOOP_STEPS, MAX_RENDERED_CHARS, RENDER_SECONDS
 from postroom.correspondence.mime import InlinePart
@@ -337,9 +338,10 @@ class Renderer:
         except TemplateNotFound as exc:
             raise TemplateError(f"{what}: includes unknown correspondence {exc.name!r}") from None
         except TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"{what}: syntax error on line {exc.lineno}: {exc.message}"
-            ) from None
+            raise TemplateError(f"{what}: {_compile_problem(exc)}") from None
+        except FormatError as exc:
+            # Its message names the filter and the value already.
+            raise TemplateError(f"{what}: {exc}") from None
         except RecursionError:
             raise TemplateLimitError(f"{what}: recursion too deep") from None
         except Exception as exc:
@@ -360,12 +362,19 @@ def _compiling(what: str) -> Iterator[None]:
     try:
         yield
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"{what}: syntax error on line {exc.lineno}: {exc.message}") from None
+        raise TemplateError(f"{what}: {_compile_problem(exc)}") from None
     except TemplateNotFound as exc:
         raise TemplateError(f"{what}: includes unknown correspondence {exc.name!r}") from None
     except RecursionError:
         # Jinja's parser and compiler recurse once per nesting level.
         raise TemplateLimitError(f"{what}: expressions or blocks nested too deeply") from None
+
+
+def _compile_problem(exc: TemplateSyntaxError) -> str:
+    """A syntax error as such; a name the sandbox does not have is no syntax error."""
+    if isinstance(exc, TemplateAssertionError):
+        return f"line {exc.lineno}: {exc.message}"
+    return f"syntax error on line {exc.lineno}: {exc.message}"
 
 
 def _described(exc: Exception) -> str:

@@ -261,6 +261,8 @@ outbox = Table(
         sqlite_where=text(_HAS_EXPIRY),
     ),
     Index("ix_outbox_lease", "status", "lease_expires_at"),
+    # Which emails each version of a correspondence rendered (the version history).
+    Index("ix_outbox_correspondence", "correspondence", "correspondence_version"),
 )
 
 agents = Table(

@@ -37,6 +37,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("language", sa.String(35), nullable=True))
         batch.add_column(sa.Column("review_id", sa.Integer(), nullable=True))
         batch.create_index(batch.f("ix_outbox_review_id"), ["review_id"], unique=False)
+        batch.create_index(
+            "ix_outbox_correspondence", ["correspondence", "correspondence_version"], unique=False
+        )
     op.create_table(
         "correspondence_versions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -105,6 +108,7 @@ def downgrade() -> None:
     op.drop_index("ux_correspondence_versions", table_name="correspondence_versions")
     op.drop_table("correspondence_versions")
     with op.batch_alter_table("outbox") as batch:
+        batch.drop_index("ix_outbox_correspondence")
         batch.drop_index(batch.f("ix_outbox_review_id"))
         for column in ("review_id", "language", "correspondence_version", "correspondence"):
             batch.drop_column(column)
