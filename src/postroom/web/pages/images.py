@@ -24,8 +24,9 @@ from postroom.correspondence.models import InlineImage
 from postroom.errors import NotFoundError, PostroomError
 from postroom.text import printable
 from postroom.web import forms
+from postroom.web.letters import load_correspondence, save_correspondence
 from postroom.web.render import page, redirect
-from postroom.web.session import Auth, Form, LoggedIn, postroom_of
+from postroom.web.session import Auth, Form, LoggedIn
 
 router = APIRouter()
 
@@ -37,12 +38,6 @@ _NOT_AN_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 def _url(name: str) -> str:
     return f"/correspondence/images?name={quote(name, safe='')}"
-
-
-def _load(request: Request, name: str) -> Correspondence:
-    pr = postroom_of(request)
-    with pr.engine.connect() as conn:
-        return pr.correspondence_store.get(conn, name)
 
 
 def _shown(record: Correspondence) -> set[str]:
@@ -84,13 +79,13 @@ def _page(
 
 @router.get("/correspondence/images")
 def list_images(request: Request, auth: LoggedIn, name: str) -> Response:
-    return _page(request, auth, _load(request, name))
+    return _page(request, auth, load_correspondence(request, name))
 
 
 @router.get("/correspondence/images/file")
 def image_file(request: Request, auth: LoggedIn, name: str, cid: str) -> Response:
     """The stored image, with its checked type; nothing but an image type is ever served."""
-    image = _load(request, name).images.get(cid)
+    image = load_correspondence(request, name).images.get(cid)
     if image is None or image.content_type not in TYPES:
         raise NotFoundError(f"correspondence {name!r} has no image {cid!r}")
     return Response(
@@ -141,20 +136,10 @@ def _image(filename: str, content_type: str, content: bytes) -> InlineImage:
         ) from None
 
 
-def _save(request: Request, auth: Auth, record: Correspondence) -> str:
-    """Save ``record`` as apply does; returns what changed (``updated``, ``unchanged``)."""
-    report = postroom_of(request).apply(
-        {"correspondence": [record.model_dump(mode="json", exclude_none=True)]},
-        by=f"studio:{auth.username}",
-    )
-    [(_, _, change)] = report.changes
-    return str(change)
-
-
 @router.post("/correspondence/images")
 def upload_image(request: Request, auth: LoggedIn, form: Form) -> Response:
     name = forms.text(form, "name")
-    record = _load(request, name)
+    record = load_correspondence(request, name)
     upload = forms.upload(form, "file")
     typed = forms.text(form, "content_id")
     try:
@@ -173,7 +158,7 @@ def upload_image(request: Request, auth: LoggedIn, form: Form) -> Response:
         updated = record.model_copy(update={"images": {**record.images, content_id: image}})
         # Validated as a new record: the content id and the images' count and total size.
         checked = Correspondence.model_validate(updated.model_dump())
-        _save(request, auth, checked)
+        save_correspondence(request, auth, checked)
     except (ValidationError, PostroomError, ValueError) as exc:
         message = forms.problem(exc)
         return _page(request, auth, record, error=message, content_id=typed, status_code=422)
@@ -185,12 +170,12 @@ def upload_image(request: Request, auth: LoggedIn, form: Form) -> Response:
 def remove_image(request: Request, auth: LoggedIn, form: Form) -> Response:
     name = forms.text(form, "name")
     content_id = forms.text(form, "content_id")
-    record = _load(request, name)
+    record = load_correspondence(request, name)
     if content_id not in record.images:
         raise NotFoundError(f"correspondence {name!r} has no image {content_id!r}")
     kept: dict[str, Any] = {k: v for k, v in record.images.items() if k != content_id}
     try:
-        _save(request, auth, record.model_copy(update={"images": kept}))
+        save_correspondence(request, auth, record.model_copy(update={"images": kept}))
     except (ValidationError, PostroomError, ValueError) as exc:
         return _page(request, auth, record, error=forms.problem(exc), status_code=422)
     return redirect(request, _url(name), f"Image {content_id} removed.")

@@ -21,6 +21,7 @@ from postroom.correspondence.render import Rendered
 from postroom.errors import NotFoundError, PostroomError
 from postroom.languages import check_language
 from postroom.web import forms
+from postroom.web.letters import load_correspondence, save_correspondence
 from postroom.web.mail import BODY_POLICY, with_images
 from postroom.web.pages.correspondence import _preview
 from postroom.web.render import page, redirect, templates
@@ -33,12 +34,6 @@ _FIELDS = ("language", "subject", "html", "text")
 def _url(name: str, language: str = "") -> str:
     more = f"&language={quote(language, safe='')}#translation-form" if language else ""
     return f"/correspondence/translations?name={quote(name, safe='')}{more}"
-
-
-def _load(request: Request, name: str) -> Correspondence:
-    pr = postroom_of(request)
-    with pr.engine.connect() as conn:
-        return pr.correspondence_store.get(conn, name)
 
 
 def _page(
@@ -69,7 +64,7 @@ def _page(
 
 @router.get("/correspondence/translations")
 def list_translations(request: Request, auth: LoggedIn, name: str, language: str = "") -> Response:
-    record = _load(request, name)
+    record = load_correspondence(request, name)
     values = None
     if language:
         translation = record.translations.get(language)
@@ -109,25 +104,15 @@ def _with(record: Correspondence, values: dict[str, str], *, replacing: str) -> 
     return Correspondence.model_validate(data)
 
 
-def _save(request: Request, auth: Auth, record: Correspondence) -> str:
-    """Save ``record`` as apply does; returns what changed (``updated``, ``unchanged``)."""
-    report = postroom_of(request).apply(
-        {"correspondence": [record.model_dump(mode="json", exclude_none=True)]},
-        by=f"studio:{auth.username}",
-    )
-    [(_, _, change)] = report.changes
-    return str(change)
-
-
 @router.post("/correspondence/translations")
 def save_translation(request: Request, auth: LoggedIn, form: Form) -> Response:
     name = forms.text(form, "name")
     editing = forms.text(form, "editing")
-    record = _load(request, name)
+    record = load_correspondence(request, name)
     values = _typed(form)
     try:
         updated = _with(record, values, replacing=editing)
-        change = _save(request, auth, updated)
+        change = save_correspondence(request, auth, updated)
     except (ValidationError, PostroomError, ValueError) as exc:
         return _page(
             request,
@@ -146,12 +131,12 @@ def save_translation(request: Request, auth: LoggedIn, form: Form) -> Response:
 def remove_translation(request: Request, auth: LoggedIn, form: Form) -> Response:
     name = forms.text(form, "name")
     language = forms.text(form, "language")
-    record = _load(request, name)
+    record = load_correspondence(request, name)
     if language not in record.translations:
         raise NotFoundError(f"correspondence {name!r} has no {language!r} translation")
     kept = {tag: t for tag, t in record.translations.items() if tag != language}
     try:
-        _save(request, auth, record.model_copy(update={"translations": kept}))
+        save_correspondence(request, auth, record.model_copy(update={"translations": kept}))
     except (ValidationError, PostroomError, ValueError) as exc:
         return _page(request, auth, record, error=forms.problem(exc), status_code=422)
     return redirect(request, _url(name), f"Translation {language} of {name} removed.")
@@ -163,7 +148,7 @@ def preview_translation(request: Request, auth: LoggedIn, form: Form) -> Respons
     rendered: Rendered | None = None
     error = None
     try:
-        record = _load(request, forms.text(form, "name"))
+        record = load_correspondence(request, forms.text(form, "name"))
         updated = _with(record, _typed(form), replacing=forms.text(form, "editing"))
         language = check_language(forms.text(form, "language"))
         if updated.is_fragment:
