@@ -219,6 +219,11 @@ def preview(request: Request, auth: LoggedIn, form: Form) -> Response:
         rendered = _preview(pr, record, forms.text(form, "case_id"))
     except (ValidationError, PostroomError, ValueError) as exc:
         error = forms.problem(exc)
+    return preview_page(request, rendered, error)
+
+
+def preview_page(request: Request, rendered: Rendered | None, error: str | None) -> Response:
+    """The preview frame: the rendered email with its images, under the bodies' policy."""
     if rendered is not None:  # the images as the email carries them, in this frame only
         shown = {part.content_id: part.content for part in rendered.inline}
         rendered = replace(rendered, html=with_images(rendered.html, shown))

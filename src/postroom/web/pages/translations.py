@@ -7,12 +7,11 @@ compile and use only what the sandbox has), and kept as a new version by ``studi
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from postroom.correspondence import Correspondence
@@ -22,9 +21,8 @@ from postroom.errors import NotFoundError, PostroomError
 from postroom.languages import check_language
 from postroom.web import forms
 from postroom.web.letters import load_correspondence, save_correspondence
-from postroom.web.mail import BODY_POLICY, with_images
-from postroom.web.pages.correspondence import _preview
-from postroom.web.render import page, redirect, templates
+from postroom.web.pages.correspondence import _preview, preview_page
+from postroom.web.render import page, redirect
 from postroom.web.session import Auth, Form, LoggedIn, postroom_of
 
 router = APIRouter()
@@ -160,11 +158,4 @@ def preview_translation(request: Request, auth: LoggedIn, form: Form) -> Respons
         )
     except (ValidationError, PostroomError, ValueError) as exc:
         error = forms.problem(exc)
-    if rendered is not None:  # the images as the email carries them, in this frame only
-        shown = {part.content_id: part.content for part in rendered.inline}
-        rendered = replace(rendered, html=with_images(rendered.html, shown))
-    response: HTMLResponse = templates.TemplateResponse(
-        request, "preview.html", {"rendered": rendered, "error": error}
-    )
-    response.headers["Content-Security-Policy"] = BODY_POLICY
-    return response
+    return preview_page(request, rendered, error)
