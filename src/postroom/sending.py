@@ -60,19 +60,21 @@ class Sending:
         send_after: datetime | None = None,
         expires_at: datetime | None = None,
         template: bool = False,
+        language: str | None = None,
         record: Callable[[Connection, list[int]], None] | None = None,
     ) -> int:
         """Queue an ad-hoc email; the account is resolved from the case's class or ``class_name``.
 
         ``subject`` and ``body`` (HTML) are sent as written; ``template=True`` renders them
-        as templates. Returns the outbox id; :meth:`queue_email` also says which account
-        was chosen and why. Errors (no account, template, address, missing certificate)
-        are raised here, naming the field they come from.
+        as templates; ``language`` picks a correspondence's translation (and the language
+        dates and amounts are formatted in). Returns the outbox id; :meth:`queue_email`
+        also says which account was chosen and why. Errors (no account, template, address,
+        missing certificate) are raised here, naming the field they come from.
         """
         return self.queue_email(
             to=to, subject=subject, body=body, correspondence=correspondence,
             class_name=class_name, case_id=case_id, cc=cc, bcc=bcc, priority=priority,
-            send_after=send_after, expires_at=expires_at, template=template,
+            send_after=send_after, expires_at=expires_at, template=template, language=language,
             record=(lambda conn, queued: record(conn, list(queued.ids))) if record else None,
         ).ids[0]  # fmt: skip
 
@@ -91,6 +93,7 @@ class Sending:
         send_after: datetime | None = None,
         expires_at: datetime | None = None,
         template: bool = False,
+        language: str | None = None,
         record: Callable[[Connection, QueuedEmail], None] | None = None,
     ) -> QueuedEmail:
         """:meth:`send`, answering the outbox ids, the account chosen, why, and warnings.
@@ -103,6 +106,7 @@ class Sending:
         request = EmailRequest.addressed(
             to=to, cc=cc, bcc=bcc, correspondence=correspondence, subject=subject, body=body,
             priority=priority, send_after=send_after, expires_at=expires_at, template=template,
+            language=language,
         )  # fmt: skip
         check_email(request)
         check_names(class_name=class_name, case_id=case_id)

@@ -268,6 +268,7 @@ class Composition:
             lists,
             offered=record.languages if record is not None else None,
             case_type=ctype.language if ctype is not None else None,
+            asked=request.language,
         )
         attachments: tuple[Attachment, ...] = ()
         if request.include_attachments and case is not None:

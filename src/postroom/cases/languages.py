@@ -55,19 +55,24 @@ def by_language(
     *,
     offered: Sequence[str] | None,
     case_type: str | None,
+    asked: str | None = None,
 ) -> list[LanguageGroup]:
     """The recipients grouped by the language of their email, first recipient first.
 
     ``offered`` are the languages a correspondence is written in, its own first; None for
     inline text, which is written in one language: the case type's, else the default.
+    ``asked`` is the language the request asks for, for every recipient.
     """
-    languages = list(offered) if offered else [case_type or DEFAULT_LANGUAGE]
+    languages = list(offered) if offered else [asked or case_type or DEFAULT_LANGUAGE]
     groups: dict[str, LanguageGroup] = {}
     reasons: dict[str, list[str]] = {}
     for index, people in enumerate(lists):
         for person in people:
             choice = choose_language(
-                person.language, whose=person.whose, case_type=case_type, offered=languages
+                asked or person.language,
+                whose="the request's" if asked else person.whose,
+                case_type=case_type,
+                offered=languages,
             )
             group = groups.get(choice.language)
             if group is None:

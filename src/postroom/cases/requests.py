@@ -9,6 +9,7 @@ from datetime import datetime
 from postroom.cases.adhoc import addressed_recipients, invalid
 from postroom.cases.models import Recipient
 from postroom.errors import FieldIssue, MessageError
+from postroom.languages import check_language
 from postroom.outbox.status import Priority
 
 
@@ -19,6 +20,7 @@ class EmailRequest:
     ``template`` says whether an inline subject and body are templates: they are in a
     case type's steps (built with this constructor); an ad-hoc request from
     :meth:`addressed` is sent as written unless it asks for ``template=True``.
+    ``language`` asks for that language for every recipient (else each recipient's own).
     """
 
     to: Sequence[Recipient] = ()
@@ -32,6 +34,7 @@ class EmailRequest:
     send_after: datetime | None = None  # a scheduled send: not before this time
     expires_at: datetime | None = None  # never sent at or after this time
     template: bool = True
+    language: str | None = None
 
     @classmethod
     def addressed(
@@ -47,6 +50,7 @@ class EmailRequest:
         send_after: datetime | None = None,
         expires_at: datetime | None = None,
         template: bool = False,
+        language: str | None = None,
     ) -> EmailRequest:
         """An ad-hoc request to plain addresses, its subject and body as written.
 
@@ -58,6 +62,11 @@ class EmailRequest:
             name: addressed_recipients(name, values, issues)
             for name, values in (("to", to), ("cc", cc), ("bcc", bcc))
         }
+        if language is not None:
+            try:
+                language = check_language(language)
+            except ValueError as exc:
+                issues.append(FieldIssue("language", str(exc)))
         if issues:
             raise invalid(MessageError, issues)
         return cls(
@@ -71,4 +80,5 @@ class EmailRequest:
             send_after=send_after,
             expires_at=expires_at,
             template=template,
+            language=language,
         )

@@ -201,6 +201,10 @@ def send(
     correspondence: Annotated[
         str | None, typer.Option(help="Correspondence name instead of subject/body")
     ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(help="The correspondence's translation to send (de, fr-CH...)"),
+    ] = None,
     case_id: Annotated[str | None, typer.Option("--case", help="Case the email belongs to")] = None,
     class_name: Annotated[
         str | None, typer.Option("--class", help="Class for account resolution")
@@ -242,6 +246,7 @@ def send(
                 send_after=after,
                 expires_at=expiry,
                 template=template,
+                language=language,
             )
             entry = postroom.outbox_entry(queued.ids[0])
         if as_json:

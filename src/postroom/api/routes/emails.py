@@ -76,6 +76,7 @@ def router(postroom: Postroom) -> APIRouter:
                 send_after=body.send_after,
                 expires_at=body.expires_at,
                 template=body.template,
+                language=body.language,
                 record=lambda conn, queued: record(conn, _answer(queued)),
             ),
         )
@@ -236,6 +237,7 @@ def _request(email: BatchEmail, number: int) -> EmailRequest:
             send_after=email.send_after,
             expires_at=email.expires_at,
             template=email.template,
+            language=email.language,
         )
     except InvalidFieldsError as exc:
         raise prefixed(exc, f"emails.{number}.") from None

@@ -130,6 +130,13 @@ class BatchEmail(BaseModel):
         "{{ account.name }}...); by default they are sent as written",
     )
     correspondence: str | None = Field(None, max_length=255)
+    language: str | None = Field(
+        None,
+        max_length=35,
+        description="The correspondence's translation to send (de, fr-CH…) and the language "
+        "dates and amounts are formatted in; default: its own language",
+        examples=["de"],
+    )
     priority: Priority = Field(Priority.NORMAL, description="Due emails go out high first")
     send_after: AwareDatetime | None = Field(
         None, description="Scheduled send: not before this time (with a time zone)"
