@@ -110,18 +110,18 @@ def test_the_api_takes_a_language_and_names_a_bad_one(pr: Postroom) -> None:
 def test_the_command_line_takes_a_language(tmp_path: Path, pr: Postroom) -> None:
     url = pr.settings.database_url
     runner = CliRunner()
+    send = ["--database-url", url, "send", "--to", "a@example.org", "--correspondence", "Notice"]
     sent = runner.invoke(
         app,
-        ["--database-url", url, "send", "--to", "a@example.org", "--correspondence", "Notice"]
-        + ["--language", "de"],
+        [*send, "--language", "de"],
     )
     assert sent.exit_code == 0, sent.output
     bad = runner.invoke(
         app,
-        ["--database-url", url, "send", "--to", "a@example.org", "--correspondence", "Notice"]
-        + ["--language", "klingon"],
+        [*send, "--language", "klingon"],
     )
     assert bad.exit_code != 0
-    assert "language" in bad.output and "Traceback" not in bad.output
+    assert "language" in bad.output
+    assert "Traceback" not in bad.output
     [row] = pr.outbox()
     assert row.language == "de"
