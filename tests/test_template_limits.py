@@ -433,3 +433,27 @@ def test_api_answers_422_naming_the_ad_hoc_subject(sqlite_postroom: Postroom) ->
     assert "'%' formatting would build over" in detail
     assert [e["field"] for e in problem["errors"]] == ["body.subject"]
     assert sqlite_postroom.outbox() == []
+
+
+def test_fragments_that_each_include_the_next_twice_meet_a_limit() -> None:
+    # Each level doubles the work and prints nothing: 30 levels would take hours.
+    # (Imports need no such test: Jinja keeps a template imported without context.)
+    use = '{% include "F{n}" %}{% include "F{n}" %}'
+    records = {"T": Correspondence(name="T", subject="s", html='{% include "F0" %}')}
+    for i in range(30):
+        records[f"F{i}"] = Correspondence(name=f"F{i}", html=use.replace("{n}", str(i + 1)))
+    records["F30"] = Correspondence(name="F30", html="{# nothing #}")
+    renderer = Renderer(records)
+    renderer.check()
+    with pytest.raises(TemplateLimitError, match="correspondence 'T'"):
+        renderer.render("T", {})
+
+
+def test_a_letter_may_include_a_fragment_for_each_of_many_rows() -> None:
+    records = {
+        "T": Correspondence(
+            name="T", subject="s", html='{% for i in range(500) %}{% include "F" %}{% endfor %}'
+        ),
+        "F": Correspondence(name="F", html="<p>row</p>"),
+    }
+    assert Renderer(records).render("T", {}).html.count("<p>row</p>") == 500

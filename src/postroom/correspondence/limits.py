@@ -89,6 +89,16 @@ def charge(chars: int) -> None:
         budget.check_time()
 
 
+def charge_now(chars: int) -> None:
+    """:func:`charge`, checking the time at once: for costly steps that print nothing
+    (an include starts a template and a context), which doubling would multiply unseen."""
+    budget = _budget.get()
+    if budget is None:
+        return
+    charge(chars)
+    budget.check_time()
+
+
 def printed(value: Any) -> Any:
     """Size and charge a value about to be printed (a list prints as its text).
 

@@ -37,6 +37,7 @@ from postroom.correspondence.limits import (
     Steps,
     built,
     charge,
+    charge_now,
     charge_value,
     escaped_len,
     printed,
@@ -51,6 +52,7 @@ _SEQUENCES = (str, bytes, list, tuple)
 _SLOT = 8  # a pointer in a list
 _BUFFERED_PART = 64  # a small string object and its pointer, kept until the buffer is joined
 _OBJECT = 64
+_INCLUDE = 1024  # a template started: its context, its frame, its output buffer
 
 
 class _CodeGenerator(CodeGenerator):
@@ -79,6 +81,20 @@ class _CodeGenerator(CodeGenerator):
         )
         self.writeline(f"environment.charge_output({cost})")
         super().visit_Output(node, frame)
+
+    def visit_Include(self, node: nodes.Include, frame: Frame) -> None:
+        # An include prints nothing of its own: without a charge, includes that each
+        # include a fragment twice would double the work per level and never meet a limit.
+        self.writeline(f"environment.charge_step({_INCLUDE})")
+        super().visit_Include(node, frame)
+
+    def visit_Import(self, node: nodes.Import, frame: Frame) -> None:
+        self.writeline(f"environment.charge_step({_INCLUDE})")
+        super().visit_Import(node, frame)
+
+    def visit_FromImport(self, node: nodes.FromImport, frame: Frame) -> None:
+        self.writeline(f"environment.charge_step({_INCLUDE})")
+        super().visit_FromImport(node, frame)
 
     def visit_List(self, node: nodes.List, frame: Frame) -> None:
         self._built(super().visit_List, node, frame)
@@ -230,6 +246,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     charge_output = staticmethod(charge)  # called for every output: no extra frame
+    charge_step = staticmethod(charge_now)
     built = staticmethod(built)
 
     @staticmethod
