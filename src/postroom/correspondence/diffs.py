@@ -18,6 +18,7 @@ from typing import Any
 
 from postroom.correspondence.models import Correspondence
 from postroom.correspondence.store import image_refs
+from postroom.diffing import comparable, too_different
 
 CONTEXT = 3  # unchanged lines shown around a change, as diff -u
 LONG_LINE = 160  # an HTML line longer than this is compared tag by tag
@@ -148,6 +149,10 @@ def part_diff(
         return None
     html = part == "html" or part.endswith(".html")
     a, b = _lines(old, html=html), _lines(new, html=html)
+    if not comparable(a, b):
+        said = too_different(a, b)
+        unified = f"--- {labels[0]} {part}\n+++ {labels[1]} {part}\n{said}\n"
+        return PartDiff(part, _change(old, new), unified, (DiffLine(LineKind.HUNK, said),))
     unified = "".join(
         f"{line}\n"
         for line in difflib.unified_diff(

@@ -10,6 +10,7 @@ import difflib
 
 from postroom.correspondence.html2text import html_to_text
 from postroom.correspondence.limits import MAX_RENDERED_CHARS
+from postroom.diffing import comparable, too_different
 from postroom.errors import FieldIssue, InvalidTextError, MessageError, invalid_fields
 from postroom.reviews.models import Text
 from postroom.text import check_body, check_line, check_unicode
@@ -69,12 +70,12 @@ def diff(original: Text, edited: Text) -> str:
         before, after = getattr(original, part), getattr(edited, part)
         if before == after:
             continue
+        old, new = before.splitlines(), after.splitlines()
+        if not comparable(old, new):
+            out += [f"--- {part} (composed)", f"+++ {part} (reviewed)", too_different(old, new)]
+            continue
         lines = difflib.unified_diff(
-            before.splitlines(),
-            after.splitlines(),
-            fromfile=f"{part} (composed)",
-            tofile=f"{part} (reviewed)",
-            lineterm="",
+            old, new, fromfile=f"{part} (composed)", tofile=f"{part} (reviewed)", lineterm=""
         )
         out.extend(lines)
     found = "\n".join(out)
