@@ -186,3 +186,54 @@ def test_a_missing_value_says_how_to_make_it_optional() -> None:
     assert render("{{ case.data.nothing | default('2026-01-01') | format_date }}", "de") == (
         "01.01.2026"
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ 1e28 | format_decimal }}", "10,000,000,000,000,000,000,000,000,000"),
+        (
+            '{{ "12345678901234567890123456789" | format_currency("EUR") }}',
+            "€12,345,678,901,234,567,890,123,456,789.00",
+        ),
+        ('{{ 1 | format_decimal("0." ~ "0" * 97) }}', "1." + "0" * 97),
+        # A template's own language that no locale has: the default's formats, not a crash.
+        ('{% set language = "tlh" %}{{ 1234.5 | format_decimal }}', "1,234.5"),
+    ],
+)
+def test_numbers_and_patterns_within_the_bounds_format(source: str, expected: str) -> None:
+    assert Renderer({}).render_inline(subject="s", body=source, context={}).html == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        (
+            '{{ "0001-01-01T00:00:00+05:00" | format_time(tz="UTC") }}',
+            "format_time: the value cannot be formatted as asked",
+        ),
+        ("{{ 1e999 | format_decimal }}", "a number too large to write"),
+    ],
+)
+def test_values_out_of_range_are_the_filters_error(source: str, said: str) -> None:
+    with pytest.raises(TemplateError, match=said):
+        Renderer({}).render_inline(subject="s", body=source, context={})
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{% if false %}{{ [1] | map("format_curency", "EUR") | list }}{% endif %}',
+        '{{ [1] | select("od") | list }}',
+        '{{ [1] | reject("od") | list }}',
+        '{{ [{"a": 1}] | selectattr("a", "evn") | list }}',
+        '{{ [{"a": 1}] | rejectattr("a", "evn") | list }}',
+    ],
+)
+def test_a_filter_or_test_named_in_a_string_is_checked_too(source: str) -> None:
+    with pytest.raises(TemplateError, match="uses unknown (filter|test)"):
+        Renderer({}).check_source(source, what="t")
+
+
+def test_map_by_attribute_names_no_filter() -> None:
+    Renderer({}).check_source('{{ [{"x": 1}] | map(attribute="x") | list }}', what="t")

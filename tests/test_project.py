@@ -66,6 +66,7 @@ def test_public_surface_is_exactly_all() -> None:
         "languages",
         "reviews",
         "proctitle",
+        "diffing",
     }
     assert public | {"__version__"} == set(postroom.__all__)
 

@@ -15,11 +15,12 @@ import math
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, tzinfo
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal, InvalidOperation, localcontext
+from functools import partial
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel import Locale, dates, numbers
+from babel import Locale, UnknownLocaleError, dates, numbers
 from jinja2 import pass_context
 from jinja2.runtime import Context, Undefined
 
@@ -47,7 +48,8 @@ def _locale(context: Context) -> Locale:
         language = DEFAULT_LANGUAGE
     try:
         return babel_locale(language)
-    except ValueError:  # the renderer sets checked tags; a template may not overwrite them
+    except (ValueError, UnknownLocaleError):
+        # The renderer sets checked tags; a template's own {% set language %} is not one.
         return babel_locale(DEFAULT_LANGUAGE)
 
 
@@ -138,14 +140,24 @@ def _number(value: Any, name: str) -> int | float | Decimal:
     return number
 
 
-def _babel(name: str, call: Callable[[], str]) -> str:
+T = TypeVar("T")
+
+
+def _babel(name: str, call: Callable[[], T]) -> T:
     """Babel's result, its own errors (a bad pattern) said as the filter's."""
     try:
-        return call()
+        # Room for the longest pattern's digits on the largest number allowed: Decimal's
+        # default 28 digits would refuse 1e28 or a pattern with 30 decimals.
+        with localcontext() as decimals:
+            decimals.prec = 2 * (MAX_PATTERN + MAX_MAGNITUDE)
+            return call()
     except FormatError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise FormatError(f"{name}: {exc}") from None
+    except (ArithmeticError, UnknownLocaleError):
+        # decimal.InvalidOperation says only its class; a date past year 9999 overflows.
+        raise FormatError(f"{name}: the value cannot be formatted as asked") from None
 
 
 @pass_context
@@ -191,7 +203,7 @@ def format_time(context: Context, value: Any, format: Any = "medium", tz: Any = 
     pattern = _pattern(format, "format_time", default="medium") or "medium"
     locale = _locale(context)
     if isinstance(moment, datetime) and zone is not None:
-        moment = moment.astimezone(zone)
+        moment = _babel("format_time", partial(moment.astimezone, zone))
     return _babel("format_time", lambda: dates.format_time(moment, pattern, locale=locale))
 
 

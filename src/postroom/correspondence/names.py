@@ -49,7 +49,29 @@ def unknown_calls(env: Environment, tree: nodes.Template) -> Iterator[UnknownNam
         name = node.name
         if name not in known:
             found.append(UnknownName(kind, name, node.lineno, _closest(name, known)))
+        elif isinstance(node, nodes.Filter):
+            found.extend(_named_by_argument(env, node))
     yield from sorted(found, key=lambda u: u.lineno)
+
+
+# Filters that take another filter's or test's name as a string argument, and which one:
+# map("upper"), select("odd"), selectattr("x", "odd").
+_NAME_ARGUMENT = {"map": (0, "filter"), "select": (0, "test"), "reject": (0, "test")}
+_NAME_ARGUMENT |= {"selectattr": (1, "test"), "rejectattr": (1, "test")}
+
+
+def _named_by_argument(env: Environment, node: nodes.Filter) -> Iterator[UnknownName]:
+    """A filter or test named in a string argument (``map("format_curency")``)."""
+    position, kind = _NAME_ARGUMENT.get(node.name, (-1, ""))
+    if position < 0 or len(node.args) <= position:
+        return  # map(attribute="x"), select() with no test: nothing named
+    if node.name == "map" and any(k.key == "attribute" for k in node.kwargs):
+        return
+    argument = node.args[position]
+    if isinstance(argument, nodes.Const) and isinstance(argument.value, str):
+        known = env.filters if kind == "filter" else env.tests
+        if argument.value not in known:
+            yield UnknownName(kind, argument.value, node.lineno, _closest(argument.value, known))
 
 
 def unknown_variables(

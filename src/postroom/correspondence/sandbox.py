@@ -224,6 +224,11 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         # template naming one never compiles, wherever it comes from.
         for unknown in unknown_calls(self, source):
             raise TemplateAssertionError(str(unknown), unknown.lineno, name, filename)
+        for const in source.find_all(nodes.Const):
+            # 1e999 is infinity, which Jinja's generated code would write as a bare name.
+            if isinstance(const.value, float) and not math.isfinite(const.value):
+                too_large = "a number too large to write (use one under 1e308)"
+                raise TemplateAssertionError(too_large, const.lineno, name, filename)
         return super()._generate(source, name, filename, defer_init)
 
     @staticmethod
