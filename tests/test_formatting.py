@@ -231,7 +231,7 @@ def test_values_out_of_range_are_the_filters_error(source: str, said: str) -> No
     ],
 )
 def test_a_filter_or_test_named_in_a_string_is_checked_too(source: str) -> None:
-    with pytest.raises(TemplateError, match="uses unknown (filter|test)"):
+    with pytest.raises(TemplateError, match=r"uses unknown (filter|test)"):
         Renderer({}).check_source(source, what="t")
 
 
