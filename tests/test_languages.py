@@ -13,6 +13,7 @@ from postroom.errors import ConfigurationError, PostroomError
 from postroom.outbox import OutboxEntry
 from tests.apikit import client, issue_tokens
 from tests.fakes import Received, smtp_server
+from tests.studiokit import log_in, studio_client
 
 CLASS = "MyOrg-Claims-Work-Claim"
 
@@ -211,6 +212,10 @@ def test_operator_language_and_fixed_party_language(sqlite_postroom: Postroom) -
     [msg] = srv.sink.received
     assert msg.message["Subject"].startswith("Ihr Antrag")
     assert {p.role: p.language for p in case.parties} == {"Customer": "de", "CaseManager": "de"}
+    with studio_client(pr) as studio:  # the case page says each party's language
+        log_in(studio)
+        page = studio.get(f"/cases/{case.id}").text
+    assert page.count("<td>de</td>") == 2
 
 
 def test_a_bad_language_in_the_data_is_a_note_not_a_crash(postroom: Postroom) -> None:

@@ -46,9 +46,9 @@ def print_case(case: Case) -> None:
             rows.add_row(k, json.dumps(v) if not isinstance(v, str) else v)
         console.print(rows)
     if case.parties:
-        rows = table("role", "name", "address", title="work parties")
+        rows = table("role", "name", "address", "language", title="work parties")
         for p in case.parties:
-            rows.add_row(p.role, p.name, p.address)
+            rows.add_row(p.role, p.name, p.address, p.language or "")
         console.print(rows)
     if case.attachments:
         rows = table("name", "type", "size", "added", title="attachments")
