@@ -56,6 +56,8 @@ reviews = Table(
     Column("requested_at", UTCDateTime, nullable=False),
     Column("escalate_at", UTCDateTime, nullable=True),
     Column("escalated_at", UTCDateTime, nullable=True),
+    # Whom the escalation told (the manager's operator id), or None: nobody could be.
+    Column("escalated_to", String(128), nullable=True),
     Column("decided_at", UTCDateTime, nullable=True),
     Column("decided_by", String(255), nullable=True),
     Column("reason", Text, nullable=True),

@@ -88,6 +88,7 @@ def upgrade() -> None:
         sa.Column("requested_at", _DATETIME, nullable=False),
         sa.Column("escalate_at", _DATETIME, nullable=True),
         sa.Column("escalated_at", _DATETIME, nullable=True),
+        sa.Column("escalated_to", sa.String(128), nullable=True),
         sa.Column("decided_at", _DATETIME, nullable=True),
         sa.Column("decided_by", sa.String(255), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
