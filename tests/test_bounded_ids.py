@@ -255,3 +255,13 @@ def test_every_number_a_studio_address_takes_is_bounded() -> None:
                 bare.append(f"{route.path} {param.name}")
     assert bare == []
     assert bounded == len(ID_ROUTES) + len(BOUNDED_QUERIES)
+
+
+def test_a_page_asked_for_with_a_bad_value_is_not_shown_not_unsaved(
+    studio: tuple[TestClient, str],
+) -> None:
+    client, _ = studio
+    answer = client.get("/correspondence/versions?name=Letter&from=0")
+    assert answer.status_code == 422
+    assert "Not shown" in answer.text
+    assert "Not saved" not in answer.text

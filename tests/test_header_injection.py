@@ -296,6 +296,7 @@ EXPECTED_CASE_HEADERS = sorted(
         "x-auto-response-suppress",
         "mime-version",
         "content-type",
+        "content-language",  # the language of the text (RFC 3282)
     ]
 )
 

@@ -161,5 +161,10 @@ def test_preview_and_outbox_view_show_the_image_as_data(tmp_path: Path) -> None:
             body = client.get(f"/outbox/{outbox_id}/body")
             assert f'src="{data_uri}"' in body.text
             assert "img-src data:" in body.headers["content-security-policy"]
+            entry = client.get(f"/outbox/{outbox_id}").text
+            # Shown in place, so listed as the HTML's images, not as attachments.
+            assert "Images shown in the HTML" in entry
+            assert "<code>cid:logo</code>" in entry
+            assert "Attachments in the email" not in entry
         [received] = srv.sink.received
     assert base64.b64encode(LOGO)[:40] in received.raw

@@ -59,6 +59,9 @@ def test_a_send_asking_for_german_gets_the_german_text_formatted_in_german(pr: P
     assert row.id == outbox_id
     assert (row.language, row.correspondence, row.correspondence_version) == ("de", "Notice", 1)
     subject, html = body_of(pr, outbox_id)
+    with pr.engine.connect() as conn:
+        message = pr.outbox_store.message_bytes(conn, outbox_id) or b""
+    assert b"\r\nContent-Language: de\r\n" in message
     assert subject == "Zahlung von 1.234,50\xa0€"
     assert "Bezahlt am 24. Dezember 2026." in html
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol, cast
 
 from cryptography import x509
@@ -13,8 +13,9 @@ from postroom.accounts import AccountStore, EmailAccount, Resolution, resolve_ac
 from postroom.accounts.encryption import plan_copies
 from postroom.cases import store as case_store
 from postroom.cases.adhoc import as_written, at_field
+from postroom.cases.composed import ComposedEmail, Draft
 from postroom.cases.context import first_party, render_context
-from postroom.cases.languages import LanguageChoice, LanguageGroup, by_language, group_party
+from postroom.cases.languages import LanguageGroup, by_language, group_party
 from postroom.cases.models import Case, CaseType
 from postroom.cases.recipients import addressees, check_timing
 from postroom.cases.requests import EmailRequest
@@ -28,63 +29,6 @@ from postroom.operators import Operator, OperatorStore
 from postroom.outbox.models import NewEmail
 
 __all__ = ["ComposedEmail", "Composer", "Composition", "Draft", "EmailRequest", "Seal"]
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A row's message before sealing: rebuilt with a reviewer's text, then sealed."""
-
-    email: OutgoingEmail
-    encrypt: bool = False  # sealed for its recipients' certificates when approved
-
-
-@dataclass(frozen=True, slots=True)
-class ComposedEmail:
-    """The outbox rows of one email and the account resolution that chose its sender.
-
-    One row per language its recipients read, each one, or two when the account
-    encrypts and some recipients have no certificate: an encrypted copy and, by the
-    account's policy, an unencrypted one.
-    """
-
-    emails: tuple[NewEmail, ...]
-    resolution: Resolution
-    recipients: tuple[Mailbox, ...]
-    encrypted: frozenset[str] = frozenset()  # message ids of the encrypted copies
-    drafts: dict[str, Draft] = field(default_factory=dict)  # by message id
-    languages: dict[str, LanguageChoice] = field(default_factory=dict)  # by message id
-
-    def note(self, email: NewEmail) -> str:
-        """`` (encrypted)``, `` (unencrypted)`` or nothing, for history lines."""
-        if email.message_id in self.encrypted:
-            return " (encrypted)"
-        return " (unencrypted: no certificate)" if self.encrypted else ""
-
-    def rendering(self, email: NewEmail) -> str:
-        """What the email was rendered from, for history lines: ``; correspondence 'X'
-        version 3, in de (Customer's language)``; nothing for text sent as written."""
-        parts = []
-        if email.correspondence is not None:
-            version = f" version {email.version}" if email.version is not None else ""
-            parts.append(f"correspondence '{email.correspondence}'{version}")
-        choice = self.languages.get(email.message_id)
-        if choice is not None and email.language is not None:
-            parts.append(f"in {email.language} ({choice.reason})")
-        return "; " + ", ".join(parts) if parts else ""
-
-    def joined(self, more: ComposedEmail, group: LanguageGroup) -> ComposedEmail:
-        """These rows and ``more``, the rows of one more language."""
-        return ComposedEmail(
-            emails=(*self.emails, *more.emails),
-            resolution=self.resolution,
-            recipients=(*self.recipients, *more.recipients),
-            encrypted=self.encrypted | more.encrypted,
-            drafts={**self.drafts, **more.drafts},
-            languages={
-                **self.languages,
-                **{e.message_id: group.choice for e in more.emails},
-            },
-        )
 
 
 class Seal(Protocol):
@@ -330,6 +274,9 @@ class Composition:
         """The rows of one language's email: one, or an encrypted and an unencrypted copy."""
         to, cc, bcc = ([a.box for a in people] for people in group.lists)
         rendered = content.rendered
+        declared = rendered.language is not None and bool(
+            request.correspondence or request.language
+        )
         now = utcnow()
         envelope: dict[str, str] = {}
         for box in (*to, *cc, *bcc):
@@ -356,6 +303,9 @@ class Composition:
                 attachments=content.attachments,
                 headers=(
                     *((("X-Postroom-Case", case.id),) if case is not None else ()),
+                    # The language the text is in (RFC 3282), for readers and screen readers:
+                    # known for a correspondence or when asked, a guess for inline text.
+                    *((("Content-Language", rendered.language),) if declared else ()),
                     *content.headers,
                 ),
                 inline=rendered.inline,

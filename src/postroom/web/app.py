@@ -117,7 +117,9 @@ def _invalid_request(request: Request, exc: Exception) -> Response:
         f"{str(e.get('msg', 'invalid')).removeprefix('Value error, ')}"
         for e in errors
     )
-    return page(request, "error.html", auth, status_code=422, title="Not saved", message=problems)
+    # A page asked for with a value it cannot take saved nothing, and was never saving.
+    title = "Not saved" if request.method == "POST" else "Not shown"
+    return page(request, "error.html", auth, status_code=422, title=title, message=problems)
 
 
 def _too_large(scope: Scope, limit: int) -> Response:

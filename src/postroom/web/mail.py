@@ -34,6 +34,8 @@ class MessageView:
     text: str | None = None
     html: str | None = None
     attachments: list[tuple[str, str, int]] = field(default_factory=list)
+    # Images the HTML shows in place (Content-ID, inline): content id, name, type, size.
+    inline: list[tuple[str, str, str, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     size: int = 0
 
@@ -70,6 +72,11 @@ def view(raw: bytes) -> MessageView:
             result.notes.append("S/MIME encrypted: the body can only be read by its recipients")
         elif part.is_multipart() or ctype.endswith("pkcs7-signature"):
             continue  # containers and detached signatures have nothing to read
+        elif part.get("Content-ID") and part.get_content_disposition() != "attachment":
+            payload = part.get_payload(decode=True)
+            size = len(payload) if isinstance(payload, bytes) else 0
+            cid = str(part["Content-ID"]).strip().strip("<>")
+            result.inline.append((cid, part.get_filename() or "(unnamed)", ctype, size))
         elif part.get_filename() or part.get_content_disposition() == "attachment":
             payload = part.get_payload(decode=True)
             size = len(payload) if isinstance(payload, bytes) else 0
