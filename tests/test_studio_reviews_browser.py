@@ -60,6 +60,8 @@ def test_a_review_is_edited_and_approved_in_the_studio(browser: Browser, tmp_pat
             frame = page.frame_locator("#review-body")
             assert "your case" in frame.locator("body").inner_text()
             assert CUSTOMER in page.locator("#review-email").inner_text()
+            escalation = page.locator("#review-escalation").inner_text()
+            assert escalation.startswith("manager boss is told at ")  # carol reports to boss
             shot(page, "review-email")
             assert accessibility_problems(page) == []
 

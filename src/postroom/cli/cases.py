@@ -70,7 +70,7 @@ def print_conversation(mails: list[ConversationItem]) -> None:
     for m in mails:
         rows.add_row(
             f"{m.at:%Y-%m-%d %H:%M:%S}",
-            "sent" if m.kind == "sent" else "received",
+            _direction(m),
             f"#{m.id}",
             m.from_address or "-",
             ", ".join(m.to),
@@ -78,6 +78,13 @@ def print_conversation(mails: list[ConversationItem]) -> None:
             m.status,
         )
     console.print(rows)
+
+
+def _direction(m: ConversationItem) -> str:
+    """``sent`` only for mail that went: one awaiting review, rejected or queued has not."""
+    if m.kind == "received":
+        return "received"
+    return "sent" if m.status == "sent" else "outgoing"
 
 
 def warn_failed(failed: list[str]) -> None:

@@ -79,7 +79,7 @@ def print_entry(e: OutboxEntry) -> None:
         ("template", rendered_from(e)),
         ("priority", str(e.priority)),
         ("attempts", str(e.attempts)),
-        ("next attempt", f"{e.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"),
+        ("next attempt", _next_attempt(e)),
         ("expires", f"{e.expires_at:%Y-%m-%d %H:%M:%S} UTC" if e.expires_at else "-"),
         ("sent", f"{e.sent_at:%Y-%m-%d %H:%M:%S} UTC" if e.sent_at else "-"),
         (
@@ -90,6 +90,13 @@ def print_entry(e: OutboxEntry) -> None:
         console.print(f"  {label:>12}: {value}")
     for r in e.recipients:
         console.print(f"  {'recipient':>12}: {r.address} [{r.state}] {recipient_reply(r)}".rstrip())
+
+
+def _next_attempt(e: OutboxEntry) -> str:
+    """When an agent may send it; an email awaiting review waits for that instead."""
+    if e.status is OutboxStatus.AWAITING_REVIEW:
+        return f"waits for review #{e.review_id}" if e.review_id else "waits for its review"
+    return f"{e.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def rendered_from(e: OutboxEntry) -> str:

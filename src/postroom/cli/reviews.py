@@ -29,7 +29,7 @@ reviews_app = typer.Typer(
     help="Emails waiting for their reviewer: list, show, approve, reject.", no_args_is_help=True
 )
 
-ReviewId = Annotated[int, id_argument("The review's id (reviews list shows them)")]
+ReviewId = Annotated[int, id_argument("The review's id (reviews list shows them)", metavar="ID")]
 
 
 def _by() -> str:
@@ -171,8 +171,8 @@ def _print_detail(detail: ReviewDetail) -> None:
         f"reviewer: {r.reviewer.describe()}",
         f"requested: {r.requested_at:%Y-%m-%d %H:%M} UTC",
     ]
-    if r.escalated_at:
-        lines.append(f"manager told: {r.escalated_at:%Y-%m-%d %H:%M} UTC")
+    if detail.escalation:
+        lines.append(f"escalation: {detail.escalation.describe()}")
     if r.decided_at:
         lines.append(f"decided: {r.decided_at:%Y-%m-%d %H:%M} UTC by {r.decided_by or '-'}")
     if r.reason:

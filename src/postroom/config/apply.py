@@ -289,9 +289,9 @@ def write_records(
         renderer = Renderer(known, versions=postroom.correspondence_store.versions(conn))
         renderer.check()  # a ConfigurationError naming the field that does not compile
         check_content_ids(known)  # every cid: the HTML shows is one of its images
-        operators = {o.id for o in postroom.operator_store.list(conn)}
+        operators = {o.id: o for o in postroom.operator_store.list(conn)}
         for ct in records["case_types"]:
-            _check_steps(ct, known, renderer, operators)
+            report.warnings.extend(_check_steps(ct, known, renderer, operators))
             report.warnings.extend(undeclared_references(ct, known))
             report.changes.append(
                 ("case type", ct.class_name, postroom.case_type_store.put(conn, ct))
@@ -311,9 +311,14 @@ def write_records(
 
 
 def _check_steps(
-    ct: CaseType, known: dict[str, Correspondence], renderer: Renderer, operators: set[str]
-) -> None:
-    """Each step names existing correspondence and operators, and its templates compile."""
+    ct: CaseType,
+    known: dict[str, Correspondence],
+    renderer: Renderer,
+    operators: dict[str, Operator],
+) -> list[str]:
+    """Each step names existing correspondence and operators, and its templates compile;
+    warnings for a reviewer operator whose escalation would reach nobody."""
+    warnings: list[str] = []
     for step in ct.steps:
         label = f"case type {ct.class_name}: step {step.name or step.on}"
         if step.correspondence and step.correspondence not in known:
@@ -330,8 +335,31 @@ def _check_steps(
             if r.kind is RecipientKind.OPERATOR and r.value not in operators:
                 raise ConfigurationError(f"{label} sends to unknown operator {r.value!r}")
         by = step.review.by if step.review is not None else None
-        if by is not None and by.kind is RecipientKind.OPERATOR and by.value not in operators:
-            raise ConfigurationError(f"{label} is reviewed by unknown operator {by.value!r}")
+        if by is not None and by.kind is RecipientKind.OPERATOR:
+            if by.value not in operators:
+                raise ConfigurationError(f"{label} is reviewed by unknown operator {by.value!r}")
+            warnings.extend(_escalation_warnings(label, operators[by.value], operators))
+    return warnings
+
+
+def _escalation_warnings(
+    label: str, reviewer: Operator, operators: dict[str, Operator]
+) -> list[str]:
+    """A review waiting too long tells the reviewer's manager: say when nobody would be."""
+    manager = reviewer.reports_to
+    if manager is None:
+        return [
+            f"{label}: reviewer operator {reviewer.id} reports to nobody, so a review waiting "
+            "too long tells nobody"
+        ]
+    found = operators.get(manager)
+    if found is None or not found.email:
+        lack = "is not an operator" if found is None else "has no email address"
+        return [
+            f"{label}: the manager of reviewer operator {reviewer.id}, {manager}, {lack}, "
+            "so a review waiting too long tells nobody"
+        ]
+    return []
 
 
 def _checked_text(records: dict[str, list[Any]]) -> dict[str, list[Any]]:

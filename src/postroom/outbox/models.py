@@ -216,3 +216,4 @@ class OutboxEntry:
     correspondence: str | None = None
     correspondence_version: int | None = None
     language: str | None = None
+    review_id: int | None = None  # the review it awaits (or awaited)

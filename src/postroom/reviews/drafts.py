@@ -90,6 +90,12 @@ def draft_from_json(data: dict[str, Any], message: bytes | None) -> Draft:
     return Draft(email, encrypt=bool(data["encrypt"]))
 
 
+def inline_ids(drafts: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The content ids of the inline images a review's email carries (every copy's)."""
+    found = (i["content_id"] for d in drafts for i in d["email"]["inline"])
+    return tuple(dict.fromkeys(found))
+
+
 def shown_inline(parts: tuple[InlinePart, ...], html: str) -> tuple[InlinePart, ...]:
     """The images an (edited) HTML still shows: one the reviewer removed is not sent."""
     return tuple(p for p in parts if re.search(rf"cid:{re.escape(p.content_id)}\b", html))

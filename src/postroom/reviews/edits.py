@@ -7,7 +7,9 @@ in it reaches the recipient as typed (the case data was filled in already).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 
+from postroom.correspondence.content_ids import shown_content_ids
 from postroom.correspondence.html2text import html_to_text
 from postroom.correspondence.limits import MAX_RENDERED_CHARS
 from postroom.diffing import comparable, too_different
@@ -22,12 +24,18 @@ MAX_DIFF = 20_000  # characters of a diff kept in a history line
 
 
 def edited_text(
-    original: Text, *, subject: str | None, html: str | None, text: str | None
+    original: Text,
+    *,
+    subject: str | None,
+    html: str | None,
+    text: str | None,
+    images: Collection[str] = (),
 ) -> Text | None:
     """The text to send when a reviewer changed something, else None.
 
     An edited HTML without an edited text gets its text part derived from it, as a
-    template without a text part does. Errors name the field (``subject``, ``html``).
+    template without a text part does. An edited HTML may show only the email's inline
+    ``images`` (content ids). Errors name the field (``subject``, ``html``).
     """
     issues: list[FieldIssue] = []
     checked = {
@@ -38,6 +46,8 @@ def edited_text(
     if issues:
         raise invalid_fields(MessageError, issues)
     new_html = checked["html"] if checked["html"] is not None else original.html
+    if new_html != original.html:
+        _check_images(new_html, images)
     new_text = checked["text"]
     if new_text is None or new_text == original.text:
         # Text not edited (or sent back unchanged by a form): it follows the HTML.
@@ -48,6 +58,20 @@ def edited_text(
         new_text,
     )
     return None if new == original else new
+
+
+def _check_images(html: str, images: Collection[str]) -> None:
+    """Refuse an edit showing an image the email lacks: it would arrive broken."""
+    missing = [c for c in shown_content_ids(html) if c not in images]
+    if not missing:
+        return
+    have = ", ".join(sorted(images)) or "none"
+    shown = ", ".join(f"cid:{c}" for c in missing)
+    message = (
+        f"shows {shown}, but the email has no such image (its images: {have}); "
+        "correct the src or remove the image"
+    )
+    raise invalid_fields(MessageError, [FieldIssue("html", message)])
 
 
 def check_reason(reason: str | None) -> str:

@@ -30,6 +30,9 @@ from postroom.reviews.store import ReviewStore
 log = logging.getLogger("postroom.reviews")
 r = tables.reviews
 ACTION = "review-escalated"
+# How an escalation's history line says why nobody was told (read back by reviews.telling).
+NOBODY = "; no manager notified: "
+NOT_NOTIFIED = " not notified: "
 
 
 class Escalation:
@@ -83,31 +86,21 @@ class Escalation:
             f"review #{review.id} (step '{review.step}') waits for "
             f"{review.reviewer.describe()} since {since}"
         )
-        manager, why = self._manager(conn, review)
+        manager, why = manager_of(conn, self._operators, review)
         if manager is None:
-            self._line(conn, review, f"{head}; no manager notified: {why}")
+            self._line(conn, review, f"{head}{NOBODY}{why}")
             return True
         try:
             outbox_ids = self._notify(conn, review, manager, since=since)
         except PostroomError as exc:
-            self._line(conn, review, f"{head}; manager {manager} not notified: {exc}")
+            self._line(conn, review, f"{head}; manager {manager}{NOT_NOTIFIED}{exc}")
             return True
+        # Only a manager whose email was queued counts as told.
+        conn.execute(update(r).where(r.c.id == review_id).values(escalated_to=manager[:128]))
         ids = ", ".join(f"#{i}" for i in outbox_ids)
         self._line(conn, review, f"{head}; manager {manager} notified by outbox {ids}")
         log.info("review #%s escalated to %s", review.id, manager)
         return True
-
-    def _manager(self, conn: Connection, review: ReviewRecord) -> tuple[str | None, str]:
-        """The reviewer operator's manager, or why there is none."""
-        reviewer = review.reviewer
-        if reviewer.operator is None:
-            return None, f"the {reviewer.value} party is not an operator"
-        operator = self._operators.find(conn, reviewer.operator)
-        if operator is None:
-            return None, f"operator {reviewer.operator} no longer exists"
-        if operator.reports_to is None:
-            return None, f"operator {operator.id} reports to nobody"
-        return operator.reports_to, ""
 
     def _notify(
         self, conn: Connection, review: ReviewRecord, manager: str, *, since: str
@@ -147,3 +140,18 @@ class Escalation:
         case_store.add_history(
             conn, review.case_id, actor=case_store.SYSTEM, action=ACTION, detail=detail
         )
+
+
+def manager_of(
+    conn: Connection, operators: OperatorStore, review: ReviewRecord
+) -> tuple[str | None, str]:
+    """The reviewer operator's manager, or why there is none."""
+    reviewer = review.reviewer
+    if reviewer.operator is None:
+        return None, f"the {reviewer.value} party is not an operator"
+    operator = operators.find(conn, reviewer.operator)
+    if operator is None:
+        return None, f"operator {reviewer.operator} no longer exists"
+    if operator.reports_to is None:
+        return None, f"operator {operator.id} reports to nobody"
+    return operator.reports_to, ""

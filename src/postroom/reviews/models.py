@@ -81,6 +81,7 @@ class ReviewRecord:
     requested_at: datetime
     escalate_at: datetime | None  # cleared once escalated: the sweep reads only what is due
     escalated_at: datetime | None
+    escalated_to: str | None  # the manager told; None when nobody could be (or not yet)
     decided_at: datetime | None
     decided_by: str | None
     reason: str | None

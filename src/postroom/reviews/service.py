@@ -30,12 +30,13 @@ from postroom.outbox.events import email_event, queued_again
 from postroom.outbox.status import OutboxStatus
 from postroom.outbox.store import OutboxStore
 from postroom.outbox.wakeup import announce
-from postroom.reviews.drafts import draft_from_json, shown_inline
+from postroom.reviews.drafts import draft_from_json, inline_ids, shown_inline
 from postroom.reviews.edits import check_reason, diff, edited_text
 from postroom.reviews.escalation import Escalation
 from postroom.reviews.expiry import expire_review_rows
 from postroom.reviews.models import ReviewRecord, ReviewState, Text
 from postroom.reviews.store import ReviewStore, decided_already
+from postroom.reviews.telling import EscalationNote, escalation_note
 from postroom.webhooks.events import emit
 from postroom.webhooks.models import EventType
 
@@ -55,6 +56,7 @@ class ReviewDetail:
     bcc: tuple[Mailbox, ...]
     images: tuple[str, ...]  # the inline images' content ids
     diff: str  # empty when the email was not edited
+    escalation: EscalationNote | None  # whom its escalation tells or told; None: never
 
 
 class Reviews:
@@ -74,6 +76,7 @@ class Reviews:
         self._accounts = accounts
         self._seal = seal
         self._outbox = outbox
+        self._operators = operators
         self.store = ReviewStore()
         self.escalation = Escalation(
             engine=engine, composer=composer, operators=operators, outbox=outbox
@@ -117,6 +120,7 @@ class Reviews:
                 select(o.c.account).where(o.c.review_id == review_id).order_by(o.c.id)
             ).scalars()
             account = next(iter(accounts), None)
+            escalation = escalation_note(conn, self._operators, review)
         emails = [d["email"] for d in drafts]
         lists = {
             name: tuple(dict.fromkeys(Mailbox(b[0], b[1]) for e in emails for b in e[name]))
@@ -130,8 +134,9 @@ class Reviews:
             to=lists["to"],
             cc=lists["cc"],
             bcc=lists["bcc"],
-            images=tuple(i["content_id"] for i in first["inline"]) if first else (),
+            images=inline_ids(drafts),
             diff=diff(review.original, review.edited) if review.edited else "",
+            escalation=escalation,
         )
 
     # --- deciding -----------------------------------------------------------------------
@@ -150,8 +155,10 @@ class Reviews:
         :class:`StateError` when it was decided already or its emails expired;
         :class:`InvalidFieldsError` naming ``subject``, ``html`` or ``text`` for bad text.
         """
-        original = self.get(review_id).original
-        edited = edited_text(original, subject=subject, html=html, text=text)
+        with reading(self._engine) as conn:
+            original = self.store.get(conn, review_id).original
+            images = inline_ids(self.store.drafts(conn, review_id))
+        edited = edited_text(original, subject=subject, html=html, text=text, images=images)
         expired = False
         with self._engine.begin() as conn:
             now = utcnow()

@@ -191,6 +191,7 @@ def _record(row: Any, outbox_ids: tuple[int, ...]) -> ReviewRecord:
         requested_at=row.requested_at,
         escalate_at=row.escalate_at,
         escalated_at=row.escalated_at,
+        escalated_to=row.escalated_to,
         decided_at=row.decided_at,
         decided_by=row.decided_by,
         reason=row.reason,

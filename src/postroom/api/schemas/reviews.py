@@ -44,8 +44,16 @@ class ReviewView(BaseModel):
     reviewer: ReviewerView
     state: ReviewState
     requested_at: datetime
-    escalate_at: datetime | None = Field(description="When the manager is told (null once told)")
-    escalated_at: datetime | None = Field(description="When the reviewer's manager was told")
+    escalate_at: datetime | None = Field(
+        description="When it escalates if still waiting (null once escalated or decided)"
+    )
+    escalated_at: datetime | None = Field(
+        description="When it was escalated (see escalated_to for whether anyone was told)"
+    )
+    escalated_to: str | None = Field(
+        description="The manager told (operator id); null before escalation or when nobody "
+        "could be told"
+    )
     overdue: bool = Field(description="Pending past its escalation time")
     decided_at: datetime | None
     decided_by: str | None = Field(description="api:<token>, cli:<user> or studio:<user>")
@@ -64,6 +72,7 @@ class ReviewView(BaseModel):
             requested_at=review.requested_at,
             escalate_at=review.escalate_at,
             escalated_at=review.escalated_at,
+            escalated_to=review.escalated_to,
             overdue=review.overdue(now),
             decided_at=review.decided_at,
             decided_by=review.decided_by,
@@ -86,6 +95,9 @@ class ReviewDetailView(ReviewView):
     edited_text: ReviewText | None = Field(description="The reviewer's text, when changed")
     preview: ReviewText = Field(description="What is (or would be) sent")
     diff: str = Field(description="What the reviewer changed, as unified diffs")
+    escalation: str | None = Field(
+        description="Whom the escalation told or will tell, or why nobody; null when it never will"
+    )
 
     @classmethod
     def of_detail(cls, detail: ReviewDetail, *, now: datetime) -> ReviewDetailView:
@@ -102,6 +114,7 @@ class ReviewDetailView(ReviewView):
             edited_text=ReviewText.of(review.edited) if review.edited else None,
             preview=ReviewText.of(review.sent_text),
             diff=detail.diff,
+            escalation=detail.escalation.describe() if detail.escalation else None,
         )
 
 
