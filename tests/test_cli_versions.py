@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from postroom import Postroom
 from postroom.cli import app
+from postroom.cli.common import usage_problem
 from postroom.correspondence import versions
 from tests.apikit import client, issue_tokens
 from tests.conftest import TEST_KEY, make_settings
@@ -108,3 +109,22 @@ def test_unknown_names_and_numbers_are_one_line_errors(cli: Cli) -> None:
     bad = runner.invoke(app, [*db, "correspondence", "diff", "Created", "0"])
     assert bad.exit_code == 2
     assert "Traceback" not in bad.output
+
+
+def test_diff_and_review_arguments_are_named_as_help_shows_them(cli: Cli) -> None:
+    runner, db, _, _ = cli
+    for args, name in (
+        (["correspondence", "diff", "Created", "0"], "FROM"),
+        (["correspondence", "diff", "Created", "1", "x"], "TO"),
+        (["reviews", "show", "0"], "ID"),
+        (["reviews", "approve", "x"], "ID"),
+    ):
+        done = runner.invoke(app, [*db, *args], standalone_mode=False)
+        assert done.exception is not None, done.output
+        assert usage_problem(done.exception).startswith(f"{name}: "), usage_problem(done.exception)
+    helped = runner.invoke(app, ["reviews", "approve", "--help"])
+    assert "review_id" not in helped.output
+    assert "ID" in helped.output
+    diff_help = runner.invoke(app, ["correspondence", "diff", "--help"])
+    assert "FROM" in diff_help.output
+    assert "OLD" not in diff_help.output

@@ -91,7 +91,9 @@ BAD = [
         "format_date: '24.12.2026' is not a date (YYYY-MM-DD)",
     ),
     ("{{ case.data.v | format_date }}", "2026-02-30", "format_date: '2026-02-30' is not a date"),
-    ("{{ case.data.v | format_date }}", 12, "format_date: a int is not a date"),
+    ("{{ case.data.v | format_date }}", 12, "format_date: 12 (a number) is not a date"),
+    ("{{ case.data.v | format_date }}", [1], "format_date: a list is not a date"),
+    ("{{ case.data.v | format_decimal }}", {"a": 1}, "format_decimal: a mapping (several values)"),
     (
         "{{ case.data.v | format_date }}",
         "",

@@ -57,6 +57,27 @@ def test_yaml_reads_images_next_to_the_file_in_both_forms(
     assert stored.images["sig"].filename == "Sig.png"
 
 
+def test_yaml_images_whose_extension_says_their_type_or_none_are_read(
+    tmp_path: Path, sqlite_postroom: Postroom
+) -> None:
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(60)
+    files = {"a.jpg": jpeg, "b.JPEG": jpeg, "c.bin": LOGO, "d": LOGO, "e.png": LOGO}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    images = {name.replace(".", "-"): name for name in files}
+    html = "".join(f'<img src="cid:{cid}">' for cid in images)
+    sqlite_postroom.apply(write_yaml(tmp_path, {**LETTER, "html": html, "images": images}))
+    with sqlite_postroom.engine.connect() as conn:
+        stored = sqlite_postroom.correspondence_store.get(conn, "Letter")
+    assert {cid: i.content_type for cid, i in stored.images.items()} == {
+        "a-jpg": "image/jpeg",
+        "b-JPEG": "image/jpeg",
+        "c-bin": "image/png",
+        "d": "image/png",
+        "e-png": "image/png",
+    }
+
+
 @pytest.mark.parametrize(
     ("images", "files", "expected"),
     [
@@ -80,6 +101,17 @@ def test_yaml_reads_images_next_to_the_file_in_both_forms(
             {"logo": {"file": "logo.png", "content_type": "image/gif"}},
             {"logo.png": LOGO},
             "images.logo: logo.png: said to be image/gif, but the file is image/png",
+        ),
+        (
+            {"logo": "logo.gif"},
+            {"logo.gif": LOGO},
+            "correspondence[0] (Letter): images.logo: logo.gif: said to be image/gif, "
+            "but the file is image/png",
+        ),
+        (
+            {"logo": "logo.jpeg"},
+            {"logo.jpeg": LOGO},
+            "images.logo: logo.jpeg: said to be image/jpeg, but the file is image/png",
         ),
         (
             {"logo": "big.png"},

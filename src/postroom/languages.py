@@ -11,16 +11,21 @@ DEFAULT_LANGUAGE = "en"
 _TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}")
 
 
-def check_language(value: str, *, what: str = "language") -> str:
-    """``value`` as a known language tag (``de``, ``de-CH``, ``pt-BR``); ValueError if not."""
+def check_language(value: str, *, what: str | None = "language") -> str:
+    """``value`` as a known language tag (``de``, ``de-CH``, ``pt-BR``); ValueError if not.
+
+    The message starts with ``what:``; a model's field validator passes None, as
+    pydantic names the field already (``language: 'xx' is not a language ...``).
+    """
+    prefix = f"{what}: " if what else ""
     tag = value.strip() if isinstance(value, str) else ""
     if not _TAG.fullmatch(tag):
-        raise ValueError(f"{what}: {value!r} is not a language tag (e.g. en, de, fr-CH, pt-BR)")
+        raise ValueError(f"{prefix}{value!r} is not a language tag (e.g. en, de, fr-CH, pt-BR)")
     try:
         locale = Locale.parse(tag.replace("-", "_"))
     except (UnknownLocaleError, ValueError):
         raise ValueError(
-            f"{what}: {value!r} is not a language Postroom knows (e.g. en, de, fr-CH, pt-BR)"
+            f"{prefix}{value!r} is not a language Postroom knows (e.g. en, de, fr-CH, pt-BR)"
         ) from None
     return str(locale).replace("_", "-")
 

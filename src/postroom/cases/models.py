@@ -302,7 +302,7 @@ class CaseType(BaseModel):
     @field_validator("language")
     @classmethod
     def _language(cls, v: str | None) -> str | None:
-        return None if not v else check_language(v, what="case type language")
+        return None if not v else check_language(v, what=None)
 
     @model_validator(mode="before")
     @classmethod

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from postroom.languages import check_language
 
@@ -26,7 +34,7 @@ class PartyLanguage(BaseModel):
     @field_validator("language")
     @classmethod
     def _language(cls, v: str | None) -> str | None:
-        return None if v is None else check_language(v, what="party language")
+        return None if v is None else check_language(v, what=None)
 
     @field_validator("language_field")
     @classmethod
@@ -64,8 +72,27 @@ def party_mappings(data: Any) -> Any:
         parties[role] = spec["from"]
         given = {k: spec[k] for k in ("language", "language_field") if k in spec}
         if given:
-            languages[role] = given
+            languages[role] = _party_language(role, given)
     return {**data, "parties": parties, "party_languages": languages}
+
+
+def _party_language(role: Any, given: dict[str, Any]) -> PartyLanguage:
+    """The party's language, its errors at ``parties.<role>``: where the YAML has it, not
+    at the field it is kept in."""
+    try:
+        return PartyLanguage.model_validate(given)
+    except ValidationError as exc:
+        errors: list[InitErrorDetails] = []
+        for err in exc.errors(include_url=False, include_input=False):
+            message = str(err["msg"]).removeprefix("Value error, ")
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError("value_error", "{message}", {"message": message}),
+                    loc=("parties", str(role), *err["loc"]),
+                    input=given,
+                )
+            )
+        raise ValidationError.from_exception_data("CaseType", errors) from None
 
 
 PARTIES_SCHEMA: dict[str, Any] = {

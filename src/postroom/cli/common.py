@@ -282,9 +282,12 @@ def check_arguments() -> None:
 
 
 def _flag(param: Any) -> str:
-    """``--subject`` for an option, ``CASE_ID`` for an argument."""
+    """``--subject`` for an option, ``CASE_ID`` (or its metavar, as --help shows it) for
+    an argument."""
     opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
-    return max(opts, key=len) if opts else str(param.name or "argument").upper()
+    if opts:
+        return str(max(opts, key=len))
+    return str(getattr(param, "metavar", None) or param.name or "argument").upper()
 
 
 def configure_logging(level: str) -> None:

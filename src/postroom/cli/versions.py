@@ -73,15 +73,15 @@ def list_versions(name: Name, json: JsonOption = False) -> None:
 
 def diff_versions(
     name: Name,
-    old: Annotated[int, _number("FROM", "The older version")],
-    new: Annotated[int | None, _number("TO", "The newer version (default: the current)")] = None,
+    from_: Annotated[int, _number("FROM", "The older version")],
+    to: Annotated[int | None, _number("TO", "The newer version (default: the current)")] = None,
     json: JsonOption = False,
 ) -> None:
-    """Print what changed between two versions as a unified diff."""
+    """Print what changed between two versions (FROM to TO) as a unified diff."""
 
     def body() -> None:
         with opened() as postroom, reading(postroom.engine) as conn:
-            found = versions.diff(conn, name, old, new)
+            found = versions.diff(conn, name, from_, to)
         if json:
             from postroom.api.schemas.versions import DiffView  # noqa: PLC0415 - web stack
 

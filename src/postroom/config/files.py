@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import base64
+import mimetypes
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,10 @@ def read_images(entry: dict[str, Any], base: Path, where: str) -> None:
     """A correspondence's ``images: {logo: logo.png}`` (or ``{logo: {file: logo.png,
     filename: Logo.png}}``) become ``{logo: {filename, content_type, content (base64)}}``.
 
-    The type is read from the bytes, never from the file's name. An image given as
-    ``{filename, content}`` (base64, as the API takes it) is left as it is.
+    The type is read from the bytes; the file's extension (or a ``content_type`` given)
+    is what the file claims to be, and a file claiming one type and holding another is
+    refused, as the API refuses it. An image given as ``{filename, content}`` (base64,
+    as the API takes it) is left as it is.
     """
     images = entry.get("images")
     if not isinstance(images, dict):
@@ -74,10 +77,9 @@ def read_images(entry: dict[str, Any], base: Path, where: str) -> None:
         written = str(value["file"])
         content = _image_bytes(base / written, label=label, written=printable(written))
         filename = str(value.get("filename") or Path(written).name)
+        claimed = str(value.get("content_type") or "") or _claimed_type(written)
         try:
-            content_type = check_image(
-                content, content_type=str(value.get("content_type") or ""), filename=filename
-            )
+            content_type = check_image(content, content_type=claimed, filename=filename)
         except ValueError as exc:
             raise ConfigurationError(f"{label}: {printable(written)}: {_reason(exc)}") from None
         read[content_id] = {
@@ -86,6 +88,13 @@ def read_images(entry: dict[str, Any], base: Path, where: str) -> None:
             "content": base64.b64encode(content).decode("ascii"),
         }
     entry["images"] = read
+
+
+def _claimed_type(written: str) -> str:
+    """The image type a file's extension says (``.jpg`` and ``.jpeg``: image/jpeg), or ""
+    when it says none: ``logo.bin`` claims nothing, and its bytes decide."""
+    guessed, _ = mimetypes.guess_type(Path(written).name, strict=False)
+    return guessed if guessed is not None and guessed.startswith("image/") else ""
 
 
 def _image_bytes(path: Path, *, label: str, written: str) -> bytes:

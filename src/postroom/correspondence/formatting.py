@@ -11,12 +11,13 @@ Decimal of a million digits would print as a million characters), a time zone's 
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal, InvalidOperation, localcontext
-from functools import partial
+from functools import partial, wraps
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -93,7 +94,23 @@ def _as_datetime(value: Any, name: str) -> datetime | date:
             f"{name}: {text!r} is not a date (YYYY-MM-DD) or date and time "
             "(YYYY-MM-DDTHH:MM:SS+01:00)"
         )
-    raise FormatError(f"{name}: a {type(value).__name__} is not a date")
+    raise FormatError(f"{name}: {_described(value)} is not a date")
+
+
+def _described(value: Any) -> str:
+    """A value as a template's author knows it: ``12 (a number)``, ``a list``."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float | Decimal):
+        text = str(value) if not isinstance(value, int) or value.bit_length() < 64 else ""
+        return f"{text} (a number)" if text and len(text) <= 20 else "a number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping (several values)"
+    if isinstance(value, time):
+        return "a time of day"
+    return f"a value of type {type(value).__name__}"
 
 
 def _zone(tz: Any, name: str) -> tzinfo | None:
@@ -122,7 +139,7 @@ def _number(value: Any, name: str) -> int | float | Decimal:
         except InvalidOperation:
             raise FormatError(f"{name}: {text!r} is not a number") from None
     else:
-        raise FormatError(f"{name}: a {type(value).__name__} is not a number")
+        raise FormatError(f"{name}: {_described(value)} is not a number")
     if isinstance(number, int):
         # Sized by its bits first: Python would refuse to print a long one anyway.
         if number.bit_length() > MAX_MAGNITUDE * 4 or abs(number) >= 10**MAX_MAGNITUDE:
@@ -160,7 +177,52 @@ def _babel(name: str, call: Callable[[], T]) -> T:
         raise FormatError(f"{name}: the value cannot be formatted as asked") from None
 
 
-@pass_context
+_EXAMPLES = {"currency": "'EUR'"}
+
+
+def argument_problem(name: str, positional: int, keywords: Collection[str]) -> str | None:
+    """What is wrong with calling the formatting filter ``name`` with ``positional``
+    arguments and ``keywords`` (beyond the value piped in), or None (also for any other
+    filter). Said at apply and at rendering alike."""
+    function = _UNWRAPPED.get(name)
+    if function is None:
+        return None
+    parameters = list(inspect.signature(function).parameters.values())[2:]  # context, value
+    names = [p.name for p in parameters]
+    if positional > len(names):
+        if not names:
+            return f"{name} takes no arguments"
+        most = f"{len(names)} argument{'s' if len(names) > 1 else ''}"
+        return f"{name} takes at most {most} ({', '.join(names)})"
+    for keyword in keywords:
+        if keyword not in names:
+            known = f" (it takes {', '.join(names)})" if names else " (it takes none)"
+            return f"{name} has no argument {keyword!r}{known}"
+        if names.index(keyword) < positional:
+            return f"{name}: {keyword} is given twice, by position and by name"
+    for index, parameter in enumerate(parameters):
+        given = index < positional or parameter.name in keywords
+        if parameter.default is inspect.Parameter.empty and not given:
+            example = _EXAMPLES.get(parameter.name, "...")
+            return f"{name} needs a {parameter.name}, e.g. {name}({example})"
+    return None
+
+
+def _checked(function: Callable[..., str]) -> Callable[..., str]:
+    """The filter, its arguments checked first: a wrong call from ``map('format_currency')``
+    is refused as apply refuses a written one, not with Python's TypeError."""
+    name = function.__name__
+
+    @wraps(function)
+    def call(context: Context, value: Any, *args: Any, **kwargs: Any) -> str:
+        problem = argument_problem(name, len(args), list(kwargs))
+        if problem is not None:
+            raise FormatError(problem)
+        return function(context, value, *args, **kwargs)
+
+    return pass_context(call)
+
+
 def format_date(context: Context, value: Any, format: Any = "medium") -> str:
     """A date as the language writes it: ``medium`` (24.12.2026), ``long``, or a pattern."""
     moment = _as_datetime(_given(value, "format_date"), "format_date")
@@ -170,7 +232,6 @@ def format_date(context: Context, value: Any, format: Any = "medium") -> str:
     return _babel("format_date", lambda: dates.format_date(day, pattern or "medium", locale))
 
 
-@pass_context
 def format_datetime(context: Context, value: Any, format: Any = "medium", tz: Any = None) -> str:
     """A date and time in the language, in time zone ``tz`` when given (else as written)."""
     moment = _as_datetime(_given(value, "format_datetime"), "format_datetime")
@@ -187,7 +248,6 @@ def format_datetime(context: Context, value: Any, format: Any = "medium", tz: An
     )
 
 
-@pass_context
 def format_time(context: Context, value: Any, format: Any = "medium", tz: Any = None) -> str:
     """A time of day in the language (from a time, or a date and time)."""
     given = _given(value, "format_time")
@@ -207,7 +267,6 @@ def format_time(context: Context, value: Any, format: Any = "medium", tz: Any = 
     return _babel("format_time", lambda: dates.format_time(moment, pattern, locale=locale))
 
 
-@pass_context
 def format_decimal(context: Context, value: Any, format: Any = None) -> str:
     """A number in the language: ``1.234,5`` in German, ``1,234.5`` in English."""
     number = _number(_given(value, "format_decimal"), "format_decimal")
@@ -216,7 +275,6 @@ def format_decimal(context: Context, value: Any, format: Any = None) -> str:
     return _babel("format_decimal", lambda: numbers.format_decimal(number, pattern, locale))
 
 
-@pass_context
 def format_number(context: Context, value: Any) -> str:
     """A number in the language, as Babel's default decimal format writes it."""
     number = _number(_given(value, "format_number"), "format_number")
@@ -224,7 +282,6 @@ def format_number(context: Context, value: Any) -> str:
     return _babel("format_number", lambda: numbers.format_decimal(number, locale=locale))
 
 
-@pass_context
 def format_currency(context: Context, value: Any, currency: Any, format: Any = None) -> str:
     """An amount in ``currency`` (ISO 4217, e.g. EUR) as the language writes it."""
     number = _number(_given(value, "format_currency"), "format_currency")
@@ -242,7 +299,6 @@ def format_currency(context: Context, value: Any, currency: Any, format: Any = N
     )
 
 
-@pass_context
 def format_percent(context: Context, value: Any, format: Any = None) -> str:
     """A fraction as a percentage in the language: 0.25 is ``25 %`` in German."""
     number = _number(_given(value, "format_percent"), "format_percent")
@@ -251,13 +307,18 @@ def format_percent(context: Context, value: Any, format: Any = None) -> str:
     return _babel("format_percent", lambda: numbers.format_percent(number, pattern, locale))
 
 
-FILTERS: dict[str, Callable[..., str]] = {
-    "format_date": format_date,
-    "format_datetime": format_datetime,
-    "format_time": format_time,
-    "format_number": format_number,
-    "format_decimal": format_decimal,
-    "format_currency": format_currency,
-    "format_percent": format_percent,
+_UNWRAPPED: dict[str, Callable[..., str]] = {
+    f.__name__: f
+    for f in (
+        format_date,
+        format_datetime,
+        format_time,
+        format_number,
+        format_decimal,
+        format_currency,
+        format_percent,
+    )
 }
-"""The formatting filters, by the name templates use."""
+
+FILTERS: dict[str, Callable[..., str]] = {name: _checked(f) for name, f in _UNWRAPPED.items()}
+"""The formatting filters, by the name templates use (each given the template context)."""

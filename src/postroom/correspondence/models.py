@@ -11,10 +11,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from postroom.correspondence.images import check_image, check_images
 from postroom.languages import DEFAULT_LANGUAGE, check_language
@@ -95,17 +98,47 @@ class Correspondence(BaseModel):
     @field_validator("language")
     @classmethod
     def _language(cls, v: str) -> str:
-        return check_language(v, what="correspondence language")
+        return check_language(v, what=None)
 
     @field_validator("translations")
     @classmethod
-    def _translations(cls, v: dict[str, Translation]) -> dict[str, Translation]:
+    def _translations(
+        cls, v: dict[str, Translation], info: ValidationInfo
+    ) -> dict[str, Translation]:
+        # Checked here, not after the model, so that each error names its translation
+        # (translations.de), as the YAML and the API name it. ``language`` and ``subject``
+        # are validated before: absent from info.data when they were refused themselves.
+        own = info.data.get("language")
+        fragment = "subject" in info.data and info.data["subject"] is None
         checked: dict[str, Translation] = {}
+        problems: list[tuple[str, str]] = []
         for tag, translation in v.items():
-            language = check_language(tag, what="translation")
+            try:
+                language = check_language(tag, what=None)
+            except ValueError as exc:
+                problems.append((tag, str(exc)))
+                continue
             if language in checked:
-                raise ValueError(f"translation {tag!r}: {language} is given twice")
+                problems.append((tag, f"{language} is given twice"))
+            elif language == own:
+                problems.append(
+                    (
+                        tag,
+                        f"{tag} is the correspondence's own language; its text is subject, "
+                        "html and text",
+                    )
+                )
+            elif fragment and translation.subject is not None:
+                problems.append(
+                    (tag, "a fragment (no subject) has no subject in its translations either")
+                )
+            elif (
+                "subject" in info.data and not fragment and not (translation.subject or "").strip()
+            ):
+                problems.append((tag, "needs a subject, as the correspondence has"))
             checked[language] = translation
+        if problems:
+            raise _field_errors(problems, v)
         return checked
 
     @field_validator("images")
@@ -120,20 +153,6 @@ class Correspondence(BaseModel):
         check_images(v.values())
         return v
 
-    @model_validator(mode="after")
-    def _texts(self) -> Correspondence:
-        for tag, translation in self.translations.items():
-            if tag == self.language:
-                raise ValueError(
-                    f"translation {tag}: {tag} is the correspondence's own language; "
-                    "its text is subject, html and text"
-                )
-            if self.is_fragment and translation.subject is not None:
-                raise ValueError(f"translation {tag}: a fragment (no subject) has no subject")
-            if not self.is_fragment and not (translation.subject or "").strip():
-                raise ValueError(f"translation {tag}: needs a subject, as the correspondence has")
-        return self
-
     @property
     def is_fragment(self) -> bool:
         return self.subject is None
@@ -142,3 +161,19 @@ class Correspondence(BaseModel):
     def languages(self) -> list[str]:
         """The languages it is written in: its own first, then its translations."""
         return [self.language, *self.translations]
+
+
+def _field_errors(problems: list[tuple[str, str]], value: Any) -> ValidationError:
+    """Errors at ``translations.<tag>``: raised in a field's validator, pydantic puts the
+    field's name before each location."""
+    return ValidationError.from_exception_data(
+        "Correspondence",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{message}", {"message": message}),
+                loc=(tag,),
+                input=value,
+            )
+            for tag, message in problems
+        ],
+    )

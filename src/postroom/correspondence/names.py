@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from jinja2 import Environment, meta, nodes
 
+from postroom.correspondence.formatting import argument_problem
+
 CONTEXT_NAMES = frozenset({"case", "party", "operator", "account", "language"})
 """What every rendering gives its templates (cases/context.py render_context, and the
 ``language`` the renderer adds)."""
@@ -38,9 +40,21 @@ def _closest(name: str, known: Collection[str]) -> str | None:
     return found[0] if found else None
 
 
-def unknown_calls(env: Environment, tree: nodes.Template) -> Iterator[UnknownName]:
-    """The filters and tests ``tree`` uses that ``env`` does not have, in source order."""
-    found: list[UnknownName] = []
+@dataclass(frozen=True, slots=True)
+class BadCall:
+    """A formatting filter called with arguments it does not take."""
+
+    message: str
+    lineno: int
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def unknown_calls(env: Environment, tree: nodes.Template) -> Iterator[UnknownName | BadCall]:
+    """The filters and tests ``tree`` uses that ``env`` does not have, and the formatting
+    filters it calls with arguments they do not take, in source order."""
+    found: list[UnknownName | BadCall] = []
     for node in tree.find_all((nodes.Filter, nodes.Test)):
         if isinstance(node, nodes.Filter):
             kind, known = "filter", env.filters
@@ -51,7 +65,19 @@ def unknown_calls(env: Environment, tree: nodes.Template) -> Iterator[UnknownNam
             found.append(UnknownName(kind, name, node.lineno, _closest(name, known)))
         elif isinstance(node, nodes.Filter):
             found.extend(_named_by_argument(env, node))
+            found.extend(_bad_arguments(node))
     yield from sorted(found, key=lambda u: u.lineno)
+
+
+def _bad_arguments(node: nodes.Filter) -> Iterator[BadCall]:
+    """A formatting filter given too many, too few or unknown arguments: Python's
+    TypeError would otherwise fail every email, long after the template was saved."""
+    if node.dyn_args is not None or node.dyn_kwargs is not None:
+        return  # format_date(*args): what it passes is known only when rendering
+    keywords = [str(k.key) for k in node.kwargs if isinstance(k, nodes.Keyword)]
+    problem = argument_problem(node.name, len(node.args), keywords)
+    if problem is not None:
+        yield BadCall(problem, node.lineno)
 
 
 # Filters that take another filter's or test's name as a string argument, and which one:
@@ -79,10 +105,12 @@ def unknown_variables(
 ) -> Iterator[UnknownName]:
     """The variables ``tree`` reads that neither its context nor the sandbox's globals give.
 
-    Call after :func:`unknown_calls` found nothing: Jinja's analysis compiles the tree.
+    A name the template guards (``x | default(...)``, ``x is defined``, anywhere in it) is
+    one it expects may be missing: it is allowed. Call after :func:`unknown_calls` found
+    nothing: Jinja's analysis compiles the tree.
     """
     known = {*context, *env.globals}
-    missing = meta.find_undeclared_variables(tree) - known
+    missing = meta.find_undeclared_variables(tree) - known - _guarded(tree)
     if not missing:
         return
     lines: dict[str, int] = {}
@@ -91,3 +119,17 @@ def unknown_variables(
             lines.setdefault(node.name, node.lineno)
     for name in sorted(missing, key=lambda n: (lines.get(n, 0), n)):
         yield UnknownName("variable", name, lines.get(name, 0), _closest(name, known))
+
+
+_GUARDING_FILTERS = frozenset({"default", "d"})
+_GUARDING_TESTS = frozenset({"defined", "undefined"})
+
+
+def _guarded(tree: nodes.Template) -> set[str]:
+    """The names the template uses as ``default``'s operand or tests with ``is defined``."""
+    names: set[str] = set()
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        guards = _GUARDING_FILTERS if isinstance(node, nodes.Filter) else _GUARDING_TESTS
+        if node.name in guards and isinstance(node.node, nodes.Name):
+            names.add(node.node.name)
+    return names

@@ -152,9 +152,14 @@ class Renderer:
             cache_size=1000,
         )
 
-    def check_source(self, source: str, *, what: str) -> None:
+    def check_source(self, source: str, *, what: str, fragment: bool = False) -> None:
         """Refuse a template that does not compile, includes an unknown correspondence, or
-        uses a filter, test or variable that no rendering has (wherever in the template)."""
+        uses a filter, test or variable that no rendering has (wherever in the template).
+
+        A variable the template guards (``| default``, ``is defined``) is allowed; a
+        fragment's variables are not checked: its context is whichever email includes it,
+        which may set its own (``{% set sig = ... %}{% include 'Signature' %}``).
+        """
         with _compiling(what):
             tree = self._plain.parse(source)
         for unknown in unknown_calls(self._plain, tree):
@@ -166,6 +171,8 @@ class Renderer:
         for name in meta.find_referenced_templates(tree):
             if name is not None and name not in self._records:
                 raise TemplateError(f"{what}: includes unknown correspondence {name!r}")
+        if fragment:
+            return
         for unknown in unknown_variables(self._plain, tree):
             raise TemplateError(f"{what}: {unknown}")
 
@@ -181,12 +188,12 @@ class Renderer:
                 )
             for part, source in parts:
                 if source is not None:
-                    self._check_part(source, name=name, part=part)
+                    self._check_part(source, name=name, part=part, fragment=record.is_fragment)
 
-    def _check_part(self, source: str, *, name: str, part: str) -> None:
+    def _check_part(self, source: str, *, name: str, part: str, fragment: bool) -> None:
         what = f"correspondence {name!r} {part}"
         try:
-            self.check_source(source, what=what)
+            self.check_source(source, what=what, fragment=fragment)
         except TemplateError as exc:
             # The record's field is named (the API lists it as body.subject), while the
             # message stays the one apply has always printed.

@@ -22,7 +22,7 @@ class Operator(BaseModel):
     @field_validator("language")
     @classmethod
     def _language(cls, v: str | None) -> str | None:
-        return None if not v else check_language(v, what="operator language")
+        return None if not v else check_language(v, what=None)
 
     @field_validator("id", "reports_to")
     @classmethod
