@@ -32,6 +32,7 @@ EMAIL_KEYS = {
     "id", "message_id", "case_id", "account", "subject", "mail_from", "recipients", "status",
     "hold", "attempts", "next_attempt_at", "last_code", "last_enhanced", "last_error",
     "created_at", "updated_at", "sent_at", "priority", "expires_at",
+    "correspondence", "correspondence_version", "language",  # what it was rendered from
 }  # fmt: skip
 RECIPIENT_KEYS = {"address", "state", "code", "enhanced", "text"}
 CASE_KEYS = {
