@@ -12,18 +12,23 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection
 
-from postroom.accounts import EmailAccount, Protocol, Security
-from postroom.accounts.encryption import encryption_warnings
-from postroom.auth import GRAPH_SCOPE, MICROSOFT_HOSTS, AuthProfile, check_endpoint
-from postroom.auth.endpoints import check_token_host
-from postroom.cases.models import CaseType, RecipientKind
+from postroom.accounts import EmailAccount
+from postroom.auth import AuthProfile
+from postroom.cases.models import CaseType
 from postroom.cases.references import undeclared_references
+from postroom.config.checks import (
+    check_encryption,
+    check_endpoints,
+    check_keystore,
+    check_profile,
+    check_signing,
+    check_steps,
+)
 from postroom.config.files import (
     read_certificate_files,
     read_dkim_key,
@@ -35,9 +40,7 @@ from postroom.config.files import (
 from postroom.config.webhooks import check_webhooks, put_webhooks
 from postroom.correspondence import Correspondence, Renderer
 from postroom.correspondence.content_ids import check_content_ids
-from postroom.db.types import utcnow
-from postroom.errors import ConfigurationError, ExistsError, TemplateError
-from postroom.keystores.inspection import describe
+from postroom.errors import ConfigurationError, ExistsError
 from postroom.keystores.models import Keystore
 from postroom.operators import Operator
 from postroom.records import Change
@@ -220,7 +223,7 @@ def parse_records(data: dict[str, Any], base: Path) -> tuple[dict[str, list[Any]
                 read_images(entry, base, where)
             record = _validate(model, entry, where)
             if isinstance(record, Keystore):
-                warnings.extend(f"{where}: {w}" for w in _check_keystore(record))
+                warnings.extend(f"{where}: {w}" for w in check_keystore(record))
             if isinstance(record, EmailAccount):
                 warnings.extend(f"{where}: {w}" for w in record.warnings)
             records[section].append(record)
@@ -252,11 +255,11 @@ def write_records(
     """
     records = _checked_text({s: list(records.get(s, [])) for s in SECTIONS})
     report = ApplyReport(warnings=list(warnings or []))
-    _check_endpoints(records, postroom.settings.endpoint_hosts)
+    check_endpoints(records, postroom.settings.endpoint_hosts)
     check_webhooks(records["webhooks"], postroom.settings.endpoint_hosts)
     if warnings is None:  # records from the Python API: open their keystores here
         for keystore in records["keystores"]:
-            report.warnings.extend(_check_keystore(keystore))
+            report.warnings.extend(check_keystore(keystore))
     with postroom.engine.begin() as conn:
         for op in records["operators"]:
             report.changes.append(("operator", op.id, postroom.operator_store.put(conn, op)))
@@ -271,12 +274,12 @@ def write_records(
             report.changes.append(("keystore", keystore.name, change))
         keystores = {k.name: k for k in postroom.keystore_store.list(conn)}
         for account in records["accounts"]:
-            report.warnings.extend(_check_signing(account, keystores))
-            report.warnings.extend(_check_encryption(account))
+            report.warnings.extend(check_signing(account, keystores))
+            report.warnings.extend(check_encryption(account))
         profiles = {p.name: p for p in postroom.profile_store.list(conn)}
         changed_accounts = set()
         for account in records["accounts"]:
-            report.warnings.extend(_check_profile(account, profiles))
+            report.warnings.extend(check_profile(account, profiles))
             change = postroom.account_store.put(conn, account)
             report.changes.append(("account", account.name, change))
             if change != "unchanged":
@@ -291,7 +294,7 @@ def write_records(
         check_content_ids(known)  # every cid: the HTML shows is one of its images
         operators = {o.id: o for o in postroom.operator_store.list(conn)}
         for ct in records["case_types"]:
-            report.warnings.extend(_check_steps(ct, known, renderer, operators))
+            report.warnings.extend(check_steps(ct, known, renderer, operators))
             report.warnings.extend(undeclared_references(ct, known))
             report.changes.append(
                 ("case type", ct.class_name, postroom.case_type_store.put(conn, ct))
@@ -308,58 +311,6 @@ def write_records(
         if create and existing:
             raise ExistsError(f"{', '.join(existing)} exists already")
     return report
-
-
-def _check_steps(
-    ct: CaseType,
-    known: dict[str, Correspondence],
-    renderer: Renderer,
-    operators: dict[str, Operator],
-) -> list[str]:
-    """Each step names existing correspondence and operators, and its templates compile;
-    warnings for a reviewer operator whose escalation would reach nobody."""
-    warnings: list[str] = []
-    for step in ct.steps:
-        label = f"case type {ct.class_name}: step {step.name or step.on}"
-        if step.correspondence and step.correspondence not in known:
-            raise ConfigurationError(
-                f"{label} names correspondence {step.correspondence!r}, which does not exist"
-            )
-        for text in (step.subject, step.body):
-            try:
-                if text is not None:
-                    renderer.check_source(text, what=label)
-            except TemplateError as exc:
-                raise ConfigurationError(str(exc)) from None
-        for r in (*step.to, *step.cc, *step.bcc):
-            if r.kind is RecipientKind.OPERATOR and r.value not in operators:
-                raise ConfigurationError(f"{label} sends to unknown operator {r.value!r}")
-        by = step.review.by if step.review is not None else None
-        if by is not None and by.kind is RecipientKind.OPERATOR:
-            if by.value not in operators:
-                raise ConfigurationError(f"{label} is reviewed by unknown operator {by.value!r}")
-            warnings.extend(_escalation_warnings(label, operators[by.value], operators))
-    return warnings
-
-
-def _escalation_warnings(
-    label: str, reviewer: Operator, operators: dict[str, Operator]
-) -> list[str]:
-    """A review waiting too long tells the reviewer's manager: say when nobody would be."""
-    manager = reviewer.reports_to
-    if manager is None:
-        return [
-            f"{label}: reviewer operator {reviewer.id} reports to nobody, so a review waiting "
-            "too long tells nobody"
-        ]
-    found = operators.get(manager)
-    if found is None or not found.email:
-        lack = "is not an operator" if found is None else "has no email address"
-        return [
-            f"{label}: the manager of reviewer operator {reviewer.id}, {manager}, {lack}, "
-            "so a review waiting too long tells nobody"
-        ]
-    return []
 
 
 def _checked_text(records: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -384,74 +335,3 @@ def _lift_holds(
             note = f"hold lifted, {released} held emails queued again"
             notes.append(f"account {account.name}: {note}")
     return notes
-
-
-def _check_endpoints(records: dict[str, list[Any]], allowed: frozenset[str]) -> None:
-    for profile in records["auth_profiles"]:
-        check_endpoint(
-            profile.token_endpoint,
-            allowed=allowed,
-            what=f"auth profile {profile.name}: token_endpoint",
-        )
-    for account in records["accounts"]:
-        if account.protocol is Protocol.GRAPH:
-            check_endpoint(
-                account.graph_url, allowed=allowed, what=f"account {account.name}: graph_url"
-            )
-        elif account.auth_profile and account.host:
-            check_token_host(
-                account.host,
-                encrypted=account.security is not Security.NONE,
-                allowed=allowed,
-                what=f"account {account.name}: host",
-            )
-
-
-def _check_profile(account: EmailAccount, profiles: dict[str, AuthProfile]) -> list[str]:
-    if not account.auth_profile:
-        return []
-    profile = profiles.get(account.auth_profile)
-    if profile is None:
-        raise ConfigurationError(
-            f"account {account.name} names auth_profile {account.auth_profile!r}, which does "
-            f"not exist (known: {', '.join(sorted(profiles)) or 'none'})"
-        )
-    graph = account.protocol is Protocol.GRAPH
-    microsoft = urlsplit(account.graph_url).hostname in MICROSOFT_HOSTS
-    if graph and microsoft and not profile.scope.startswith(account.graph_url):
-        return [
-            f"account {account.name}: its profile's scope {profile.scope} is not for "
-            f"{account.graph_url}; Graph needs {GRAPH_SCOPE} (or the national cloud's)"
-        ]
-    if not graph and profile.scope == GRAPH_SCOPE:
-        return [
-            f"account {account.name}: SMTP XOAUTH2 with a Graph scope will be refused; "
-            "Office 365 needs https://outlook.office365.com/.default"
-        ]
-    return []
-
-
-def _check_keystore(keystore: Keystore) -> list[str]:
-    """Open the store now (wrong password, alias): a bad keystore fails the apply."""
-    info = describe(keystore.entry())
-    return list(info.warnings)
-
-
-def _check_encryption(account: EmailAccount) -> list[str]:
-    if account.encryption is None:
-        return []
-    found = encryption_warnings(account.encryption, now=utcnow())
-    return [f"account {account.name}: {w}" for w in found]
-
-
-def _check_signing(account: EmailAccount, keystores: dict[str, Keystore]) -> list[str]:
-    if account.signing is None:
-        return []
-    keystore = keystores.get(account.signing.keystore)
-    if keystore is None:
-        raise ConfigurationError(
-            f"account {account.name} signs with keystore {account.signing.keystore!r}, which "
-            f"does not exist (known: {', '.join(sorted(keystores)) or 'none'})"
-        )
-    info = describe(keystore.entry(account.signing.alias), address=account.address)
-    return [f"account {account.name}: {w}" for w in info.warnings]

@@ -158,7 +158,7 @@ def _preview(
         records = pr.correspondence_store.all(conn)
         records[record.name] = record
         renderer = Renderer(records)
-        renderer.check_source(record.html, what="html")
+        renderer.check_source(record.html, what="html", fragment=record.is_fragment)
         # One connection throughout: on SQLite a second one would wait for this one's lock.
         if case_id:
             case = load_case(conn, case_id)
