@@ -7,6 +7,7 @@ import asyncio
 import base64
 import re
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from starlette.testclient import TestClient
@@ -27,7 +28,7 @@ IMAGE = {"filename": "logo.png", "content": base64.b64encode(LOGO).decode()}
 def upload(
     client: TestClient, csrf: str, content: bytes, *, filename: str = "logo.png",
     content_type: str = "image/png", content_id: str = "",
-) -> object:  # fmt: skip
+) -> Any:  # fmt: skip
     return client.post(
         "/correspondence/images",
         data={"csrf_token": csrf, "name": "Letter", "content_id": content_id},
@@ -119,11 +120,11 @@ def test_bad_uploads_are_refused_with_a_clear_message(sqlite_postroom: Postroom)
         csrf = log_in(client)
         for filename, (content, kind, message) in refusals.items():
             refused = upload(client, csrf, content, filename=filename, content_type=kind)
-            assert refused.status_code == 422, filename  # type: ignore[attr-defined]
-            text = refused.text.replace("&#39;", "'")  # type: ignore[attr-defined]
+            assert refused.status_code == 422, filename
+            text = refused.text.replace("&#39;", "'")
             assert message in text, (filename, re.findall(r'id="form-error">(.*?)</div>', text))
         bad_id = upload(client, csrf, LOGO, content_id="no spaces")
-        assert "a content id is 1-64 letters" in bad_id.text  # type: ignore[attr-defined]
+        assert "a content id is 1-64 letters" in bad_id.text
         # Removing an image the HTML shows is refused, naming the cid.
         shown = client.post(
             "/correspondence/images/remove",

@@ -17,7 +17,7 @@ from tests.studiokit import log_in, studio_client
 
 CLASS = "MyOrg-Claims-Work-Claim"
 
-LETTER = {
+LETTER: dict[str, Any] = {
     "name": "Decision",
     "language": "en",
     "subject": "Your claim {{ case.id }}: decision of {{ case.data.decided | format_date }}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,12 @@ from tests.test_delivery import account
 from tests.test_server import wait_for
 
 CUSTOMER = "customer@example.net"
+
+
+def body_part(message: EmailMessage, kind: str) -> str:
+    part = message.get_body((kind,))
+    assert part is not None, f"no {kind} part"
+    return str(part.get_content())
 
 
 def review_records(port: int, *, by: dict[str, str] | None = None) -> dict[str, Any]:
@@ -146,10 +153,10 @@ def test_the_reviewers_edit_is_what_is_sent_and_the_diff_is_in_the_history(
     [received] = mail.sink.received
     message = received.message
     assert message["Subject"] == "Your case is open"
-    text = message.get_body(("plain",)).get_content()
+    text = body_part(message, "plain")
     # Sent as written: the reviewer's text is not a template.
     assert "we opened your case {{ case.id }} today." in text
-    assert "{{ case.id }}" in message.get_body(("html",)).get_content()
+    assert "{{ case.id }}" in body_part(message, "html")
     lines = [d for _, a, d in history(reviewed, case_id) if a == "review-edited"]
     [diff] = lines
     assert diff.startswith(f"review #{review.id} edited by studio:carol:\n--- subject (composed)")
@@ -294,7 +301,7 @@ def test_an_overdue_review_notifies_the_managers_once(reviewed: Postroom, mail: 
     [received] = mail.sink.received
     assert received.rcpt_tos == ["boss@example.org"]
     assert received.message["Subject"].startswith(f"Review #{review.id} for case {case_id} is")
-    body = received.message.get_body(("plain",)).get_content()
+    body = body_part(received.message, "plain")
     assert "manager of operator carol" in body
     assert "http" not in body
     done = reviewed.reviews.get(review.id)

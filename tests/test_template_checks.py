@@ -136,7 +136,7 @@ def test_translation_errors_name_the_translation(sqlite_postroom: Postroom) -> N
         "html": "h",
         "translations": {"xx": {"subject": "S", "html": "h"}},
     }
-    expected = [
+    expected: list[tuple[dict[str, Any], str]] = [
         (
             own,
             "translations.en: en is the correspondence's own language; "
