@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -20,6 +19,7 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from postroom.cases.fields import CaseField, check_fields
 from postroom.cases.parties import PARTIES_SCHEMA, PartyLanguage, party_mappings
+from postroom.cases.records import AttachmentInfo, Case, HistoryEntry, Party
 from postroom.languages import check_language
 from postroom.outbox.status import Priority
 from postroom.validation import check_address, check_record_name
@@ -378,62 +378,20 @@ class CaseType(BaseModel):
         return self
 
 
-class Party(BaseModel):
-    """A work party of a case: a role filled by an operator or an address."""
-
-    model_config = ConfigDict(frozen=True)
-
-    role: str
-    address: str
-    name: str = ""
-    operator_id: str | None = None
-    language: str | None = None  # the language of the emails sent to this party
-
-
-class HistoryEntry(BaseModel):
-    """One line of a case's history."""
-
-    model_config = ConfigDict(frozen=True)
-
-    at: datetime
-    actor: str
-    action: str
-    detail: str
-
-
-class AttachmentInfo(BaseModel):
-    """A file attached to a case, without its content."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    name: str
-    content_type: str
-    size: int
-    created_at: datetime
-    outbox_id: int | None = None
-
-
-class Case(BaseModel):
-    """A case with its parties, attachments and history."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    case_type: str
-    status: str
-    created_by: str | None
-    data: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    parties: list[Party] = Field(default_factory=list)
-    attachments: list[AttachmentInfo] = Field(default_factory=list)
-    history: list[HistoryEntry] = Field(default_factory=list)
-
-    def failed_emails(self, *, since: int = 0) -> list[str]:
-        """Why emails of this case could not be queued, from history entry ``since`` on.
-
-        A step whose email cannot be built (no work party for a role, say) does not undo
-        the case change: it is recorded, and whoever made the change is told.
-        """
-        return [h.detail for h in self.history[since:] if h.action == "email-failed"]
+__all__ = [
+    "DEFAULT_ESCALATE_SECONDS",
+    "INITIAL_STATUS",
+    "AttachmentInfo",
+    "Case",
+    "CaseInbound",
+    "CaseType",
+    "DeliveryMode",
+    "HistoryEntry",
+    "Party",
+    "Recipient",
+    "RecipientKind",
+    "Review",
+    "SendEmailStep",
+    "Trigger",
+    "check_status",
+]
