@@ -189,20 +189,7 @@ def _attachment_part(item: Attachment) -> bytes:
     if not _MIME_TYPE.fullmatch(content_type):
         raise MessageError(f"{item.content_type!r} is not a MIME type")
     filename = single_line(item.filename) or "attachment"
-    disposition = wire.fold(
-        "Content-Disposition",
-        ["attachment;", *[p + ";" for p in wire.filename_parameters(filename)]],
-        separator=" ",
-    ).removesuffix(b";")
-    return CRLF.join(
-        [
-            f"Content-Type: {content_type}".encode(),
-            b"Content-Transfer-Encoding: base64",
-            disposition,
-            b"",
-            wire.base64_lines(item.content),
-        ]
-    )
+    return _file_part(content_type, "attachment", filename, item.content)
 
 
 def _inline_part(item: InlinePart) -> bytes:
@@ -211,19 +198,27 @@ def _inline_part(item: InlinePart) -> bytes:
     if not _MIME_TYPE.fullmatch(item.content_type) or not item.content_type.startswith("image/"):
         raise MessageError(f"{item.content_type!r} is not an image type")
     filename = single_line(item.filename) or "image"
-    disposition = wire.fold(
+    content_id = f"Content-ID: <{item.content_id}>".encode()
+    return _file_part(item.content_type, "inline", filename, item.content, content_id)
+
+
+def _file_part(
+    content_type: str, disposition: str, filename: str, content: bytes, *extra: bytes
+) -> bytes:
+    """A base64 part with its checked type, disposition and file name (RFC 2231)."""
+    folded = wire.fold(
         "Content-Disposition",
-        ["inline;", *[p + ";" for p in wire.filename_parameters(filename)]],
+        [f"{disposition};", *[p + ";" for p in wire.filename_parameters(filename)]],
         separator=" ",
     ).removesuffix(b";")
     return CRLF.join(
         [
-            f"Content-Type: {item.content_type}".encode(),
+            f"Content-Type: {content_type}".encode(),
             b"Content-Transfer-Encoding: base64",
-            f"Content-ID: <{item.content_id}>".encode(),
-            disposition,
+            *extra,
+            folded,
             b"",
-            wire.base64_lines(item.content),
+            wire.base64_lines(content),
         ]
     )
 
